@@ -1,0 +1,1 @@
+"""The edges: everything that touches files, processes, clocks or the network."""

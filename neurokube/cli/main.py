@@ -1,0 +1,74 @@
+"""``neurokube`` command line.
+
+Each command group lives in its own module exposing ``register(subparsers)``; the handler it
+installs with ``set_defaults(func=...)`` takes the parsed ``argparse.Namespace`` and returns an
+exit code. Errors are mapped here, and only here: a :class:`PermanentError` prints one line and
+exits 2, a :class:`TemporaryError` exits 1; nothing prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from neurokube import __version__
+from neurokube.errors import PermanentError, TemporaryError
+
+#: Modules that contribute sub-commands, in help order.
+COMMAND_MODULES: tuple[str, ...] = (
+    "neurokube.cli.trace_cmd",
+    "neurokube.cli.replay_cmd",
+    "neurokube.cluster.cli",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad arguments as one line and exit code 2 (its default too)."""
+
+    def error(self, message: str) -> None:  # pragma: no cover - exercised through the CLI tests
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="neurokube", description="A learned, load-aware scheduler for Kubernetes.")
+    parser.add_argument("--version", action="version", version=f"neurokube {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue  # command group not installed in this build
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from neurokube.logs import configure_logging
+
+    configure_logging(debug=args.verbose)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except PermanentError as exc:
+        print(f"neurokube: error: {exc}", file=sys.stderr)
+        return 2
+    except TemporaryError as exc:
+        print(f"neurokube: unavailable: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("neurokube: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

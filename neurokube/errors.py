@@ -1,0 +1,36 @@
+"""The error taxonomy shared by every layer.
+
+Two kinds drive behaviour, as in kopf: a *permanent* error (the input is wrong, retrying is
+useless; the CLI exits 2 and HTTP answers 4xx) and a *temporary* one (a dependency is down; the
+CLI exits 1 and HTTP answers 503). Edges map them; the core only raises them.
+"""
+
+from __future__ import annotations
+
+
+class NeuroKubeError(Exception):
+    """Base of every error NeuroKube raises on purpose."""
+
+
+class PermanentError(NeuroKubeError):
+    """Bad input or configuration: retrying the same call cannot succeed."""
+
+
+class InputError(PermanentError):
+    """A file, argument or request is malformed; the message says what, where and why."""
+
+    def __init__(self, what: str, where: str | None = None, why: str | None = None) -> None:
+        self.what, self.where, self.why = what, where, why
+        parts = [p for p in (where, what) if p]
+        message = ": ".join(parts)
+        if why:
+            message = f"{message} ({why})"
+        super().__init__(message)
+
+
+class TemporaryError(NeuroKubeError):
+    """A dependency is unavailable; the same call may succeed later."""
+
+    def __init__(self, message: str, delay_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.delay_s = delay_s

@@ -1,0 +1,75 @@
+"""kube-scheduler's default scoring (Kubernetes v1.35.4), on top of the NodeResourcesFit filter.
+
+Of the default score plugins only two tell nodes apart in a replay: NodeResourcesFit
+(LeastAllocated, cpu:1 memory:1) and NodeResourcesBalancedAllocation (weight 1 each). The others
+(TaintToleration, NodeAffinity, PodTopologySpread, InterPodAffinity, ImageLocality) give every
+node the same score for pods without affinities, topology constraints or images, so they cannot
+change the argmax. Read from pkg/scheduler/framework/plugins/noderesources/ at v1.35.4:
+
+* Fit scores *non-zero* requested (a container without requests counts 100m / 200 MiB) plus the
+  pod's non-zero request, per resource ``(cap - req) * 100 // cap`` (0 when req > cap), combined
+  as ``sum(s * w) // sum(w)`` -- int64 arithmetic throughout.
+* BalancedAllocation uses the *actual* requests (``useRequested: true``):
+  ``f = min(req / alloc, 1)``, ``std = |f_cpu - f_mem| / 2``, score ``int64((1 - std) * 100)``;
+  it is skipped (contributes nothing) for BestEffort pods.
+* Highest total wins; ties are broken uniformly at random.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neurokube.policies.base import ClusterView, PodSpec
+from neurokube.policies.common import fits, pick_best
+
+MAX_NODE_SCORE = 100
+
+
+def least_allocated(requested: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+    """Per-resource LeastAllocated score, int64."""
+    requested = np.asarray(requested, dtype=np.int64)
+    capacity = np.asarray(capacity, dtype=np.int64)
+    safe = np.where(capacity == 0, 1, capacity)
+    score = ((capacity - requested) * MAX_NODE_SCORE) // safe
+    return np.where((capacity == 0) | (requested > capacity), 0, score)
+
+
+def most_allocated(requested: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+    """Per-resource MostAllocated score, int64 (requested above capacity counts as capacity)."""
+    requested = np.asarray(requested, dtype=np.int64)
+    capacity = np.asarray(capacity, dtype=np.int64)
+    safe = np.where(capacity == 0, 1, capacity)
+    score = (np.minimum(requested, capacity) * MAX_NODE_SCORE) // safe
+    return np.where(capacity == 0, 0, score)
+
+
+def balanced_allocation(pod: PodSpec, view: ClusterView) -> np.ndarray:
+    """BalancedAllocation score per node (0 everywhere for a BestEffort pod: the plugin skips)."""
+    if pod.cpu_request_milli == 0 and pod.memory_request_mib == 0:
+        return np.zeros(view.n_nodes, dtype=np.int64)
+    f_cpu = np.minimum((view.req_cpu + pod.cpu_request_milli) / view.alloc_cpu, 1.0)
+    f_mem = np.minimum((view.req_mem + pod.memory_request_mib) / view.alloc_mem, 1.0)
+    std = np.abs((f_cpu - f_mem) / 2.0)
+    return ((1.0 - std) * MAX_NODE_SCORE).astype(np.int64)  # int64() truncates, as in Go
+
+
+def fit_score(pod: PodSpec, view: ClusterView, per_resource=least_allocated) -> np.ndarray:
+    """NodeResourcesFit score with weights cpu:1 memory:1 over non-zero requests."""
+    cpu = per_resource(view.nz_req_cpu + pod.nonzero_cpu, view.alloc_cpu)
+    mem = per_resource(view.nz_req_mem + pod.nonzero_memory, view.alloc_mem)
+    return (cpu + mem) // 2
+
+
+class DefaultPolicy:
+    """kube-scheduler default profile: LeastAllocated + BalancedAllocation."""
+
+    name = "default"
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    def scores(self, pod: PodSpec, view: ClusterView) -> np.ndarray:
+        return fit_score(pod, view) + balanced_allocation(pod, view)
+
+    def select(self, pod: PodSpec, view: ClusterView) -> int | None:
+        return pick_best(self.scores(pod, view), fits(pod, view), self.rng)
