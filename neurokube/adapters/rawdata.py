@@ -8,13 +8,13 @@
 from __future__ import annotations
 
 import gzip
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from neurokube.errors import InputError
+from neurokube.trace.build import VmSeries
 
 OPENB_POD_COLUMNS = ("name", "cpu_milli", "memory_mib", "qos", "creation_time", "deletion_time")
 OPENB_NODE_COLUMNS = ("sn", "cpu_milli", "memory_mib")
@@ -61,14 +61,6 @@ def read_openb_nodes(path: Path) -> pd.DataFrame:
     if out.empty:
         raise InputError("no usable nodes", str(path))
     return out.reset_index(drop=True)
-
-
-@dataclass(frozen=True)
-class VmSeries:
-    name: str
-    t_s: np.ndarray  # Unix seconds
-    cpu_mhz: np.ndarray
-    memory_kb: np.ndarray
 
 
 def read_bitbrains(directory: Path, limit: int | None = None) -> list[VmSeries]:

@@ -108,13 +108,15 @@ def assemble(name: str, workloads: Workloads, profiles: ProfileTable, nodes: Nod
     horizon = s.hours * 3600.0
     capacity = float(nodes.cpu_milli.sum())
     # Size the base rate: one draw at a guessed rate, then rescale (the load is linear in it).
-    mean_cpu = float(np.average(workloads.cpu_request_milli, weights=workloads.weight))
+    # BestEffort pods request nothing, so they do not count towards the requested load.
+    effective_cpu = np.where(workloads.qos == BEST_EFFORT, 0, workloads.cpu_request_milli).astype(float)
+    mean_cpu = float(np.average(effective_cpu, weights=workloads.weight))
     mean_life = float(np.average(np.minimum(workloads.lifetime_s, horizon), weights=workloads.weight))
     rate = s.target_load * capacity / max(mean_cpu * mean_life, 1.0)
     for _ in range(3):
         rng = np.random.default_rng(s.seed)
         w, start, end = _draw(workloads, _arrivals(rate, s, rng), s, rng)
-        load = _mean_requested(workloads.cpu_request_milli[w].astype(float), start, end, horizon)
+        load = _mean_requested(effective_cpu[w], start, end, horizon)
         if load <= 0:
             raise InputError("the workloads produce no load", name, "check lifetimes and requests")
         ratio = s.target_load * capacity / load

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from neurokube.adapters.rawdata import VmSeries
 from neurokube.errors import InputError
 from neurokube.trace.assemble import (
     BEST_EFFORT,
@@ -26,6 +25,16 @@ from neurokube.trace.assemble import (
     qos_limits,
 )
 from neurokube.trace.model import NodeTable, Trace
+
+@dataclass(frozen=True)
+class VmSeries:
+    """One Bitbrains VM's usage series (read by :mod:`neurokube.adapters.rawdata`)."""
+
+    name: str
+    t_s: np.ndarray  # Unix seconds
+    cpu_mhz: np.ndarray
+    memory_kb: np.ndarray
+
 
 QOS_INDEX = {"Guaranteed": GUARANTEED, "Burstable": BURSTABLE, "BestEffort": BEST_EFFORT}
 

@@ -1,0 +1,37 @@
+# NeuroKube -- two entry points: `make demo` and `make test`. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+NK := $(VENV)/bin/neurokube
+STAMP := $(VENV)/.installed
+OUT ?= out/demo
+
+.PHONY: demo test unit install clean help
+
+help:
+	@echo "make demo   - the main job end to end on embedded defaults (writes $(OUT)/)"
+	@echo "make test   - every test tier (unit, integration, e2e); installs what it needs"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(NK) trace synth --out $(OUT)/trace
+	$(NK) replay --trace $(OUT)/trace --json $(OUT)/replay.json --placements-out $(OUT)/placements --plot $(OUT)/replay.png
+	$(NK) audit --trace $(OUT)/trace --placements $(OUT)/placements --report $(OUT)/replay.json
+	@echo "demo done: table above, plot at $(OUT)/replay.png, metrics at $(OUT)/replay.json"
+
+unit: $(STAMP)
+	$(VENV)/bin/pytest -q tests/unit
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q tests
+
+clean:
+	rm -rf out .pytest_cache
