@@ -21,6 +21,7 @@ from neurokube.errors import PermanentError, TemporaryError
 COMMAND_MODULES: tuple[str, ...] = (
     "neurokube.cli.trace_cmd",
     "neurokube.cli.replay_cmd",
+    "neurokube.cli.train_cmd",
     "neurokube.cluster.cli",
 )
 

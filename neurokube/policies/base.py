@@ -70,6 +70,29 @@ class NodeMetrics:
 
 
 @dataclass(slots=True)
+class WorkloadUsage:
+    """What has been observed of each workload's pods so far, indexed by workload id.
+
+    Every scrape adds one sample per running pod of the workload; a live system reads the same
+    from Prometheus (cAdvisor series joined to the pods' owners). Means and maxima are in
+    millicores and MiB; ``cpu_ratio_mean`` is usage / request over pods that have a request.
+    """
+
+    samples: np.ndarray  # int64
+    cpu_mean: np.ndarray
+    cpu_std: np.ndarray
+    cpu_max: np.ndarray
+    mem_mean: np.ndarray
+    mem_max: np.ndarray
+    cpu_ratio_mean: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> "WorkloadUsage":
+        z = np.zeros(n)
+        return cls(np.zeros(n, dtype=np.int64), z, z, z, z, z, z)
+
+
+@dataclass(slots=True)
 class ClusterView:
     """Everything a policy may look at. Arrays are indexed by node; policies must not mutate them."""
 
@@ -82,6 +105,8 @@ class ClusterView:
     nz_req_mem: np.ndarray
     pod_count: np.ndarray  # int64
     metrics: NodeMetrics
+    lim_cpu: np.ndarray | None = None  # int64: sum of bound pods' CPU limits (pods with one)
+    unlimited_pods: np.ndarray | None = None  # int64: bound pods without a CPU limit
     # Pods bound since the newest scrape (their usage is not in the metrics yet), one entry each.
     recent_node: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     recent_cpu_request: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -89,6 +114,9 @@ class ClusterView:
     recent_cpu_limit: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     recent_mem_limit: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     recent_bind_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    recent_workload: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    workloads: WorkloadUsage | None = None
+    """Observed usage per workload (None when the source has no such history)."""
 
     @property
     def n_nodes(self) -> int:

@@ -23,6 +23,7 @@ from neurokube.policies.base import ClusterView, NodeMetrics, Policy, PodSpec
 from neurokube.sim.config import SimConfig
 from neurokube.sim.metrics import MetricAccumulator
 from neurokube.sim.observe import MetricsWindow
+from neurokube.sim.workloads import WorkloadHistory
 from neurokube.trace.model import Trace
 from neurokube.trace.usage import pod_usage
 
@@ -40,6 +41,8 @@ class ReplayResult:
     end_s: float  # time the replay stopped
     metrics: dict[str, float]
     series: dict[str, np.ndarray]  # per step: t_s, active_nodes, contention_core_s, hot_nodes, pending
+    node_cpu: np.ndarray | None = None  # (steps, nodes) CPU usage, when recorded
+    node_pods: np.ndarray | None = None  # (steps, nodes) running pods, when recorded
 
 
 def pod_specs(trace: Trace) -> list[PodSpec]:
@@ -64,11 +67,13 @@ def replay(
     *,
     clock: Callable[[], int] | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    record: bool = False,
 ) -> ReplayResult:
     """Replay ``trace`` under ``policy``.
 
     ``clock`` (nanoseconds, e.g. ``time.perf_counter_ns``) times each decision when given;
-    ``on_step(done, total)`` reports progress.
+    ``on_step(done, total)`` reports progress; ``record`` keeps per-step node usage and pod
+    counts in the result (for attributing outcomes to decisions).
     """
     nodes, pods = trace.nodes, trace.pods
     n_nodes, n_pods = len(nodes), len(pods)
@@ -78,6 +83,10 @@ def replay(
     cap_cpu_f, cap_mem_f = cap_cpu.astype(np.float64), cap_mem.astype(np.float64)
 
     specs = pod_specs(trace)
+    workload_of = np.fromiter((s.workload for s in specs), dtype=np.int64, count=n_pods)
+    history = WorkloadHistory(int(workload_of.max()) + 1 if n_pods else 0)
+    recorded_cpu: list[np.ndarray] = []
+    recorded_pods: list[np.ndarray] = []
     arrival_step = _steps(pods.creation_s, step)
     run_steps = _steps(pods.duration_s, step)
     order = np.argsort(arrival_step, kind="stable")
@@ -88,6 +97,7 @@ def replay(
         req_cpu=np.zeros(n_nodes, np.int64), req_mem=np.zeros(n_nodes, np.int64),
         nz_req_cpu=np.zeros(n_nodes, np.int64), nz_req_mem=np.zeros(n_nodes, np.int64),
         pod_count=np.zeros(n_nodes, np.int64), metrics=NodeMetrics.empty(n_nodes),
+        lim_cpu=np.zeros(n_nodes, np.int64), unlimited_pods=np.zeros(n_nodes, np.int64),
     )
     window = MetricsWindow(n_nodes, config)
     acc = MetricAccumulator(step_s=step, hot_threshold=config.hot_threshold)
@@ -112,6 +122,8 @@ def replay(
         view.nz_req_cpu[n] -= s.nonzero_cpu
         view.nz_req_mem[n] -= s.nonzero_memory
         view.pod_count[n] -= 1
+        view.lim_cpu[n] -= s.cpu_limit_milli
+        view.unlimited_pods[n] -= s.cpu_limit_milli == 0
         running[p] = False
 
     def publish_recent(newest_sample_s: float) -> None:
@@ -123,6 +135,7 @@ def replay(
         view.recent_cpu_limit = pods.cpu_limit_milli[idx]
         view.recent_mem_limit = pods.memory_limit_mib[idx]
         view.recent_bind_s = np.fromiter((r[0] for r in recent), dtype=np.float64, count=len(recent))
+        view.recent_workload = workload_of[idx]
 
     k = 0
     for k in range(max_steps):
@@ -135,6 +148,7 @@ def replay(
             next_arrival += 1
 
         view.metrics, newest = window.view(t)
+        view.workloads = history.view()
         publish_recent(newest)
         bound_now = 0
         if queue:
@@ -165,6 +179,8 @@ def replay(
                 view.nz_req_cpu[n] += s.nonzero_cpu
                 view.nz_req_mem[n] += s.nonzero_memory
                 view.pod_count[n] += 1
+                view.lim_cpu[n] += s.cpu_limit_milli
+                view.unlimited_pods[n] += s.cpu_limit_milli == 0
                 node_of[p] = n
                 bind_step[p] = k
                 bound_now += 1
@@ -186,6 +202,11 @@ def replay(
         node_cpu = np.bincount(node_of[run_idx], weights=cpu, minlength=n_nodes)
         node_mem = np.bincount(node_of[run_idx], weights=mem, minlength=n_nodes)
         window.record(t, node_cpu, node_mem)
+        if t % config.scrape_s == 0:
+            history.add(workload_of[run_idx], cpu, mem, pods.cpu_request_milli[run_idx].astype(np.float64))
+        if record:
+            recorded_cpu.append(node_cpu.astype(np.float32))
+            recorded_pods.append(view.pod_count.astype(np.int32))
         active = view.pod_count > 0
         contention = acc.add_step(node_cpu, node_mem, cap_cpu_f, cap_mem_f, active)
         series["t_s"].append(t)
@@ -212,4 +233,6 @@ def replay(
     return ReplayResult(
         policy=policy.name, trace=trace.name, node_of=node_of, bind_s=bind_s, end_s=end_s,
         metrics=metrics, series={k2: np.asarray(v) for k2, v in series.items()},
+        node_cpu=np.vstack(recorded_cpu) if record and recorded_cpu else None,
+        node_pods=np.vstack(recorded_pods) if record and recorded_pods else None,
     )

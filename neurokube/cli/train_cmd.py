@@ -1,0 +1,70 @@
+"""``neurokube train``: learn the placement model from replay experience."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from neurokube.cli.options import fraction, non_negative_int, positive_int
+from neurokube.model.reward import RewardWeights
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the learned placement model (collect -> fit -> improve)")
+    p.add_argument("--trace", type=Path, action="append", required=True, metavar="DIR",
+                   help="training trace (repeatable)")
+    p.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="where to write the model")
+    p.add_argument("--iterations", type=non_negative_int, default=3,
+                   help="improvement iterations after the first fit (default 3)")
+    d = RewardWeights()
+    p.add_argument("--node-hour-cost", type=float, default=d.node_hour,
+                   help=f"cost of a node-hour in contention core-seconds (default {d.node_hour:g})")
+    p.add_argument("--epsilon", type=fraction, default=0.1, help="exploration around the model (default 0.1)")
+    p.add_argument("--epsilon-initial", type=fraction, default=0.2,
+                   help="exploration around the hand-written policies in iteration 0 (default 0.2)")
+    p.add_argument("--rounds", type=positive_int, default=200, help="boosting rounds per model (default 200)")
+    p.add_argument("--log-dir", type=Path, help="also write the decision logs (Parquet) here")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from neurokube.adapters.decision_store import write_log
+    from neurokube.adapters.plots import plot_learning_curve
+    from neurokube.cli.progress import progress
+    from neurokube.learning.fit import FitSettings
+    from neurokube.learning.loop import TrainSettings, train
+    from neurokube.trace.io import read_trace
+
+    traces = [read_trace(t) for t in args.trace]
+    settings = TrainSettings(iterations=args.iterations, epsilon=args.epsilon, epsilon_initial=args.epsilon_initial,
+                             weights=RewardWeights(node_hour=args.node_hour_cost),
+                             fit=FitSettings(rounds=args.rounds, seed=args.seed), seed=args.seed)
+    from neurokube.learning.loop import BEHAVIOUR_POLICIES
+
+    steps = len(traces) * len(BEHAVIOUR_POLICIES) + (args.iterations + 1) * (1 + len(traces)) \
+        + args.iterations * len(traces)
+    with progress("train", total=steps, unit="stage") as update:
+        done = [0]
+
+        def tick(message: str) -> None:
+            done[0] += 1
+            update(done[0], steps)
+            print(message, flush=True)
+
+        result = train(traces, settings, progress=tick)
+    out: Path = args.out
+    result.model.info["learning_curve"] = result.curve
+    result.model.save(out)
+    (out / "learning_curve.json").write_text(json.dumps(result.curve, indent=2) + "\n")
+    (out / "ope.json").write_text(json.dumps(result.ope, indent=2) + "\n")
+    plot_learning_curve(out / "learning_curve.png", result.curve, result.ope)
+    if args.log_dir:
+        write_log(args.log_dir, "training", result.decisions)
+    print("\niteration  contention core-s  node-hours  reward/decision  OPE DR  OPE SNIPS")
+    for row, o in zip(result.curve, result.ope):
+        print(f"{row['iteration']:9d}  {row['contention_core_s']:17,.0f}  {row['node_hours']:10,.1f}  "
+              f"{row['actual_reward_per_decision']:15,.3f}  {o['dr']:6,.3f}  {o['snips']:9,.3f}")
+    print(f"wrote {out} (model {result.model.version}, learning curve and OPE report beside it)")
+    return 0

@@ -1,0 +1,35 @@
+"""RBAC for the identities this tool creates beyond the apiserver's bootstrap roles."""
+
+from __future__ import annotations
+
+from neurokube.cluster.api import ApiError, Client
+from neurokube.cluster.certs import CLIENTS
+from neurokube.errors import TemporaryError
+
+ADAPTER_ROLE = "neurokube:apiserver-source-adapter"
+
+#: What the receive adapter needs when it watches pods in all namespaces (the same rules the
+#: ApiServerSource controller would grant its service account), plus the ConfigMaps its
+#: injection framework lists (trust bundles) and the Events it reports problems with.
+ADAPTER_RULES = [
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+]
+
+
+def grant_adapter(client: Client) -> None:
+    user = CLIENTS["receive-adapter"].user
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": ADAPTER_ROLE}, "rules": ADAPTER_RULES}
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": ADAPTER_ROLE},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": ADAPTER_ROLE},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]}
+    for path, body in (("/apis/rbac.authorization.k8s.io/v1/clusterroles", role),
+                       ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding)):
+        try:
+            client.create(path, body)
+        except ApiError as exc:
+            if not exc.conflict:
+                raise TemporaryError(f"granting the receive adapter its role failed: {exc}") from None

@@ -1,0 +1,68 @@
+"""The KubeSchedulerConfiguration the local kube-scheduler runs with.
+
+``percentageOfNodesToScore: 100``: by default the scheduler stops looking for feasible nodes once
+it has found an adaptive share of the cluster (``50 - N/125`` percent of N nodes, at least 5%, and
+never fewer than 100 nodes) and scores only those. Above 100 nodes the subset it sees depends on
+where its round-robin search started, so the same pod on the same cluster can land differently,
+and the best node may not be scored at all. NeuroKube
+compares the real scheduler with its simulator, which scores every feasible node; scoring all
+nodes makes the real scheduler deterministic up to ties and comparable placement for placement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from neurokube.errors import InputError
+
+EXTENDER_VERBS = ("filter", "prioritize", "bind")
+
+
+@dataclass(frozen=True)
+class Extender:
+    """A scheduler extender (HTTP webhook); verbs are appended to ``url`` (``<url>/<verb>``)."""
+
+    url: str
+    verbs: tuple[str, ...] = ("filter", "prioritize")
+    weight: int = 1
+    node_cache_capable: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise InputError(f"extender URL {self.url!r} is not http(s)", where="--extender-url")
+        unknown = [verb for verb in self.verbs if verb not in EXTENDER_VERBS]
+        if unknown or not self.verbs:
+            raise InputError(f"unknown extender verbs {unknown or '(none)'}", where="--extender-verbs",
+                             why=f"choose from {', '.join(EXTENDER_VERBS)}")
+        if "prioritize" in self.verbs and self.weight <= 0:
+            raise InputError("the extender weight must be positive with prioritize", where="--extender-weight")
+
+    def to_config(self) -> dict:
+        entry: dict = {"urlPrefix": self.url.rstrip("/"), "enableHTTPS": self.url.startswith("https://"),
+                       "nodeCacheCapable": self.node_cache_capable, "httpTimeout": "5s"}
+        for verb in self.verbs:
+            entry[f"{verb}Verb"] = verb
+        if "prioritize" in self.verbs:
+            entry["weight"] = self.weight
+        return entry
+
+
+def write(path: Path, kubeconfig: Path, extender: Extender | None = None) -> Path:
+    doc: dict = {
+        "apiVersion": "kubescheduler.config.k8s.io/v1",
+        "kind": "KubeSchedulerConfiguration",
+        # Binding is one API call per pod: the default 50 QPS would cap throughput at ~50 pods/s.
+        # Client rate limits change how fast, never where, pods are placed.
+        "clientConnection": {"kubeconfig": str(kubeconfig), "qps": 200, "burst": 400},
+        "leaderElection": {"leaderElect": False},  # a single scheduler; no lease round-trips at start
+        "percentageOfNodesToScore": 100,  # see the module docstring
+        "profiles": [{"schedulerName": "default-scheduler"}],
+    }
+    if extender is not None:
+        doc["extenders"] = [extender.to_config()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path

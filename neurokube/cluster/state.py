@@ -1,0 +1,151 @@
+"""The state directory of one local cluster and its record, ``cluster.json``.
+
+Layout::
+
+    <state>/cluster.json          ports, pids, URLs (this module)
+    <state>/admin.kubeconfig      cluster-admin kubeconfig for users and tests
+    <state>/pki/                  CA, serving and client certificates, service-account keys
+    <state>/kubeconfigs/          one kubeconfig per component identity
+    <state>/config/               kube-scheduler configuration, KWOK stages
+    <state>/etcd/                 etcd data (wiped by every fresh `up`)
+    <state>/logs/<component>.log  stdout and stderr of each process
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from neurokube.cluster.processes import Process
+from neurokube.errors import InputError
+
+RECORD = "cluster.json"
+MARKER = ".neurokube-cluster"  # present in every directory this tool manages
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @property
+    def record(self) -> Path:
+        return self.root / RECORD
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.root / "admin.kubeconfig"
+
+    @property
+    def pki(self) -> Path:
+        return self.root / "pki"
+
+    def kubeconfig(self, identity: str) -> Path:
+        return self.root / "kubeconfigs" / f"{identity}.kubeconfig"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config"
+
+    @property
+    def etcd_data(self) -> Path:
+        return self.root / "etcd"
+
+    def log(self, component: str) -> Path:
+        return self.root / "logs" / f"{component}.log"
+
+
+@dataclass
+class ClusterRecord:
+    """What `up` started, for `status` and `down`."""
+
+    state_dir: str
+    bin_dir: str
+    apiserver: str
+    kubeconfig: str
+    ports: dict[str, int]
+    nodes: int = 0
+    sink: str | None = None
+    extender: dict | None = None
+    ready: bool = False
+    processes: list[Process] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        doc = {key: value for key, value in vars(self).items() if key != "processes"}
+        doc["processes"] = [p.to_json() for p in self.processes]
+        doc["format"] = FORMAT
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict) -> ClusterRecord:
+        fields = {key: doc[key] for key in ("state_dir", "bin_dir", "apiserver", "kubeconfig", "ports")}
+        extra = {key: doc[key] for key in ("nodes", "sink", "extender", "ready") if key in doc}
+        return cls(**fields, **extra, processes=[Process.from_json(p) for p in doc.get("processes", [])])
+
+    def process(self, name: str) -> Process | None:
+        return next((p for p in self.processes if p.name == name), None)
+
+
+def load(layout: Layout) -> ClusterRecord | None:
+    try:
+        doc = json.loads(layout.record.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError("unreadable cluster record", where=str(layout.record), why=str(exc)) from None
+    if doc.get("format") != FORMAT:
+        raise InputError("cluster record from another NeuroKube version", where=str(layout.record),
+                         why="stop its processes by hand or remove the state directory")
+    try:
+        return ClusterRecord.from_json(doc)
+    except (KeyError, TypeError) as exc:
+        raise InputError("incomplete cluster record", where=str(layout.record), why=str(exc)) from None
+
+
+def save(layout: Layout, record: ClusterRecord) -> None:
+    """Write atomically: a crash mid-write must not lose the pids of running processes."""
+    partial = layout.record.with_suffix(".json.partial")
+    partial.write_text(json.dumps(record.to_json(), indent=2) + "\n")
+    os.replace(partial, layout.record)
+
+
+def prepare_fresh(layout: Layout) -> None:
+    """Empty the state directory for a new cluster, refusing directories this tool did not create."""
+    root = layout.root
+    if root.exists():
+        if not root.is_dir():
+            raise InputError("state directory is a file", where=str(root))
+        foreign = [c for c in root.iterdir() if c.name != ".lock"]
+        if foreign and not (root / MARKER).exists():
+            raise InputError("state directory is not empty and was not created by NeuroKube", where=str(root),
+                             why="choose another --state-dir")
+        for child in root.iterdir():
+            if child.name in (MARKER, ".lock", "logs"):
+                continue
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        shutil.rmtree(root / "logs", ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).touch()
+
+
+def purge(layout: Layout) -> None:
+    if (layout.root / MARKER).exists():
+        shutil.rmtree(layout.root)
+
+
+@contextmanager
+def locked(layout: Layout) -> Iterator[None]:
+    """Serialise `up`, `down` and `crds` on one state directory."""
+    layout.root.mkdir(parents=True, exist_ok=True)
+    with open(layout.root / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

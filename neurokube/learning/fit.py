@@ -1,0 +1,56 @@
+"""Fit the value model's two LightGBM regressors on logged decisions."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from neurokube.model.decision_log import FEATURE_COLUMNS
+from neurokube.model.reward import RewardWeights
+from neurokube.model.value_model import ValueModel
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    rounds: int = 200
+    learning_rate: float = 0.06
+    num_leaves: int = 31
+    min_data_in_leaf: int = 40
+    feature_fraction: float = 0.9
+    bagging_fraction: float = 0.8
+    tweedie_variance_power: float = 1.3
+    """Contention is zero for most decisions and heavy-tailed for the rest: a Tweedie loss models
+    that mean directly."""
+    threads: int = 2
+    seed: int = 0
+
+
+def _params(s: FitSettings, objective: str) -> dict:
+    params = {
+        "objective": objective, "learning_rate": s.learning_rate, "num_leaves": s.num_leaves,
+        "min_data_in_leaf": s.min_data_in_leaf, "feature_fraction": s.feature_fraction,
+        "bagging_fraction": s.bagging_fraction, "bagging_freq": 1, "lambda_l2": 1.0,
+        "num_threads": s.threads, "seed": s.seed, "verbosity": -1, "deterministic": True,
+    }
+    if objective == "tweedie":
+        params["tweedie_variance_power"] = s.tweedie_variance_power
+    return params
+
+
+def fit_value_model(decisions: pd.DataFrame, weights: RewardWeights, settings: FitSettings = FitSettings(),
+                    version: str = "dev", info: dict | None = None) -> ValueModel:
+    usable = decisions.dropna(subset=["added_contention_core_s", "added_node_h"])
+    if len(usable) < 100:
+        raise ValueError(f"need at least 100 decisions with outcomes to fit, have {len(usable)}")
+    x = usable[list(FEATURE_COLUMNS)].to_numpy(dtype=np.float32)
+    boosters = {}
+    for name, column, objective in (("contention", "added_contention_core_s", "tweedie"),
+                                    ("occupancy", "added_node_h", "tweedie")):
+        y = usable[column].to_numpy(dtype=np.float64)
+        data = lgb.Dataset(x, label=np.maximum(y, 0.0), free_raw_data=True)
+        boosters[name] = lgb.train(_params(settings, objective), data, num_boost_round=settings.rounds)
+    facts = {"decisions": int(len(usable)), "fit": asdict(settings), **(info or {})}
+    return ValueModel(boosters=boosters, weights=weights, version=version, info=facts)

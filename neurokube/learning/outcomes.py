@@ -1,0 +1,37 @@
+"""Attribute outcomes to decisions from a recorded replay (see :mod:`neurokube.model.reward`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neurokube.sim.engine import ReplayResult
+from neurokube.trace.model import Trace
+from neurokube.trace.usage import pod_usage
+
+
+def attribute(trace: Trace, result: ReplayResult, pod_index: np.ndarray, node_index: np.ndarray,
+              step_s: int) -> tuple[np.ndarray, np.ndarray]:
+    """Added contention (core-seconds) and added node-hours of each decision.
+
+    A decision placed pod ``pod_index[i]`` on ``node_index[i]``; the replay must have been run
+    with ``record=True``.
+    """
+    if result.node_cpu is None or result.node_pods is None:
+        raise ValueError("the replay was not recorded (record=True)")
+    pods = trace.pods
+    first = np.rint(result.bind_s[pod_index] / step_s).astype(np.int64)
+    length = np.ceil(np.round(pods.duration_s[pod_index] / step_s, 9)).astype(np.int64)
+    n_steps = result.node_cpu.shape[0]
+    length = np.clip(length, 0, np.maximum(n_steps - first, 0))
+    decision = np.repeat(np.arange(pod_index.size), length)
+    offset = np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length)
+    step = np.repeat(first, length) + offset
+    node = node_index[decision]
+    own, _ = pod_usage(pods, trace.profiles, pod_index[decision], offset * float(step_s))
+    used = result.node_cpu[step, node].astype(np.float64)
+    cap = trace.nodes.cpu_milli[node].astype(np.float64)
+    added = np.maximum(used - cap, 0.0) - np.maximum(used - own - cap, 0.0)
+    contention = np.bincount(decision, weights=added, minlength=pod_index.size) * step_s / 1000.0
+    alone = (result.node_pods[step, node] == 1).astype(np.float64)
+    node_hours = np.bincount(decision, weights=alone, minlength=pod_index.size) * step_s / 3600.0
+    return contention, node_hours

@@ -1,0 +1,108 @@
+"""The value model: two LightGBM regressors and a manifest, saved as text (never pickle).
+
+``contention.txt`` predicts a decision's added contention (core-seconds) and ``occupancy.txt``
+its added node-hours. A candidate's expected cost is their weighted sum. The weights live in the
+manifest and can be overridden at load time, so the contention/node-hours trade-off can be
+adjusted without retraining.
+
+A model directory holds ``manifest.json``, ``contention.txt`` and ``occupancy.txt``. The manifest
+records the format, the version, the feature names and their order, the reward weights, and
+training facts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from neurokube.errors import PermanentError
+from neurokube.features import FEATURE_NAMES, FEATURE_VERSION
+from neurokube.model.reward import RewardWeights
+
+FORMAT = "neurokube-placement-v1"
+TARGETS = ("contention", "occupancy")
+
+
+class ModelError(PermanentError):
+    """A model directory is missing, incomplete, corrupt or for other features."""
+
+
+@dataclass
+class ValueModel:
+    boosters: dict[str, lgb.Booster]
+    weights: RewardWeights = field(default_factory=RewardWeights)
+    version: str = "unversioned"
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        out = {}
+        for name, booster in self.boosters.items():
+            out[name] = np.maximum(booster.predict(features, num_threads=1), 0.0)
+        return out
+
+    def cost(self, features: np.ndarray) -> np.ndarray:
+        """Expected cost of each row (lower is better)."""
+        p = self.predict(features)
+        return self.weights.cost(p["contention"], p["occupancy"])
+
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        digests = {}
+        for name in TARGETS:
+            text = self.boosters[name].model_to_string()
+            (directory / f"{name}.txt").write_text(text)
+            digests[name] = hashlib.sha256(text.encode()).hexdigest()
+        manifest = {
+            "format": FORMAT, "version": self.version, "feature_version": FEATURE_VERSION,
+            "features": list(FEATURE_NAMES), "targets": {n: f"{n}.txt" for n in TARGETS},
+            "sha256": digests, "reward_weights": self.weights.to_dict(), "info": self.info,
+        }
+        (directory / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        return directory
+
+
+def load_model(directory: str | Path, weights: RewardWeights | None = None) -> ValueModel:
+    """Load and check a model directory; raises :class:`ModelError` saying what is wrong."""
+    directory = Path(directory)
+    path = directory / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"no model at {directory} (manifest.json missing)") from None
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ModelError(f"{path}: not a {FORMAT} manifest")
+    if manifest.get("features") != list(FEATURE_NAMES):
+        raise ModelError(f"{path}: the model was trained on other features "
+                         f"(feature_version {manifest.get('feature_version')}, this build {FEATURE_VERSION})")
+    boosters = {}
+    for name in TARGETS:
+        file = directory / manifest.get("targets", {}).get(name, f"{name}.txt")
+        try:
+            text = file.read_text()
+        except OSError as exc:
+            raise ModelError(f"{file}: cannot be read ({exc.strerror or exc})") from None
+        expected = manifest.get("sha256", {}).get(name)
+        if expected and hashlib.sha256(text.encode()).hexdigest() != expected:
+            raise ModelError(f"{file}: checksum mismatch, the file is corrupt or was replaced")
+        try:
+            booster = lgb.Booster(model_str=text)
+        except lgb.basic.LightGBMError as exc:
+            raise ModelError(f"{file}: not a LightGBM model ({str(exc).splitlines()[0]})") from None
+        if booster.num_feature() != len(FEATURE_NAMES):
+            raise ModelError(f"{file}: expects {booster.num_feature()} features, not {len(FEATURE_NAMES)}")
+        boosters[name] = booster
+    try:
+        saved = RewardWeights(**manifest.get("reward_weights", {}))
+    except TypeError as exc:
+        raise ModelError(f"{path}: bad reward_weights ({exc})") from None
+    return ValueModel(boosters=boosters, weights=weights or saved, version=str(manifest.get("version")),
+                      info=manifest.get("info", {}))
