@@ -6,7 +6,7 @@ NK := $(VENV)/bin/neurokube
 STAMP := $(VENV)/.installed
 OUT ?= out/demo
 
-.PHONY: demo test unit e2e binaries install clean help
+.PHONY: demo test unit e2e integration binaries stack-install install clean help
 
 help:
 	@echo "make demo   - the main job end to end on embedded defaults (writes $(OUT)/)"
@@ -38,7 +38,14 @@ binaries: $(STAMP)
 e2e: binaries
 	$(VENV)/bin/pytest -q -m e2e tests/e2e
 
-test: binaries
+# MinIO (pinned Go build, about 9 minutes cold) and Debian's Prometheus (apt, needs root once).
+stack-install: $(STAMP)
+	$(NK) stack install
+
+integration: stack-install
+	$(VENV)/bin/pytest -q -m integration tests/integration
+
+test: binaries stack-install
 	$(VENV)/bin/pytest -q tests
 
 clean:

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "neurokube.cli.replay_cmd",
     "neurokube.cli.train_cmd",
     "neurokube.cluster.cli",
+    "neurokube.stack.cli",
 )
 
 

@@ -57,10 +57,19 @@ class TrainResult:
 Progress = Callable[[str], None]
 
 
-def ope_report(model: ValueModel, episodes: list[Episode]) -> dict:
+OPE_SAMPLE = 20_000
+"""Decisions drawn (uniformly, seeded) for the off-policy estimate; every candidate row of a
+drawn decision is scored, so this bounds the work to about ``OPE_SAMPLE x nodes`` predictions."""
+
+
+def ope_report(model: ValueModel, episodes: list[Episode], sample: int = OPE_SAMPLE, seed: int = 0) -> dict:
     """Off-policy estimate of ``model``'s greedy policy from logged ``episodes``."""
-    cands = pd.concat([e.candidates for e in episodes if len(e.candidates)], ignore_index=True)
     decs = pd.concat([e.decisions for e in episodes if len(e.decisions)], ignore_index=True)
+    if len(decs) > sample:
+        decs = decs.sample(n=sample, random_state=seed)
+    wanted = set(decs["decision_id"])
+    cands = pd.concat([e.candidates[e.candidates["decision_id"].isin(wanted)] for e in episodes
+                       if len(e.candidates)], ignore_index=True)
     group = pd.factorize(cands["decision_id"])[0]
     order = np.argsort(group, kind="stable")
     cands = cands.iloc[order].reset_index(drop=True)

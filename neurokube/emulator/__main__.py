@@ -1,0 +1,5 @@
+import sys
+
+from neurokube.emulator.exporter import main
+
+sys.exit(main())

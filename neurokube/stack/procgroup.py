@@ -1,0 +1,70 @@
+"""Stop a recorded process together with the children it forked.
+
+The MLflow CLI runs its server as a child process (uvicorn) and does not pass SIGTERM on, so
+stopping the recorded pid alone would leave the server holding its port. Every stack process is
+started in its own session (:func:`neurokube.cluster.processes.start`), so its process group id is
+its pid, and the group is what we signal. The group is signalled only while the recorded leader
+still matches its recorded start time; if the leader is gone, the group id cannot have been reused
+while members remain, so the leftover members are ours and are stopped too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from neurokube.cluster.processes import STOP_GRACE_S, Process, exited_with, is_running
+
+
+def members(pgid: int) -> list[int]:
+    """Pids in process group ``pgid`` (zombies excluded)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2:].split()
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+def stop_group(process: Process, grace_s: float = STOP_GRACE_S) -> str:
+    """SIGTERM the group, SIGKILL after ``grace_s``. Returns what happened, for the user."""
+    leader_ours = is_running(process)
+    if not leader_ours and (_alive(process.pid) or not members(process.pid)):
+        return "not running"  # the pid now names another program, or nothing of ours is left
+    _killpg(process.pid, signal.SIGTERM)
+    if _wait_group_gone(process, grace_s):
+        return "stopped"
+    _killpg(process.pid, signal.SIGKILL)
+    if not _wait_group_gone(process, 5.0):
+        return "still running after SIGKILL"
+    return "killed"
+
+
+def _wait_group_gone(process: Process, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        exited_with(process)  # reaps the leader if this interpreter started it
+        if not members(process.pid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def _killpg(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
