@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epsilon-initial", type=fraction, default=0.2,
                    help="exploration around the hand-written policies in iteration 0 (default 0.2)")
     p.add_argument("--rounds", type=positive_int, default=200, help="boosting rounds per model (default 200)")
+    p.add_argument("--contention-target", choices=("added", "experienced"), default="added",
+                   help="label of the contention model: the decision's marginal contention (added) or the "
+                        "contention the pod experienced on its node (default added)")
     p.add_argument("--log-dir", type=Path, help="also write the decision logs (Parquet) here")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.set_defaults(func=_train)
@@ -40,7 +43,9 @@ def _train(args: argparse.Namespace) -> int:
     traces = [read_trace(t) for t in args.trace]
     settings = TrainSettings(iterations=args.iterations, epsilon=args.epsilon, epsilon_initial=args.epsilon_initial,
                              weights=RewardWeights(node_hour=args.node_hour_cost),
-                             fit=FitSettings(rounds=args.rounds, seed=args.seed), seed=args.seed)
+                             fit=FitSettings(rounds=args.rounds, seed=args.seed,
+                                                  contention_target="added_contention_core_s"
+                                                  if args.contention_target == "added" else "node_contention_core_s"), seed=args.seed)
     from neurokube.learning.loop import BEHAVIOUR_POLICIES
 
     steps = len(traces) * len(BEHAVIOUR_POLICIES) + (args.iterations + 1) * (1 + len(traces)) \

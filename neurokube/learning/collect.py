@@ -34,7 +34,8 @@ def run_episode(trace: Trace, base: Policy, *, epsilon: float, seed: int, weight
     decisions = recorder.decisions()
     if len(decisions):
         pod_index, node_index = recorder.indices()
-        contention, node_h = attribute(trace, result, pod_index, node_index, config.step_s)
+        contention, node_h, experienced = attribute(trace, result, pod_index, node_index, config.step_s)
+        decisions["node_contention_core_s"] = experienced
         decisions["added_contention_core_s"] = contention
         decisions["added_node_h"] = node_h
         decisions["cost"] = weights.cost(contention, node_h)

@@ -26,6 +26,9 @@ class FitSettings:
     that mean directly."""
     threads: int = 2
     seed: int = 0
+    contention_target: str = "added_contention_core_s"
+    """Label of the contention model: the decision's marginal contention, or
+    ``node_contention_core_s``, the contention the pod experienced on its node."""
 
 
 def _params(s: FitSettings, objective: str) -> dict:
@@ -47,7 +50,7 @@ def fit_value_model(decisions: pd.DataFrame, weights: RewardWeights, settings: F
         raise ValueError(f"need at least 100 decisions with outcomes to fit, have {len(usable)}")
     x = usable[list(FEATURE_COLUMNS)].to_numpy(dtype=np.float32)
     boosters = {}
-    for name, column, objective in (("contention", "added_contention_core_s", "tweedie"),
+    for name, column, objective in (("contention", settings.contention_target, "tweedie"),
                                     ("occupancy", "added_node_h", "tweedie")):
         y = usable[column].to_numpy(dtype=np.float64)
         data = lgb.Dataset(x, label=np.maximum(y, 0.0), free_raw_data=True)

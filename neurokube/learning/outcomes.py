@@ -10,8 +10,12 @@ from neurokube.trace.usage import pod_usage
 
 
 def attribute(trace: Trace, result: ReplayResult, pod_index: np.ndarray, node_index: np.ndarray,
-              step_s: int) -> tuple[np.ndarray, np.ndarray]:
-    """Added contention (core-seconds) and added node-hours of each decision.
+              step_s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Added contention (core-seconds), added node-hours and experienced contention of each decision.
+
+    *Experienced* contention is the node's whole overflow while the pod ran there: what the pod
+    suffered, whoever caused it. It is a denser signal of a node going hot than the marginal
+    share, which is zero for most placements.
 
     A decision placed pod ``pod_index[i]`` on ``node_index[i]``; the replay must have been run
     with ``record=True``.
@@ -32,6 +36,7 @@ def attribute(trace: Trace, result: ReplayResult, pod_index: np.ndarray, node_in
     cap = trace.nodes.cpu_milli[node].astype(np.float64)
     added = np.maximum(used - cap, 0.0) - np.maximum(used - own - cap, 0.0)
     contention = np.bincount(decision, weights=added, minlength=pod_index.size) * step_s / 1000.0
+    experienced = np.bincount(decision, weights=np.maximum(used - cap, 0.0), minlength=pod_index.size) * step_s / 1000.0
     alone = (result.node_pods[step, node] == 1).astype(np.float64)
     node_hours = np.bincount(decision, weights=alone, minlength=pod_index.size) * step_s / 3600.0
-    return contention, node_hours
+    return contention, node_hours, experienced

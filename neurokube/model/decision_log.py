@@ -5,7 +5,8 @@ Two tables, written as Parquet by :mod:`neurokube.adapters.decision_store`:
 ``decisions``: one row per placement decision.
   decision_id, source, ts_s, pod, pod_uid, workload, qos, policy, model_version, node,
   propensity, n_candidates, fallback, f_<feature>... (the chosen node's features), and the
-  outcome columns added_contention_core_s, added_node_h, cost (empty until outcomes are joined).
+  outcome columns added_contention_core_s, added_node_h, node_contention_core_s (the node's
+  whole overflow while the pod ran there), cost (empty until outcomes are joined).
 ``candidates``: one row per (decision, feasible node).
   decision_id, node, propensity (under the behaviour policy), chosen, f_<feature>...
 """
@@ -25,10 +26,10 @@ FEATURE_COLUMNS = tuple(f"f_{n}" for n in FEATURE_NAMES)
 DECISION_COLUMNS = (
     "decision_id", "source", "ts_s", "pod", "pod_uid", "workload", "qos", "policy", "model_version",
     "node", "propensity", "n_candidates", "fallback", *FEATURE_COLUMNS,
-    "added_contention_core_s", "added_node_h", "cost",
+    "added_contention_core_s", "added_node_h", "node_contention_core_s", "cost",
 )
 CANDIDATE_COLUMNS = ("decision_id", "node", "propensity", "chosen", *FEATURE_COLUMNS)
-OUTCOME_COLUMNS = ("added_contention_core_s", "added_node_h", "cost")
+OUTCOME_COLUMNS = ("added_contention_core_s", "added_node_h", "node_contention_core_s", "cost")
 
 
 def check_schema(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
