@@ -6,7 +6,7 @@ NK := $(VENV)/bin/neurokube
 STAMP := $(VENV)/.installed
 OUT ?= out/demo
 
-.PHONY: demo test unit e2e integration binaries stack-install install clean help
+.PHONY: demo test unit e2e integration binaries stack-install install forecast-bench clean help
 
 help:
 	@echo "make demo   - the main job end to end on embedded defaults (writes $(OUT)/)"
@@ -25,7 +25,8 @@ demo: $(STAMP)
 	$(NK) trace synth --out $(OUT)/trace
 	$(NK) replay --trace $(OUT)/trace --json $(OUT)/replay.json --placements-out $(OUT)/placements --plot $(OUT)/replay.png
 	$(NK) audit --trace $(OUT)/trace --placements $(OUT)/placements --report $(OUT)/replay.json
-	@echo "demo done: table above, plot at $(OUT)/replay.png, metrics at $(OUT)/replay.json"
+	$(NK) nightly --days 3 --out $(OUT)/nightly
+	@echo "demo done: replay table, $(OUT)/replay.png, and the 3-day learning loop in $(OUT)/nightly/"
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q tests/unit
@@ -47,6 +48,9 @@ integration: stack-install
 
 test: binaries stack-install
 	$(VENV)/bin/pytest -q tests
+
+forecast-bench: $(STAMP)
+	$(VENV)/bin/python benchmarks/forecast_quality.py
 
 clean:
 	rm -rf out .pytest_cache

@@ -22,6 +22,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "neurokube.cli.trace_cmd",
     "neurokube.cli.replay_cmd",
     "neurokube.cli.train_cmd",
+    "neurokube.cli.nightly_cmd",
+    "neurokube.cli.recommend_cmd",
     "neurokube.cluster.cli",
     "neurokube.stack.cli",
 )

@@ -1,0 +1,116 @@
+"""``neurokube recommend``: usage forecasts, right-sizing and bottleneck warnings (docs/FORECASTS.md).
+
+Replays each trace under the ``default`` policy, trains the models on ``--train-trace`` (or loads
+them from ``--model-dir``), scores them on ``--trace`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+from neurokube.cli.options import output_path
+from neurokube.errors import InputError
+
+RECOMMENDATIONS_CSV = "recommendations.csv"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("recommend", help="forecast usage, right-size requests, warn of hot nodes")
+    p.add_argument("--trace", type=Path, required=True, help="v1 trace to evaluate on (unseen by training)")
+    p.add_argument("--train-trace", type=Path, action="append", default=[], metavar="T",
+                   help="trace to train on, repeatable; with --model-dir the models are saved there")
+    p.add_argument("--model-dir", type=Path, metavar="D",
+                   help="load models from D (without --train-trace), or save the trained ones to D")
+    p.add_argument("--json", type=output_path, metavar="OUT", help="write the metrics as JSON")
+    p.add_argument("--csv", type=output_path, metavar="OUT.csv", help="write per-workload recommendations")
+    p.add_argument("--seed", type=int, default=0, help="model seed (default 0)")
+    p.set_defaults(func=_recommend)
+
+
+def _prepare(path: Path):
+    from neurokube.forecast.evaluation import prepare
+    from neurokube.policies import make_policy
+    from neurokube.sim import SimConfig, replay
+    from neurokube.trace.io import read_trace
+
+    trace = read_trace(path)
+    config = SimConfig()
+    result = replay(trace, make_policy("default", trace=trace), config)
+    return prepare(trace, result.node_of, result.bind_s)
+
+
+def load_model_dir(directory: Path):
+    from neurokube.forecast.evaluation import Recommender
+
+    if not (directory / "manifest.json").is_file():
+        raise InputError("no manifest.json: not a model directory", str(directory), "train with --train-trace first")
+    files = {f.name: f.read_text() for f in directory.iterdir() if f.suffix in (".json", ".txt")}
+    return Recommender.from_texts(files)
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from neurokube.forecast.evaluation import RecommenderSettings, evaluate, json_report, recommendations, train
+    from neurokube.forecast.models import ForecastSettings
+
+    resolved = args.trace.resolve()
+    for t in args.train_trace:
+        if t.resolve() == resolved:
+            raise InputError("the evaluation trace is also a training trace", str(t),
+                             "evaluate on a trace the models did not train on")
+    if args.train_trace:
+        settings = RecommenderSettings(forecast=replace(ForecastSettings(), seed=args.seed))
+        model = train([_prepare(t) for t in args.train_trace], settings)
+        if args.model_dir:
+            args.model_dir.mkdir(parents=True, exist_ok=True)
+            for name, text in model.to_texts().items():
+                (args.model_dir / name).write_text(text)
+            print(f"wrote models to {args.model_dir}/")
+    elif args.model_dir:
+        model = load_model_dir(args.model_dir)
+    else:
+        raise InputError("no models", "recommend", "pass --train-trace T (repeatable) or --model-dir D")
+    data = _prepare(args.trace)
+    report = evaluate(model, data)
+    print(f"trace {args.trace}; trained on {', '.join(model.trained_on)}")
+    print(format_report(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(json_report(report), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if args.csv:
+        rows = recommendations(model, data)
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        with args.csv.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"wrote {len(rows)} recommendations to {args.csv}")
+    return 0
+
+
+def format_report(report: dict) -> str:
+    f, r, b = report["forecast"], report["rightsizing"], report["bottleneck"]
+    lines = [f"{'metric':34s} {'model':>12s} {'baseline':>12s} {'ratio':>7s}  goal"]
+
+    def row(name, ours, base, goal):
+        ratio = ours / base if base else float("nan")
+        lines.append(f"{name:34s} {ours:12.3f} {base:12.3f} {ratio:7.2f}  {goal}")
+
+    for h in (15, 60):
+        row(f"CPU RMSE {h}m (cores) vs persistence", f[f"rmse_{h}m"], f[f"persistence_rmse_{h}m"], "<= 0.80")
+        row(f"mem RMSE {h}m (GiB) vs persistence", f[f"mem_rmse_{h}m"], f[f"mem_persistence_rmse_{h}m"], "-")
+    row("CPU slack (core-h) vs as written", r["slack_core_h"], r["requested_slack_core_h"], "<= 0.60")
+    row("CPU slack (core-h) vs VPA", r["slack_core_h"], r["vpa_slack_core_h"], "-")
+    row("clairvoyant bound vs as written", r["clairvoyant_slack_core_h"], r["requested_slack_core_h"],
+        "(at VPA's throttled time)")
+    row("throttled (pod-h) vs VPA", r["throttled_s"] / 3600, r["vpa_throttled_s"] / 3600, "<= 1.00")
+    row("mem over request (pod-h) vs VPA", r["mem_over_request_s"] / 3600, r["vpa_mem_over_request_s"] / 3600,
+        "<= 1.00")
+    lines.append(f"{'bottleneck precision / recall':34s} {b['precision']:12.3f} {b['recall']:12.3f} "
+                 f"{'':7s}  >= 0.80 each (p >= {b['probability_threshold']:.3f}, {b['events']} events)")
+    return "\n".join(lines)

@@ -1,0 +1,302 @@
+"""Train every model on some traces, score them on another: the protocol behind ``neurokube recommend``.
+
+Inputs are a trace and the placements of its replay under the ``default`` policy (``node_of``,
+``bind_s``); the caller runs the replay, so this module never imports the simulator.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from neurokube.errors import InputError
+from neurokube.forecast.bottleneck import (
+    BottleneckModel, BottleneckSettings, fit_bottleneck, node_features, node_forecasts)
+from neurokube.forecast.features import targets
+from neurokube.forecast.metrics import coverage, mape, precision_recall, rmse
+from neurokube.forecast.models import ForecastModels, ForecastSettings, fit_forecasters, horizon_bins
+from neurokube.forecast.rightsizing import (
+    RightsizingSettings, Scored, calibrate_margin, forecast_recommendations, limits, outcome, per_sample,
+    residual_quantiles, score_frame, vpa_recommendations, clairvoyant_slack)
+from neurokube.forecast.series import (
+    NodeSeries, PodSamples, SeriesSettings, WorkloadSeries, node_series, pod_samples, workload_series)
+from neurokube.trace.model import Trace
+
+
+@dataclass(frozen=True)
+class RecommenderSettings:
+    series: SeriesSettings = field(default_factory=SeriesSettings)
+    forecast: ForecastSettings = field(default_factory=ForecastSettings)
+    rightsizing: RightsizingSettings = field(default_factory=RightsizingSettings)
+    bottleneck: BottleneckSettings = field(default_factory=BottleneckSettings)
+
+
+@dataclass(frozen=True)
+class TraceData:
+    """A trace with the series derived from its replay."""
+
+    trace: Trace
+    samples: PodSamples
+    series: WorkloadSeries
+    nodes: NodeSeries
+    node_of: np.ndarray
+
+    def refreshes(self, refresh_s: int) -> int:
+        """Refresh points covering the series (the last one may be partial)."""
+        return int(np.ceil(self.series.bins * self.series.bin_s / refresh_s)) + 1
+
+
+def prepare(trace: Trace, node_of: np.ndarray, bind_s: np.ndarray,
+            settings: SeriesSettings = SeriesSettings()) -> TraceData:
+    samples = pod_samples(trace, bind_s, settings)
+    if samples.pod.size == 0:
+        raise InputError("no pod ran in the replay", trace.name, "nothing to forecast")
+    return TraceData(trace, samples, workload_series(trace, samples, settings),
+                     node_series(trace, node_of, bind_s, settings.step_s), node_of)
+
+
+@dataclass
+class Recommender:
+    settings: RecommenderSettings
+    forecast: ForecastModels
+    bottleneck: BottleneckModel
+    cpu_margin: float
+    mem_margin: float
+    cpu_residual_q: float
+    """Fallback residual quantile (pooled over the training traces) for a workload without its own."""
+    mem_residual_q: float
+    trained_on: list[str]
+
+    def to_texts(self) -> dict[str, str]:
+        files = {**self.forecast.to_texts(), **self.bottleneck.to_texts()}
+        files["manifest.json"] = json.dumps({
+            "format_version": 1, "kind": "neurokube-recommender", "cpu_margin": self.cpu_margin,
+            "mem_margin": self.mem_margin,
+            "cpu_residual_q": self.cpu_residual_q, "mem_residual_q": self.mem_residual_q, "trained_on": self.trained_on,
+            "rightsizing": asdict(self.settings.rightsizing), "series": asdict(self.settings.series)}, indent=2)
+        return files
+
+    @classmethod
+    def from_texts(cls, files: dict[str, str]) -> "Recommender":
+        try:
+            m = json.loads(files["manifest.json"])
+            if m.get("kind") != "neurokube-recommender" or m.get("format_version") != 1:
+                raise ValueError(f"kind {m.get('kind')!r}, format_version {m.get('format_version')!r}")
+            forecast = ForecastModels.from_texts(files)
+            bottleneck = BottleneckModel.from_texts(files)
+            rs = dict(m["rightsizing"])
+            rs.pop("vpa", None)  # VPA's defaults are constants of the baseline, not trained state
+            rs["margins"] = tuple(rs["margins"])
+            settings = RecommenderSettings(SeriesSettings(**m["series"]), forecast.settings,
+                                           RightsizingSettings(**rs), bottleneck.settings)
+            return cls(settings, forecast, bottleneck, float(m["cpu_margin"]), float(m["mem_margin"]),
+                       float(m["cpu_residual_q"]), float(m["mem_residual_q"]), list(m["trained_on"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise InputError("not a recommender model directory", "manifest.json", str(exc)) from None
+
+
+def node_forecast_features(forecast: ForecastModels, data: TraceData, lead_min: int = 15
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """(q50, q95) node forecasts (bins, nodes) from the workloads' ``lead_min`` CPU forecasts."""
+    from neurokube.forecast.series import workload_keys
+
+    _, wid = workload_keys(data.trace)
+    cap = data.trace.nodes.cpu_milli.astype(float)
+    return tuple(node_forecasts(data.samples, data.node_of, wid, data.series.cpu,
+                                forecast.predict(data.series, "cpu", lead_min, a), cap)
+                 for a in (0.5, 0.95))  # type: ignore[return-value]
+
+
+def _bottleneck_inputs(forecast: ForecastModels, data: TraceData, s: BottleneckSettings):
+    fc = node_forecast_features(forecast, data, s.lead_steps * data.nodes.step_s // 60) if s.use_forecasts else None
+    return node_features(data.nodes, s, fc)
+
+
+def _rightsizing_inputs(forecast: ForecastModels, data: TraceData, s: RightsizingSettings):
+    scored = score_frame(data.trace, data.samples, data.series.bin_s, s)
+    f_cpu, f_mem = forecast_recommendations(forecast, data.series, data.refreshes(s.refresh_s), s)
+    v_cpu, v_mem = vpa_recommendations(data.trace, data.samples, data.series.bin_s, data.refreshes(s.refresh_s), s)
+    return scored, f_cpu, f_mem, v_cpu, v_mem
+
+
+def forecast_requests(level: np.ndarray, scored: Scored, usage_attr: str, quantile: float,
+                      fallback_q: float) -> np.ndarray:
+    """(W, R) requests before the margin: forecast level x the workload's past residual quantile
+    (``fallback_q`` from training when it has none yet)."""
+    _, q = residual_quantiles(scored, level, usage_attr, quantile)
+    return level * np.where(np.isfinite(q), q, fallback_q)
+
+
+def train(data: list[TraceData], settings: RecommenderSettings = RecommenderSettings()) -> Recommender:
+    """Fit the forecasts and the bottleneck classifier, then calibrate the right-sizing margins."""
+    if not data:
+        raise InputError("no training traces", "recommend", "pass --train-trace or --model-dir")
+    forecast = fit_forecasters([d.series for d in data], settings.forecast)
+    b = settings.bottleneck
+    bottleneck = fit_bottleneck([d.nodes for d in data], b,
+                                [node_forecast_features(forecast, d, b.lead_steps * d.nodes.step_s // 60)
+                                 for d in data] if b.use_forecasts else None)
+    s = settings.rightsizing
+    inputs = [_rightsizing_inputs(forecast, d, s) for d in data]
+    fallback = {}
+    for i, attr in ((1, "cpu"), (2, "mem")):
+        res = np.concatenate([residual_quantiles(x[0], x[i], attr, s.residual_quantile)[0] for x in inputs])
+        res = res[np.isfinite(res)]
+        fallback[attr] = float(np.quantile(res, s.residual_quantile)) if res.size else 1.0
+    cpu_cases, mem_cases = [], []
+    for scored, f_cpu, f_mem, v_cpu, v_mem in inputs:
+        nan = np.full_like(v_cpu, np.nan)
+        cpu_cases.append((scored, forecast_requests(f_cpu, scored, "cpu", s.residual_quantile, fallback["cpu"]),
+                          v_cpu, per_sample(v_cpu, nan, scored, scored.cpu_written)))
+        mem_cases.append((scored, forecast_requests(f_mem, scored, "mem", s.residual_quantile, fallback["mem"]),
+                          v_mem, per_sample(v_mem, nan, scored, scored.mem_written)))
+    return Recommender(settings, forecast, bottleneck,
+                       calibrate_margin(cpu_cases, "cpu_written", "cpu", s),
+                       calibrate_margin(mem_cases, "mem_written", "mem", s),
+                       fallback["cpu"], fallback["mem"], [d.trace.name for d in data])
+
+
+def evaluate(rec: Recommender, data: TraceData) -> dict:
+    """The report of ``neurokube recommend --json`` (docs/FORECASTS.md defines every key)."""
+    series = data.series
+    fc: dict[str, float] = {}
+    for res, x, req in (("cpu", series.cpu, series.cpu_request), ("mem", series.mem, series.mem_request)):
+        prefix = "" if res == "cpu" else "mem_"
+        scale = 1000.0 if res == "cpu" else 1024.0  # cores, GiB
+        for h in rec.forecast.settings.horizons_min:
+            y = targets(x, horizon_bins(h, series.bin_s))
+            ok = np.isfinite(x) & np.isfinite(y)
+            p50 = rec.forecast.predict(series, res, h, 0.5)
+            fc[f"{prefix}rmse_{h}m"] = rmse(p50[ok] / scale, y[ok] / scale)
+            fc[f"{prefix}persistence_rmse_{h}m"] = rmse(x[ok] / scale, y[ok] / scale)
+            reqm = np.broadcast_to(req[:, None], x.shape)
+            fc[f"{prefix}mape_{h}m"] = mape(p50[ok], y[ok], reqm[ok])
+            fc[f"{prefix}persistence_mape_{h}m"] = mape(x[ok], y[ok], reqm[ok])
+            if 0.95 in rec.forecast.settings.alphas:
+                fc[f"{prefix}q95_coverage_{h}m"] = coverage(rec.forecast.predict(series, res, h, 0.95)[ok], y[ok])
+            fc[f"{prefix}points_{h}m"] = int(ok.sum())
+
+    s = rec.settings.rightsizing
+    scored, f_cpu, f_mem, v_cpu, v_mem = _rightsizing_inputs(rec.forecast, data, s)
+    nan = np.full_like(v_cpu, np.nan)
+    f_cpu = forecast_requests(f_cpu, scored, "cpu", s.residual_quantile, rec.cpu_residual_q)
+    f_mem = forecast_requests(f_mem, scored, "mem", s.residual_quantile, rec.mem_residual_q)
+    ours = outcome(scored, per_sample(f_cpu * rec.cpu_margin, v_cpu, scored, scored.cpu_written),
+                   per_sample(f_mem * rec.mem_margin, v_mem, scored, scored.mem_written))
+    vpa = outcome(scored, per_sample(v_cpu, nan, scored, scored.cpu_written),
+                  per_sample(v_mem, nan, scored, scored.mem_written))
+    written = outcome(scored, scored.cpu_written, scored.mem_written)
+    rs = {"slack_core_h": ours["slack_core_h"], "requested_slack_core_h": written["slack_core_h"],
+          "throttled_s": ours["throttled_s"], "vpa_slack_core_h": vpa["slack_core_h"],
+          "vpa_throttled_s": vpa["throttled_s"], "requested_throttled_s": written["throttled_s"],
+          "mem_slack_gib_h": ours["mem_slack_gib_h"], "requested_mem_slack_gib_h": written["mem_slack_gib_h"],
+          "vpa_mem_slack_gib_h": vpa["mem_slack_gib_h"], "mem_over_request_s": ours["mem_over_request_s"],
+          "vpa_mem_over_request_s": vpa["mem_over_request_s"],
+          "requested_mem_over_request_s": written["mem_over_request_s"],
+          "scored_pod_s": ours["pod_s"], "cpu_margin": rec.cpu_margin, "mem_margin": rec.mem_margin}
+
+    bound, bound_q = clairvoyant_slack(scored, v_cpu.shape[1], v_cpu.shape[0], vpa["throttled_s"])
+    rs["clairvoyant_slack_core_h"], rs["clairvoyant_quantile"] = bound, bound_q
+
+    X, y, now = _bottleneck_inputs(rec.forecast, data, rec.bottleneck.settings)
+    warned = rec.bottleneck.warn(X)
+    precision, recall = precision_recall(warned, y.astype(bool))
+    onset = now <= rec.bottleneck.settings.threshold
+    o_precision, o_recall = precision_recall(warned[onset], y[onset].astype(bool))
+    bn = {"precision": precision, "recall": recall, "probability_threshold": rec.bottleneck.probability_threshold,
+          "events": int(y.sum()), "decisions": int(len(y)), "onset_precision": o_precision,
+          "onset_recall": o_recall, "onset_events": int(y[onset].sum())}
+    return {"forecast": fc, "rightsizing": rs, "bottleneck": bn}
+
+
+def recommendations(rec: Recommender, data: TraceData) -> list[dict]:
+    """Per workload: the request and limit to use from the end of ``data``, with expected outcomes.
+
+    The request is the level forecast at the workload's last running bin x the quantile of all
+    its residuals in ``data`` (the training fallback when it has none) x the calibrated margin. A
+    workload with no forecast falls back to its VPA target, then to its request as written
+    (``source`` says which). ``expected_*`` are its outcomes over the evaluation (throttled share:
+    share of its scored pod-time above the recommended CPU request).
+    """
+    from neurokube.forecast.series import workload_keys
+
+    series, s = data.series, rec.settings.rightsizing
+    keys = series.keys
+    W = len(keys)
+    scored, f_cpu, f_mem, v_cpu, v_mem = _rightsizing_inputs(rec.forecast, data, s)
+    final = {}
+    for res, level, fb, margin, vpa in (("cpu", f_cpu, rec.cpu_residual_q, rec.cpu_margin, v_cpu),
+                                        ("mem", f_mem, rec.mem_residual_q, rec.mem_margin, v_mem)):
+        residual, _ = residual_quantiles(scored, level, res, s.residual_quantile)
+        ok = np.isfinite(residual)
+        q_all = np.full(W, fb)
+        for w in np.unique(scored.workload[ok]):
+            q_all[w] = np.quantile(residual[ok & (scored.workload == w)], s.residual_quantile)
+        now = np.maximum(np.fmax.reduce([rec.forecast.predict(series, res, h, s.alpha)
+                                         for h in rec.forecast.settings.horizons_min]),
+                         s.min_level_cpu_milli if res == "cpu" else s.min_level_mem_mib)
+        final[res] = (now, q_all, margin, vpa)
+    cpu_req = per_sample(forecast_requests(f_cpu, scored, "cpu", s.residual_quantile, rec.cpu_residual_q)
+                         * rec.cpu_margin, v_cpu, scored, scored.cpu_written)
+    w = scored.workload
+    run = scored.samples.run_s
+    pod_s = np.bincount(w, weights=run, minlength=W)
+    slack = np.bincount(w, weights=np.maximum(cpu_req - scored.samples.cpu, 0) * run, minlength=W) / 1000 / 3600
+    thr = np.bincount(w, weights=run * (scored.samples.cpu > cpu_req + 1e-9), minlength=W)
+    p = data.trace.pods
+    _, wid = workload_keys(data.trace)
+    rows = []
+    for i, key in enumerate(keys):
+        pods_i = np.flatnonzero(wid == i)
+        values, source = {}, "forecast"
+        for res in ("cpu", "mem"):
+            now, q_all, margin, vpa = final[res]
+            running = np.flatnonzero(np.isfinite(now[i]))
+            if running.size:
+                values[res] = now[i, running[-1]] * q_all[i] * margin
+            elif np.isfinite(vpa[i]).any():
+                values[res], source = vpa[i, np.flatnonzero(np.isfinite(vpa[i]))[-1]], "vpa-history"
+            else:
+                values[res] = series.cpu_request[i] if res == "cpu" else series.mem_request[i]
+                source = "as-written"
+        cpu, mem = float(np.ceil(values["cpu"])), float(np.ceil(values["mem"]))
+        ns, wl = key.split("/", 1)
+        written_cpu_lim = float(np.median(p.cpu_limit_milli[pods_i]))
+        written_mem_lim = float(np.median(p.memory_limit_mib[pods_i]))
+        rows.append({
+            "namespace": ns, "workload": wl, "source": source,
+            "cpu_request_milli": cpu,
+            "cpu_limit_milli": float(limits(np.array([cpu]), np.array([series.cpu_request[i]]),
+                                            np.array([written_cpu_lim]))[0]),
+            "memory_request_mib": mem,
+            "memory_limit_mib": float(limits(np.array([mem]), np.array([series.mem_request[i]]),
+                                             np.array([written_mem_lim]))[0]),
+            "written_cpu_request_milli": float(series.cpu_request[i]),
+            "written_memory_request_mib": float(series.mem_request[i]),
+            "expected_slack_core_h": float(slack[i]),
+            "expected_throttled_share": float(thr[i] / pod_s[i]) if pod_s[i] > 0 else float("nan"),
+        })
+    return rows
+
+
+REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
+    "forecast": ("rmse_15m", "rmse_60m", "persistence_rmse_15m", "persistence_rmse_60m"),
+    "rightsizing": ("slack_core_h", "requested_slack_core_h", "throttled_s", "vpa_slack_core_h", "vpa_throttled_s"),
+    "bottleneck": ("precision", "recall"),
+}
+
+
+def json_report(report: dict) -> dict:
+    """The ``--json`` document: exactly :data:`REQUIRED_KEYS` per section; everything else under
+    ``<section>_details``. NaN becomes ``null``."""
+    def clean(v):
+        return None if isinstance(v, float) and not np.isfinite(v) else v
+
+    doc: dict = {}
+    for section, keys in REQUIRED_KEYS.items():
+        doc[section] = {k: clean(report[section][k]) for k in keys}
+    for section, keys in REQUIRED_KEYS.items():
+        doc[f"{section}_details"] = {k: clean(v) for k, v in report[section].items() if k not in keys}
+    return doc

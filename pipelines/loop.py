@@ -1,0 +1,159 @@
+"""N simulated days and nights: the job behind ``neurokube nightly``.
+
+Day ``d`` (UTC dates ending yesterday, so every window is in the past, as the Prometheus backfill
+requires) is replayed with the champion of the night before; its decision logs and outcomes go to
+the store, its usage to the metrics path (the stack's Prometheus through the emulator's
+OpenMetrics backfill, or the simulator directly), the snapshot step writes that day's partitions,
+and the night trains, evaluates, registers and maybe promotes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from neurokube.adapters.objectstore import LocalDirStore, ObjectStore, open_store
+from neurokube.logs import event
+from neurokube.registry import Registry
+from neurokube.trace.assemble import ArrivalSettings
+from neurokube.trace.model import Trace
+from neurokube.trace.synth import SynthSettings, synth_trace
+from pipelines import keys, nightly, report, snapshot
+from pipelines.settings import DAY_S, NightlySettings, SnapshotSettings
+from pipelines.simulate import day_trace, days_in, run_day
+from pipelines.spool import Spool
+from pipelines.usage import PrometheusUsage, SimulatorUsage, UsageReader
+
+log = logging.getLogger("neurokube.pipelines.loop")
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    days: int
+    out: Path
+    trace: Trace | None = None
+    """The world; None: a synthetic trace of ``days`` days (``nightly.world``)."""
+    stack_state_dir: Path | None = None
+    """Use the running stack of this state directory (MinIO, Prometheus, MLflow server)."""
+    nightly: NightlySettings = field(default_factory=NightlySettings)
+    snapshot: SnapshotSettings = field(default_factory=SnapshotSettings)
+    now_s: float | None = None
+
+
+@dataclass
+class Services:
+    store: ObjectStore
+    registry: Registry
+    reader: Callable[[object], UsageReader]
+    backfill: Callable[[object, int, int], None] | None
+    where: dict[str, str]
+
+
+def services(s: LoopSettings) -> Services:
+    if s.stack_state_dir is None:
+        tracking = f"sqlite:///{(s.out / 'mlflow.db').resolve()}"
+        return Services(store=LocalDirStore(s.out / "store"),
+                        registry=Registry(tracking, s.nightly.model_name, s.out / "mlartifacts"),
+                        reader=lambda usage: SimulatorUsage(usage), backfill=None,
+                        where={"store": str(s.out / "store"), "mlflow": tracking, "metrics": "simulator"})
+    from neurokube.stack import control
+    from neurokube.stack.backfill import backfill
+
+    doc = control.status(s.stack_state_dir)
+    if not doc.get("running"):
+        from neurokube.errors import TemporaryError
+
+        raise TemporaryError(f"no running data stack in {s.stack_state_dir}; run `neurokube stack up "
+                             f"--state-dir {s.stack_state_dir}` first")
+    prom = doc["prometheus"]["url"]
+    sink = io.StringIO()
+    return Services(
+        store=open_store(doc), registry=Registry(doc["mlflow"]["url"], s.nightly.model_name),
+        reader=lambda _usage: PrometheusUsage(prom, s.snapshot.queries, s.snapshot.timeout_s),
+        backfill=lambda usage, start, end: backfill(s.stack_state_dir, usage, start, end - s.snapshot.step_s,
+                                                    s.snapshot.step_s, out=sink),
+        where={"store": f"{doc['minio']['endpoint']}/{doc['minio']['bucket']}", "mlflow": doc["mlflow"]["url"],
+               "metrics": prom})
+
+
+def world(s: LoopSettings) -> Trace:
+    if s.trace is not None:
+        return s.trace
+    w = s.nightly.world
+    return synth_trace("world", SynthSettings(
+        arrivals=ArrivalSettings(hours=24 * s.days, target_load=w.target_load, warmup_hours=3, seed=w.seed),
+        nodes=w.nodes, workloads=w.workloads))
+
+
+def put_table(spool: Spool, store: ObjectStore, key: str, frame: pd.DataFrame) -> None:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    spool.put(store, key, buffer.getvalue())
+
+
+def run(s: LoopSettings, say: Callable[[str], None] = lambda _m: None) -> list[dict]:
+    s.out.mkdir(parents=True, exist_ok=True)
+    svc = services(s)
+    svc.registry.check()
+    trace = world(s)
+    if days_in(trace) < s.days:
+        from neurokube.errors import InputError
+
+        raise InputError(f"the trace has {days_in(trace)} days of arrivals, {s.days} asked", trace.name)
+    held_out = nightly.eval_trace(s.nightly.world)
+    spool = Spool(s.out / "spool")
+    first = (int((s.now_s or time.time()) // DAY_S) - s.days) * DAY_S
+    rows: list[dict] = []
+    cache = s.out / "champion-cache"
+    for d in range(s.days):
+        start = first + d * DAY_S
+        date = keys.day_of(start)
+        served = svc.registry.load(cache, s.nightly.alias)
+        serving = f"v{served[0]}" if served else "no model (default scoring)"
+        say(f"day {d + 1}/{s.days} ({date}): replaying with {serving}")
+        t0 = time.monotonic()
+        day = run_day(day_trace(trace, d), served[1] if served else None, start_epoch_s=start,
+                      epsilon=s.nightly.world.epsilon, seed=s.nightly.world.seed + d, weights=s.nightly.weights)
+        spool.deliver(svc.store)
+        put_table(spool, svc.store, keys.table_key("decisions", "decisions", date), day.decisions)
+        put_table(spool, svc.store, keys.table_key("decisions", "candidates", date), day.candidates)
+        put_table(spool, svc.store, keys.table_key("outcomes", "outcomes", date), day.outcomes)
+        if svc.backfill is not None:
+            say(f"  backfilling {date} into Prometheus")
+            svc.backfill(day.usage, start, start + DAY_S)
+        snap = snapshot.run(svc.reader(day.usage), svc.store, start, start + DAY_S, s.snapshot, s.out / "spool")
+        say(f"  night of {date}: snapshot {snap.rows} rows in {len(snap.partitions)} partitions; training")
+        night = nightly.run_night(svc.store, svc.registry, date, held_out, s.out, s.nightly, s.snapshot.step_s)
+        row = {"day": d + 1, "date": date, "served": f"v{served[0]}" if served else "default",
+               "contention_core_s": day.metrics["contention_core_s"], "node_hours": day.metrics["node_hours"],
+               "pending_pod_s": day.metrics["pending_pod_s"], "cost": day.metrics["cost"],
+               "fallback_decisions": day.fallbacks, "decisions": len(day.decisions),
+               "snapshot_rows": snap.rows, "sim_cpu_core_s": day.usage.day_cpu_core_s,
+               "snapshot_cpu_core_s": snap.cpu_core_s, "new_version": f"v{night.version}",
+               "promoted": night.promoted,
+               "reason": night.reason, "champion": f"v{night.champion}" if night.champion else "none",
+               "quarantined": night.quarantined, "seconds": round(time.monotonic() - t0, 1)}
+        event(log, "day done", **row)
+        rows.append(row)
+        say(f"  v{night.version} {'PROMOTED' if night.promoted else 'kept out'}: {night.reason}")
+    (s.out / "days.json").write_text(json.dumps({"days": rows, "where": svc.where}, indent=2) + "\n")
+    report.plot_days(s.out / "learning_curve.png", rows, "the nightly loop: metric per simulated day")
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    head = (f"{'day':>3}  {'date':10}  {'served':>8}  {'contention core-s':>17}  {'node-hours':>10}  "
+            f"{'pending pod-s':>13}  {'fallbacks':>9}  {'new':>5}  promoted  champion")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['day']:>3}  {r['date']:10}  {r['served']:>8}  {r['contention_core_s']:>17,.0f}  "
+                     f"{r['node_hours']:>10,.1f}  {r['pending_pod_s']:>13,.0f}  {r['fallback_decisions']:>9,d}  "
+                     f"{r['new_version']:>5}  {'yes' if r['promoted'] else 'no':>8}  {r['champion']}")
+    return "\n".join(lines)

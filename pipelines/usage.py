@@ -1,0 +1,99 @@
+"""Where the snapshot step reads node usage from: Prometheus, or the simulator directly.
+
+Both give the same frame, one row per (``ts``, ``node``): ``cpu_used_milli``,
+``cpu_alloc_milli``, ``mem_used_mib`` at every ``step_s`` in ``[start_s, end_s)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from neurokube.emulator.usage import UsageSource
+from neurokube.errors import InputError, TemporaryError
+from neurokube.logs import event
+from pipelines.settings import PrometheusQueries
+
+log = logging.getLogger("neurokube.pipelines.usage")
+COLUMNS = ("ts", "node", "cpu_used_milli", "cpu_alloc_milli", "mem_used_mib")
+
+
+class UsageReader(Protocol):
+    def read(self, start_s: float, end_s: float, step_s: int) -> pd.DataFrame:
+        """Node usage at ``start_s, start_s + step_s, ...`` up to (not including) ``end_s``."""
+        ...
+
+
+def empty() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="int64" if c == "ts" else object if c == "node" else "float64")
+                         for c in COLUMNS})
+
+
+class PrometheusUsage:
+    """``query_range`` through prometheus-api-client; the queries and node label are settings."""
+
+    def __init__(self, url: str, queries: PrometheusQueries = PrometheusQueries(), timeout_s: float = 30.0,
+                 client=None) -> None:
+        from prometheus_api_client import PrometheusConnect
+
+        self.url = url
+        self.queries = queries
+        self.client = client or PrometheusConnect(url=url, disable_ssl=True, timeout=timeout_s)
+
+    def read(self, start_s: float, end_s: float, step_s: int) -> pd.DataFrame:
+        columns = {}
+        for column, query in self.queries.rendered().items():
+            columns[column] = self._query(query, start_s, end_s - step_s, step_s)
+        alloc = columns["cpu_alloc_milli"]
+        if alloc.empty:
+            event(log, "no nodes in Prometheus for the window", level=logging.WARNING, start_s=start_s, end_s=end_s)
+            return empty()
+        frame = alloc.rename("cpu_alloc_milli").to_frame()
+        for column in ("cpu_used_milli", "mem_used_mib"):
+            frame[column] = columns[column].reindex(frame.index).fillna(0.0).to_numpy()
+        frame = frame.reset_index()
+        return frame[list(COLUMNS)].sort_values(["ts", "node"], ignore_index=True)
+
+    def _query(self, query: str, start_s: float, end_s: float, step_s: int) -> pd.Series:
+        from prometheus_api_client.exceptions import PrometheusApiClientException
+
+        try:
+            result = self.client.custom_query_range(
+                query, start_time=datetime.fromtimestamp(start_s, timezone.utc),
+                end_time=datetime.fromtimestamp(end_s, timezone.utc), step=f"{step_s}s")
+        except PrometheusApiClientException as exc:
+            raise InputError("Prometheus refused the query", where=self.url, why=f"{query}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - requests raises many types for a dead server
+            raise TemporaryError(f"Prometheus at {self.url} is unreachable: {type(exc).__name__}: {exc}") from None
+        index, values = [], []
+        for series in result:
+            labels = series.get("metric", {})
+            node = next((labels[k] for k in self.queries.node_labels if k in labels), None)
+            if node is None:
+                raise InputError("a result series has none of the node labels", where=self.url,
+                                 why=f"{query}: labels {sorted(labels)}, expected one of {self.queries.node_labels}")
+            for ts, value in series.get("values", []):
+                index.append((int(round(float(ts))), node))
+                values.append(float(value))
+        if not index:
+            return pd.Series(dtype="float64")
+        series = pd.Series(values, index=pd.MultiIndex.from_tuples(index, names=["ts", "node"]))
+        return series[~series.index.duplicated(keep="last")]
+
+
+class SimulatorUsage:
+    """The simulator's own per-step node usage, through the emulator's :class:`UsageSource` seam."""
+
+    def __init__(self, source: UsageSource) -> None:
+        self.source = source
+
+    def read(self, start_s: float, end_s: float, step_s: int) -> pd.DataFrame:
+        rows = []
+        for ts in np.arange(int(start_s), int(end_s), step_s):
+            for n in self.source.snapshot(float(ts)).nodes:
+                rows.append((int(ts), n.name, float(n.cpu_milli_used), float(n.cpu_milli_alloc), float(n.mem_mib_used)))
+        return pd.DataFrame(rows, columns=list(COLUMNS)) if rows else empty()

@@ -1,0 +1,118 @@
+"""The snapshot step and its spool.
+
+* a window becomes one Parquet partition per hour (empty hours included), keyed by date and hour;
+* re-running a window overwrites its partitions exactly (same keys, same rows);
+* a window that is not whole hours is an InputError;
+* a store that fails (TemporaryError) and recovers: partitions are spooled, delivered by the next
+  run, and no row is lost (rows counted in the store);
+* Prometheus results are mapped to nodes by the configured label; a series without it is an error;
+* the simulator's usage reads through the same interface.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from neurokube.adapters.objectstore import LocalDirStore
+from neurokube.emulator.usage import NodeUsage, Snapshot
+from neurokube.errors import InputError, TemporaryError
+from pipelines import keys, snapshot
+from pipelines.settings import PrometheusQueries, SnapshotSettings
+from pipelines.usage import PrometheusUsage, SimulatorUsage
+
+DAY0 = 1_700_006_400  # 2023-11-15T00:00:00Z
+
+
+class FakeSource:
+    """Two nodes; CPU used grows with time so every sample is distinct."""
+
+    def snapshot(self, now_s: float) -> Snapshot:
+        return Snapshot(nodes=[NodeUsage("n1", 4000, 8192, float(now_s - DAY0), 100.0),
+                               NodeUsage("n2", 2000, 4096, 2500.0, 50.0)], pods=[])
+
+
+class FlakyStore(LocalDirStore):
+    """A local store that is 'down' while ``down`` is set."""
+
+    down = False
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        if self.down:
+            raise TemporaryError("MinIO at test: unreachable")
+        super().put_bytes(key, data)
+
+
+def rows_in(store) -> int:
+    return sum(len(pd.read_parquet(io.BytesIO(store.get_bytes(k)))) for k in store.list(keys.SNAPSHOTS))
+
+
+def test_partitions_per_hour_and_idempotent_rerun(tmp_path):
+    store = LocalDirStore(tmp_path / "store")
+    reader = SimulatorUsage(FakeSource())
+    first = snapshot.run(reader, store, DAY0, DAY0 + 3 * 3600, SnapshotSettings(step_s=60), tmp_path / "spool")
+    assert first.rows == 2 * 180 and not first.spooled
+    assert store.list("snapshots/") == [f"snapshots/date=2023-11-15/hour={h:02d}/part.parquet" for h in range(3)]
+    before = {k: store.get_bytes(k) for k in store.list("")}
+    snapshot.run(reader, store, DAY0, DAY0 + 3 * 3600, SnapshotSettings(step_s=60), tmp_path / "spool")
+    assert {k: store.get_bytes(k) for k in store.list("")} == before
+    part = pd.read_parquet(io.BytesIO(store.get_bytes("snapshots/date=2023-11-15/hour=01/part.parquet")))
+    assert part["ts"].min() == DAY0 + 3600 and part["ts"].max() == DAY0 + 7200 - 60
+    assert rows_in(store) == 360
+
+
+def test_window_must_be_whole_hours(tmp_path):
+    with pytest.raises(InputError, match="whole hours"):
+        snapshot.run(SimulatorUsage(FakeSource()), LocalDirStore(tmp_path), DAY0, DAY0 + 1800)
+
+
+def test_store_outage_spools_and_next_run_delivers_every_row(tmp_path):
+    store = FlakyStore(tmp_path / "store")
+    reader = SimulatorUsage(FakeSource())
+    store.down = True
+    outage = snapshot.run(reader, store, DAY0, DAY0 + 2 * 3600, SnapshotSettings(), tmp_path / "spool")
+    assert len(outage.spooled) == 2 and store.list("") == []
+    store.down = False
+    after = snapshot.run(reader, store, DAY0 + 2 * 3600, DAY0 + 4 * 3600, SnapshotSettings(), tmp_path / "spool")
+    assert after.delivered == 2 and not after.spooled
+    assert rows_in(store) == outage.rows + after.rows == 4 * 60 * 2
+    assert not list((tmp_path / "spool").rglob("*.parquet"))
+
+
+class FakeProm:
+    def __init__(self, label: str = "node") -> None:
+        self.label = label
+        self.queries: list[str] = []
+
+    def custom_query_range(self, query, start_time, end_time, step):
+        self.queries.append(query)
+        ts = np.arange(start_time.timestamp(), end_time.timestamp() + 1, 60)
+        value = "4000" if "allocatable" in query else "1500"
+        series = [{"metric": {self.label: "n1"}, "values": [[t, value] for t in ts]}]
+        if "allocatable" in query:
+            series.append({"metric": {self.label: "n2"}, "values": [[t, "2000"] for t in ts]})
+        return series
+
+
+def test_prometheus_reader_maps_the_node_label_and_fills_idle_nodes():
+    prom = FakeProm(label="instance")
+    reader = PrometheusUsage("http://prom", PrometheusQueries(rate_window="5m"), client=prom)
+    frame = reader.read(DAY0, DAY0 + 3600, 60)
+    assert len(frame) == 120 and set(frame["node"]) == {"n1", "n2"}
+    assert frame[frame.node == "n2"]["cpu_used_milli"].eq(0).all()  # no container series: idle
+    assert frame[frame.node == "n1"]["cpu_used_milli"].eq(1500).all()
+    assert any("[5m]" in q for q in prom.queries)
+
+
+def test_prometheus_series_without_a_node_label_is_an_input_error():
+    prom = FakeProm(label="pod")
+    with pytest.raises(InputError, match="node labels"):
+        PrometheusUsage("http://prom", client=prom).read(DAY0, DAY0 + 3600, 60)
+
+
+def test_unreachable_prometheus_is_temporary():
+    with pytest.raises(TemporaryError, match="127.0.0.1:9"):
+        PrometheusUsage("http://127.0.0.1:9", timeout_s=2).read(DAY0, DAY0 + 3600, 60)
