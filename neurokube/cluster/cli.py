@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from neurokube.cluster import adapter, build, control, paths, schedconfig, workload
+from neurokube.cluster import adapter, build, control, functions, paths, schedconfig, workload
 from neurokube.errors import TemporaryError
 
 #: Exit status of `status` when no complete cluster is running (LSB "program is not running").
@@ -52,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sink", default=adapter.DEFAULT_SINK,
                    help=f"where the receive adapter sends CloudEvents (default {adapter.DEFAULT_SINK})")
     p.add_argument("--knative-crds", action="store_true", help="also install the Knative CRDs")
+    _functions_args(p)
     p.add_argument("--json", action="store_true", help='print {"kubeconfig", "apiserver", "nodes"} as JSON')
     p.set_defaults(func=cmd_up)
 
@@ -110,7 +111,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                                         args.extender_node_cache_capable)
     options = control.UpOptions(
         state_dir=_state_dir(args), nodes=nodes, extender=extender, start_adapter=not args.no_adapter,
-        sink=args.sink, knative_crds=args.knative_crds,
+        sink=args.sink, knative_crds=args.knative_crds, functions=_functions_options(args),
     )
     result = control.up(options)
     record = result.record
@@ -148,6 +149,29 @@ def cmd_crds(args: argparse.Namespace) -> int:
     for name in control.install_crds(_state_dir(args)):
         print(name)
     return 0
+
+
+# -- `up --functions` (neurokube/cluster/functions.py) ----------------------------------------
+
+
+def _functions_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("live functions (docs/FUNCTIONS.md)")
+    g.add_argument("--functions", action="store_true",
+                   help="also run the binder, extender and sweeper as local processes; the receive adapter "
+                        "delivers to the binder, a timer pings the sweeper every minute")
+    g.add_argument("--functions-extender", action="store_true",
+                   help="with --functions: configure kube-scheduler to call the extender (filter, prioritize)")
+    g.add_argument("--functions-weight", type=_positive_int, default=5, help="extender weight (default 5)")
+    g.add_argument("--model-dir", type=Path, help="with --functions: the champion model directory")
+    g.add_argument("--prometheus-url", help="with --functions: Prometheus for node metrics")
+
+
+def _functions_options(args: argparse.Namespace) -> functions.FunctionsOptions | None:
+    if not args.functions:
+        return None
+    return functions.FunctionsOptions(extender=args.functions_extender, extender_weight=args.functions_weight,
+                                      model_dir=args.model_dir.absolute() if args.model_dir else None,
+                                      prometheus_url=args.prometheus_url)
 
 
 # -- helpers -----------------------------------------------------------------------------------

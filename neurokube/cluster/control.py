@@ -24,6 +24,7 @@ from neurokube.cluster import (
     certs,
     components,
     crds,
+    functions,
     kubeconfig,
     paths,
     rbac,
@@ -51,6 +52,7 @@ class UpOptions:
     start_adapter: bool = True
     sink: str = adapter.DEFAULT_SINK
     knative_crds: bool = False
+    functions: functions.FunctionsOptions | None = None  # `up --functions` (cluster/functions.py)
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,10 @@ def _start(layout: Layout, binaries: Binaries, options: UpOptions, out: IO[str])
     started_at = time.monotonic()
     state.prepare_fresh(layout)
     ports = components.free_ports()
+    # -- `up --functions`: ports, the adapter's sink and (optionally) the extender come from the plan.
+    fn_plan = functions.plan() if options.functions else None
+    if fn_plan is not None:
+        options = _with_functions(options, fn_plan)
     pki = certs.generate(layout.pki, components.SERVICE_IP)
     server = components.apiserver_url(ports)
     kubeconfig.write(layout.admin_kubeconfig, server, pki.ca_cert, pki.client_cert("admin"),
@@ -111,6 +117,9 @@ def _start(layout: Layout, binaries: Binaries, options: UpOptions, out: IO[str])
         _launch(layout, record, components.kwok(binaries, layout, ports, stages), out)
         _step(out, f"{len(options.nodes)} nodes Ready and schedulable",
               lambda: _create_nodes(client, options.nodes, layout))
+        if fn_plan is not None:  # before the adapter, so that its first events find the binder
+            for launch in functions.launches(fn_plan, options.functions, client, layout, pki.ca_cert, server):
+                _launch(layout, record, launch, out)
         if options.start_adapter:
             rbac.grant_adapter(client)
             if components.port_in_use(adapter.PROBE_PORT):
@@ -131,6 +140,14 @@ def _start(layout: Layout, binaries: Binaries, options: UpOptions, out: IO[str])
     event(log, "cluster up", logging.DEBUG, apiserver=server, nodes=len(options.nodes), seconds=round(elapsed, 1))
     print(f"cluster up in {elapsed:.1f}s: {server}, {len(options.nodes)} nodes", file=out)
     return record
+
+
+def _with_functions(options: UpOptions, fn_plan: functions.Plan) -> UpOptions:
+    """`up --functions`: the receive adapter delivers to the binder; maybe add the extender."""
+    from dataclasses import replace
+
+    extender = options.extender or functions.extender_config(fn_plan, options.functions)
+    return replace(options, sink=fn_plan.sink, extender=extender)
 
 
 def _launch(layout: Layout, record: ClusterRecord, launch: components.Launch, out: IO[str]) -> Process:

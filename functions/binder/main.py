@@ -1,0 +1,58 @@
+"""The binder: places pods of ``schedulerName: neurokube`` as the ApiServerSource reports them.
+
+Two targets over the same handler (neurokube.live.handlers.on_pod_event):
+
+* ``binder`` (``--signature-type http``, the one deployed): parses the CloudEvent itself with the
+  cloudevents SDK, answers JSON (4xx for bad input, 503 for a dependency that is down, never 500
+  for bad input) and serves ``GET /metrics`` and ``GET /healthz`` on the same port;
+* ``on_pod_event`` (``--signature-type cloudevent``): the plain functions-framework signature,
+  which answers 4xx through ``flask.abort`` but cannot serve /metrics (only POST is routed).
+
+docs/FUNCTIONS.md explains the choice.
+"""
+
+from __future__ import annotations
+
+import flask
+import functions_framework
+from cloudevents.http import CloudEvent
+
+from neurokube.errors import InputError, TemporaryError
+from neurokube.live import handlers, web
+from neurokube.live.settings import from_env
+from neurokube.live.telemetry import process_telemetry
+from neurokube.logs import configure_logging
+
+SETTINGS = from_env()  # validated at start-up: a bad setting stops the function here, with the reason
+configure_logging(debug=SETTINGS.debug)
+TELEMETRY = process_telemetry()
+
+
+@functions_framework.http
+def binder(request: flask.Request) -> flask.Response:
+    if request.method == "GET" and request.path == "/metrics":
+        return web.metrics_response(TELEMETRY)
+    if request.method == "GET" and request.path in ("/", "/healthz"):
+        return web.json_response({"ok": True})
+    if request.method == "GET" and request.path == "/readyz":
+        return web.serve(request, TELEMETRY, lambda _: web.readiness_response(SETTINGS), "binder")
+
+    def handle(request_id: str) -> flask.Response:
+        if request.path != "/":
+            raise web.HttpError(404, f"no such path {request.path}; POST CloudEvents to /")
+        if request.method != "POST":
+            raise web.HttpError(405, "POST a CloudEvent", {"Allow": "GET, POST"})
+        ce = web.parse_cloud_event(request, SETTINGS.max_body_bytes)
+        return web.json_response(handlers.on_pod_event(ce, SETTINGS, request_id).to_json())
+
+    return web.serve(request, TELEMETRY, handle, "binder")
+
+
+@functions_framework.cloud_event
+def on_pod_event(ce: CloudEvent) -> None:
+    try:
+        handlers.on_pod_event(ce, SETTINGS, ce["id"])
+    except InputError as exc:
+        flask.abort(400, description=str(exc))
+    except TemporaryError as exc:
+        flask.abort(503, description=str(exc))

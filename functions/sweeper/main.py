@@ -1,0 +1,52 @@
+"""The sweeper: a PingSource event (``dev.knative.sources.ping``, every minute) places the pods of
+``schedulerName: neurokube`` that are still pending (neurokube.live.sweeper).
+
+``sweeper`` (http, deployed) answers the sweep report as JSON and serves /metrics and /healthz;
+``on_ping`` is the plain cloud_event signature. See functions/binder/main.py for why both.
+"""
+
+from __future__ import annotations
+
+import flask
+import functions_framework
+from cloudevents.http import CloudEvent
+
+from neurokube.errors import InputError, TemporaryError
+from neurokube.live import handlers, web
+from neurokube.live.settings import from_env
+from neurokube.live.telemetry import process_telemetry
+from neurokube.logs import configure_logging
+
+SETTINGS = from_env()
+configure_logging(debug=SETTINGS.debug)
+TELEMETRY = process_telemetry()
+
+
+@functions_framework.http
+def sweeper(request: flask.Request) -> flask.Response:
+    if request.method == "GET" and request.path == "/metrics":
+        return web.metrics_response(TELEMETRY)
+    if request.method == "GET" and request.path in ("/", "/healthz"):
+        return web.json_response({"ok": True})
+    if request.method == "GET" and request.path == "/readyz":
+        return web.serve(request, TELEMETRY, lambda _: web.readiness_response(SETTINGS), "sweeper")
+
+    def handle(request_id: str) -> flask.Response:
+        if request.path != "/":
+            raise web.HttpError(404, f"no such path {request.path}; POST the ping CloudEvent to /")
+        if request.method != "POST":
+            raise web.HttpError(405, "POST a CloudEvent", {"Allow": "GET, POST"})
+        ce = web.parse_cloud_event(request, SETTINGS.max_body_bytes)
+        return web.json_response(handlers.on_ping(ce, SETTINGS, request_id))
+
+    return web.serve(request, TELEMETRY, handle, "sweeper")
+
+
+@functions_framework.cloud_event
+def on_ping(ce: CloudEvent) -> None:
+    try:
+        handlers.on_ping(ce, SETTINGS, ce["id"])
+    except InputError as exc:
+        flask.abort(400, description=str(exc))
+    except TemporaryError as exc:
+        flask.abort(503, description=str(exc))

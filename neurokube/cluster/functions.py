@@ -1,0 +1,235 @@
+"""``neurokube cluster up --functions``: the live functions as local processes beside the cluster.
+
+What Knative does in a real cluster, done by hand on 127.0.0.1:
+
+* the binder, extender and sweeper run as ``python -m functions_framework --signature-type http``
+  (gunicorn, one worker, ``threads`` threads) on free ports, never 8080 (the receive adapter's);
+* they authenticate as the ServiceAccount of deploy/knative/rbac.yaml, with a token from the
+  TokenRequest API, so the local setup proves the least-privilege role is enough;
+* the receive adapter's sink (``K_SINK``) is the binder;
+* a small timer process posts a PingSource-shaped CloudEvent to the sweeper every minute;
+* optionally kube-scheduler's configuration gets an ``extenders:`` entry pointing at the extender.
+
+Every process is recorded in ``cluster.json``, so ``cluster down`` stops them with the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from neurokube.cluster import components, paths, schedconfig
+from neurokube.cluster.api import ApiError, Client
+from neurokube.cluster.components import Launch
+from neurokube.cluster.state import Layout
+from neurokube.errors import InputError, TemporaryError
+
+NAMESPACE = "neurokube"
+SERVICE_ACCOUNT = "neurokube-scheduler"
+IDENTITY = "neurokube-functions"  # kubeconfig name under <state>/kubeconfigs/
+APPLY_PATCH = "application/apply-patch+yaml"
+FUNCTIONS = {  # name -> (source relative to the repository, http target)
+    "binder": ("functions/binder/main.py", "binder"),
+    "extender": ("functions/extender/main.py", "extender"),
+    "sweeper": ("functions/sweeper/main.py", "sweeper"),
+}
+RBAC_FILES = ("namespace.yaml", "rbac.yaml")
+AVOID_PORTS = {8080, 8008}  # the receive adapter's probe and default pprof ports
+PING_TYPE = "dev.knative.sources.ping"
+
+
+@dataclass(frozen=True)
+class FunctionsOptions:
+    extender: bool = False
+    """Add the extender to kube-scheduler's configuration (filter and prioritize)."""
+    extender_weight: int = 5
+    model_dir: Path | None = None
+    prometheus_url: str | None = None
+    sweep_every_s: float = 60.0
+    threads: int = 8
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra NEUROKUBE_* settings for all three functions."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    ports: dict[str, int]
+
+    def url(self, name: str) -> str:
+        return f"http://{components.LOCALHOST}:{self.ports[name]}"
+
+    @property
+    def sink(self) -> str:
+        return self.url("binder") + "/"
+
+
+def repo_root() -> Path:
+    return paths.deploy_dir().parent.parent
+
+
+def knative_dir() -> Path:
+    return paths.deploy_dir().parent / "knative"
+
+
+def plan() -> Plan:
+    """Free ports for the three functions (none of them 8080)."""
+    while True:
+        ports = components.free_ports(tuple(FUNCTIONS))
+        if not set(ports.values()) & AVOID_PORTS:
+            return Plan(ports)
+
+
+def extender_config(plan_: Plan, options: FunctionsOptions) -> schedconfig.Extender | None:
+    if not options.extender:
+        return None
+    return schedconfig.Extender(plan_.url("extender"), ("filter", "prioritize"), options.extender_weight)
+
+
+# -- credentials -------------------------------------------------------------------------------
+
+
+def apply_manifests(client: Client, files: tuple[str, ...] = RBAC_FILES) -> list[str]:
+    """Server-side apply deploy/knative/<files> (idempotent); returns ``kind/name`` of each object."""
+    applied = []
+    for name in files:
+        path = knative_dir() / name
+        try:
+            docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        except (OSError, yaml.YAMLError) as exc:
+            raise InputError("unreadable manifest", where=str(path), why=str(exc)) from None
+        for doc in docs:
+            applied.append(_apply(client, doc))
+    return applied
+
+
+def _apply(client: Client, doc: dict) -> str:
+    api_version, kind = doc["apiVersion"], doc["kind"]
+    meta = doc["metadata"]
+    plural = {"Namespace": "namespaces", "ServiceAccount": "serviceaccounts", "ClusterRole": "clusterroles",
+              "ClusterRoleBinding": "clusterrolebindings", "Role": "roles", "RoleBinding": "rolebindings",
+              "ConfigMap": "configmaps"}[kind]
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    namespace = meta.get("namespace")
+    collection = f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
+    try:
+        client.request("PATCH", f"{collection}/{meta['name']}?fieldManager=neurokube&force=true", doc,
+                       content_type=APPLY_PATCH)
+    except ApiError as exc:
+        raise TemporaryError(f"applying {kind} {meta['name']} failed: {exc}") from None
+    return f"{kind}/{meta['name']}"
+
+
+def service_account_kubeconfig(client: Client, layout: Layout, ca_file: Path, server: str,
+                               expiration_s: int = 30 * 86400) -> Path:
+    """A kubeconfig that authenticates as the functions' ServiceAccount (TokenRequest API)."""
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": expiration_s}}
+    try:
+        reply = client.create(f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/{SERVICE_ACCOUNT}/token", body)
+    except ApiError as exc:
+        raise TemporaryError(f"requesting a token for {NAMESPACE}/{SERVICE_ACCOUNT} failed: {exc}") from None
+    path = layout.kubeconfig(IDENTITY)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"apiVersion": "v1", "kind": "Config", "current-context": IDENTITY,
+           "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority": str(ca_file)}}],
+           "users": [{"name": IDENTITY, "user": {"token": reply["status"]["token"]}}],
+           "contexts": [{"name": IDENTITY, "context": {"cluster": "local", "user": IDENTITY}}]}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(yaml.safe_dump(doc))
+    return path
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+def function_env(kubeconfig: Path, options: FunctionsOptions, replica: str) -> dict[str, str]:
+    env = {"KUBECONFIG": str(kubeconfig), "NEUROKUBE_REPLICA": replica, "WORKERS": "1",
+           "THREADS": str(options.threads), "PYTHONUNBUFFERED": "1", **options.env}
+    if options.model_dir:
+        env["NEUROKUBE_MODEL_DIR"] = str(options.model_dir)
+    if options.prometheus_url:
+        env["NEUROKUBE_PROMETHEUS_URL"] = options.prometheus_url
+    return env
+
+
+def function_launch(name: str, port: int, env: dict[str, str], process_name: str | None = None) -> Launch:
+    source, target = FUNCTIONS[name]
+    argv = [sys.executable, "-m", "functions_framework", "--target", target, "--source",
+            str(repo_root() / source), "--signature-type", "http", "--host", components.LOCALHOST,
+            "--port", str(port)]
+    # /readyz also starts the function's watch cache: ready means warm (listed nodes and pods).
+    url = f"http://{components.LOCALHOST}:{port}/readyz"
+    return Launch(process_name or name, argv, lambda: _http_ok(url), 60.0, env=env)
+
+
+def timer_launch(url: str, every_s: float) -> Launch:
+    argv = [sys.executable, "-m", "neurokube.cluster.functions", "tick", "--url", url, "--every", str(every_s)]
+    return Launch("sweep-timer", argv, lambda: True, 5.0)
+
+
+def launches(plan_: Plan, options: FunctionsOptions, client: Client, layout: Layout, ca_file: Path,
+             server: str) -> list[Launch]:
+    """Grant the ServiceAccount its role, get it a token, and describe the four processes."""
+    apply_manifests(client)
+    kubeconfig = service_account_kubeconfig(client, layout, ca_file, server)
+    out = [function_launch(name, plan_.ports[name], function_env(kubeconfig, options, f"local-{name}"))
+           for name in FUNCTIONS]
+    out.append(timer_launch(plan_.url("sweeper") + "/", options.sweep_every_s))
+    return out
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+# -- the minute timer (a PingSource stand-in) --------------------------------------------------
+
+
+def ping(url: str, source: str = "/apis/v1/namespaces/neurokube/pingsources/neurokube-sweep",
+         timeout_s: float = 120.0) -> dict:
+    """POST one ``dev.knative.sources.ping`` CloudEvent (binary mode) and return the JSON answer."""
+    request = urllib.request.Request(url, data=b"", method="POST", headers={
+        "ce-specversion": "1.0", "ce-type": PING_TYPE, "ce-source": source, "ce-id": str(uuid.uuid4()),
+        "ce-time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def tick_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m neurokube.cluster.functions tick")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--every", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while not stop.wait(args.every):
+        try:
+            report = ping(args.url)
+            print(json.dumps({"ts": round(time.time(), 3), "msg": "sweep", **report}), flush=True)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            print(json.dumps({"ts": round(time.time(), 3), "msg": "sweep failed", "error": str(exc)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - the timer process
+    if len(sys.argv) > 1 and sys.argv[1] == "tick":
+        sys.exit(tick_main(sys.argv[2:]))
+    sys.exit(2)

@@ -1,0 +1,63 @@
+"""POST the Binding subresource, and read the apiserver's answer as an outcome.
+
+``POST /api/v1/namespaces/{ns}/pods/{name}/binding`` is the one write that places a pod. It is a
+compare-and-swap on the pod: the apiserver refuses it with 409 when the pod already has a node
+("already assigned to node"), so a second delivery of the same event cannot move a pod, and the
+binder treats that 409 as success (delivery is at-least-once). The Binding carries the pod's
+UID, a precondition: an event about a deleted pod cannot bind a new pod of the same name.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+
+from neurokube.live.kube import KubeClient, KubeError
+from neurokube.live.objects import Pod
+
+BOUND = "bound"
+ALREADY_BOUND = "already_bound"
+POD_GONE = "gone"
+NODE_REJECTED = "node_rejected"
+
+_ASSIGNED = re.compile(r'already assigned to node "([^"]*)"')
+
+
+def binding_body(pod: Pod, node: str) -> dict:
+    meta = {"name": pod.name, "namespace": pod.namespace}
+    if pod.uid:
+        meta["uid"] = pod.uid
+    return {"apiVersion": "v1", "kind": "Binding", "metadata": meta,
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+
+
+def pod_path(namespace: str, name: str) -> str:
+    return f"/api/v1/namespaces/{urllib.parse.quote(namespace)}/pods/{urllib.parse.quote(name)}"
+
+
+def bind(kube: KubeClient, pod: Pod, node: str) -> tuple[str, str]:
+    """``(outcome, detail)``: BOUND, ALREADY_BOUND (detail: the node it is on), POD_GONE or NODE_REJECTED.
+
+    Any other failure raises (a :class:`~neurokube.errors.TemporaryError`: try again later).
+    """
+    try:
+        kube.request("POST", pod_path(pod.namespace, pod.name) + "/binding", binding_body(pod, node))
+    except KubeError as exc:
+        return classify(exc)
+    return BOUND, node
+
+
+def classify(exc: KubeError) -> tuple[str, str]:
+    message = exc.message or str(exc)
+    if exc.status == 409:
+        found = _ASSIGNED.search(message)
+        if found:
+            return ALREADY_BOUND, found.group(1)
+        if "being deleted" in message or "recondition" in message or "UID" in message:
+            return POD_GONE, message
+        raise exc
+    if exc.status == 404:
+        return POD_GONE, message
+    if exc.status in (400, 422):
+        return NODE_REJECTED, message
+    raise exc

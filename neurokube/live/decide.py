@@ -1,0 +1,197 @@
+"""Pick a node for a pod: the learned policy, with a counted fallback for every way it can fail.
+
+The model layer may fail; scheduling may not. A decision uses default scoring (kube-scheduler's
+LeastAllocated + BalancedAllocation) and counts the reason when:
+
+* ``prometheus_disabled`` / ``prometheus_unavailable``: no metrics, or metrics older than the
+  staleness limit (the model was trained on fresh ones);
+* ``no_model`` / ``model_missing`` / ``model_corrupt`` / ``predict_error`` / ``non_finite_score``:
+  :class:`~neurokube.model.policy.LearnedPolicy`'s own reasons;
+* ``policy_declined``: the policy found no node although the filter did (MiB rounding at the
+  very edge of a node's capacity).
+
+With ``epsilon > 0`` a share of decisions goes to a uniformly random feasible node; every
+decision carries the exact propensity of each candidate and the candidates' features, for the
+decision log and off-policy evaluation. The model directory is re-checked every
+``model_reload_s``; a new champion that fails to load leaves the current one serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from neurokube.features import FEATURE_VERSION, candidate_features
+from neurokube.live.telemetry import Telemetry
+from neurokube.logs import event
+from neurokube.model.policy import LearnedPolicy, load_learned_policy
+from neurokube.policies.base import ClusterView, PodSpec
+from neurokube.policies.common import fits, pick_best
+from neurokube.policies.default import DefaultPolicy
+
+log = logging.getLogger("neurokube.live.decide")
+MAX_EXTENDER_SCORE = 10
+
+
+@dataclass(frozen=True)
+class Choice:
+    index: int  # into the view
+    policy: str  # the policy that chose: "neurokube" or "default"
+    fallback: str  # why the learned policy did not ("" if it did)
+    model_version: str
+    candidates: np.ndarray  # view indices of the nodes that fit
+    features: np.ndarray  # one row per candidate
+    propensity: np.ndarray  # probability of each candidate under the behaviour policy
+
+
+class Decider:
+    def __init__(self, model_dir: Path | None, telemetry: Telemetry, *, seed: int = 0, epsilon: float = 0.0,
+                 reload_s: float = 60.0, metrics_configured: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.model_dir = model_dir
+        self.telemetry = telemetry
+        self.epsilon = epsilon
+        self.reload_s = reload_s
+        self.metrics_configured = metrics_configured
+        self.clock = clock
+        self.rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()
+        self._stamp = self._manifest_stamp()
+        self.policy = self._load()
+        self._checked_at = clock()
+        self.default = DefaultPolicy(self.rng)
+
+    # -- model ---------------------------------------------------------------------------------
+
+    @property
+    def model_version(self) -> str:
+        return self.policy.version
+
+    def _manifest_stamp(self) -> tuple[int, int] | None:
+        if self.model_dir is None:
+            return None
+        try:
+            stat = (Path(self.model_dir) / "manifest.json").stat()
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
+
+    @property
+    def _missing_reason(self) -> str:
+        """Why there is no model, in LearnedPolicy's words (for the extender, which never calls select)."""
+        if self.model_dir is None:
+            return "no_model"
+        return "model_corrupt" if (Path(self.model_dir) / "manifest.json").exists() else "model_missing"
+
+    def _load(self) -> LearnedPolicy:
+        policy = load_learned_policy(self.model_dir, seed=int(self.rng.integers(2**31)))
+        self.telemetry.model_loaded(policy.version, FEATURE_VERSION, str(self.model_dir or ""))
+        event(log, "model loaded" if policy.model is not None else "no usable model, default scoring",
+              model_version=policy.version, model_dir=str(self.model_dir or ""))
+        return policy
+
+    def maybe_reload(self) -> None:
+        """Called under the lock before each decision; cheap unless the period has elapsed."""
+        now = self.clock()
+        if now - self._checked_at < self.reload_s:
+            return
+        self._checked_at = now
+        stamp = self._manifest_stamp()
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        candidate = load_learned_policy(self.model_dir, seed=int(self.rng.integers(2**31)))
+        if candidate.model is None and self.policy.model is not None:
+            event(log, "new model did not load; keeping the current one", logging.WARNING,
+                  model_version=self.policy.version)
+            self.telemetry.model_reloads.labels(result="failed").inc()
+            return
+        self.policy = candidate
+        self.telemetry.model_loaded(candidate.version, FEATURE_VERSION, str(self.model_dir or ""))
+        self.telemetry.model_reloads.labels(result="loaded").inc()
+        event(log, "model reloaded", model_version=candidate.version)
+
+    # -- decisions ------------------------------------------------------------------------------
+
+    def _metrics_reason(self, metrics_fresh: bool) -> str:
+        if not self.metrics_configured:
+            return "prometheus_disabled"
+        return "" if metrics_fresh else "prometheus_unavailable"
+
+    def choose(self, pod: PodSpec, view: ClusterView, metrics_fresh: bool) -> Choice | None:
+        """The node for ``pod`` among the view's nodes, or None if none fits."""
+        candidates = np.flatnonzero(fits(pod, view))
+        with self._lock:
+            self.maybe_reload()
+            policy = self.policy
+            reason = self._metrics_reason(metrics_fresh)
+            features = None
+            if reason:
+                choice = self.default.select(pod, view)
+            else:
+                before = dict(policy.fallbacks_by_reason)
+                choice = policy.select(pod, view)
+                after = policy.fallbacks_by_reason
+                reason = next((r for r in after if after[r] != before.get(r, 0)), "")
+                last = policy.last
+                if not reason and last is not None and np.array_equal(last[0], candidates):
+                    features = last[1]
+            if choice is None and candidates.size:
+                # The policy's own MiB-level check disagrees with the exact filter at the edge.
+                choice = pick_best(self.default.scores(pod, view), np.isin(np.arange(view.n_nodes), candidates),
+                                   self.rng)
+                reason = reason or "policy_declined"
+            if choice is None:
+                return None
+            name = "default" if reason else policy.name
+            chosen = int(choice)
+            if self.epsilon > 0 and self.rng.random() < self.epsilon:
+                chosen = int(candidates[self.rng.integers(candidates.size)])
+            model_version = policy.version
+        if reason:
+            self.telemetry.fallbacks.labels(reason=reason).inc()
+        if features is None:
+            features = candidate_features(pod, view, candidates)
+        propensity = np.full(candidates.size, self.epsilon / candidates.size)
+        propensity[candidates == choice] += 1.0 - self.epsilon
+        return Choice(chosen, name, reason, model_version, candidates, features, propensity)
+
+    def scores(self, pod: PodSpec, view: ClusterView, metrics_fresh: bool) -> tuple[np.ndarray, str]:
+        """Extender scores 0..10 per view node (10 = lowest expected cost), and the fallback reason.
+
+        On any fallback every node scores 0: the extender then adds nothing, and kube-scheduler's
+        own scoring decides alone.
+        """
+        out = np.zeros(view.n_nodes, dtype=np.int64)
+        candidates = np.flatnonzero(fits(pod, view))
+        with self._lock:
+            self.maybe_reload()
+            policy = self.policy
+            reason = self._metrics_reason(metrics_fresh)
+            if not reason and policy.model is None:
+                reason = self._missing_reason
+            if not reason and candidates.size:
+                try:
+                    shortlisted, _, cost = policy.costs(pod, view, candidates)
+                except Exception as exc:  # noqa: BLE001 - the model may fail; scheduling may not
+                    reason = "predict_error"
+                    event(log, "model failed while scoring", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+                else:
+                    if not np.isfinite(cost).all():
+                        reason = "non_finite_score"
+        if reason:
+            self.telemetry.fallbacks.labels(reason=reason).inc()
+            return out, reason
+        if candidates.size:
+            spread = float(cost.max() - cost.min())
+            if spread <= 1e-12:
+                out[shortlisted] = MAX_EXTENDER_SCORE
+            else:
+                out[shortlisted] = np.floor(MAX_EXTENDER_SCORE * (cost.max() - cost) / spread + 0.5).astype(np.int64)
+        return out, ""

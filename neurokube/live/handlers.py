@@ -1,0 +1,128 @@
+"""What each function does with its input, independent of how it arrived (HTTP or CloudEvent).
+
+* :func:`on_pod_event`: an ApiServerSource event in Resource mode. ``add`` and ``update`` of a
+  pod of this scheduler without a node and not being deleted are placed; every other pod and
+  ``delete`` events are ignored (debug log). Not a pod event at all, a Reference-mode event, data
+  that is not a Pod object, or a pod with bad quantities: InputError (4xx), before anything else
+  happens, so bad input never reaches the apiserver.
+* :func:`on_ping`: a PingSource event starts a sweep.
+* :func:`extender_call`: one extender verb.
+
+The runtime (watch cache, clients) is only touched after the input is validated.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from cloudevents.abstract import AnyCloudEvent
+
+from neurokube.errors import InputError
+from neurokube.live import runtime
+from neurokube.live.extender import parse_args
+from neurokube.live.objects import Pod, parse_pod
+from neurokube.live.scheduler import IGNORED, Outcome, ignore_reason
+from neurokube.live.settings import Settings
+from neurokube.live.telemetry import process_telemetry
+from neurokube.logs import event
+
+log = logging.getLogger("neurokube.live.handlers")
+
+RESOURCE_EVENT = "dev.knative.apiserver.resource."
+REFERENCE_EVENT = "dev.knative.apiserver.ref."
+PLACED_EVENTS = (RESOURCE_EVENT + "add", RESOURCE_EVENT + "update")
+PING_EVENT = "dev.knative.sources.ping"
+EXTENDER_VERBS = ("filter", "prioritize", "bind")
+
+
+def pod_from_event(ce: AnyCloudEvent, scheduler_name: str) -> tuple[Pod | None, str]:
+    """The pod to place, or None and why not. InputError for anything that is not a pod event."""
+    kind = ce["type"]
+    if kind.startswith(REFERENCE_EVENT):
+        raise InputError(f"event type {kind!r} is a Reference-mode event",
+                         why="configure the ApiServerSource with mode: Resource (the binder needs the whole Pod)")
+    if not kind.startswith(RESOURCE_EVENT):
+        raise InputError(f"unexpected event type {kind!r}",
+                         why=f"expected {PLACED_EVENTS[0]} or {PLACED_EVENTS[1]}")
+    data = ce.get_data()
+    if data is None or data == b"" or data == "":
+        raise InputError("the event has no data", why="Resource mode sends the whole object")
+    if not isinstance(data, dict):
+        raise InputError("the event data is not a JSON object", why=f"got {type(data).__name__}")
+    object_kind = data.get("kind") or (ce.get("kind") if hasattr(ce, "get") else None)
+    if object_kind not in (None, "Pod"):
+        return None, f"not a pod ({object_kind})"
+    spec = data.get("spec")
+    if isinstance(spec, dict) and spec.get("schedulerName", "default-scheduler") != scheduler_name:
+        return None, f"schedulerName is {spec.get('schedulerName', 'default-scheduler')!r}"  # no need to parse it
+    pod = parse_pod(data)
+    if kind not in PLACED_EVENTS:
+        return None, f"{kind.removeprefix(RESOURCE_EVENT)} event"
+    why = ignore_reason(pod, scheduler_name)
+    return (None, why) if why else (pod, "")
+
+
+def on_pod_event(ce: AnyCloudEvent, settings: Settings, request_id: str) -> Outcome:
+    telemetry = process_telemetry()
+    try:
+        pod, why = pod_from_event(ce, settings.scheduler_name)
+    except InputError:
+        telemetry.events.labels(type=_type_label(ce), result="rejected").inc()
+        raise
+    if pod is None:
+        telemetry.events.labels(type=_type_label(ce), result="ignored").inc()
+        key = _key(ce)
+        event(log, "event ignored", logging.DEBUG, pod=key, reason=why, request_id=request_id)
+        return Outcome(IGNORED, key, reason=why)
+    try:
+        outcome = runtime.current(settings).scheduler.schedule(pod, request_id)
+    except Exception:
+        telemetry.events.labels(type=_type_label(ce), result="failed").inc()
+        raise
+    telemetry.events.labels(type=_type_label(ce), result="handled").inc()
+    return outcome
+
+
+def on_ping(ce: AnyCloudEvent, settings: Settings, request_id: str) -> dict:
+    telemetry = process_telemetry()
+    if ce["type"] != PING_EVENT:
+        telemetry.events.labels(type="other", result="rejected").inc()
+        raise InputError(f"unexpected event type {ce['type']!r}", why=f"the sweeper expects {PING_EVENT}")
+    report = runtime.current(settings).sweeper.sweep(request_id)
+    telemetry.events.labels(type=PING_EVENT, result="handled").inc()
+    return report
+
+
+def extender_call(verb: str, doc: object, settings: Settings) -> object:
+    """Validate ``doc`` for ``verb`` (InputError), then run the verb."""
+    if verb not in EXTENDER_VERBS:
+        raise InputError(f"unknown extender verb {verb!r}", why=f"one of {', '.join(EXTENDER_VERBS)}")
+    args = parse_args(verb, doc)
+    extender = runtime.current(settings, wait=False).extender
+    return getattr(extender, verb)(args)
+
+
+def readiness(settings: Settings) -> tuple[dict, bool]:
+    """Start the runtime if needed (without waiting) and say whether it can place pods yet."""
+    rt = runtime.current(settings, wait=False)
+    if rt.metrics is None:
+        metrics = "disabled"
+    else:
+        metrics = "fresh" if rt.metrics.latest().fresh(time.time(), rt.settings.prom_stale_after_s) else "stale"
+    doc = {"cache": "synced" if rt.cache.synced else "listing", "metrics": metrics,
+           "model_version": rt.decider.model_version, "replica": rt.settings.replica_name}
+    return doc, rt.cache.synced
+
+
+def _type_label(ce: AnyCloudEvent) -> str:
+    kind = ce["type"]
+    return kind if kind.startswith(RESOURCE_EVENT) or kind == PING_EVENT else "other"
+
+
+def _key(ce: AnyCloudEvent) -> str:
+    data = ce.get_data()
+    meta = data.get("metadata") if isinstance(data, dict) else None
+    if isinstance(meta, dict):
+        return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+    return str(ce.get("subject") or "")

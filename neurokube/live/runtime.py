@@ -1,0 +1,155 @@
+"""Wire the live adapters together, once per process.
+
+:func:`current` builds the process's :class:`Runtime` on first use, *after* gunicorn has forked
+its worker (threads started in the master would not survive the fork), and rebuilds it if the
+pid changes. It starts the watch cache, the Prometheus refresher, the Event poster and the
+decision-log writer; each request then waits (up to ``sync_timeout_s``) for the first list.
+A runtime that cannot be built (no credentials, unreachable apiserver) is a TemporaryError:
+the request gets a 503 and the next one tries again.
+
+Tests install their own runtime with :func:`install`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import zlib
+from pathlib import Path
+
+from neurokube.errors import NeuroKubeError, TemporaryError
+from neurokube.live.cache import ClusterCache
+from neurokube.live.decide import Decider
+from neurokube.live.decisions import DecisionLog
+from neurokube.live.events import EventRecorder
+from neurokube.live.extender import Extender
+from neurokube.live.kube import KubeClient
+from neurokube.live.ledger import Ledger
+from neurokube.live.prometheus import PrometheusSource
+from neurokube.live.scheduler import Scheduler
+from neurokube.live.settings import Settings
+from neurokube.live.sweeper import Sweeper
+from neurokube.live.telemetry import Telemetry, process_telemetry
+from neurokube.logs import event
+
+log = logging.getLogger("neurokube.live.runtime")
+
+
+class Runtime:
+    def __init__(self, settings: Settings, kube: KubeClient, telemetry: Telemetry | None = None) -> None:
+        self.settings = s = settings
+        self.telemetry = telemetry = telemetry or process_telemetry()
+        self.kube = kube
+        replica = s.replica_name
+        self.cache = ClusterCache(kube, s.scheduler_name, s.resync_s)
+        self.metrics = PrometheusSource(s, self._node_names) if s.prometheus_url else None
+        self.decider = Decider(s.model_dir, telemetry, seed=s.seed ^ zlib.crc32(replica.encode()), epsilon=s.epsilon,
+                               reload_s=s.model_reload_s, metrics_configured=s.prometheus_url is not None)
+        self.ledger = Ledger(kube, s.ledger_namespace, replica, ttl_s=s.reservation_ttl_s, abort_s=s.bind_abort_s,
+                             retries=s.conflict_retries)
+        self.events = EventRecorder(kube, s.scheduler_name, replica, telemetry)
+        if not s.scheduled_events:
+            self.events.scheduled = lambda pod, node: None  # type: ignore[method-assign]
+        self.decisions = DecisionLog(_open_store(s.decision_log), s.decision_prefix, replica, telemetry,
+                                     batch=s.decision_batch, flush_s=s.decision_flush_s,
+                                     max_buffered=s.decision_max_buffered)
+        self.scheduler = Scheduler(self.cache, self.metrics, self.decider, self.ledger, self.events, self.decisions,
+                                   telemetry, replica=replica, bind_attempts=s.bind_attempts,
+                                   stale_after_s=s.prom_stale_after_s, recent_lag_s=s.recent_lag_s)
+        self.extender = Extender(kube, self.cache, self.metrics, self.decider, self.ledger, telemetry,
+                                 stale_after_s=s.prom_stale_after_s, recent_lag_s=s.recent_lag_s)
+        self.sweeper = Sweeper(kube, self.scheduler, self.ledger, self.cache, telemetry,
+                               scheduler_name=s.scheduler_name, min_age_s=s.sweep_min_age_s,
+                               max_pods=s.sweep_max_pods, budget_s=s.sweep_budget_s)
+        self.champion = None
+        if s.mlflow_uri and s.model_dir:
+            from neurokube.live.champion import ChampionSync
+            from neurokube.registry import Registry
+
+            self.champion = ChampionSync(Registry(s.mlflow_uri, s.model_name), s.model_dir,
+                                         Path(s.model_dir).parent / f".{Path(s.model_dir).name}-cache",
+                                         poll_s=s.champion_poll_s)
+        metrics_age = (lambda: self.metrics.latest().age_s(self.cache.clock())) if self.metrics else None
+        telemetry.watch(self.cache.pending_count, self.cache.age_s, metrics_age)
+
+    def _node_names(self) -> dict[str, str]:
+        names: dict[str, str] = {}
+        for node in self.cache.snapshot().nodes:
+            for address in node.addresses:
+                names.setdefault(address, node.name)
+            names[node.name] = node.name
+        return names
+
+    def start(self) -> None:
+        atexit.register(self.close)  # flush the decision log when the worker exits
+        self.cache.start()
+        if self.metrics is not None:
+            self.metrics.start()
+        self.events.start()
+        self.decisions.start()
+        if self.champion is not None:
+            self.champion.start()
+        event(log, "live runtime started", replica=self.settings.replica_name, apiserver=self.kube.server,
+              model_version=self.decider.model_version, prometheus=self.settings.prometheus_url,
+              decision_log=bool(self.settings.decision_log))
+
+    def ready(self) -> None:
+        """Wait for the watch cache's first list; TemporaryError (503) if it does not come in time."""
+        if not self.cache.wait_synced(self.settings.sync_timeout_s):
+            raise TemporaryError(f"the watch cache has not listed nodes and pods from {self.kube.server} yet")
+
+    def close(self) -> None:
+        if self.champion is not None:
+            self.champion.close()
+        self.cache.close()
+        if self.metrics is not None:
+            self.metrics.close()
+        self.decisions.close()
+
+
+def _open_store(target: str | None):
+    if not target:
+        return None
+    from neurokube.adapters.objectstore import open_store
+
+    return open_store(target)
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+_pid: int | None = None
+
+
+def current(settings: Settings, wait: bool = True) -> Runtime:
+    """The process's runtime, built and started on first use (after any fork).
+
+    ``wait``: block until the watch cache has listed once (503 after ``sync_timeout_s``); the
+    extender does not wait, kube-scheduler's call would time out first (it degrades instead).
+    """
+    global _runtime, _pid
+    with _lock:
+        if _runtime is None or _pid != os.getpid():
+            try:
+                kube = KubeClient.from_settings(settings.kubeconfig, settings.request_timeout_s)
+                runtime = Runtime(settings, kube)
+            except NeuroKubeError as exc:
+                raise TemporaryError(f"cannot start the live runtime: {exc}") from None
+            runtime.start()
+            _runtime, _pid = runtime, os.getpid()
+        runtime = _runtime
+    if wait:
+        runtime.ready()
+    return runtime
+
+
+def install(runtime: Runtime | None) -> None:
+    """Use ``runtime`` in this process (tests); None forgets it."""
+    global _runtime, _pid
+    with _lock:
+        _runtime, _pid = runtime, (os.getpid() if runtime is not None else None)
+
+
+def installed() -> Runtime | None:
+    return _runtime

@@ -1,0 +1,198 @@
+"""Place one pod: filter, decide, reserve and bind, and try the next best node when that fails.
+
+:meth:`Scheduler.schedule` is what the binder runs per event and the sweeper per pending pod::
+
+    snapshot (watch cache)  ->  filter (taints, affinity, requests)  ->  ClusterView of feasible nodes
+      ->  decide (learned policy, counted fallback)  ->  assume in the cache
+      ->  ledger.place (fresh check, per-node reservation, Binding)
+      ->  bound: Scheduled event, decision log, metrics
+          the node vanished / is full / was rejected / is contended: exclude it and decide again
+          no node fits: FailedScheduling event, the pod stays Pending (the sweeper retries)
+
+A pod is attempted on at most ``bind_attempts`` nodes per call; if every attempt was contended it
+raises a TemporaryError (HTTP 503), so the event is redelivered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from neurokube.errors import TemporaryError
+from neurokube.live import binding, ledger
+from neurokube.live.cache import ClusterCache
+from neurokube.live.decide import Decider
+from neurokube.live.decisions import DecisionLog, LiveDecision, new_decision_id
+from neurokube.live.events import EventRecorder
+from neurokube.live.feasibility import failure_message, filter_nodes
+from neurokube.live.ledger import Ledger
+from neurokube.live.objects import Pod
+from neurokube.live.prometheus import PrometheusSource
+from neurokube.live.quantity import mib_up
+from neurokube.live.telemetry import Telemetry
+from neurokube.live.view import build_view
+from neurokube.logs import event
+from neurokube.policies.base import PodSpec
+
+log = logging.getLogger("neurokube.live.scheduler")
+
+BOUND, ALREADY_BOUND, UNSCHEDULABLE, GONE, IGNORED = "bound", "already_bound", "unschedulable", "gone", "ignored"
+_EXCLUDED_REASON = {
+    ledger.NODE_GONE: "node(s) were removed",
+    ledger.CONTENDED: "node(s) were contended by other replicas",
+    ledger.TOO_SLOW: "node(s) were contended by other replicas",
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    outcome: str
+    pod: str
+    node: str = ""
+    policy: str = ""
+    fallback: str = ""
+    model_version: str = ""
+    reason: str = ""
+    attempts: int = 0
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v not in ("", 0) or k == "outcome"}
+
+
+def ignore_reason(pod: Pod, scheduler_name: str) -> str:
+    """Why this scheduler leaves the pod alone ("" if it should place it)."""
+    if pod.scheduler_name != scheduler_name:
+        return f"schedulerName is {pod.scheduler_name!r}"
+    if pod.bound:
+        return f"already bound to {pod.node_name}"
+    if pod.deleting:
+        return "being deleted"
+    if pod.terminal:
+        return f"phase {pod.phase}"
+    return ""
+
+
+def pod_spec(pod: Pod) -> PodSpec:
+    """The policy's view of a pod (MiB rounded up, as the ClusterView's requests are)."""
+    r = pod.resources
+    return PodSpec(cpu_request_milli=r.cpu, memory_request_mib=mib_up(r.memory), cpu_limit_milli=r.cpu_limit,
+                   memory_limit_mib=mib_up(r.memory_limit), qos=pod.qos)
+
+
+class Scheduler:
+    def __init__(self, cache: ClusterCache, metrics: PrometheusSource | None, decider: Decider, ledger_: Ledger,
+                 events: EventRecorder, decisions: DecisionLog, telemetry: Telemetry, *, replica: str,
+                 bind_attempts: int = 6, stale_after_s: float = 120.0, recent_lag_s: float = 60.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.cache = cache
+        self.metrics = metrics
+        self.decider = decider
+        self.ledger = ledger_
+        self.events = events
+        self.decisions = decisions
+        self.telemetry = telemetry
+        self.replica = replica
+        self.bind_attempts = bind_attempts
+        self.stale_after_s = stale_after_s
+        self.recent_lag_s = recent_lag_s
+        self.clock = clock
+
+    def schedule(self, pod: Pod, request_id: str = "") -> Outcome:
+        started = time.perf_counter()
+        known = self.cache.bound_node(pod.uid) if pod.uid else None
+        if known:
+            self.telemetry.bind_conflicts.labels(kind="already_assigned").inc()
+            return self._done(Outcome(ALREADY_BOUND, pod.key, known, reason="the watch cache has it bound"),
+                              request_id, started)
+        excluded: dict[str, str] = {}
+        contended = False
+        policy = ""
+        for attempt in range(1, self.bind_attempts + 1):
+            decide_started = time.perf_counter()
+            snapshot = self.cache.snapshot()
+            mask, reasons = filter_nodes(pod, snapshot.nodes, snapshot.used_cpu, snapshot.used_memory,
+                                         snapshot.used_pods)
+            for i, node in enumerate(snapshot.nodes):
+                if node.name in excluded:
+                    mask[i] = False
+                    reasons[node.name] = [excluded[node.name]]
+            feasible = np.flatnonzero(mask)
+            if feasible.size == 0:
+                if contended:
+                    break
+                return self._unschedulable(pod, failure_message(len(snapshot.nodes), reasons), attempt, request_id,
+                                           started)
+            now = self.clock()
+            latest = self.metrics.latest() if self.metrics is not None else None
+            fresh = latest is not None and latest.fresh(now, self.stale_after_s)
+            view = build_view(snapshot, feasible, latest, now, self.recent_lag_s)
+            spec = pod_spec(pod)
+            choice = self.decider.choose(spec, view, fresh)
+            if choice is None:  # cannot happen with a non-empty feasible set; be explicit anyway
+                return self._unschedulable(pod, failure_message(len(snapshot.nodes), reasons), attempt,
+                                           request_id, started)
+            policy = choice.policy
+            node = snapshot.nodes[feasible[choice.index]].name
+            self.cache.assume(pod, node)
+            bind_started = time.perf_counter()
+            self.telemetry.decision_seconds.labels(stage="decide").observe(bind_started - decide_started)
+            try:
+                placement = self.ledger.place(pod, node)
+            except BaseException:
+                self.cache.forget(pod)
+                raise
+            self.telemetry.decision_seconds.labels(stage="bind").observe(time.perf_counter() - bind_started)
+            if placement.conflicts:
+                self.telemetry.bind_conflicts.labels(kind="reservation").inc(placement.conflicts)
+            if placement.outcome == binding.BOUND:
+                names = tuple(snapshot.nodes[feasible[i]].name for i in choice.candidates)
+                chosen = int(np.flatnonzero(choice.candidates == choice.index)[0])
+                self.decisions.record(LiveDecision(
+                    new_decision_id(self.replica), now, pod.key, pod.uid, pod.workload, spec, choice.policy,
+                    choice.model_version, choice.fallback, names, chosen, choice.propensity, choice.features))
+                self.events.scheduled(pod, node)
+                return self._done(Outcome(BOUND, pod.key, node, choice.policy, choice.fallback, choice.model_version,
+                                          attempts=attempt), request_id, started)
+            self.cache.forget(pod)
+            if placement.outcome == binding.ALREADY_BOUND:
+                self.telemetry.bind_conflicts.labels(kind="already_assigned").inc()
+                return self._done(Outcome(ALREADY_BOUND, pod.key, placement.node, choice.policy,
+                                          reason="another delivery or replica bound it first", attempts=attempt),
+                                  request_id, started)
+            if placement.outcome == binding.POD_GONE:
+                return self._done(Outcome(GONE, pod.key, reason=placement.detail, attempts=attempt), request_id,
+                                  started)
+            if placement.outcome == ledger.NODE_GONE:
+                self.cache.forget_node(node)
+            if placement.outcome == ledger.NO_ROOM:
+                self.cache.observe_pods(placement.fresh_pods)
+            contended |= placement.outcome in (ledger.CONTENDED, ledger.TOO_SLOW)
+            self.telemetry.bind_conflicts.labels(kind=placement.outcome).inc()
+            excluded[node] = _EXCLUDED_REASON.get(placement.outcome, placement.detail)
+            event(log, "node did not take the pod, trying the next best", logging.DEBUG, pod=pod.key, node=node,
+                  outcome=placement.outcome, detail=placement.detail, request_id=request_id)
+        self.telemetry.decisions.labels(policy=policy or "none", outcome="failed").inc()
+        raise TemporaryError(f"could not place {pod.key}: {len(excluded)} nodes tried "
+                             f"({'; '.join(f'{n}: {w}' for n, w in list(excluded.items())[:3])})", delay_s=1.0)
+
+    def pending(self) -> int:
+        return self.cache.pending_count()
+
+    def _unschedulable(self, pod: Pod, message: str, attempts: int, request_id: str, started: float) -> Outcome:
+        self.events.failed(pod, message)
+        return self._done(Outcome(UNSCHEDULABLE, pod.key, reason=message, attempts=attempts), request_id, started)
+
+    def _done(self, outcome: Outcome, request_id: str, started: float) -> Outcome:
+        elapsed = time.perf_counter() - started
+        self.telemetry.decision_seconds.labels(stage="total").observe(elapsed)
+        self.telemetry.decisions.labels(policy=outcome.policy or "none", outcome=outcome.outcome).inc()
+        level = logging.INFO if outcome.outcome in (BOUND, UNSCHEDULABLE) else logging.DEBUG
+        event(log, f"pod {outcome.outcome}", level, pod=outcome.pod, node=outcome.node or None,
+              policy=outcome.policy or None, fallback=outcome.fallback or None,
+              model_version=outcome.model_version or None, reason=outcome.reason or None,
+              attempts=outcome.attempts, ms=round(elapsed * 1000, 2), request_id=request_id, replica=self.replica)
+        return outcome

@@ -1,0 +1,262 @@
+"""Every setting of the live functions: one typed dataclass, read from the environment here only.
+
+Each field declares its environment variable and its meaning (units included) in ``metadata``;
+:func:`from_env` converts by the field's type and validates everything at once, raising one
+:class:`~neurokube.errors.InputError` that lists every bad variable. The functions call it at
+import time, so a misconfigured function fails at start-up with that message instead of on the
+first event. :func:`table` renders the reference in docs/FUNCTIONS.md.
+
+PromQL templates use ``$label`` (the node label, e.g. ``instance``), ``$expr`` (the usage
+expression), ``$window`` and ``$step``; the defaults read node-exporter series.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import string
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from neurokube.errors import InputError
+
+STATISTICS = ("cpu_mean", "cpu_max", "cpu_std", "cpu_trend", "cpu_samples",
+              "mem_mean", "mem_max", "mem_std", "mem_trend")
+_STAT_TEMPLATE = {"mean": "avg_over_time", "max": "max_over_time", "std": "stddev_over_time", "trend": "deriv",
+                  "samples": "count_over_time"}
+_DURATION = re.compile(r"^\d+(ms|s|m|h|d)$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_PROM_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def _setting(env: str, default: object, doc: str) -> typing.Any:
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # -- scheduling ------------------------------------------------------------------------------
+    scheduler_name: str = _setting("NEUROKUBE_SCHEDULER_NAME", "neurokube",
+                                   "spec.schedulerName of the pods the binder and sweeper place")
+    model_dir: Path | None = _setting("NEUROKUBE_MODEL_DIR", None,
+                                      "champion model directory (manifest.json + LightGBM text); unset or "
+                                      "missing: default scoring, counted as fallback reason no_model/model_missing")
+    model_reload_s: float = _setting("NEUROKUBE_MODEL_RELOAD_S", 60.0,
+                                     "seconds between checks of the model's manifest.json for a new version")
+    mlflow_uri: str | None = _setting("NEUROKUBE_MLFLOW_URI", None,
+                                      "MLflow tracking URI; when set, the champion (models:/<model>@champion) is "
+                                      "kept in NEUROKUBE_MODEL_DIR, which must be set too")
+    model_name: str = _setting("NEUROKUBE_MODEL_NAME", "neurokube-placement", "registered model to follow")
+    champion_poll_s: float = _setting("NEUROKUBE_CHAMPION_POLL_S", 60.0,
+                                      "seconds between checks of the champion alias in MLflow")
+    epsilon: float = _setting("NEUROKUBE_EPSILON", 0.0,
+                              "exploration rate: share of decisions sent to a uniformly random feasible node "
+                              "(logged with exact propensities)")
+    seed: int = _setting("NEUROKUBE_SEED", 0, "random seed of tie-breaks and exploration (mixed with the replica id)")
+    # -- Kubernetes API ---------------------------------------------------------------------------
+    kubeconfig: Path | None = _setting("KUBECONFIG", None,
+                                       "kubeconfig file; unset: the in-cluster service-account credentials")
+    request_timeout_s: float = _setting("NEUROKUBE_REQUEST_TIMEOUT_S", 10.0, "timeout of one API request, seconds")
+    resync_s: float = _setting("NEUROKUBE_RESYNC_S", 300.0,
+                               "seconds between full re-lists of nodes and pods by the watch cache")
+    sync_timeout_s: float = _setting("NEUROKUBE_SYNC_TIMEOUT_S", 20.0,
+                                     "how long a request waits for the first list of the cache before a 503")
+    # -- scale-out safety -------------------------------------------------------------------------
+    ledger_namespace: str = _setting("NEUROKUBE_LEDGER_NAMESPACE", "neurokube",
+                                     "namespace of the per-node reservation Leases (must exist)")
+    reservation_ttl_s: float = _setting("NEUROKUBE_RESERVATION_TTL_S", 120.0,
+                                        "a reservation older than this is ignored by other replicas, seconds")
+    bind_abort_s: float = _setting("NEUROKUBE_BIND_ABORT_S", 20.0,
+                                   "a replica never binds later than this after its reservation, seconds "
+                                   "(must leave TTL - abort - request timeout for clock skew)")
+    conflict_retries: int = _setting("NEUROKUBE_CONFLICT_RETRIES", 12,
+                                     "optimistic-concurrency retries on one node's Lease before moving on")
+    bind_attempts: int = _setting("NEUROKUBE_BIND_ATTEMPTS", 6,
+                                  "nodes tried for one pod (next best after a vanished or full node)")
+    # -- Prometheus -------------------------------------------------------------------------------
+    prometheus_url: str | None = _setting("NEUROKUBE_PROMETHEUS_URL", None,
+                                          "Prometheus base URL; unset: no metrics, default scoring "
+                                          "(fallback reason prometheus_disabled)")
+    prom_node_label: str = _setting("NEUROKUBE_PROM_NODE_LABEL", "instance",
+                                    "series label naming the node (e.g. instance or node)")
+    prom_strip_port: bool = _setting("NEUROKUBE_PROM_STRIP_PORT", True,
+                                     "strip ':port' from that label; the value may also be a node address")
+    prom_window: str = _setting("NEUROKUBE_PROM_WINDOW", "5m", "statistics window ($window)")
+    prom_step: str = _setting("NEUROKUBE_PROM_STEP", "30s", "subquery resolution ($step)")
+    prom_cpu_usage: str = _setting("NEUROKUBE_PROM_CPU_USAGE",
+                                   'sum by ($label) (rate(node_cpu_seconds_total{mode!="idle"}[1m]))',
+                                   "PromQL of a node's CPU usage in cores, one series per node")
+    prom_memory_usage: str = _setting("NEUROKUBE_PROM_MEMORY_USAGE",
+                                      "sum by ($label) (node_memory_MemTotal_bytes - node_memory_MemAvailable_bytes)",
+                                      "PromQL of a node's memory usage in bytes, one series per node")
+    prom_queries: tuple[tuple[str, str], ...] = _setting(
+        "NEUROKUBE_PROM_QUERY_<STAT>", (),
+        "override one statistic's whole query; STAT in " + ", ".join(s.upper() for s in STATISTICS))
+    prom_refresh_s: float = _setting("NEUROKUBE_PROM_REFRESH_S", 30.0, "seconds between metric refreshes")
+    prom_stale_after_s: float = _setting("NEUROKUBE_PROM_STALE_AFTER_S", 120.0,
+                                         "metrics older than this are stale: default scoring, fallback reason "
+                                         "prometheus_unavailable")
+    prom_timeout_s: float = _setting("NEUROKUBE_PROM_TIMEOUT_S", 5.0, "timeout of one Prometheus query, seconds")
+    recent_lag_s: float = _setting("NEUROKUBE_RECENT_LAG_S", 60.0,
+                                   "pods bound less than this before the newest refresh count as recent "
+                                   "(their usage is not in the metrics yet)")
+    # -- HTTP edge ------------------------------------------------------------------------------
+    token: str | None = _setting("NEUROKUBE_TOKEN", None,
+                                 "bearer token the extender requires (constant-time compare); unset: none")
+    max_body_bytes: int = _setting("NEUROKUBE_MAX_BODY_BYTES", 16 * 1024 * 1024,
+                                   "largest request body accepted (413 above)")
+    # -- decision log -------------------------------------------------------------------------------
+    decision_log: str | None = _setting("NEUROKUBE_DECISION_LOG", None,
+                                        "object store for decision logs: a directory, file:// or "
+                                        "minio://ACCESS:SECRET@host:port/bucket; unset: not written")
+    decision_prefix: str = _setting("NEUROKUBE_DECISION_PREFIX", "decisions/live", "key prefix of the logs")
+    decision_batch: int = _setting("NEUROKUBE_DECISION_BATCH", 200, "decisions per written batch")
+    decision_flush_s: float = _setting("NEUROKUBE_DECISION_FLUSH_S", 30.0,
+                                       "a partial batch is written after this many seconds")
+    decision_max_buffered: int = _setting("NEUROKUBE_DECISION_MAX_BUFFERED", 20000,
+                                          "decisions kept while the store is down; older ones are dropped "
+                                          "(counted)")
+    # -- sweeper ---------------------------------------------------------------------------------
+    sweep_min_age_s: float = _setting("NEUROKUBE_SWEEP_MIN_AGE_S", 5.0,
+                                      "the sweeper leaves pods younger than this to the binder, seconds")
+    sweep_max_pods: int = _setting("NEUROKUBE_SWEEP_MAX_PODS", 2000, "pods placed per sweep at most")
+    sweep_budget_s: float = _setting("NEUROKUBE_SWEEP_BUDGET_S", 50.0, "a sweep stops after this many seconds")
+    # -- misc -----------------------------------------------------------------------------------
+    scheduled_events: bool = _setting("NEUROKUBE_SCHEDULED_EVENTS", True,
+                                      "post a Normal/Scheduled Event per binding, as kube-scheduler does")
+    replica: str = _setting("NEUROKUBE_REPLICA", "",
+                            "this replica's name in leases, events and logs; default the host name")
+    debug: bool = _setting("NEUROKUBE_DEBUG", False, "debug logs (ignored events are logged at debug)")
+
+    def query(self, statistic: str) -> str:
+        """The PromQL of one statistic (``cpu_mean``, ...), with the templates filled in."""
+        overrides = dict(self.prom_queries)
+        resource, stat = statistic.split("_", 1)
+        if statistic in overrides:
+            template = overrides[statistic]
+        else:
+            template = f"{_STAT_TEMPLATE[stat]}(($expr)[$window:$step])"
+        expr = self.prom_cpu_usage if resource == "cpu" else self.prom_memory_usage
+        values = {"label": self.prom_node_label, "window": self.prom_window, "step": self.prom_step}
+        expr = string.Template(expr).safe_substitute(values)
+        return string.Template(template).safe_substitute(values, expr=expr)
+
+    @property
+    def replica_name(self) -> str:
+        return self.replica or os.environ.get("HOSTNAME") or socket.gethostname()
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``environ`` (default ``os.environ``); one InputError lists every problem."""
+    environ = os.environ if environ is None else environ
+    hints = typing.get_type_hints(Settings)
+    values: dict[str, object] = {}
+    problems: list[str] = []
+    for f in fields(Settings):
+        env = f.metadata["env"]
+        if f.name == "prom_queries":
+            found = []
+            for stat in STATISTICS:
+                text = environ.get(f"NEUROKUBE_PROM_QUERY_{stat.upper()}", "").strip()
+                if text:
+                    found.append((stat, text))
+            values[f.name] = tuple(found)
+            continue
+        raw = environ.get(env)
+        if raw is None or raw.strip() == "":
+            continue
+        try:
+            values[f.name] = _convert(raw.strip(), hints[f.name])
+        except ValueError as exc:
+            problems.append(f"{env}={raw!r}: {exc}")
+    unknown = sorted(k for k in environ if k.startswith("NEUROKUBE_PROM_QUERY_")
+                     and k.removeprefix("NEUROKUBE_PROM_QUERY_").lower() not in STATISTICS)
+    problems += [f"{k}: unknown statistic (choose from {', '.join(s.upper() for s in STATISTICS)})" for k in unknown]
+    settings = Settings(**values) if not problems else None
+    if settings is not None:
+        problems += validate(settings)
+    if problems:
+        raise InputError("invalid settings", where="environment", why="; ".join(problems))
+    return settings
+
+
+def validate(s: Settings) -> list[str]:
+    problems = []
+
+    def check(ok: bool, env: str, message: str) -> None:
+        if not ok:
+            problems.append(f"{env}: {message}")
+
+    for f in fields(Settings):
+        value = getattr(s, f.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and f.name not in ("seed", "epsilon"):
+            check(value > 0, f.metadata["env"], f"must be positive, got {value}")
+    check(bool(_DNS_LABEL.match(s.scheduler_name)) or "/" in s.scheduler_name, "NEUROKUBE_SCHEDULER_NAME",
+          f"{s.scheduler_name!r} is not a valid scheduler name")
+    check(bool(_DNS_LABEL.match(s.ledger_namespace)), "NEUROKUBE_LEDGER_NAMESPACE",
+          f"{s.ledger_namespace!r} is not a namespace name")
+    check(0.0 <= s.epsilon <= 1.0, "NEUROKUBE_EPSILON", f"must be in [0, 1], got {s.epsilon}")
+    check(s.mlflow_uri is None or s.model_dir is not None, "NEUROKUBE_MLFLOW_URI",
+          "needs NEUROKUBE_MODEL_DIR, where the champion is kept")
+    check(s.bind_abort_s + s.request_timeout_s < s.reservation_ttl_s, "NEUROKUBE_BIND_ABORT_S",
+          f"abort ({s.bind_abort_s}s) + request timeout ({s.request_timeout_s}s) must stay below the "
+          f"reservation TTL ({s.reservation_ttl_s}s)")
+    if s.prometheus_url is not None:
+        parts = urlsplit(s.prometheus_url)
+        check(parts.scheme in ("http", "https") and bool(parts.netloc), "NEUROKUBE_PROMETHEUS_URL",
+              f"{s.prometheus_url!r} is not an http(s) URL")
+    check(bool(_PROM_LABEL.match(s.prom_node_label)), "NEUROKUBE_PROM_NODE_LABEL",
+          f"{s.prom_node_label!r} is not a Prometheus label name")
+    for env, value in (("NEUROKUBE_PROM_WINDOW", s.prom_window), ("NEUROKUBE_PROM_STEP", s.prom_step)):
+        check(bool(_DURATION.match(value)), env, f"{value!r} is not a Prometheus duration like 5m")
+    check(s.prom_stale_after_s > s.prom_refresh_s, "NEUROKUBE_PROM_STALE_AFTER_S",
+          "must be longer than the refresh period")
+    if s.token is not None:
+        check(len(s.token) >= 16, "NEUROKUBE_TOKEN", "use at least 16 characters")
+    if s.decision_prefix:
+        check(not s.decision_prefix.startswith("/") and ".." not in s.decision_prefix.split("/"),
+              "NEUROKUBE_DECISION_PREFIX", "must be a relative key prefix")
+    return problems
+
+
+def _convert(raw: str, hint: object) -> object:
+    args = typing.get_args(hint)
+    target = next((a for a in args if a is not type(None)), hint) if args else hint
+    if target is bool:
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("expected true or false")
+    if target is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError("expected an integer") from None
+    if target is float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("expected a number") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("expected a finite number")
+        return value
+    if target is Path:
+        return Path(raw).expanduser()
+    return raw
+
+
+def table() -> str:
+    """The settings as a Markdown table (docs/FUNCTIONS.md)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for f in fields(Settings):
+        default = f.default if f.default not in (None, ()) else ""
+        default = "" if default == "" else f"`{default}`"
+        default = default.replace("|", "\\|")
+        rows.append(f"| `{f.metadata['env']}` | {default} | {f.metadata['doc']} |")
+    return "\n".join(rows)

@@ -1,0 +1,87 @@
+"""The functions' Prometheus metrics (prometheus_client), one registry per process.
+
+A private :class:`~prometheus_client.CollectorRegistry` rather than the global one: a test can
+build several function apps in one interpreter, and each function exposes only its own series.
+Gauges whose value lives elsewhere (cache age, pending pods, metrics age) read it at scrape time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Telemetry:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.decisions = Counter("neurokube_decisions_total", "Placement decisions by deciding policy and outcome "
+                                 "(bound, already_bound, unschedulable, gone, failed).", ["policy", "outcome"],
+                                 registry=r)
+        self.decision_seconds = Histogram("neurokube_decision_duration_seconds",
+                                          "Latency of one pod's placement by stage: decide (filter, view, policy), "
+                                          "bind (reservation and Binding), total.", ["stage"],
+                                          buckets=LATENCY_BUCKETS, registry=r)
+        self.bind_conflicts = Counter("neurokube_bind_conflicts_total",
+                                      "Bind-time conflicts by kind: already_assigned (409, counted as success), "
+                                      "reservation (another replica wrote the node's Lease first), no_room (a "
+                                      "fresh check found the node full), node_gone, node_rejected.", ["kind"],
+                                      registry=r)
+        self.fallbacks = Counter("neurokube_fallbacks_total",
+                                 "Decisions where the learned policy was not used, by reason.", ["reason"],
+                                 registry=r)
+        self.model = Info("neurokube_model", "The model in use (version, feature version, directory).", registry=r)
+        self.model_reloads = Counter("neurokube_model_reloads_total", "Attempts to load a new champion.",
+                                     ["result"], registry=r)
+        self.events = Counter("neurokube_cloudevents_total", "CloudEvents received, by type and result "
+                              "(handled, ignored, rejected, failed).", ["type", "result"], registry=r)
+        self.requests = Counter("neurokube_http_requests_total", "HTTP requests by path and status code.",
+                                ["path", "code"], registry=r)
+        self.extender_seconds = Histogram("neurokube_extender_duration_seconds", "Extender request latency by verb.",
+                                          ["verb"], buckets=LATENCY_BUCKETS, registry=r)
+        self.decision_log = Counter("neurokube_decision_log_records_total",
+                                    "Decision-log records by result (written, dropped, failed_write).",
+                                    ["result"], registry=r)
+        self.sweeps = Counter("neurokube_sweep_pods_total", "Pods handled by the sweeper, by outcome.", ["outcome"],
+                              registry=r)
+        self.k8s_events = Counter("neurokube_k8s_events_total", "Kubernetes Events posted, by reason and result.",
+                                  ["reason", "result"], registry=r)
+        self._pending = Gauge("neurokube_pending_pods", "Pods for this scheduler that are not bound (watch cache).",
+                              registry=r)
+        self._cache_age = Gauge("neurokube_cache_age_seconds",
+                                "Seconds since the watch cache last proved fresh, by resource.", ["resource"],
+                                registry=r)
+        self._metrics_age = Gauge("neurokube_node_metrics_age_seconds",
+                                  "Age of the newest successful Prometheus refresh (+Inf before the first).",
+                                  registry=r)
+
+    def model_loaded(self, version: str, feature_version: int, directory: str) -> None:
+        self.model.info({"version": version, "feature_version": str(feature_version), "directory": directory})
+
+    def watch(self, pending: Callable[[], float], cache_age: Callable[[str], float],
+              metrics_age: Callable[[], float] | None) -> None:
+        """Bind the scrape-time gauges to their sources."""
+        self._pending.set_function(pending)
+        for resource in ("nodes", "pods"):
+            self._cache_age.labels(resource=resource).set_function(lambda r=resource: cache_age(r))
+        if metrics_age is not None:
+            self._metrics_age.set_function(metrics_age)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+_process: Telemetry | None = None
+
+
+def process_telemetry() -> Telemetry:
+    """The process's one Telemetry (function modules may be loaded several times in a test run)."""
+    global _process
+    if _process is None:
+        _process = Telemetry()
+    return _process

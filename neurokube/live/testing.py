@@ -1,0 +1,356 @@
+"""Test doubles for the live adapters: an in-memory Kubernetes API, a Prometheus HTTP API and a
+small model with a known preference. Used by tests/unit (no cluster) and tests/e2e (Prometheus
+and the model only: the e2e tests run against the real local control plane).
+
+:class:`FakeKube` implements the few REST calls the live package makes, with the apiserver's
+semantics where they matter: resourceVersion-conditional Lease updates (409), Bindings that
+refuse a bound pod (409 "already assigned"), a deleted pod (404) or a UID mismatch (409), and
+field selectors on ``spec.nodeName`` / ``spec.schedulerName``. ``before`` hooks let a test
+change the world between two requests (a node vanishing mid-placement).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+
+from neurokube.features import FEATURE_NAMES
+from neurokube.live.kube import KubeError
+from neurokube.model.reward import RewardWeights
+from neurokube.model.value_model import ValueModel
+
+# -- objects ------------------------------------------------------------------------------------
+
+
+def node_doc(name: str, cpu: str = "4", memory: str = "8Gi", pods: str = "110", labels: dict | None = None,
+             taints: list[dict] | None = None, unschedulable: bool = False, address: str | None = None) -> dict:
+    spec: dict = {}
+    if taints:
+        spec["taints"] = taints
+    if unschedulable:
+        spec["unschedulable"] = True
+    resources = {"cpu": cpu, "memory": memory, "pods": pods}
+    status: dict = {"capacity": dict(resources), "allocatable": resources}
+    if address:
+        status["addresses"] = [{"type": "InternalIP", "address": address}]
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **(labels or {})}},
+            "spec": spec, "status": status}
+
+
+def pod_doc(name: str, cpu: str | None = "100m", memory: str | None = "128Mi", *, scheduler: str = "neurokube",
+            node: str | None = None, namespace: str = "default", uid: str | None = None,
+            tolerations: list[dict] | None = None, node_selector: dict | None = None, affinity: dict | None = None,
+            limits: dict | None = None, phase: str = "Pending", created: str = "2026-01-01T00:00:00Z") -> dict:
+    requests = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None}
+    resources: dict = {"requests": requests}
+    if limits:
+        resources["limits"] = limits
+    spec: dict = {"schedulerName": scheduler,
+                  "containers": [{"name": "main", "image": "pause", "resources": resources}]}
+    if node:
+        spec["nodeName"] = node
+    if tolerations:
+        spec["tolerations"] = tolerations
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    if affinity:
+        spec["affinity"] = affinity
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "uid": uid or str(uuid.uuid4()),
+                         "creationTimestamp": created},
+            "spec": spec, "status": {"phase": phase}}
+
+
+# -- an in-memory apiserver -------------------------------------------------------------------------
+
+_ROUTES = [
+    ("nodes", re.compile(r"^/api/v1/nodes$")),
+    ("node", re.compile(r"^/api/v1/nodes/([^/]+)$")),
+    ("pods", re.compile(r"^/api/v1/pods$")),
+    ("ns_pods", re.compile(r"^/api/v1/namespaces/([^/]+)/pods$")),
+    ("pod", re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)$")),
+    ("binding", re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/binding$")),
+    ("events", re.compile(r"^/api/v1/namespaces/([^/]+)/events$")),
+    ("leases", re.compile(r"^/apis/coordination\.k8s\.io/v1/namespaces/([^/]+)/leases$")),
+    ("lease", re.compile(r"^/apis/coordination\.k8s\.io/v1/namespaces/([^/]+)/leases/([^/]+)$")),
+]
+
+
+class FakeKube:
+    server = "https://fake-apiserver"
+
+    def __init__(self, nodes: list[dict] = (), pods: list[dict] = (), namespaces: tuple[str, ...] = ("neurokube",)
+                 ) -> None:
+        self._lock = threading.RLock()
+        self._rv = 1
+        self.nodes: dict[str, dict] = {}
+        self.pods: dict[tuple[str, str], dict] = {}
+        self.leases: dict[tuple[str, str], dict] = {}
+        self.events: list[dict] = []
+        self.bindings: list[tuple[str, str]] = []  # (namespace/name, node) of every successful Binding
+        self.requests: list[tuple[str, str]] = []
+        self.namespaces = set(namespaces)
+        self.before: list[Callable[[str, str, object], None]] = []
+        for n in nodes:
+            self.add_node(n)
+        for p in pods:
+            self.add_pod(p)
+
+    # -- test helpers ---------------------------------------------------------------------------
+
+    def _next_rv(self) -> str:
+        self._rv += 1
+        return str(self._rv)
+
+    def add_node(self, doc: dict) -> None:
+        with self._lock:
+            doc = copy.deepcopy(doc)
+            doc["metadata"]["resourceVersion"] = self._next_rv()
+            self.nodes[doc["metadata"]["name"]] = doc
+
+    def delete_node(self, name: str) -> None:
+        with self._lock:
+            self.nodes.pop(name, None)
+
+    def add_pod(self, doc: dict) -> None:
+        with self._lock:
+            doc = copy.deepcopy(doc)
+            doc["metadata"]["resourceVersion"] = self._next_rv()
+            self.pods[(doc["metadata"]["namespace"], doc["metadata"]["name"])] = doc
+
+    def placements(self) -> dict[str, str | None]:
+        with self._lock:
+            return {f"{ns}/{name}": p["spec"].get("nodeName") for (ns, name), p in self.pods.items()}
+
+    # -- the client interface ---------------------------------------------------------------------
+
+    def get(self, path: str, **query: str) -> object:
+        return self.request("GET", path, query=query)
+
+    def watch(self, path: str, query: dict, read_timeout_s: float):
+        raise NotImplementedError("FakeKube has no watch; feed ClusterCache.replace/apply directly")
+
+    def request(self, method: str, path: str, body: object = None, query: dict | None = None,
+                content_type: str = "application/json") -> object:
+        if "?" in path:
+            path, _, raw = path.partition("?")
+            query = {**dict(urllib.parse.parse_qsl(raw)), **(query or {})}
+        query = query or {}
+        for hook in list(self.before):
+            hook(method, path, body)
+        with self._lock:
+            self.requests.append((method, path))
+            for name, pattern in _ROUTES:
+                match = pattern.match(path)
+                if match:
+                    groups = tuple(urllib.parse.unquote(g) for g in match.groups())
+                    return copy.deepcopy(getattr(self, f"_{name}")(method, path, groups, body, query))
+        raise KubeError(404, "NotFound", f"no route {path}", method, path)
+
+    # -- routes ------------------------------------------------------------------------------
+
+    def _nodes(self, method, path, groups, body, query):
+        return {"kind": "NodeList", "metadata": {"resourceVersion": str(self._rv)}, "items": list(self.nodes.values())}
+
+    def _node(self, method, path, groups, body, query):
+        node = self.nodes.get(groups[0])
+        if node is None:
+            raise KubeError(404, "NotFound", f'nodes "{groups[0]}" not found', method, path)
+        return node
+
+    def _pods(self, method, path, groups, body, query):
+        items = list(self.pods.values())
+        for clause in filter(None, (query.get("fieldSelector") or "").split(",")):
+            key, _, value = clause.partition("=")
+            if key == "spec.nodeName":
+                items = [p for p in items if (p["spec"].get("nodeName") or "") == value]
+            elif key == "spec.schedulerName":
+                items = [p for p in items if p["spec"].get("schedulerName", "default-scheduler") == value]
+            else:
+                raise KubeError(400, "BadRequest", f"field label not supported: {key}", method, path)
+        return {"kind": "PodList", "metadata": {"resourceVersion": str(self._rv)}, "items": items}
+
+    def _ns_pods(self, method, path, groups, body, query):
+        if method == "POST":
+            body = copy.deepcopy(body)
+            body["metadata"].setdefault("uid", str(uuid.uuid4()))
+            body["metadata"]["namespace"] = groups[0]
+            self.add_pod(body)
+            return body
+        return {"items": [p for (ns, _), p in self.pods.items() if ns == groups[0]]}
+
+    def _pod(self, method, path, groups, body, query):
+        pod = self.pods.get(groups)
+        if pod is None:
+            raise KubeError(404, "NotFound", f'pods "{groups[1]}" not found', method, path)
+        return pod
+
+    def _binding(self, method, path, groups, body, query):
+        pod = self.pods.get(groups)
+        name = groups[1]
+        if pod is None:
+            raise KubeError(404, "NotFound", f'pods "{name}" not found', method, path)
+        uid = (body.get("metadata") or {}).get("uid")
+        if uid and uid != pod["metadata"]["uid"]:
+            raise KubeError(409, "Conflict", f"Operation cannot be fulfilled on pods/binding \"{name}\": "
+                            f"Precondition failed: UID in precondition: {uid}, UID in object meta: "
+                            f"{pod['metadata']['uid']}", method, path)
+        if pod["metadata"].get("deletionTimestamp"):
+            raise KubeError(409, "Conflict", f"pod {name} is being deleted, cannot be assigned to a host",
+                            method, path)
+        if pod["spec"].get("nodeName"):
+            raise KubeError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} '
+                            f'is already assigned to node "{pod["spec"]["nodeName"]}"', method, path)
+        pod["spec"]["nodeName"] = body["target"]["name"]
+        pod["metadata"]["resourceVersion"] = self._next_rv()
+        self.bindings.append((f"{groups[0]}/{name}", body["target"]["name"]))
+        return {"kind": "Status", "status": "Success"}
+
+    def _events(self, method, path, groups, body, query):
+        self.events.append(body)
+        return body
+
+    def _leases(self, method, path, groups, body, query):
+        ns = groups[0]
+        if method == "GET":
+            return {"items": [v for (n, _), v in self.leases.items() if n == ns]}
+        if ns not in self.namespaces:
+            raise KubeError(404, "NotFound", f'namespaces "{ns}" not found', method, path)
+        name = body["metadata"]["name"]
+        if (ns, name) in self.leases:
+            raise KubeError(409, "AlreadyExists", f'leases "{name}" already exists', method, path)
+        lease = copy.deepcopy(body)
+        lease["metadata"]["resourceVersion"] = self._next_rv()
+        self.leases[(ns, name)] = lease
+        return lease
+
+    def _lease(self, method, path, groups, body, query):
+        lease = self.leases.get(groups)
+        if lease is None:
+            raise KubeError(404, "NotFound", f'leases "{groups[1]}" not found', method, path)
+        if method == "GET":
+            return lease
+        if method == "DELETE":
+            del self.leases[groups]
+            return {"status": "Success"}
+        if body["metadata"].get("resourceVersion") != lease["metadata"]["resourceVersion"]:
+            raise KubeError(409, "Conflict", "the object has been modified; please apply your changes to the "
+                            "latest version and try again", method, path)
+        updated = copy.deepcopy(body)
+        updated["metadata"]["resourceVersion"] = self._next_rv()
+        self.leases[groups] = updated
+        return updated
+
+
+# -- a Prometheus HTTP API ----------------------------------------------------------------------
+
+
+class FakePrometheus:
+    """Answers ``/api/v1/query`` with one sample per node: CPU cores and memory bytes per node,
+    recognising the statistic by the PromQL function and the resource by the metric name."""
+
+    def __init__(self, usage: dict[str, tuple[float, float]], label: str = "instance", suffix: str = ":9100") -> None:
+        self.usage = usage
+        self.label = label
+        self.suffix = suffix
+        self.up = True
+        self.queries: list[str] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                parts = urllib.parse.urlsplit(self.path)
+                query = urllib.parse.parse_qs(parts.query).get("query", [""])[0]
+                owner.queries.append(query)
+                if not owner.up:
+                    self._send(503, {"status": "error", "error": "down for the test"})
+                elif parts.path != "/api/v1/query":
+                    self._send(404, {"status": "error", "error": "not found"})
+                else:
+                    self._send(200, owner.answer(query))
+
+            def _send(self, code: int, doc: dict) -> None:
+                body = json.dumps(doc).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-prometheus", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def answer(self, query: str) -> dict:
+        memory = "memory" in query
+        result = []
+        for node, (cpu_cores, mem_bytes) in self.usage.items():
+            value = mem_bytes if memory else cpu_cores
+            if query.startswith("stddev_over_time") or query.startswith("deriv"):
+                value = 0.0
+            elif query.startswith("count_over_time"):
+                value = 10.0
+            result.append({"metric": {self.label: f"{node}{self.suffix}"}, "value": [0, str(value)]})
+        return {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# -- a model with a known preference --------------------------------------------------------------
+
+
+def write_packing_model(directory: Path, version: str = "packing-test") -> Path:
+    """A valid LightGBM value model that prefers the node with the most requested CPU (packing):
+    its cost falls as ``req_cpu_frac_after`` rises, the opposite of kube-scheduler's LeastAllocated."""
+    rng = np.random.default_rng(7)
+    x = rng.random((3000, len(FEATURE_NAMES))).astype(np.float32)
+    packed = x[:, FEATURE_NAMES.index("req_cpu_frac_after")]
+    targets = {"contention": np.zeros(len(x)), "occupancy": 1.0 - packed}
+    boosters = {name: lgb.train({"objective": "regression", "verbosity": -1, "num_leaves": 15, "num_threads": 1},
+                                lgb.Dataset(x, y), num_boost_round=40)
+                for name, y in targets.items()}
+    return ValueModel(boosters, RewardWeights(), version=version).save(directory)
+
+
+# -- a runtime over the fakes -------------------------------------------------------------------
+
+
+def sync(cache, kube: FakeKube) -> None:
+    """Load ``kube``'s nodes and pods into a ClusterCache, as its first list would."""
+    with kube._lock:
+        nodes, pods = copy.deepcopy(list(kube.nodes.values())), copy.deepcopy(list(kube.pods.values()))
+    cache.replace("nodes", nodes)
+    cache.replace("pods", pods)
+
+
+def fake_runtime(kube: FakeKube, settings=None, telemetry=None):
+    """A :class:`~neurokube.live.runtime.Runtime` over ``kube`` with a synced cache (not started)."""
+    from neurokube.live.runtime import Runtime
+    from neurokube.live.settings import Settings
+    from neurokube.live.telemetry import Telemetry
+
+    runtime = Runtime(settings or Settings(replica="test"), kube, telemetry or Telemetry())
+    sync(runtime.cache, kube)
+    return runtime

@@ -1,0 +1,141 @@
+"""The HTTP edge shared by the function entry points: parsing, limits, auth and error mapping.
+
+Errors are mapped to HTTP here and only here: an :class:`~neurokube.errors.InputError` (bad input,
+retrying is useless) answers 400 with ``{"error": message}``; a
+:class:`~neurokube.errors.TemporaryError` (a dependency is down) answers 503 with ``Retry-After``,
+which Knative's delivery retries; :class:`HttpError` carries the few other statuses (401, 404,
+405, 413, 415). Anything else is a bug: it is logged with its traceback and answers 500.
+Every answer is JSON and carries the request id, which is also in every log line of the request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable
+
+import flask
+from cloudevents import exceptions as ce_exceptions
+from cloudevents.http import CloudEvent, from_http
+
+from neurokube.errors import InputError, TemporaryError
+from neurokube.live.telemetry import Telemetry
+from neurokube.logs import event
+
+log = logging.getLogger("neurokube.live.web")
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+def request_id(request: flask.Request) -> str:
+    given = request.headers.get("X-Request-Id") or request.headers.get("ce-id") or ""
+    return given[:64] if given and given.isprintable() else uuid.uuid4().hex
+
+
+def json_response(doc: object, status: int = 200, headers: dict[str, str] | None = None) -> flask.Response:
+    response = flask.Response(json.dumps(doc, separators=(",", ":")) + "\n", status=status,
+                              mimetype="application/json")
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def read_body(request: flask.Request, max_bytes: int) -> bytes:
+    """The request body, refusing more than ``max_bytes`` (413) before reading it all."""
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise HttpError(413, f"request body of {length} bytes exceeds the limit of {max_bytes}")
+    body = request.stream.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise HttpError(413, f"request body exceeds the limit of {max_bytes} bytes")
+    return body
+
+
+def read_json(request: flask.Request, max_bytes: int) -> object:
+    content_type = (request.mimetype or "").lower()
+    if content_type and content_type != "application/json":
+        raise HttpError(415, f"expected application/json, got {content_type}")
+    body = read_body(request, max_bytes)
+    if not body.strip():
+        raise InputError("empty request body", why="expected a JSON document")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError("request body is not valid JSON", why=str(exc)) from None
+
+
+def parse_cloud_event(request: flask.Request, max_bytes: int) -> CloudEvent:
+    """A CloudEvent in binary or structured content mode (cloudevents SDK); InputError if it is not one."""
+    body = read_body(request, max_bytes)
+    try:
+        return from_http(dict(request.headers), body)
+    except ce_exceptions.GenericException as exc:
+        raise InputError("not a valid CloudEvent", why=str(exc).splitlines()[0][:300]) from None
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise InputError("not a valid CloudEvent", why=f"{type(exc).__name__}: {exc}"[:300]) from None
+
+
+def require_token(request: flask.Request, token: str | None) -> None:
+    """401 unless the request carries ``Authorization: Bearer <token>`` (when a token is set)."""
+    if token is None:
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise HttpError(401, "missing or wrong bearer token", {"WWW-Authenticate": 'Bearer realm="neurokube"'})
+
+
+def metrics_response(telemetry: Telemetry) -> flask.Response:
+    return flask.Response(telemetry.exposition(), status=200, headers={"Content-Type": telemetry.content_type})
+
+
+def readiness_response(settings) -> flask.Response:
+    """``GET /readyz``: 200 once the watch cache has listed (metrics may be stale: scheduling
+    degrades, it does not stop), 503 before; the body says what is missing. It also starts the
+    runtime, so a launcher polling it warms the function up."""
+    from neurokube.live.handlers import readiness
+
+    doc, ready = readiness(settings)
+    return json_response(doc, 200 if ready else 503)
+
+
+def serve(request: flask.Request, telemetry: Telemetry, handler: Callable[[str], flask.Response],
+          function: str) -> flask.Response:
+    """Run ``handler(request_id)`` and map whatever it raises to an HTTP answer."""
+    rid = request_id(request)
+    started = time.perf_counter()
+    try:
+        response = handler(rid)
+    except HttpError as exc:
+        response = json_response({"error": exc.message, "request_id": rid}, exc.status, exc.headers)
+    except InputError as exc:
+        event(log, "bad request", logging.INFO, function=function, path=request.path, error=str(exc),
+              request_id=rid)
+        response = json_response({"error": str(exc), "request_id": rid}, 400)
+    except TemporaryError as exc:
+        event(log, "temporarily unable to serve", logging.WARNING, function=function, path=request.path,
+              error=str(exc), request_id=rid)
+        retry = str(max(1, math.ceil(getattr(exc, "delay_s", 1.0))))
+        response = json_response({"error": str(exc), "request_id": rid}, 503, {"Retry-After": retry})
+    except Exception as exc:  # noqa: BLE001 - a bug: log it, answer 500 without internals
+        log.exception("unexpected error", extra={"fields": {"function": function, "path": request.path,
+                                                            "request_id": rid}})
+        response = json_response({"error": f"internal error ({type(exc).__name__})", "request_id": rid}, 500)
+    response.headers["X-Request-Id"] = rid
+    telemetry.requests.labels(path=_path_label(request.path), code=str(response.status_code)).inc()
+    event(log, "request", logging.DEBUG, function=function, method=request.method, path=request.path,
+          status=response.status_code, ms=round((time.perf_counter() - started) * 1000, 2), request_id=rid)
+    return response
+
+
+def _path_label(path: str) -> str:
+    known = ("/", "/metrics", "/healthz", "/readyz", "/filter", "/prioritize", "/bind")
+    return path if path in known else "other"

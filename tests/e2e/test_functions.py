@@ -1,0 +1,453 @@
+"""The live functions against the real local control plane (kube-apiserver, kube-scheduler, KWOK,
+the Knative ApiServerSource receive adapter), run as functions-framework processes with the
+least-privilege ServiceAccount of deploy/knative/rbac.yaml:
+
+* 200 pods of ``schedulerName: neurokube`` go adapter -> binder -> bound within 30 s, each by
+  exactly one successful Binding, no node over-committed;
+* the binder killed mid-stream (SIGKILL) and restarted, events lost meanwhile: the sweeper places
+  what was missed, and replayed duplicates bind nothing twice;
+* three binder processes with their own (stale) caches race for 500 pods on 20 small nodes: no
+  node ever has requests above allocatable, every pod is bound by exactly one Binding;
+* Prometheus going away makes decisions fall back to default scoring, counted;
+* the extender path: the real kube-scheduler, configured with the extender, calls /filter and
+  /prioritize, and its choices follow NeuroKube's scores where they differ from its own.
+
+Prometheus is a loopback test double of its HTTP API (neurokube.live.testing.FakePrometheus);
+the model is a small LightGBM model with a known packing preference.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from neurokube.cluster import adapter, certs, components, functions, processes, schedconfig, workload
+from neurokube.cluster.build import Binaries
+from neurokube.cluster.state import Layout
+from neurokube.cluster.testing import RunningCluster, running_cluster
+from neurokube.live.quantity import cpu_milli, memory_bytes
+from neurokube.live.testing import FakePrometheus, write_packing_model
+
+pytestmark = pytest.mark.e2e
+
+ADD = "dev.knative.apiserver.resource.add"
+SMALL_POOL = "neurokube.io/pool"
+TEST_ENV = {"NEUROKUBE_SWEEP_MIN_AGE_S": "1", "NEUROKUBE_PROM_REFRESH_S": "1", "NEUROKUBE_PROM_STALE_AFTER_S": "4",
+            "NEUROKUBE_DEBUG": "false"}
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+class Function:
+    """One function process (functions-framework + gunicorn), started and stopped by the test."""
+
+    def __init__(self, name: str, env: dict[str, str], logs: Path, label: str | None = None) -> None:
+        self.name, self.env, self.logs = name, env, logs
+        self.label = label or name
+        self.port = functions.plan().ports[name]
+        self.process: processes.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Function:
+        launch = functions.function_launch(self.name, self.port, {**self.env, "NEUROKUBE_REPLICA": self.label},
+                                           self.label)
+        self.process = processes.start(self.label, launch.argv, self.logs / f"{self.label}.log", cwd=self.logs,
+                                       env={**os.environ, **launch.env})
+        deadline = time.monotonic() + 60
+        while not launch.ready():
+            assert processes.is_running(self.process), f"{self.label} died; see {self.logs}/{self.label}.log"
+            assert time.monotonic() < deadline, f"{self.label} not ready after 60 s"
+            time.sleep(0.2)
+        return self
+
+    def wait_metrics_fresh(self, timeout_s: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with urllib.request.urlopen(self.url + "/readyz", timeout=10) as response:
+                if json.loads(response.read())["metrics"] == "fresh":
+                    return
+            assert time.monotonic() < deadline, f"{self.label}: metrics never fresh"
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)  # the gunicorn arbiter and its worker
+        processes.stop(self.process, grace_s=5)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            processes.stop(self.process)
+
+    def post_event(self, pod: dict, kind: str = ADD, retries: int = 5) -> dict:
+        """Deliver a binary-mode CloudEvent the way Knative does: retry 5xx with exponential backoff."""
+        body = json.dumps(pod).encode()
+        headers = {"ce-specversion": "1.0", "ce-type": kind, "ce-source": "https://kube-apiserver",
+                   "ce-id": str(uuid.uuid4()), "ce-kind": "Pod", "Content-Type": "application/json",
+                   "ce-subject": f"/apis/v1/namespaces/{pod['metadata']['namespace']}/pods/{pod['metadata']['name']}"}
+        delay = 0.2
+        for attempt in range(retries + 1):
+            request = urllib.request.Request(self.url + "/", data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500 or attempt == retries:
+                    return {"status": exc.code, "error": exc.read().decode()}
+            time.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    def counter(self, name: str, **labels: str) -> float:
+        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as response:
+            text = response.read().decode()
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total += sample.value
+        return total
+
+
+def create_pods(client, manifests: list[dict], threads: int = 8) -> list[dict]:
+    def create(m: dict) -> dict:
+        return client.create(f"/api/v1/namespaces/{m['metadata']['namespace']}/pods", m)
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(create, manifests))
+
+
+def neurokube_pod(name: str, cpu: int, memory: int, run: str, small_pool: bool = False) -> dict:
+    manifest = workload.pod_manifest(workload.PodSpec(name, cpu, memory, scheduler_name="neurokube",
+                                                      labels={"neurokube-e2e": run}))
+    if small_pool:
+        manifest["spec"]["nodeSelector"] = {SMALL_POOL: "small"}
+        manifest["spec"]["tolerations"] = [{"key": SMALL_POOL, "operator": "Equal", "value": "small",
+                                            "effect": "NoSchedule"}]
+    return manifest
+
+
+def pods_of(client, run: str) -> dict[str, dict]:
+    items = client.get("/api/v1/namespaces/default/pods", labelSelector=f"neurokube-e2e={run}")["items"]
+    return {p["metadata"]["name"]: p for p in items}
+
+
+def wait_bound(client, run: str, count: int, timeout_s: float) -> dict[str, dict]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pods = pods_of(client, run)
+        bound = sum(1 for p in pods.values() if p["spec"].get("nodeName"))
+        if bound >= count:
+            return pods
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {bound} of {count} pods bound after {timeout_s:.0f}s")
+        time.sleep(0.2)
+
+
+def scheduled_events(client, component: str = "neurokube") -> Counter:
+    items = client.get("/api/v1/namespaces/default/events", fieldSelector="reason=Scheduled")["items"]
+    return Counter(e["involvedObject"]["uid"] for e in items
+                   if (e.get("reportingComponent") or e["source"].get("component")) == component)
+
+
+def over_committed(client) -> list[str]:
+    """Nodes whose bound, non-terminal pods request more than allocatable (CPU, memory or pods)."""
+    used: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for pod in client.get("/api/v1/pods")["items"]:
+        node = pod["spec"].get("nodeName")
+        if not node or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        for c in pod["spec"]["containers"]:
+            requests = (c.get("resources") or {}).get("requests") or {}
+            used[node][0] += cpu_milli(requests.get("cpu", "0"))
+            used[node][1] += memory_bytes(requests.get("memory", "0"))
+        used[node][2] += 1
+    bad = []
+    for node in client.get("/api/v1/nodes")["items"]:
+        alloc = node["status"]["allocatable"]
+        u = used[node["metadata"]["name"]]
+        if u[0] > cpu_milli(alloc["cpu"]) or u[1] > memory_bytes(alloc["memory"]) or u[2] > int(alloc["pods"]):
+            bad.append(f"{node['metadata']['name']}: {u} > {alloc}")
+    return bad
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return write_packing_model(tmp_path_factory.mktemp("model") / "champion")
+
+
+@pytest.fixture(scope="module")
+def prometheus(cluster: RunningCluster):
+    names = [n["metadata"]["name"] for n in cluster.client.get("/api/v1/nodes")["items"]]
+    names += [f"nk-small-{i:02d}" for i in range(20)]
+    server = FakePrometheus({name: (0.5, 2.0 * 2**30) for name in names})
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def live(cluster: RunningCluster, model: Path, prometheus: FakePrometheus, tmp_path_factory):
+    """The binder and sweeper as the ServiceAccount, and a receive adapter delivering to the binder."""
+    logs = tmp_path_factory.mktemp("function-logs")
+    functions.apply_manifests(cluster.client)
+    kubeconfig = functions.service_account_kubeconfig(cluster.client, Layout(cluster.state_dir),
+                                                      certs.Pki(cluster.state_dir / "pki").ca_cert,
+                                                      cluster.record.apiserver)
+    options = functions.FunctionsOptions(model_dir=model, prometheus_url=prometheus.url, env=TEST_ENV)
+    env = functions.function_env(kubeconfig, options, "unused")
+    binder = Function("binder", env, logs).start()
+    sweeper = Function("sweeper", env, logs).start()
+    binder.wait_metrics_fresh()
+    started = [binder, sweeper]
+    argv, log_path, adapter_env = _adapter(cluster, binder.url + "/", logs)
+    feed = processes.start("receive-adapter-e2e", argv, log_path, cwd=logs, env=adapter_env)
+    try:
+        deadline = time.monotonic() + 15
+        while adapter.STARTED_MARKER not in (logs / "receive-adapter-e2e.log").read_text(errors="replace"):
+            assert time.monotonic() < deadline, "the receive adapter did not start"
+            time.sleep(0.2)
+        yield {"binder": binder, "sweeper": sweeper, "env": env, "logs": logs, "started": started}
+    finally:
+        processes.stop(feed)
+        for fn in started:
+            fn.stop()
+
+
+def _adapter(cluster: RunningCluster, sink: str, logs: Path):
+    binaries = Binaries(Path(cluster.record.bin_dir))
+    launch = adapter.launch(binaries, Layout(cluster.state_dir).kubeconfig("receive-adapter"), sink,
+                            components.free_ports(("profiling",))["profiling"], logs / "receive-adapter-e2e.log")
+    return launch.argv, logs / "receive-adapter-e2e.log", ({**os.environ, **launch.env})
+
+
+# -- the binder --------------------------------------------------------------------------------
+
+
+def test_200_pods_bound_through_the_adapter_within_30s(cluster, live):
+    run = f"burst-{uuid.uuid4().hex[:6]}"
+    binder = live["binder"]
+    bound_before = binder.counter("neurokube_decisions_total", outcome="bound")
+    learned_before = binder.counter("neurokube_decisions_total", policy="neurokube", outcome="bound")
+    manifests = [neurokube_pod(f"{run}-{i:03d}", 250, 256, run) for i in range(200)]
+    started = time.monotonic()
+    create_pods(cluster.client, manifests)
+    pods = wait_bound(cluster.client, run, 200, timeout_s=30)
+    elapsed = time.monotonic() - started
+    print(f"\n200 pods created and bound in {elapsed:.1f}s")
+    assert elapsed < 30
+    assert binder.counter("neurokube_decisions_total", outcome="bound") - bound_before == 200  # one Binding each
+    learned = binder.counter("neurokube_decisions_total", policy="neurokube", outcome="bound") - learned_before
+    print(f"{learned:.0f} of 200 placed by the learned policy (the rest: counted fallbacks)")
+    assert learned >= 190  # the learned path, not the fallback (a metrics refresh may lag on a busy machine)
+    uids = {p["metadata"]["uid"] for p in pods.values()}
+    deadline = time.monotonic() + 15
+    while sum(scheduled_events(cluster.client)[u] for u in uids) < 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    events = scheduled_events(cluster.client)
+    assert all(events[u] == 1 for u in uids), Counter(events[u] for u in uids)
+    assert over_committed(cluster.client) == []
+    workload.delete_pods(cluster.client, list(pods))
+
+
+def test_binder_killed_mid_stream_loses_no_pod_and_binds_none_twice(cluster, live):
+    run = f"kill-{uuid.uuid4().hex[:6]}"
+    binder, sweeper = live["binder"], live["sweeper"]
+    manifests = [neurokube_pod(f"{run}-{i:03d}", 200, 128, run) for i in range(150)]
+    created = create_pods(cluster.client, manifests[:50], threads=4)  # binder up
+    binder.kill()
+    created += create_pods(cluster.client, manifests[50:], threads=4)  # binder down: the adapter gives up
+    time.sleep(5)  # longer than the adapter's retries (5, exponential from 50 ms)
+    binder.start()
+    pending = [p for p in pods_of(cluster.client, run).values() if not p["spec"].get("nodeName")]
+    assert pending, "no event was lost while the binder was down; the test proves nothing"
+    report = functions.ping(sweeper.url + "/")
+    pods = wait_bound(cluster.client, run, 150, timeout_s=30)
+    print(f"\n{len(pending)} pods were pending after the restart; sweep: {report}")
+    assert report.get("bound", 0) + report.get("already_bound", 0) >= len(pending) - report.get("young", 0)
+    # Replay every original add event (the pods as created, without a node) to the new binder.
+    bound_before = binder.counter("neurokube_decisions_total", outcome="bound")
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(binder.post_event, created))
+    assert Counter(r.get("outcome") for r in replies) == {"already_bound": 150}, Counter(map(str, replies))
+    assert binder.counter("neurokube_decisions_total", outcome="bound") == bound_before
+    events = scheduled_events(cluster.client)
+    assert max(events[p["metadata"]["uid"]] for p in pods.values()) <= 1  # never two successful Bindings
+    assert over_committed(cluster.client) == []
+    workload.delete_pods(cluster.client, list(pods))
+
+
+def test_a_stale_event_never_binds_a_recreated_pod(cluster, live):
+    """The Binding carries the pod's UID: an old event about a deleted pod cannot place a new pod
+    that has the same name (the apiserver refuses the precondition)."""
+    run = f"uid-{uuid.uuid4().hex[:6]}"
+    manifest = neurokube_pod(f"{run}-p", 100, 64, run)
+    manifest["spec"]["schedulerName"] = "nobody"  # keep the binder away from the first one
+    [old] = create_pods(cluster.client, [manifest])
+    workload.delete_pods(cluster.client, [old["metadata"]["name"]])
+    deadline = time.monotonic() + 30
+    while pods_of(cluster.client, run) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    [new] = create_pods(cluster.client, [{**manifest, "spec": {**manifest["spec"], "schedulerName": "other"}}])
+    assert new["metadata"]["uid"] != old["metadata"]["uid"]
+    stale = {**old, "spec": {**old["spec"], "schedulerName": "neurokube"}}
+    reply = live["binder"].post_event(stale)
+    assert reply["outcome"] == "gone", reply
+    assert not pods_of(cluster.client, run)[new["metadata"]["name"]]["spec"].get("nodeName")
+    workload.delete_pods(cluster.client, [new["metadata"]["name"]])
+
+
+def test_three_binders_with_stale_caches_never_over_commit(cluster, live):
+    """500 pods on 20 small nodes (3 CPU each, 83% of the CPU requested), every add event sent to two
+    of three binder processes at once (the adapter also feeds the first), packing model: all
+    binders want the same nodes."""
+    client = cluster.client
+    run = f"race-{uuid.uuid4().hex[:6]}"
+    specs = [workload.NodeSpec(f"nk-small-{i:02d}", 3000, 4096, labels={SMALL_POOL: "small"}) for i in range(20)]
+    workload.create_nodes(client, specs)
+    workload.wait_nodes_schedulable(client, 100 + 20, timeout_s=60)
+    for spec in specs:  # keep default-scheduler pods away; the test pods tolerate it
+        client.merge_patch(f"/api/v1/nodes/{spec.name}",
+                           {"spec": {"taints": [{"key": SMALL_POOL, "value": "small", "effect": "NoSchedule"}]}})
+    replicas = [live["binder"]] + [Function("binder", live["env"], live["logs"], f"binder-{i}").start()
+                                   for i in (2, 3)]
+    live["started"].extend(replicas[1:])
+    before = sum(r.counter("neurokube_decisions_total", outcome="bound") for r in replicas)
+    rng = random.Random(5)
+    manifests = [neurokube_pod(f"{run}-{i:03d}", rng.choice([50, 100, 150]), 64, run, small_pool=True)
+                 for i in range(500)]
+    created = create_pods(client, manifests)
+
+    deliveries = [(replica, pod) for pod in created for replica in rng.sample(replicas, 2)]
+    rng.shuffle(deliveries)
+    started = time.monotonic()
+    with ThreadPoolExecutor(16) as pool:
+        replies = list(pool.map(lambda d: d[0].post_event(d[1]), deliveries))
+    report = functions.ping(live["sweeper"].url + "/")  # whatever gave up on every try
+    pods = wait_bound(client, run, 500, timeout_s=60)
+    elapsed = time.monotonic() - started
+    bindings = sum(r.counter("neurokube_decisions_total", outcome="bound") for r in replicas) - before
+    conflicts = {kind: sum(r.counter("neurokube_bind_conflicts_total", kind=kind) for r in replicas)
+                 for kind in ("reservation", "no_room", "already_assigned")}
+    outcomes = Counter(r.get("outcome", r.get("status")) for r in replies)
+    print(f"\n500 pods on 20 nodes by 3 binders in {elapsed:.1f}s; replies {dict(outcomes)}; conflicts {conflicts}; "
+          f"sweep {report}")
+    assert over_committed(client) == []
+    assert bindings + report.get("bound", 0) == 500  # exactly one successful Binding per pod
+    assert all(p["spec"]["nodeName"].startswith("nk-small-") for p in pods.values())
+    assert conflicts["reservation"] + conflicts["no_room"] > 0, "no race happened; the test proves nothing"
+    workload.delete_pods(client, list(pods))
+    for spec in specs:
+        client.delete(f"/api/v1/nodes/{spec.name}")
+    for replica in replicas[1:]:
+        replica.stop()
+
+
+def test_prometheus_down_falls_back_to_default_scoring(cluster, live, prometheus):
+    binder = live["binder"]
+    before = binder.counter("neurokube_fallbacks_total", reason="prometheus_unavailable")
+    prometheus.up = False
+    try:
+        time.sleep(6)  # NEUROKUBE_PROM_STALE_AFTER_S=4 in this test
+        run = f"noprom-{uuid.uuid4().hex[:6]}"
+        create_pods(cluster.client, [neurokube_pod(f"{run}-{i}", 100, 64, run) for i in range(5)])
+        pods = wait_bound(cluster.client, run, 5, timeout_s=20)
+    finally:
+        prometheus.up = True
+    assert binder.counter("neurokube_fallbacks_total", reason="prometheus_unavailable") - before >= 5
+    assert binder.counter("neurokube_node_metrics_age_seconds") > 4
+    workload.delete_pods(cluster.client, list(pods))
+
+
+# -- the extender ------------------------------------------------------------------------------
+
+
+def test_kube_scheduler_follows_the_extender_scores(tmp_path, model):
+    """A 4-node cluster whose kube-scheduler calls the extender (weight 10). One node is half full:
+    kube-scheduler's LeastAllocated prefers the empty ones, NeuroKube's packing model the loaded
+    one. Pods must land where NeuroKube's scores say."""
+    port = functions.plan().ports["extender"]
+    extender = schedconfig.Extender(f"http://127.0.0.1:{port}", ("filter", "prioritize"), weight=10)
+    nodes = workload.uniform_nodes(4, cpu_milli=8000, memory_mib=16384)
+    prom = FakePrometheus({n.name: (0.2, 2**30) for n in nodes})
+    with running_cluster(tmp_path / "ext-cluster", nodes, start_adapter=False, extender=extender) as small:
+        functions.apply_manifests(small.client)
+        kubeconfig = functions.service_account_kubeconfig(small.client, Layout(small.state_dir),
+                                                          certs.Pki(small.state_dir / "pki").ca_cert,
+                                                          small.record.apiserver)
+        env = functions.function_env(kubeconfig, functions.FunctionsOptions(model_dir=model, prometheus_url=prom.url,
+                                                                            env=TEST_ENV), "ext")
+        fn = Function("extender", env, tmp_path)
+        fn.port = port
+        fn.start()
+        try:
+            busy = "kwok-node-0002"
+            workload.create_pods(small.client, [workload.PodSpec(f"load-{i}", 1000, 1024, node=busy) for i in range(4)])
+            workload.wait_pods(small.client, [f"load-{i}" for i in range(4)], timeout_s=30)
+            _wait_for_learned_scores(fn.url, small.client)
+            for i in range(3):
+                probe = workload.pod_manifest(workload.PodSpec(f"probe-{i}", 500, 512))
+                node_list = small.client.get("/api/v1/nodes")
+                scores = _post(fn.url + "/prioritize", {"Pod": probe, "Nodes": node_list, "NodeNames": None})
+                best = {s["Host"] for s in scores if s["Score"] == max(x["Score"] for x in scores)}
+                least_allocated_best = _emptiest(small.client)
+                assert best.isdisjoint(least_allocated_best), (scores, least_allocated_best)  # the test can fail
+                workload.create_pods(small.client, [workload.PodSpec(f"probe-{i}", 500, 512)])
+                pod = workload.wait_pods(small.client, [f"probe-{i}"], timeout_s=30)[f"probe-{i}"]
+                placed = pod["spec"]["nodeName"]
+                print(f"\nNeuroKube scores {scores}; kube-scheduler chose {placed}")
+                assert placed in best
+            assert fn.counter("neurokube_http_requests_total", path="/prioritize", code="200") >= 3 + 3
+            assert fn.counter("neurokube_http_requests_total", path="/filter", code="200") >= 3
+        finally:
+            fn.stop()
+            prom.close()
+
+
+def _wait_for_learned_scores(url: str, client, timeout_s: float = 30.0) -> None:
+    """The extender's runtime starts on its first call; until its cache has listed and Prometheus
+    answered, every score is 0 (the fallback)."""
+    probe = workload.pod_manifest(workload.PodSpec("warm-up", 100, 64))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        scores = _post(url + "/prioritize", {"Pod": probe, "Nodes": client.get("/api/v1/nodes"), "NodeNames": None})
+        if any(s["Score"] for s in scores):
+            return
+        assert time.monotonic() < deadline, f"the extender never scored: {scores}"
+        time.sleep(0.5)
+
+
+def _post(url: str, doc: dict) -> object:
+    request = urllib.request.Request(url, data=json.dumps(doc).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _emptiest(client) -> set[str]:
+    """The nodes kube-scheduler's LeastAllocated would rank first (fewest requested CPU)."""
+    requested: dict[str, int] = {n["metadata"]["name"]: 0 for n in client.get("/api/v1/nodes")["items"]}
+    for pod in client.get("/api/v1/pods")["items"]:
+        node = pod["spec"].get("nodeName")
+        if node:
+            requested[node] += sum(cpu_milli(((c.get("resources") or {}).get("requests") or {}).get("cpu", "0"))
+                                   for c in pod["spec"]["containers"])
+    low = min(requested.values())
+    return {name for name, cpu in requested.items() if cpu == low}
+

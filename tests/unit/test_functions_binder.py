@@ -1,0 +1,186 @@
+"""The binder function through functions-framework's own test client, both entry points
+(``binder``, http, deployed; ``on_pod_event``, cloud_event): bad input answers 4xx with a
+message, never 500, and never reaches the apiserver; ignored pods answer 200; a pending pod is
+bound once, a redelivery is a 200 without a second binding; a missing runtime is a 503."""
+
+from pathlib import Path
+
+import functions_framework
+import pytest
+from cloudevents.conversion import to_binary, to_structured
+from cloudevents.http import CloudEvent
+
+from neurokube.live import runtime as live_runtime
+from neurokube.live.telemetry import process_telemetry
+from neurokube.live.testing import FakeKube, fake_runtime, node_doc, pod_doc
+
+SOURCE = str(Path(__file__).resolve().parents[2] / "functions" / "binder" / "main.py")
+ADD = "dev.knative.apiserver.resource.add"
+
+
+@pytest.fixture
+def kube():
+    fake = FakeKube([node_doc("n0"), node_doc("n1")])
+    runtime = fake_runtime(fake, telemetry=process_telemetry())
+    live_runtime.install(runtime)
+    yield fake
+    live_runtime.install(None)
+
+
+@pytest.fixture(params=["binder", "on_pod_event"])
+def client(request):
+    return functions_framework.create_app(request.param, SOURCE).test_client()
+
+
+@pytest.fixture
+def http_client():
+    return functions_framework.create_app("binder", SOURCE).test_client()
+
+
+def event(data, kind=ADD, structured=False, **attributes):
+    ce = CloudEvent({"type": kind, "source": "https://127.0.0.1:6443", "subject": "/apis/v1/namespaces/default/pods/p",
+                     **attributes}, data)
+    return to_structured(ce) if structured else to_binary(ce)
+
+
+def post(client, headers_body):
+    headers, body = headers_body
+    return client.post("/", headers=headers, data=body)
+
+
+def with_cpu(cpu):
+    doc = pod_doc("p")
+    doc["spec"]["containers"][0]["resources"]["requests"]["cpu"] = cpu
+    return doc
+
+
+def no_spec():
+    doc = pod_doc("p")
+    del doc["spec"]
+    return doc
+
+
+BAD = {
+    "wrong type": lambda: event(pod_doc("p"), kind="com.example.something"),
+    "reference mode": lambda: event({"kind": "Pod", "namespace": "default", "name": "p", "apiVersion": "v1"},
+                                    kind="dev.knative.apiserver.ref.add"),
+    "ping sent to the binder": lambda: event(None, kind="dev.knative.sources.ping"),
+    "missing data": lambda: event(None),
+    "data not an object": lambda: event([1, 2, 3]),
+    "pod without spec": lambda: event(no_spec()),
+    "absurd cpu": lambda: event(with_cpu("1e30")),
+    "negative cpu": lambda: event(with_cpu("-1")),
+    "garbage cpu": lambda: event(with_cpu("lots")),
+    "no containers": lambda: event({**pod_doc("p"), "spec": {"schedulerName": "neurokube"}}),
+    "structured, missing data": lambda: event(None, structured=True),
+}
+
+RAW = {
+    "non-JSON data": ({"ce-specversion": "1.0", "ce-type": ADD, "ce-source": "s", "ce-id": "1",
+                       "Content-Type": "application/json"}, b"{not json"),
+    "wrong specversion": ({"ce-specversion": "0.2", "ce-type": ADD, "ce-source": "s", "ce-id": "1",
+                           "Content-Type": "application/json"}, b'{"kind": "Pod"}'),
+    "not a CloudEvent": ({"Content-Type": "application/json"}, b'{"hello": "world"}'),
+    "structured garbage": ({"Content-Type": "application/cloudevents+json"}, b"{oops"),
+    "empty": ({}, b""),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_events_are_4xx_and_never_bind(client, kube, case):
+    response = post(client, BAD[case]())
+    assert 400 <= response.status_code < 500, (case, response.status_code, response.get_data()[:300])
+    assert kube.requests == [] and kube.bindings == []
+
+
+@pytest.mark.parametrize("case", list(RAW))
+def test_malformed_requests_are_4xx_and_never_bind(client, kube, case):
+    headers, body = RAW[case]
+    response = client.post("/", headers=headers, data=body)
+    assert 400 <= response.status_code < 500, (case, response.status_code, response.get_data()[:300])
+    assert kube.requests == [] and kube.bindings == []
+
+
+def test_http_errors_are_json_with_a_message(http_client, kube):
+    response = post(http_client, event(with_cpu("1e30")))
+    assert response.status_code == 400 and response.is_json
+    assert "absurdly large" in response.json["error"] and response.json["request_id"]
+    assert response.headers["X-Request-Id"] == response.json["request_id"]
+    assert http_client.put("/").status_code == 405 and http_client.post("/nope").status_code == 404
+
+
+def test_a_pending_pod_is_bound_once(http_client, kube):
+    doc = pod_doc("p", uid="u1")
+    kube.add_pod(doc)
+    first = post(http_client, event(doc))
+    assert first.status_code == 200 and first.json["outcome"] == "bound" and first.json["node"] in ("n0", "n1")
+    again = post(http_client, event(doc))  # at-least-once delivery: the same event again
+    assert again.status_code == 200 and again.json["outcome"] == "already_bound"
+    assert kube.bindings == [("default/p", first.json["node"])]
+
+
+def test_cloud_event_target_binds_too(kube):
+    client = functions_framework.create_app("on_pod_event", SOURCE).test_client()
+    doc = pod_doc("q", uid="u2")
+    kube.add_pod(doc)
+    response = post(client, event(doc, structured=True))
+    assert response.status_code == 200 and kube.bindings == [("default/q", kube.placements()["default/q"])]
+
+
+@pytest.mark.parametrize("doc, kind, reason", [
+    (pod_doc("p", scheduler="default-scheduler"), ADD, "schedulerName is 'default-scheduler'"),
+    (pod_doc("p", node="n0"), "dev.knative.apiserver.resource.update", "already bound to n0"),
+    ({**pod_doc("p"), "metadata": {**pod_doc("p")["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z"}},
+     ADD, "being deleted"),
+    (pod_doc("p", phase="Succeeded"), ADD, "phase Succeeded"),
+    (pod_doc("p"), "dev.knative.apiserver.resource.delete", "delete event"),
+    (node_doc("n9"), ADD, "not a pod (Node)"),
+])
+def test_other_pods_and_events_are_ignored(http_client, kube, doc, kind, reason):
+    response = post(http_client, event(doc, kind=kind))
+    assert response.status_code == 200 and response.json == {"outcome": "ignored", "pod": response.json["pod"],
+                                                              "reason": reason}
+    assert kube.requests == []
+
+
+def test_no_runtime_is_a_503_not_a_500(monkeypatch, tmp_path):
+    live_runtime.install(None)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing.kubeconfig"))
+    client = functions_framework.create_app("binder", SOURCE).test_client()
+    response = post(client, event(pod_doc("p")))
+    assert response.status_code == 503 and "unreadable kubeconfig" in response.json["error"]
+    assert response.headers["Retry-After"] == "1"
+
+
+def test_metrics_and_health(http_client, kube):
+    post(http_client, event(pod_doc("p", scheduler="other")))
+    assert http_client.get("/healthz").json == {"ok": True}
+    text = http_client.get("/metrics").get_data(as_text=True)
+    for name in ("neurokube_decisions_total", "neurokube_fallbacks_total", "neurokube_bind_conflicts_total",
+                 "neurokube_decision_duration_seconds", "neurokube_model_info", "neurokube_pending_pods",
+                 "neurokube_cache_age_seconds", 'neurokube_cloudevents_total{result="ignored"'):
+        assert name in text, name
+
+
+def test_readiness_starts_the_runtime_and_reports(http_client, kube):
+    response = http_client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json == {"cache": "synced", "metrics": "disabled", "model_version": "none", "replica": "test"}
+    live_runtime.installed().cache._synced["nodes"].clear()
+    assert http_client.get("/readyz").status_code == 503
+
+
+def test_body_size_limit(monkeypatch, kube):
+    monkeypatch.setenv("NEUROKUBE_MAX_BODY_BYTES", "2000")
+    client = functions_framework.create_app("binder", SOURCE).test_client()
+    doc = pod_doc("p")
+    doc["metadata"]["annotations"] = {"big": "x" * 5000}
+    assert post(client, event(doc)).status_code == 413 and kube.requests == []
+
+
+def test_invalid_settings_stop_the_function_at_start(monkeypatch):
+    from neurokube.errors import InputError
+
+    monkeypatch.setenv("NEUROKUBE_PROM_REFRESH_S", "often")
+    with pytest.raises(InputError, match="NEUROKUBE_PROM_REFRESH_S='often'"):
+        functions_framework.create_app("binder", SOURCE)

@@ -1,0 +1,157 @@
+"""The extender function with kube-scheduler's exact wire format (Go field names): filter in
+both modes (Nodes, NodeNames) with resolvable and unresolvable failures, prioritize scores 0..10
+that follow the learned model (all 0 on a fallback), bind through the ledger, and the edge:
+malformed ExtenderArgs 400, bearer token 401, body limit 413, wrong content type 415."""
+
+from pathlib import Path
+
+import functions_framework
+import pytest
+
+from neurokube.live import runtime as live_runtime
+from neurokube.live.settings import Settings
+from neurokube.live.telemetry import process_telemetry
+from neurokube.live.testing import FakeKube, FakePrometheus, fake_runtime, node_doc, pod_doc, write_packing_model
+
+SOURCE = str(Path(__file__).resolve().parents[2] / "functions" / "extender" / "main.py")
+TOKEN = "s3cret-token-for-the-tests"
+TAINT = [{"key": "dedicated", "value": "ml", "effect": "NoSchedule"}]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return write_packing_model(tmp_path_factory.mktemp("model") / "m")
+
+
+@pytest.fixture
+def prom():
+    server = FakePrometheus({n: (0.1, 2**30) for n in ("small", "empty", "busy", "tainted")})
+    yield server
+    server.close()
+
+
+NODES = [node_doc("small", cpu="500m"), node_doc("empty", cpu="8"), node_doc("busy", cpu="8"),
+         node_doc("tainted", cpu="8", taints=TAINT)]
+
+
+@pytest.fixture
+def kube(model, prom):
+    fake = FakeKube(NODES, [pod_doc("load", "4", "1Gi", node="busy", uid="load", scheduler="default-scheduler")])
+    runtime = fake_runtime(fake, Settings(model_dir=model, prometheus_url=prom.url, replica="x"),
+                           telemetry=process_telemetry())
+    runtime.metrics.refresh()
+    live_runtime.install(runtime)
+    yield fake
+    live_runtime.install(None)
+
+
+@pytest.fixture
+def client():
+    return functions_framework.create_app("extender", SOURCE).test_client()
+
+
+def args(pod=None, names=None):
+    pod = pod or pod_doc("p", "1", "1Gi", scheduler="default-scheduler")
+    if names is not None:
+        return {"Pod": pod, "Nodes": None, "NodeNames": names}
+    return {"Pod": pod, "Nodes": {"metadata": {}, "items": NODES}, "NodeNames": None}
+
+
+def test_filter_with_node_objects(client, kube):
+    reply = client.post("/filter", json=args()).json
+    assert set(reply) == {"Nodes", "NodeNames", "FailedNodes", "FailedAndUnresolvableNodes", "Error"}
+    assert [n["metadata"]["name"] for n in reply["Nodes"]["items"]] == ["empty", "busy"]
+    assert reply["NodeNames"] is None and reply["Error"] == ""
+    assert reply["FailedNodes"] == {"small": "Insufficient cpu"}
+    assert reply["FailedAndUnresolvableNodes"] == {"tainted": "node(s) had untolerated taint {dedicated: ml}"}
+
+
+def test_filter_with_node_names(client, kube):
+    reply = client.post("/filter", json=args(names=["small", "empty", "busy", "unknown-yet"])).json
+    assert reply["Nodes"] is None and reply["NodeNames"] == ["empty", "busy", "unknown-yet"]
+    assert reply["FailedNodes"] == {"small": "Insufficient cpu"}
+
+
+def test_prioritize_follows_the_model(client, kube):
+    reply = client.post("/prioritize", json=args()).json
+    assert [r["Host"] for r in reply] == ["small", "empty", "busy", "tainted"]
+    scores = {r["Host"]: r["Score"] for r in reply}
+    assert all(isinstance(s, int) and 0 <= s <= 10 for s in scores.values())
+    assert scores["busy"] == 10 and scores["empty"] < 10  # packing, unlike LeastAllocated
+    assert scores["small"] == 0 and scores["tainted"] == 0  # infeasible
+    names = client.post("/prioritize", json=args(names=["busy", "empty"])).json
+    assert names == [{"Host": "busy", "Score": 10}, {"Host": "empty", "Score": scores["empty"]}]
+
+
+def test_prioritize_falls_back_to_neutral_scores(client, kube):
+    live_runtime.installed().metrics._latest = type(live_runtime.installed().metrics.latest())()  # no metrics
+    before = process_telemetry().fallbacks.labels(reason="prometheus_unavailable")._value.get()
+    reply = client.post("/prioritize", json=args()).json
+    assert {r["Score"] for r in reply} == {0}
+    assert process_telemetry().fallbacks.labels(reason="prometheus_unavailable")._value.get() == before + 1
+
+
+def test_bind_goes_through_the_ledger(client, kube):
+    kube.add_pod(pod_doc("b", "1", "1Gi", uid="ub", scheduler="default-scheduler"))
+    ok = client.post("/bind", json={"PodName": "b", "PodNamespace": "default", "PodUID": "ub", "Node": "empty"})
+    assert ok.json == {"Error": ""} and kube.bindings == [("default/b", "empty")]
+    kube.add_pod(pod_doc("c", "1", "1Gi", uid="uc", scheduler="default-scheduler"))
+    full = client.post("/bind", json={"PodName": "c", "PodNamespace": "default", "PodUID": "uc", "Node": "small"})
+    assert full.status_code == 200 and "no_room" in full.json["Error"]
+    missing = client.post("/bind", json={"PodName": "zz", "PodNamespace": "default", "PodUID": "", "Node": "empty"})
+    assert "not found" in missing.json["Error"]
+
+
+MALFORMED = {
+    "not JSON": b"{oops",
+    "a list": [1, 2],
+    "no Pod": {"Nodes": None, "NodeNames": ["a"]},
+    "neither Nodes nor NodeNames": {"Pod": pod_doc("p"), "Nodes": None, "NodeNames": None},
+    "NodeNames not a list": {"Pod": pod_doc("p"), "NodeNames": "a,b"},
+    "Nodes without items": {"Pod": pod_doc("p"), "Nodes": {"items": "x"}},
+    "a bad node": {"Pod": pod_doc("p"), "Nodes": {"items": [{"metadata": {}}]}},
+    "pod without spec": {"Pod": {"metadata": {"name": "p"}}, "NodeNames": ["a"]},
+    "absurd request": {"Pod": pod_doc("p", "1e30"), "NodeNames": ["a"]},
+    "empty body": b"",
+}
+
+
+@pytest.mark.parametrize("verb", ["filter", "prioritize"])
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_extender_args_are_400(client, kube, verb, case):
+    body = MALFORMED[case]
+    kwargs = {"data": body, "content_type": "application/json"} if isinstance(body, bytes) else {"json": body}
+    response = client.post(f"/{verb}", **kwargs)
+    assert response.status_code == 400, (case, response.get_data()[:200])
+    assert response.json["error"] and kube.requests == [] and kube.bindings == []
+
+
+@pytest.mark.parametrize("body", [{"PodName": "p", "PodNamespace": "default"}, {"PodName": 3}, ["x"]])
+def test_malformed_binding_args_are_400(client, kube, body):
+    assert client.post("/bind", json=body).status_code == 400 and kube.requests == []
+
+
+def test_bearer_token(monkeypatch, kube):
+    monkeypatch.setenv("NEUROKUBE_TOKEN", TOKEN)
+    client = functions_framework.create_app("extender", SOURCE).test_client()
+    assert client.post("/filter", json=args()).status_code == 401
+    wrong = client.post("/filter", json=args(), headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.headers["WWW-Authenticate"].startswith("Bearer")
+    right = client.post("/filter", json=args(), headers={"Authorization": f"Bearer {TOKEN}"})
+    assert right.status_code == 200
+    assert client.get("/metrics").status_code == 200  # metrics need no token
+
+
+def test_limits_and_routes(monkeypatch, kube):
+    monkeypatch.setenv("NEUROKUBE_MAX_BODY_BYTES", "1024")
+    client = functions_framework.create_app("extender", SOURCE).test_client()
+    assert client.post("/filter", json=args()).status_code == 413  # four Node objects are bigger
+    assert client.post("/filter", data="Pod=1", content_type="text/plain").status_code == 415
+    assert client.get("/filter").status_code == 405 and client.post("/preempt", json={}).status_code == 404
+    assert kube.requests == []
+
+
+def test_an_unsynced_cache_passes_every_node(client, kube):
+    live_runtime.installed().cache._synced["pods"].clear()
+    reply = client.post("/filter", json=args(names=["small", "empty"])).json
+    assert reply["NodeNames"] == ["small", "empty"] and reply["FailedNodes"] == {}

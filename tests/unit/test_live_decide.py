@@ -1,0 +1,71 @@
+"""The decision step on its own: a new champion is picked up without a restart, a broken one
+leaves the current model serving, extender scores map expected costs onto 0..10 (10 = cheapest),
+and the reasons for not using the model are counted."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from neurokube.live.decide import Decider
+from neurokube.live.telemetry import Telemetry
+from neurokube.live.testing import write_packing_model
+from neurokube.policies.base import PodSpec
+from tests.conftest import make_view
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return write_packing_model(root / "v1", version="v1"), write_packing_model(root / "v2", version="v2")
+
+
+def view():
+    return make_view([8000, 8000, 8000], [16384, 16384, 16384], [0, 4000, 7900], [0, 0, 0])
+
+
+def test_a_new_champion_is_loaded_and_a_broken_one_is_not(trained, tmp_path):
+    v1, v2 = trained
+    champion = tmp_path / "champion"
+    shutil.copytree(v1, champion)
+    telemetry = Telemetry()
+    decider = Decider(champion, telemetry, reload_s=0.0)
+    assert decider.model_version == "v1"
+    shutil.rmtree(champion)
+    shutil.copytree(v2, champion)
+    os.utime(champion / "manifest.json", ns=(1, 1))  # a different stamp, whatever the clock
+    decider.choose(PodSpec(100, 64), view(), metrics_fresh=True)
+    assert decider.model_version == "v2"
+    assert telemetry.model_reloads.labels(result="loaded")._value.get() == 1
+    (champion / "manifest.json").write_text(json.dumps({"format": "something else"}))
+    decider.choose(PodSpec(100, 64), view(), metrics_fresh=True)
+    assert decider.model_version == "v2"  # still serving
+    assert telemetry.model_reloads.labels(result="failed")._value.get() == 1
+
+
+def test_extender_scores_span_zero_to_ten(trained):
+    decider = Decider(trained[0], Telemetry())
+    scores, reason = decider.scores(PodSpec(100, 64), view(), metrics_fresh=True)
+    assert reason == "" and scores.dtype == np.int64
+    assert scores.tolist()[2] == 10 and scores.min() == 0 and scores.tolist() == sorted(scores.tolist())
+    unfit, _ = decider.scores(PodSpec(500, 64), view(), metrics_fresh=True)
+    assert unfit[2] == 0  # 7900 + 500 > 8000: infeasible nodes score 0
+
+
+@pytest.mark.parametrize("model, fresh, configured, reason", [
+    ("v1", False, True, "prometheus_unavailable"),
+    ("v1", True, False, "prometheus_disabled"),
+    (None, True, True, "no_model"),
+    ("missing", True, True, "model_missing"),
+])
+def test_fallback_reasons_are_counted(trained, tmp_path, model, fresh, configured, reason):
+    directory = {"v1": trained[0], None: None, "missing": tmp_path / "nothing"}[model]
+    telemetry = Telemetry()
+    decider = Decider(directory, telemetry, metrics_configured=configured)
+    choice = decider.choose(PodSpec(100, 64), view(), metrics_fresh=fresh)
+    assert choice.policy == "default" and choice.fallback == reason and choice.index == 0  # LeastAllocated
+    scores, why = decider.scores(PodSpec(100, 64), view(), metrics_fresh=fresh)
+    assert why == reason and not scores.any()
+    assert telemetry.fallbacks.labels(reason=reason)._value.get() == 2

@@ -1,0 +1,241 @@
+"""The per-node reservation ledger that keeps binder replicas from over-committing a node:
+reserve, re-check fresh, bind; conflicting Lease writes retry; reservations of pods not yet
+bound count, expired ones do not, bound ones are pruned; a vanished node, a pod bound elsewhere,
+a deleted pod and a too-slow replica are all handled. The lockstep tests force two replicas
+through the race window and show the check fails without the conditional write."""
+
+import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from neurokube.errors import TemporaryError
+from neurokube.live import binding, ledger
+from neurokube.live.kube import KubeError
+from neurokube.live.ledger import ANNOTATION, Ledger, Reservation, parse_reservations
+from neurokube.live.objects import parse_pod
+from neurokube.live.quantity import cpu_milli
+from neurokube.live.testing import FakeKube, node_doc, pod_doc
+
+LEASE = "/apis/coordination.k8s.io/v1/namespaces/neurokube/leases/"
+
+
+def make(kube, replica="r1", **kw):
+    return Ledger(kube, "neurokube", replica, sleep=lambda s: None, rng=random.Random(0), **kw)
+
+
+def new_pod(kube, name, cpu="1", node=None):
+    doc = pod_doc(name, cpu, "64Mi", uid=f"uid-{name}", node=node)
+    kube.add_pod(doc)
+    return parse_pod(doc)
+
+
+def reservations(kube, node):
+    return parse_reservations(kube.leases[("neurokube", node)]["metadata"]["annotations"])
+
+
+def test_reserve_then_bind():
+    kube = FakeKube([node_doc("n1", cpu="2")])
+    placement = make(kube).place(new_pod(kube, "p"), "n1")
+    assert placement.outcome == binding.BOUND and kube.bindings == [("default/p", "n1")]
+    assert set(reservations(kube, "n1")) == {"uid-p"}
+    assert kube.leases[("neurokube", "n1")]["spec"]["holderIdentity"] == "r1"
+
+
+def test_in_flight_reservations_count_and_expired_ones_do_not():
+    kube = FakeKube([node_doc("n1", cpu="2")])
+    lg = make(kube, clock=lambda: 1000.0)
+    lg.place(new_pod(kube, "first"), "n1")  # creates the lease
+    lease = kube.leases[("neurokube", "n1")]
+    lease["metadata"]["annotations"][ANNOTATION] = (
+        '{"ghost": {"pod": "default/ghost", "cpu": 1000, "memory": 0, "expires": 1060.0, "by": "r2"}}')
+    # first (1 CPU, bound) + ghost (1 CPU, reserved by a replica that has not bound yet): full
+    assert lg.place(new_pod(kube, "second"), "n1").outcome == ledger.NO_ROOM
+    late = make(kube, clock=lambda: 2000.0)  # the ghost's reservation has expired
+    assert late.place(new_pod(kube, "third"), "n1").outcome == binding.BOUND
+    assert set(reservations(kube, "n1")) == {"uid-third"}  # ghost expired, first pruned (it is bound)
+
+
+def test_bound_pods_are_counted_once():
+    kube = FakeKube([node_doc("n1", cpu="3")])
+    lg = make(kube)
+    for name in ("a", "b"):
+        assert lg.place(new_pod(kube, name), "n1").outcome == binding.BOUND
+    assert lg.place(new_pod(kube, "c"), "n1").outcome == binding.BOUND  # 3 CPUs: a, b, c
+    assert lg.place(new_pod(kube, "d"), "n1").outcome == ledger.NO_ROOM
+    assert lg.place(new_pod(kube, "tiny", cpu="0"), "n1").outcome == binding.BOUND  # zero requests fit
+
+
+def test_node_gone_and_rejected():
+    kube = FakeKube([node_doc("n1", taints=[{"key": "k", "value": "v", "effect": "NoSchedule"}])])
+    lg = make(kube)
+    assert lg.place(new_pod(kube, "p"), "gone").outcome == ledger.NODE_GONE
+    rejected = lg.place(new_pod(kube, "q"), "n1")
+    assert rejected.outcome == binding.NODE_REJECTED and "untolerated taint" in rejected.detail
+    assert kube.bindings == []
+
+
+def test_lease_conflicts_retry():
+    kube = FakeKube([node_doc("n1", cpu="4")])
+    lg = make(kube)
+    lg.place(new_pod(kube, "warm"), "n1")
+    bumps = {"left": 2}
+
+    def bump(method, path, body):  # another replica writes the lease just before our PUT, twice
+        if method == "PUT" and path.startswith(LEASE) and bumps["left"]:
+            bumps["left"] -= 1
+            with kube._lock:
+                kube.leases[("neurokube", "n1")]["metadata"]["resourceVersion"] = kube._next_rv()
+
+    kube.before.append(bump)
+    placement = lg.place(new_pod(kube, "p"), "n1")
+    assert placement.outcome == binding.BOUND and placement.conflicts == 2
+
+
+def test_endless_conflicts_give_up():
+    kube = FakeKube([node_doc("n1")])
+    lg = make(kube, retries=3)
+    lg.place(new_pod(kube, "warm"), "n1")
+
+    def bump(method, path, body):
+        if method == "PUT" and path.startswith(LEASE):
+            with kube._lock:
+                kube.leases[("neurokube", "n1")]["metadata"]["resourceVersion"] = kube._next_rv()
+
+    kube.before.append(bump)
+    placement = lg.place(new_pod(kube, "p"), "n1")
+    assert placement.outcome == ledger.CONTENDED and placement.conflicts == 3 and len(kube.bindings) == 1
+
+
+def test_already_bound_elsewhere_releases_the_reservation():
+    kube = FakeKube([node_doc("n1"), node_doc("n2")])
+    pod = new_pod(kube, "p")
+    kube.pods[("default", "p")]["spec"]["nodeName"] = "n2"  # another replica won
+    placement = make(kube).place(pod, "n1")
+    assert placement.outcome == binding.ALREADY_BOUND and placement.node == "n2"
+    assert reservations(kube, "n1") == {}
+
+
+def test_already_on_this_node_needs_no_binding():
+    kube = FakeKube([node_doc("n1")])
+    pod = new_pod(kube, "p", node="n1")
+    placement = make(kube).place(pod, "n1")
+    assert placement.outcome == binding.ALREADY_BOUND and kube.bindings == []
+
+
+def test_deleted_or_recreated_pod_is_gone():
+    kube = FakeKube([node_doc("n1")])
+    pod = new_pod(kube, "p")
+    kube.pods[("default", "p")]["metadata"]["uid"] = "a-new-pod-of-the-same-name"
+    assert make(kube).place(pod, "n1").outcome == binding.POD_GONE
+    kube.pods.pop(("default", "p"))
+    assert make(kube).place(pod, "n1").outcome == binding.POD_GONE
+    assert kube.bindings == [] and reservations(kube, "n1") == {}
+
+
+def test_a_slow_replica_does_not_bind_on_an_old_reservation():
+    kube = FakeKube([node_doc("n1")])
+    ticks = iter([0.0, 100.0])
+    lg = make(kube, monotonic=lambda: next(ticks), abort_s=20.0)
+    assert lg.place(new_pod(kube, "p"), "n1").outcome == ledger.TOO_SLOW
+    assert kube.bindings == [] and reservations(kube, "n1") == {}
+
+
+def test_missing_ledger_namespace_is_a_clear_temporary_error():
+    kube = FakeKube([node_doc("n1")], namespaces=())
+    with pytest.raises(TemporaryError, match="ledger namespace 'neurokube' does not exist"):
+        make(kube).place(new_pod(kube, "p"), "n1")
+
+
+def test_garbage_collection_of_vanished_nodes():
+    kube = FakeKube([node_doc("n1"), node_doc("n2")])
+    lg = make(kube)
+    lg.place(new_pod(kube, "a"), "n1")
+    lg.place(new_pod(kube, "b"), "n2")
+    kube.delete_node("n2")
+    assert lg.collect_garbage({"n1"}) == 1 and set(kube.leases) == {("neurokube", "n1")}
+
+
+def test_damaged_ledger_is_started_afresh():
+    assert parse_reservations({ANNOTATION: "{not json"}) == {}
+    r = Reservation("ns/p", 100, 5, 12.5, "r")
+    assert Reservation.from_json(r.to_json()) == r
+
+
+# -- races ---------------------------------------------------------------------------------------
+
+
+class LastWriterWins(FakeKube):
+    """A broken apiserver that ignores resourceVersion on Lease updates."""
+
+    def _lease(self, method, path, groups, body, query):
+        if method == "PUT":
+            body = {**body, "metadata": {**body["metadata"],
+                                         "resourceVersion": self.leases[groups]["metadata"]["resourceVersion"]}}
+        return super()._lease(method, path, groups, body, query)
+
+
+@pytest.mark.parametrize("kube_class, bound", [(FakeKube, 1), (LastWriterWins, 2)])
+def test_lockstep_race_for_the_last_slot(kube_class, bound):
+    """Two replicas both pass the fresh check before either writes: the conditional write lets
+    exactly one through; without it both bind and the node is over-committed (the test can fail)."""
+    kube = kube_class([node_doc("n1", cpu="1")])
+    make(kube).place(new_pod(kube, "zero", cpu="0"), "n1")  # create the lease
+    barrier = threading.Barrier(2, timeout=5)
+    armed = {"n": 2}
+    lock = threading.Lock()
+
+    def meet_before_first_write(method, path, body):
+        if method == "PUT" and path.startswith(LEASE):
+            with lock:
+                go = armed["n"] > 0
+                armed["n"] -= 1
+            if go:
+                barrier.wait()
+
+    kube.before.append(meet_before_first_write)
+    pods = [new_pod(kube, "a"), new_pod(kube, "b")]
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(lambda args: make(kube, replica=args[0]).place(args[1], "n1").outcome,
+                                 zip(("r1", "r2"), pods, strict=True)))
+    assert outcomes.count(binding.BOUND) == bound
+    if bound == 1:
+        assert sorted(outcomes) == sorted([binding.BOUND, ledger.NO_ROOM])
+
+
+def test_many_replicas_many_pods_never_over_commit():
+    nodes = [node_doc(f"n{i}", cpu="2", memory="4Gi", pods="110") for i in range(3)]
+    kube = FakeKube(nodes)
+    rng = random.Random(1)
+    pods = [new_pod(kube, f"p{i}", cpu=rng.choice(["100m", "300m", "500m"])) for i in range(60)]
+    replicas = [make(kube, replica=f"r{i}") for i in range(4)]
+
+    def place(i):
+        pod = pods[i]
+        for node in rng.sample([f"n{j}" for j in range(3)], 3):  # stale, arbitrary choices
+            outcome = replicas[i % 4].place(pod, node).outcome
+            if outcome != ledger.NO_ROOM:
+                return outcome
+        return "unplaced"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(place, range(len(pods))))
+    per_node = {}
+    for doc in kube.pods.values():
+        node = doc["spec"].get("nodeName")
+        if node:
+            cpu = cpu_milli(doc["spec"]["containers"][0]["resources"]["requests"]["cpu"])
+            per_node[node] = per_node.get(node, 0) + cpu
+    assert all(total <= 2000 for total in per_node.values()), per_node
+    assert len(kube.bindings) == len({p for p, _ in kube.bindings}) == outcomes.count(binding.BOUND)
+    assert sum(per_node.values()) > 5000  # the cluster did fill up (5.4 of 6 CPUs requested at most)
+
+
+def test_binding_errors_that_are_not_outcomes_raise():
+    with pytest.raises(KubeError):
+        binding.classify(KubeError(500, "InternalError", "boom", "POST", "/x"))
+    with pytest.raises(KubeError):
+        binding.classify(KubeError(409, "Conflict", "something else", "POST", "/x"))
+    assert binding.classify(KubeError(409, "Conflict", 'pod p is already assigned to node "n9"', "POST", "/x")) \
+        == (binding.ALREADY_BOUND, "n9")

@@ -1,0 +1,180 @@
+"""Placing one pod end to end over the in-memory apiserver: the learned choice and its counted
+fallbacks, the next best node when one vanishes or turns out full, FailedScheduling when nothing
+fits, 409 as success, and a decision log in the replay's schema."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from neurokube.errors import TemporaryError
+from neurokube.live import ledger
+from neurokube.live.decisions import frames
+from neurokube.live.objects import parse_pod
+from neurokube.live.scheduler import ALREADY_BOUND, BOUND, GONE, UNSCHEDULABLE
+from neurokube.live.settings import Settings
+from neurokube.live.testing import FakeKube, FakePrometheus, fake_runtime, node_doc, pod_doc, write_packing_model
+from neurokube.model.decision_log import CANDIDATE_COLUMNS, DECISION_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return write_packing_model(tmp_path_factory.mktemp("model") / "champion")
+
+
+@pytest.fixture
+def prom():
+    server = FakePrometheus({f"n{i}": (0.2, 2**30) for i in range(4)})
+    yield server
+    server.close()
+
+
+def cluster(n=4, cpu="4", busy="n1"):
+    nodes = [node_doc(f"n{i}", cpu=cpu) for i in range(n)]
+    pods = [pod_doc("busy", "2", "1Gi", node=busy, uid="busy", scheduler="default-scheduler")] if busy else []
+    return FakeKube(nodes, pods)
+
+
+def submit(kube, name, cpu="500m", **kw):
+    doc = pod_doc(name, cpu, "256Mi", uid=f"uid-{name}", **kw)
+    kube.add_pod(doc)
+    return parse_pod(doc)
+
+
+def fallbacks(runtime, reason):
+    return runtime.telemetry.fallbacks.labels(reason=reason)._value.get()
+
+
+def test_learned_policy_places_and_logs_in_the_replay_schema(model, prom, tmp_path):
+    kube = cluster()
+    runtime = fake_runtime(kube, Settings(model_dir=model, prometheus_url=prom.url, replica="r1",
+                                          decision_log=str(tmp_path / "log"), decision_batch=1000))
+    runtime.metrics.refresh()
+    outcome = runtime.scheduler.schedule(submit(kube, "p"), "req-1")
+    assert (outcome.outcome, outcome.node, outcome.policy, outcome.fallback) == (BOUND, "n1", "neurokube", "")
+    assert outcome.model_version == "packing-test" and kube.bindings == [("default/p", "n1")]
+    assert runtime.decisions.flush() == 1
+    files = sorted((tmp_path / "log" / "decisions" / "live").rglob("*.parquet"))
+    assert [f.name.split(".", 1)[1] for f in files] == ["candidates.parquet", "decisions.parquet"]
+    decisions = pd.read_parquet(files[1])
+    candidates = pd.read_parquet(files[0])
+    assert list(decisions.columns) == list(DECISION_COLUMNS) and list(candidates.columns) == list(CANDIDATE_COLUMNS)
+    row = decisions.iloc[0]
+    assert row["source"] == "live" and row["pod"] == "default/p" and row["pod_uid"] == "uid-p"
+    assert row["node"] == "n1" and row["policy"] == "neurokube" and row["n_candidates"] == 4
+    assert row["decision_id"].startswith("live:r1:") and row["propensity"] == 1.0
+    assert set(candidates["decision_id"]) == {row["decision_id"]}
+    assert candidates.loc[candidates["chosen"], "node"].tolist() == ["n1"]
+    assert np.isclose(candidates["propensity"].sum(), 1.0)
+
+
+def test_without_metrics_or_model_it_falls_back_and_counts(model, prom):
+    kube = cluster()
+    no_prom = fake_runtime(kube, Settings(model_dir=model, replica="r"))
+    outcome = no_prom.scheduler.schedule(submit(kube, "a"))
+    assert outcome.policy == "default" and outcome.fallback == "prometheus_disabled" and outcome.node != "n1"
+    assert fallbacks(no_prom, "prometheus_disabled") == 1
+    no_model = fake_runtime(kube, Settings(model_dir=model.parent / "missing", prometheus_url=prom.url, replica="r"))
+    no_model.metrics.refresh()
+    outcome = no_model.scheduler.schedule(submit(kube, "b"))
+    assert outcome.fallback == "model_missing" and fallbacks(no_model, "model_missing") == 1
+
+
+def test_a_vanished_node_means_the_next_best(model, prom):
+    kube = cluster()
+    runtime = fake_runtime(kube, Settings(model_dir=model, prometheus_url=prom.url, replica="r"))
+    runtime.metrics.refresh()
+
+    def vanish(method, path, body):
+        if method == "GET" and path == "/api/v1/nodes/n1":
+            kube.delete_node("n1")
+
+    kube.before.append(vanish)
+    outcome = runtime.scheduler.schedule(submit(kube, "p"))
+    assert outcome.outcome == BOUND and outcome.node != "n1" and outcome.attempts == 2
+    assert runtime.cache.node("n1") is None
+    assert runtime.telemetry.bind_conflicts.labels(kind=ledger.NODE_GONE)._value.get() == 1
+
+
+def test_a_stale_cache_is_corrected_by_the_fresh_check(model, prom):
+    kube = cluster(busy=None)
+    runtime = fake_runtime(kube, Settings(model_dir=model, prometheus_url=prom.url, replica="r"))
+    runtime.metrics.refresh()
+    first = runtime.scheduler.schedule(submit(kube, "first"))
+    # Another replica fills that node; this replica's cache does not know yet.
+    kube.add_pod(pod_doc("filler", "3500m", "1Gi", node=first.node, uid="filler"))
+    second = runtime.scheduler.schedule(submit(kube, "second", cpu="1"))
+    assert second.outcome == BOUND and second.node != first.node and second.attempts == 2
+    assert runtime.telemetry.bind_conflicts.labels(kind=ledger.NO_ROOM)._value.get() == 1
+
+
+def test_nothing_fits_leaves_the_pod_pending_with_a_failed_scheduling_event():
+    kube = cluster(n=2, cpu="1", busy=None)
+    runtime = fake_runtime(kube)
+    runtime.events.start()
+    outcome = runtime.scheduler.schedule(submit(kube, "huge", cpu="2"))
+    runtime.events.flush()
+    assert outcome.outcome == UNSCHEDULABLE and kube.bindings == []
+    assert outcome.reason == "0/2 nodes are available: 2 Insufficient cpu."
+    [evt] = kube.events
+    assert evt["reason"] == "FailedScheduling" and evt["type"] == "Warning"
+    assert evt["involvedObject"] == {"apiVersion": "v1", "kind": "Pod", "namespace": "default", "name": "huge",
+                                     "uid": "uid-huge"}
+    runtime.scheduler.schedule(submit(kube, "huge2", cpu="2"))
+    runtime.scheduler.schedule(parse_pod(kube.pods[("default", "huge")]))  # again within the minute
+    runtime.events.flush()
+    assert [e["involvedObject"]["name"] for e in kube.events] == ["huge", "huge2"]
+
+
+def test_a_second_delivery_is_a_success_without_a_second_binding():
+    kube = cluster()
+    runtime = fake_runtime(kube)
+    runtime.events.start()
+    pod = submit(kube, "p")
+    assert runtime.scheduler.schedule(pod).outcome == BOUND
+    fresh = fake_runtime(kube)  # another replica, whose cache is from before the binding
+    fresh.cache.replace("pods", [pod_doc("p", "500m", "256Mi", uid="uid-p")])
+    again = fresh.scheduler.schedule(pod)
+    assert again.outcome == ALREADY_BOUND and len(kube.bindings) == 1
+    runtime.cache.apply("pods", "MODIFIED", kube.pods[("default", "p")])
+    assert runtime.scheduler.schedule(pod).outcome == ALREADY_BOUND  # from the cache, no API call
+    runtime.events.flush()
+    assert [e["reason"] for e in kube.events] == ["Scheduled"]
+
+
+def test_deleted_pod_is_gone():
+    kube = cluster()
+    runtime = fake_runtime(kube)
+    pod = submit(kube, "p")
+    kube.pods.pop(("default", "p"))
+    assert runtime.scheduler.schedule(pod).outcome == GONE and kube.bindings == []
+
+
+def test_contention_everywhere_is_temporary():
+    kube = cluster(n=2, busy=None)
+    runtime = fake_runtime(kube, Settings(replica="r", conflict_retries=1, bind_attempts=3))
+
+    def contend(method, path, body):
+        if method == "PUT" and "/leases/" in path:
+            with kube._lock:
+                lease = kube.leases[("neurokube", path.rsplit("/", 1)[1])]
+                lease["metadata"]["resourceVersion"] = kube._next_rv()
+
+    kube.before.append(contend)
+    with pytest.raises(TemporaryError, match="could not place default/p"):
+        runtime.scheduler.schedule(submit(kube, "p"))
+    assert kube.bindings == []
+
+
+def test_exploration_logs_exact_propensities(model, prom):
+    kube = cluster()
+    runtime = fake_runtime(kube, Settings(model_dir=model, prometheus_url=prom.url, replica="r", epsilon=0.5,
+                                          decision_log="/unused"))
+    runtime.metrics.refresh()
+    for i in range(6):
+        runtime.scheduler.schedule(submit(kube, f"p{i}", cpu="100m"))
+    batch = list(runtime.decisions._pending)
+    assert len(batch) == 6
+    for d in batch:
+        assert np.isclose(d.propensity.sum(), 1.0) and d.propensity.min() == pytest.approx(0.5 / d.propensity.size)
+    decisions, candidates = frames(batch)
+    assert len(decisions) == 6 and len(candidates) == sum(d.propensity.size for d in batch)
