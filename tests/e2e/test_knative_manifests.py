@@ -45,7 +45,8 @@ def test_every_manifest_validates_server_side(installed):
                      "trigger.eventing.knative.dev/neurokube-binder-update",
                      "pingsource.sources.knative.dev/neurokube-sweep",
                      "pingsource.sources.knative.dev/neurokube-nightly-training",
-                     "configmap/neurokube-functions", "clusterrole.rbac.authorization.k8s.io/neurokube-scheduler"):
+                     "configmap/neurokube-functions", "clusterrole.rbac.authorization.k8s.io/neurokube-scheduler",
+                     "service.serving.knative.dev/trainer", "role.rbac.authorization.k8s.io/neurokube-trainer-launcher"):
         assert any(line.startswith(expected) for line in lines), (expected, lines)
     assert all("(server dry run)" in line for line in lines)
 
