@@ -280,7 +280,10 @@ def test_binder_killed_mid_stream_loses_no_pod_and_binds_none_twice(cluster, liv
     report = functions.ping(sweeper.url + "/")
     pods = wait_bound(cluster.client, run, 150, timeout_s=30)
     print(f"\n{len(pending)} pods were pending after the restart; sweep: {report}")
-    assert report.get("bound", 0) + report.get("already_bound", 0) >= len(pending) - report.get("young", 0)
+    # The sweep accounts for every pod still pending when it listed them (the restarted binder may
+    # bind a few from the adapter's backlog between our listing and the sweeper's: those it never
+    # sees; wait_bound above already proved that every pod ended up bound).
+    assert report.get("bound", 0) + report.get("already_bound", 0) >= report["pending"] - report.get("young", 0)
     # Replay every original add event (the pods as created, without a node) to the new binder.
     bound_before = binder.counter("neurokube_decisions_total", outcome="bound")
     with ThreadPoolExecutor(8) as pool:

@@ -37,10 +37,15 @@ def test_cluster_role_is_exactly_what_placing_pods_needs():
                                 "verbs": ["get", "list", "create", "update", "delete"]}]
 
 
+SCHEDULING = {"neurokube-binder", "neurokube-extender", "neurokube-sweeper"}
+
+
 def test_services():
-    services = by_kind("Service")
-    assert set(services) == {"neurokube-binder", "neurokube-extender", "neurokube-sweeper"}
+    services = {n: s for n, s in by_kind("Service").items() if s["apiVersion"].startswith("serving.knative.dev")}
+    assert set(services) == SCHEDULING | {"trainer"}
     for name, svc in services.items():
+        if name not in SCHEDULING:
+            continue
         assert svc["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local"
         template = svc["spec"]["template"]
         assert int(template["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"]) >= 1
@@ -51,6 +56,19 @@ def test_services():
         assert env["FUNCTION_SIGNATURE_TYPE"] == "http" and env["FUNCTION_SOURCE"].endswith("/main.py")
         assert "tcpSocket" in container["readinessProbe"] and spec["serviceAccountName"] == "neurokube-scheduler"
         assert all(p["containerPort"] == 8080 for p in container["ports"])  # Knative's port inside the pod
+
+
+def test_trainer_only_launches_jobs():
+    svc = by_kind("Service")["trainer"]
+    spec = svc["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+    assert svc["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local"
+    assert env["FUNCTION_TARGET"] == "on_ping" and env["NEUROKUBE_TRAINER_MODE"] == "cluster"
+    assert spec["serviceAccountName"] == "neurokube-trainer-launcher" and spec["containerConcurrency"] == 1
+    role = by_kind("Role")["neurokube-trainer-launcher"]
+    assert role["rules"] == [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create"]}]
+    assert by_kind("ServiceAccount")["neurokube-trainer"]["automountServiceAccountToken"] is False
+    assert by_kind("PingSource")["neurokube-nightly-training"]["spec"]["sink"]["ref"]["name"] == "trainer"
 
 
 def test_sources_and_triggers():

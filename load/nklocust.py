@@ -1,0 +1,96 @@
+"""Locust wiring shared by the NeuroKube locustfiles: the staged shape, the stop-on-threshold
+guard and their command-line options (which the config files set)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import gevent
+from locust import LoadTestShape, events
+from locust.env import Environment
+from locust.runners import WorkerRunner
+from nkload import Limits, Stage, breach, require_loopback, stage_at
+
+log = logging.getLogger("neurokube.load")
+
+
+class StagedShape(LoadTestShape):
+    """Equal-length stages of ``stages``; the length comes from ``--stage-seconds`` (config file).
+
+    Subclasses set ``stages``. ``--run-time`` is not needed: the shape ends the run after the
+    last stage."""
+
+    abstract = True
+    stages: Sequence[Stage] = ()
+    default_stage_seconds = 10.0
+
+    def stage_seconds(self) -> float:
+        options = getattr(getattr(getattr(self, "runner", None), "environment", None), "parsed_options", None)
+        return float(getattr(options, "stage_seconds", None) or self.default_stage_seconds)
+
+    def tick(self) -> tuple[int, float] | None:
+        return stage_at(self.stages, self.stage_seconds(), self.get_run_time())
+
+
+def add_guard_arguments(parser) -> None:
+    group = parser.add_argument_group("NeuroKube guard rails and stages")
+    group.add_argument("--max-fail-ratio", type=float, default=Limits.max_fail_ratio,
+                       help="stop the run when the failure ratio exceeds this (0.01 = 1%%)")
+    group.add_argument("--max-p99-ms", type=float, default=Limits.max_p99_ms,
+                       help="stop the run when the current p99 exceeds this many milliseconds")
+    group.add_argument("--guard-min-requests", type=int, default=Limits.min_requests,
+                       help="requests before the guard judges")
+    group.add_argument("--stage-seconds", type=float, default=StagedShape.default_stage_seconds,
+                       help="length of each stage of the load shape")
+
+
+def limits_from(options) -> Limits:
+    return Limits(max_fail_ratio=options.max_fail_ratio, max_p99_ms=options.max_p99_ms,
+                  min_requests=options.guard_min_requests)
+
+
+def install_guard(environment: Environment, interval_s: float = 1.0) -> None:
+    """On the master or a local runner: check every ``interval_s``; on a breach, log it, make the
+    process exit 1 and quit the run (``environment.runner.quit()``)."""
+    if isinstance(environment.runner, WorkerRunner) or environment.parsed_options is None:
+        return
+    limits = limits_from(environment.parsed_options)
+
+    def watch() -> None:
+        while True:
+            gevent.sleep(interval_s)
+            total = environment.runner.stats.total
+            p99 = total.get_current_response_time_percentile(0.99) if total.num_requests else None
+            why = breach(limits, total.num_requests, total.num_failures, p99)
+            if why:
+                log.error("guard: stopping the run: %s", why)
+                environment.process_exit_code = 1
+                environment.runner.quit()
+                return
+
+    gevent.spawn(watch)
+
+
+_state = {"loopback_only": True, "registered": False}
+
+
+def register(loopback_only: bool = True) -> None:
+    """Wire the guard's options and the guard into Locust's events. Each locustfile calls it; the
+    listeners are added once per process (a test may import every locustfile)."""
+    _state["loopback_only"] = loopback_only
+    if _state["registered"]:
+        return
+    _state["registered"] = True
+
+    @events.init_command_line_parser.add_listener
+    def _arguments(parser) -> None:
+        add_guard_arguments(parser)
+
+    @events.init.add_listener
+    def _guard(environment: Environment, **_kwargs) -> None:
+        if _state["loopback_only"]:
+            targets = [environment.host] if environment.host else [u.host for u in environment.user_classes]
+            for target in targets:
+                require_loopback(target)
+        install_guard(environment)
