@@ -25,7 +25,7 @@ from neurokube.registry import Registry
 from neurokube.trace.assemble import ArrivalSettings
 from neurokube.trace.model import Trace
 from neurokube.trace.synth import SynthSettings, synth_trace
-from pipelines import keys, nightly, report, snapshot
+from pipelines import forecasts, keys, nightly, report, snapshot
 from pipelines.settings import DAY_S, NightlySettings, SnapshotSettings
 from pipelines.simulate import day_trace, days_in, run_day
 from pipelines.spool import Spool
@@ -112,6 +112,7 @@ def run(s: LoopSettings, say: Callable[[str], None] = lambda _m: None) -> list[d
     first = (int((s.now_s or time.time()) // DAY_S) - s.days) * DAY_S
     rows: list[dict] = []
     cache = s.out / "champion-cache"
+    history = []  # per-day series for the forecast models (pipelines.forecasts)
     for d in range(s.days):
         start = first + d * DAY_S
         date = keys.day_of(start)
@@ -131,6 +132,8 @@ def run(s: LoopSettings, say: Callable[[str], None] = lambda _m: None) -> list[d
         snap = snapshot.run(svc.reader(day.usage), svc.store, start, start + DAY_S, s.snapshot, s.out / "spool")
         say(f"  night of {date}: snapshot {snap.rows} rows in {len(snap.partitions)} partitions; training")
         night = nightly.run_night(svc.store, svc.registry, date, held_out, s.out, s.nightly, s.snapshot.step_s)
+        history.append(forecasts.day_data(day.usage.trace, day.usage.node_of, day.usage.bind_step, day.usage.step))
+        forecast = forecasts.run(svc.registry, history, date)
         row = {"day": d + 1, "date": date, "served": f"v{served[0]}" if served else "default",
                "contention_core_s": day.metrics["contention_core_s"], "node_hours": day.metrics["node_hours"],
                "pending_pod_s": day.metrics["pending_pod_s"], "cost": day.metrics["cost"],
@@ -139,7 +142,8 @@ def run(s: LoopSettings, say: Callable[[str], None] = lambda _m: None) -> list[d
                "snapshot_cpu_core_s": snap.cpu_core_s, "new_version": f"v{night.version}",
                "promoted": night.promoted,
                "reason": night.reason, "champion": f"v{night.champion}" if night.champion else "none",
-               "quarantined": night.quarantined, "seconds": round(time.monotonic() - t0, 1)}
+               "quarantined": night.quarantined, **(forecast or {}),
+               "seconds": round(time.monotonic() - t0, 1)}
         event(log, "day done", **row)
         rows.append(row)
         say(f"  v{night.version} {'PROMOTED' if night.promoted else 'kept out'}: {night.reason}")
@@ -150,10 +154,13 @@ def run(s: LoopSettings, say: Callable[[str], None] = lambda _m: None) -> list[d
 
 def table(rows: list[dict]) -> str:
     head = (f"{'day':>3}  {'date':10}  {'served':>8}  {'contention core-s':>17}  {'node-hours':>10}  "
-            f"{'pending pod-s':>13}  {'fallbacks':>9}  {'new':>5}  promoted  champion")
+            f"{'pending pod-s':>13}  {'fallbacks':>9}  {'new':>5}  promoted  champion  forecast (RMSE vs persistence)")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['day']:>3}  {r['date']:10}  {r['served']:>8}  {r['contention_core_s']:>17,.0f}  "
                      f"{r['node_hours']:>10,.1f}  {r['pending_pod_s']:>13,.0f}  {r['fallback_decisions']:>9,d}  "
-                     f"{r['new_version']:>5}  {'yes' if r['promoted'] else 'no':>8}  {r['champion']}")
+                     f"{r['new_version']:>5}  {'yes' if r['promoted'] else 'no':>8}  {r['champion']:>8}  "
+                     + (f"{r['forecast_version']} {r['rmse_15m_vs_persistence']:.2f}x"
+                        f"{' promoted' if r['forecast_promoted'] else ''}"
+                        if r.get("forecast_version") and r.get("rmse_15m_vs_persistence") is not None else "-"))
     return "\n".join(lines)

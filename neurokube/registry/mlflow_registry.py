@@ -68,6 +68,10 @@ class RunLog:
             _call("log model", lambda: self._client.log_artifacts(self.run_id, str(Path(tmp) / MODEL_ARTIFACT),
                                                                   MODEL_ARTIFACT))
 
+    def files(self, directory: Path, artifact_path: str = MODEL_ARTIFACT) -> None:
+        """Every file of ``directory`` under ``artifact_path`` (a model that is not a ValueModel)."""
+        _call("log files", lambda: self._client.log_artifacts(self.run_id, str(directory), artifact_path))
+
     def tags(self, values: dict[str, str]) -> None:
         for k, v in values.items():
             _call("tag run", lambda k=k, v=v: self._client.set_tag(self.run_id, k, v))
@@ -85,6 +89,12 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"Registry({self.uri!r}, {self.model_name!r})"
+
+    def for_model(self, model_name: str) -> "Registry":
+        """The same tracking server and artifact root, another registered model."""
+        twin = Registry.__new__(Registry)
+        twin.uri, twin.model_name, twin.artifact_root, twin.client = self.uri, model_name, self.artifact_root, self.client
+        return twin
 
     def check(self) -> None:
         """Fail fast with a :class:`TemporaryError` when a tracking server does not answer."""
