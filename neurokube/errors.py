@@ -34,3 +34,20 @@ class TemporaryError(NeuroKubeError):
     def __init__(self, message: str, delay_s: float = 1.0) -> None:
         super().__init__(message)
         self.delay_s = delay_s
+
+
+class ApiStatusError(TemporaryError):
+    """A Kubernetes apiserver answered with an error status (``status``, ``reason`` and
+    ``message`` of its Status object). Shared by the local-cluster client and the live binder's."""
+
+    def __init__(self, status: int, reason: str, message: str, method: str, path: str) -> None:
+        super().__init__(f"{method} {path}: {status} {reason}: {message}".rstrip(": "))
+        self.status, self.reason, self.message = status, reason, message
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404

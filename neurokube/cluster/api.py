@@ -22,26 +22,13 @@ from typing import Any
 
 import yaml
 
-from neurokube.errors import InputError, TemporaryError
+from neurokube.errors import ApiStatusError, InputError, TemporaryError
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 
 
-class ApiError(TemporaryError):
-    """The apiserver answered with an error status (``status``, ``reason`` and ``message`` of its Status)."""
-
-    def __init__(self, status: int, reason: str, message: str, method: str, path: str) -> None:
-        super().__init__(f"{method} {path}: {status} {reason}: {message}".rstrip(": "))
-        self.status, self.reason, self.message = status, reason, message
-
-    @property
-    def conflict(self) -> bool:
-        return self.status == 409
-
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404
+ApiError = ApiStatusError  # the error status of an apiserver answer (neurokube.errors)
 
 
 class Client:

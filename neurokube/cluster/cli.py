@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from neurokube.cli.options import positive_int
 from neurokube.cluster import adapter, build, control, functions, paths, schedconfig, workload
 from neurokube.errors import TemporaryError
 
@@ -36,16 +37,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = commands.add_parser("up", help="start the cluster (or print the running one)")
     _state_dir_arg(p)
     nodes = p.add_mutually_exclusive_group()
-    nodes.add_argument("--nodes", type=_positive_int, metavar="N",
+    nodes.add_argument("--nodes", type=positive_int, metavar="N",
                        help="N uniform nodes of 32 CPU / 128 GiB (default 10)")
     nodes.add_argument("--nodes-from", type=Path, metavar="CSV",
                        help="nodes from a CSV of name,cpu_milli,memory_mib (allocatable)")
-    p.add_argument("--max-pods", type=_positive_int, default=workload.DEFAULT_MAX_PODS,
+    p.add_argument("--max-pods", type=positive_int, default=workload.DEFAULT_MAX_PODS,
                    help=f"pods allocatable per node (default {workload.DEFAULT_MAX_PODS})")
     p.add_argument("--extender-url", metavar="URL", help="add a scheduler extender at URL")
     p.add_argument("--extender-verbs", default="filter,prioritize",
                    help="comma-separated extender verbs: filter, prioritize, bind (default filter,prioritize)")
-    p.add_argument("--extender-weight", type=_positive_int, default=1, help="extender prioritize weight (default 1)")
+    p.add_argument("--extender-weight", type=positive_int, default=1, help="extender prioritize weight (default 1)")
     p.add_argument("--extender-node-cache-capable", action="store_true",
                    help="send node names only, not whole Node objects")
     p.add_argument("--no-adapter", action="store_true", help="do not start the Knative receive adapter")
@@ -161,7 +162,7 @@ def _functions_args(p: argparse.ArgumentParser) -> None:
                         "delivers to the binder, a timer pings the sweeper every minute")
     g.add_argument("--functions-extender", action="store_true",
                    help="with --functions: configure kube-scheduler to call the extender (filter, prioritize)")
-    g.add_argument("--functions-weight", type=_positive_int, default=5, help="extender weight (default 5)")
+    g.add_argument("--functions-weight", type=positive_int, default=5, help="extender weight (default 5)")
     g.add_argument("--model-dir", type=Path, help="with --functions: the champion model directory")
     g.add_argument("--prometheus-url", help="with --functions: Prometheus for node metrics")
 
@@ -211,11 +212,3 @@ def _state_dir(args: argparse.Namespace) -> Path:
     return (args.state_dir or paths.default_state_dir()).expanduser().absolute()
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {value}")
-    return value

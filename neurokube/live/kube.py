@@ -29,27 +29,14 @@ from typing import Any
 
 import yaml
 
-from neurokube.errors import InputError, TemporaryError
+from neurokube.errors import ApiStatusError, InputError, TemporaryError
 
 JSON = "application/json"
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TOKEN_REREAD_S = 60.0
 
 
-class KubeError(TemporaryError):
-    """The apiserver answered with an error status."""
-
-    def __init__(self, status: int, reason: str, message: str, method: str, path: str) -> None:
-        super().__init__(f"{method} {path}: {status} {reason}: {message}".rstrip(": "))
-        self.status, self.reason, self.message = status, reason, message
-
-    @property
-    def conflict(self) -> bool:
-        return self.status == 409
-
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404
+KubeError = ApiStatusError  # the error status of an apiserver answer (neurokube.errors)
 
 
 class KubeClient:

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from neurokube.cli.options import positive_float
 from neurokube.emulator.filesource import FileSource
 from neurokube.stack import backfill, build, control, install
 from neurokube.stack.settings import StackSettings, default_state_dir
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bucket", default=_DEFAULTS["bucket"].default,
                    help=f"MinIO bucket to create (default {_DEFAULTS['bucket'].default})")
     interval = _DEFAULTS["scrape_interval_s"].default
-    p.add_argument("--scrape-interval", type=_positive_float, default=interval, metavar="SECONDS",
+    p.add_argument("--scrape-interval", type=positive_float, default=interval, metavar="SECONDS",
                    help=f"Prometheus scrape interval (default {interval:g})")
     p.add_argument("--scrape-target", action="append", default=[], metavar="HOST:PORT",
                    help="an extra target for Prometheus to scrape (repeatable)")
@@ -69,10 +70,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = commands.add_parser("backfill", help="write a past window of emulated series into Prometheus")
     _state_dir_arg(p)
     p.add_argument("--snapshot", type=Path, required=True, metavar="JSON", help="usage snapshot to replay")
-    p.add_argument("--hours", type=_positive_float, required=True, help="length of the window")
+    p.add_argument("--hours", type=positive_float, required=True, help="length of the window")
     p.add_argument("--end", type=float, default=None, metavar="EPOCH_S",
                    help="end of the window, Unix seconds (default: now)")
-    p.add_argument("--step", type=_positive_float, default=60.0, metavar="SECONDS",
+    p.add_argument("--step", type=positive_float, default=60.0, metavar="SECONDS",
                    help="sampling step (default 60)")
     p.add_argument("--no-restart", action="store_true",
                    help="do not restart Prometheus; the window becomes queryable within about a minute")
@@ -179,11 +180,3 @@ def _state_dir(args: argparse.Namespace) -> Path:
     return (args.state_dir or default_state_dir()).expanduser().absolute()
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {value:g}")
-    return value
