@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from neurokube.adapters import statedir
 from neurokube.cluster import (
     adapter,
     build,
@@ -306,11 +307,7 @@ def down(state_dir: Path, purge: bool = False, out: IO[str] | None = None) -> li
 
 
 def _stop_all(layout: Layout, record: ClusterRecord, out: IO[str]) -> list[tuple[str, str]]:
-    outcomes = []
-    for process in reversed(record.processes):
-        outcome = stop(process)
-        outcomes.append((process.name, outcome))
-        print(f"  {process.name} (pid {process.pid}): {outcome}", file=out)
+    outcomes = statedir.stop_recorded(record.processes, stop, out)
     record.processes = []
     record.ready = False
     state.save(layout, record)

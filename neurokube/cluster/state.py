@@ -13,17 +13,12 @@ Layout::
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from neurokube.adapters import statedir
 from neurokube.cluster.processes import Process
-from neurokube.errors import InputError
 
 RECORD = "cluster.json"
 MARKER = ".neurokube-cluster"  # present in every directory this tool manages
@@ -93,59 +88,30 @@ class ClusterRecord:
 
 
 def load(layout: Layout) -> ClusterRecord | None:
-    try:
-        doc = json.loads(layout.record.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError("unreadable cluster record", where=str(layout.record), why=str(exc)) from None
-    if doc.get("format") != FORMAT:
-        raise InputError("cluster record from another NeuroKube version", where=str(layout.record),
-                         why="stop its processes by hand or remove the state directory")
-    try:
-        return ClusterRecord.from_json(doc)
-    except (KeyError, TypeError) as exc:
-        raise InputError("incomplete cluster record", where=str(layout.record), why=str(exc)) from None
+    return statedir.read_record(layout.record, "cluster record", FORMAT, ClusterRecord.from_json)
 
 
 def save(layout: Layout, record: ClusterRecord) -> None:
-    """Write atomically: a crash mid-write must not lose the pids of running processes."""
-    partial = layout.record.with_suffix(".json.partial")
-    partial.write_text(json.dumps(record.to_json(), indent=2) + "\n")
-    os.replace(partial, layout.record)
+    statedir.write_record(layout.record, record.to_json())
 
 
 def prepare_fresh(layout: Layout) -> None:
     """Empty the state directory for a new cluster, refusing directories this tool did not create."""
     root = layout.root
+    statedir.refuse_foreign(root, MARKER)
     if root.exists():
-        if not root.is_dir():
-            raise InputError("state directory is a file", where=str(root))
-        foreign = [c for c in root.iterdir() if c.name != ".lock"]
-        if foreign and not (root / MARKER).exists():
-            raise InputError("state directory is not empty and was not created by NeuroKube", where=str(root),
-                             why="choose another --state-dir")
         for child in root.iterdir():
-            if child.name in (MARKER, ".lock", "logs"):
+            if child.name in (MARKER, statedir.LOCK):
                 continue
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-        shutil.rmtree(root / "logs", ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
     (root / MARKER).touch()
 
 
 def purge(layout: Layout) -> None:
-    if (layout.root / MARKER).exists():
-        shutil.rmtree(layout.root)
+    statedir.purge(layout.root, MARKER)
 
 
-@contextmanager
-def locked(layout: Layout) -> Iterator[None]:
+def locked(layout: Layout):
     """Serialise `up`, `down` and `crds` on one state directory."""
-    layout.root.mkdir(parents=True, exist_ok=True)
-    with open(layout.root / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return statedir.locked(layout.root)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from neurokube.adapters import statedir
 from neurokube.adapters.objectstore import MinioStore
 from neurokube.cluster.components import Launch, free_ports
 from neurokube.cluster.processes import Process, exited_with, is_running, print_log_tail, start
@@ -223,11 +224,7 @@ def down(state_dir: Path, purge: bool = False, out: IO[str] | None = None) -> li
 
 
 def _stop_all(layout: Layout, record: StackRecord, out: IO[str]) -> list[tuple[str, str]]:
-    outcomes = []
-    for process in reversed(record.processes):
-        outcome = stop_group(process)
-        outcomes.append((process.name, outcome))
-        print(f"  {process.name} (pid {process.pid}): {outcome}", file=out)
+    outcomes = statedir.stop_recorded(record.processes, stop_group, out)
     record.processes = []
     record.ready = False
     state.save(layout, record)

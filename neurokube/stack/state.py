@@ -18,16 +18,13 @@ Data, credentials and logs survive `down`; `down --purge` deletes the directory.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import secrets
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from neurokube.adapters import statedir
 from neurokube.cluster.processes import Process
 from neurokube.errors import InputError
 
@@ -140,38 +137,17 @@ class StackRecord:
 
 
 def load(layout: Layout) -> StackRecord | None:
-    try:
-        doc = json.loads(layout.record.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError("unreadable stack record", where=str(layout.record), why=str(exc)) from None
-    if doc.get("format") != FORMAT:
-        raise InputError("stack record from another NeuroKube version", where=str(layout.record),
-                         why="stop its processes by hand or remove the state directory")
-    try:
-        return StackRecord.from_json(doc)
-    except (KeyError, TypeError) as exc:
-        raise InputError("incomplete stack record", where=str(layout.record), why=str(exc)) from None
+    return statedir.read_record(layout.record, "stack record", FORMAT, StackRecord.from_json)
 
 
 def save(layout: Layout, record: StackRecord) -> None:
-    """Write atomically: a crash mid-write must not lose the pids of running processes."""
-    partial = layout.record.with_name(f".{RECORD}.partial")
-    partial.write_text(json.dumps(record.to_json(), indent=2) + "\n")
-    os.replace(partial, layout.record)
+    statedir.write_record(layout.record, record.to_json())
 
 
 def prepare(layout: Layout) -> None:
     """Create the state directory, refusing a non-empty one this tool did not create."""
     root = layout.root
-    if root.exists() and not root.is_dir():
-        raise InputError("state directory is a file", where=str(root))
-    if root.exists() and not (root / MARKER).exists():
-        foreign = [c.name for c in root.iterdir() if c.name != ".lock"]
-        if foreign:
-            raise InputError("state directory is not empty and was not created by NeuroKube", where=str(root),
-                             why="choose another --state-dir")
+    statedir.refuse_foreign(root, MARKER)
     for directory in (root, layout.logs, layout.minio_data, layout.prometheus_data,
                       layout.mlflow_artifacts, layout.default_snapshot.parent, layout.backfill):
         directory.mkdir(parents=True, exist_ok=True)
@@ -200,17 +176,9 @@ def credentials(layout: Layout) -> Credentials:
 
 
 def purge(layout: Layout) -> None:
-    if (layout.root / MARKER).exists():
-        shutil.rmtree(layout.root)
+    statedir.purge(layout.root, MARKER)
 
 
-@contextmanager
-def locked(layout: Layout) -> Iterator[None]:
+def locked(layout: Layout):
     """Serialise `up`, `down` and `backfill` on one state directory."""
-    layout.root.mkdir(parents=True, exist_ok=True)
-    with open(layout.root / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return statedir.locked(layout.root)
