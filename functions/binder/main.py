@@ -30,12 +30,9 @@ TELEMETRY = process_telemetry()
 
 @functions_framework.http
 def binder(request: flask.Request) -> flask.Response:
-    if request.method == "GET" and request.path == "/metrics":
-        return web.metrics_response(TELEMETRY)
-    if request.method == "GET" and request.path in ("/", "/healthz"):
-        return web.json_response({"ok": True})
-    if request.method == "GET" and request.path == "/readyz":
-        return web.serve(request, TELEMETRY, lambda _: web.readiness_response(SETTINGS), "binder")
+    answer = web.operational(request, SETTINGS, TELEMETRY, "binder")
+    if answer is not None:
+        return answer
 
     def handle(request_id: str) -> flask.Response:
         if request.path != "/":

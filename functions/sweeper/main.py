@@ -24,12 +24,9 @@ TELEMETRY = process_telemetry()
 
 @functions_framework.http
 def sweeper(request: flask.Request) -> flask.Response:
-    if request.method == "GET" and request.path == "/metrics":
-        return web.metrics_response(TELEMETRY)
-    if request.method == "GET" and request.path in ("/", "/healthz"):
-        return web.json_response({"ok": True})
-    if request.method == "GET" and request.path == "/readyz":
-        return web.serve(request, TELEMETRY, lambda _: web.readiness_response(SETTINGS), "sweeper")
+    answer = web.operational(request, SETTINGS, TELEMETRY, "sweeper")
+    if answer is not None:
+        return answer
 
     def handle(request_id: str) -> flask.Response:
         if request.path != "/":

@@ -107,6 +107,20 @@ def readiness_response(settings) -> flask.Response:
     return json_response(doc, 200 if ready else 503)
 
 
+def operational(request: flask.Request, settings, telemetry: Telemetry, function: str) -> flask.Response | None:
+    """The GET endpoints every function serves the same way: /metrics, / and /healthz (alive,
+    needs no cluster), /readyz (the watch cache has listed); None for any other request."""
+    if request.method != "GET":
+        return None
+    if request.path == "/metrics":
+        return metrics_response(telemetry)
+    if request.path in ("/", "/healthz"):
+        return json_response({"ok": True})
+    if request.path == "/readyz":
+        return serve(request, telemetry, lambda _: readiness_response(settings), function)
+    return None
+
+
 def serve(request: flask.Request, telemetry: Telemetry, handler: Callable[[str], flask.Response],
           function: str) -> flask.Response:
     """Run ``handler(request_id)`` and map whatever it raises to an HTTP answer."""
