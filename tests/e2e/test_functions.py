@@ -19,170 +19,37 @@ the model is a small LightGBM model with a known packing preference.
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import time
-import urllib.error
 import urllib.request
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from neurokube.cluster import adapter, certs, components, functions, processes, schedconfig, workload
-from neurokube.cluster.build import Binaries
+from neurokube.cluster import certs, functions, schedconfig, workload
+from neurokube.cluster.livekit import (
+    SMALL_POOL,
+    Function,
+    create_pods,
+    live_functions,
+    neurokube_pod,
+    over_committed,
+    pods_of,
+    scheduled_events,
+    wait_bound,
+)
 from neurokube.cluster.state import Layout
 from neurokube.cluster.testing import RunningCluster, running_cluster
-from neurokube.live.quantity import cpu_milli, memory_bytes
+from neurokube.live.quantity import cpu_milli
 from neurokube.live.testing import FakePrometheus, write_packing_model
 
 pytestmark = pytest.mark.e2e
 
-ADD = "dev.knative.apiserver.resource.add"
-SMALL_POOL = "neurokube.io/pool"
 TEST_ENV = {"NEUROKUBE_SWEEP_MIN_AGE_S": "1", "NEUROKUBE_PROM_REFRESH_S": "1", "NEUROKUBE_PROM_STALE_AFTER_S": "4",
             "NEUROKUBE_DEBUG": "false"}
-
-
-# -- helpers -------------------------------------------------------------------------------------
-
-
-class Function:
-    """One function process (functions-framework + gunicorn), started and stopped by the test."""
-
-    def __init__(self, name: str, env: dict[str, str], logs: Path, label: str | None = None) -> None:
-        self.name, self.env, self.logs = name, env, logs
-        self.label = label or name
-        self.port = functions.plan().ports[name]
-        self.process: processes.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Function:
-        launch = functions.function_launch(self.name, self.port, {**self.env, "NEUROKUBE_REPLICA": self.label},
-                                           self.label)
-        self.process = processes.start(self.label, launch.argv, self.logs / f"{self.label}.log", cwd=self.logs,
-                                       env={**os.environ, **launch.env})
-        deadline = time.monotonic() + 60
-        while not launch.ready():
-            assert processes.is_running(self.process), f"{self.label} died; see {self.logs}/{self.label}.log"
-            assert time.monotonic() < deadline, f"{self.label} not ready after 60 s"
-            time.sleep(0.2)
-        return self
-
-    def wait_metrics_fresh(self, timeout_s: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            with urllib.request.urlopen(self.url + "/readyz", timeout=10) as response:
-                if json.loads(response.read())["metrics"] == "fresh":
-                    return
-            assert time.monotonic() < deadline, f"{self.label}: metrics never fresh"
-            time.sleep(0.2)
-
-    def kill(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)  # the gunicorn arbiter and its worker
-        processes.stop(self.process, grace_s=5)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            processes.stop(self.process)
-
-    def post_event(self, pod: dict, kind: str = ADD, retries: int = 5) -> dict:
-        """Deliver a binary-mode CloudEvent the way Knative does: retry 5xx with exponential backoff."""
-        body = json.dumps(pod).encode()
-        headers = {"ce-specversion": "1.0", "ce-type": kind, "ce-source": "https://kube-apiserver",
-                   "ce-id": str(uuid.uuid4()), "ce-kind": "Pod", "Content-Type": "application/json",
-                   "ce-subject": f"/apis/v1/namespaces/{pod['metadata']['namespace']}/pods/{pod['metadata']['name']}"}
-        delay = 0.2
-        for attempt in range(retries + 1):
-            request = urllib.request.Request(self.url + "/", data=body, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=60) as response:
-                    return json.loads(response.read())
-            except urllib.error.HTTPError as exc:
-                if exc.code < 500 or attempt == retries:
-                    return {"status": exc.code, "error": exc.read().decode()}
-            time.sleep(delay)
-            delay *= 2
-        raise AssertionError("unreachable")
-
-    def counter(self, name: str, **labels: str) -> float:
-        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as response:
-            text = response.read().decode()
-        total = 0.0
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                    total += sample.value
-        return total
-
-
-def create_pods(client, manifests: list[dict], threads: int = 8) -> list[dict]:
-    def create(m: dict) -> dict:
-        return client.create(f"/api/v1/namespaces/{m['metadata']['namespace']}/pods", m)
-
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(create, manifests))
-
-
-def neurokube_pod(name: str, cpu: int, memory: int, run: str, small_pool: bool = False) -> dict:
-    manifest = workload.pod_manifest(workload.PodSpec(name, cpu, memory, scheduler_name="neurokube",
-                                                      labels={"neurokube-e2e": run}))
-    if small_pool:
-        manifest["spec"]["nodeSelector"] = {SMALL_POOL: "small"}
-        manifest["spec"]["tolerations"] = [{"key": SMALL_POOL, "operator": "Equal", "value": "small",
-                                            "effect": "NoSchedule"}]
-    return manifest
-
-
-def pods_of(client, run: str) -> dict[str, dict]:
-    items = client.get("/api/v1/namespaces/default/pods", labelSelector=f"neurokube-e2e={run}")["items"]
-    return {p["metadata"]["name"]: p for p in items}
-
-
-def wait_bound(client, run: str, count: int, timeout_s: float) -> dict[str, dict]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        pods = pods_of(client, run)
-        bound = sum(1 for p in pods.values() if p["spec"].get("nodeName"))
-        if bound >= count:
-            return pods
-        if time.monotonic() > deadline:
-            raise AssertionError(f"only {bound} of {count} pods bound after {timeout_s:.0f}s")
-        time.sleep(0.2)
-
-
-def scheduled_events(client, component: str = "neurokube") -> Counter:
-    items = client.get("/api/v1/namespaces/default/events", fieldSelector="reason=Scheduled")["items"]
-    return Counter(e["involvedObject"]["uid"] for e in items
-                   if (e.get("reportingComponent") or e["source"].get("component")) == component)
-
-
-def over_committed(client) -> list[str]:
-    """Nodes whose bound, non-terminal pods request more than allocatable (CPU, memory or pods)."""
-    used: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for pod in client.get("/api/v1/pods")["items"]:
-        node = pod["spec"].get("nodeName")
-        if not node or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
-            continue
-        for c in pod["spec"]["containers"]:
-            requests = (c.get("resources") or {}).get("requests") or {}
-            used[node][0] += cpu_milli(requests.get("cpu", "0"))
-            used[node][1] += memory_bytes(requests.get("memory", "0"))
-        used[node][2] += 1
-    bad = []
-    for node in client.get("/api/v1/nodes")["items"]:
-        alloc = node["status"]["allocatable"]
-        u = used[node["metadata"]["name"]]
-        if u[0] > cpu_milli(alloc["cpu"]) or u[1] > memory_bytes(alloc["memory"]) or u[2] > int(alloc["pods"]):
-            bad.append(f"{node['metadata']['name']}: {u} > {alloc}")
-    return bad
 
 
 # -- fixtures ------------------------------------------------------------------------------------
@@ -205,36 +72,11 @@ def prometheus(cluster: RunningCluster):
 @pytest.fixture(scope="module")
 def live(cluster: RunningCluster, model: Path, prometheus: FakePrometheus, tmp_path_factory):
     """The binder and sweeper as the ServiceAccount, and a receive adapter delivering to the binder."""
-    logs = tmp_path_factory.mktemp("function-logs")
-    functions.apply_manifests(cluster.client)
-    kubeconfig = functions.service_account_kubeconfig(cluster.client, Layout(cluster.state_dir),
-                                                      certs.Pki(cluster.state_dir / "pki").ca_cert,
-                                                      cluster.record.apiserver)
     options = functions.FunctionsOptions(model_dir=model, prometheus_url=prometheus.url, env=TEST_ENV)
-    env = functions.function_env(kubeconfig, options, "unused")
-    binder = Function("binder", env, logs).start()
-    sweeper = Function("sweeper", env, logs).start()
-    binder.wait_metrics_fresh()
-    started = [binder, sweeper]
-    argv, log_path, adapter_env = _adapter(cluster, binder.url + "/", logs)
-    feed = processes.start("receive-adapter-e2e", argv, log_path, cwd=logs, env=adapter_env)
-    try:
-        deadline = time.monotonic() + 15
-        while adapter.STARTED_MARKER not in (logs / "receive-adapter-e2e.log").read_text(errors="replace"):
-            assert time.monotonic() < deadline, "the receive adapter did not start"
-            time.sleep(0.2)
-        yield {"binder": binder, "sweeper": sweeper, "env": env, "logs": logs, "started": started}
-    finally:
-        processes.stop(feed)
-        for fn in started:
-            fn.stop()
-
-
-def _adapter(cluster: RunningCluster, sink: str, logs: Path):
-    binaries = Binaries(Path(cluster.record.bin_dir))
-    launch = adapter.launch(binaries, Layout(cluster.state_dir).kubeconfig("receive-adapter"), sink,
-                            components.free_ports(("profiling",))["profiling"], logs / "receive-adapter-e2e.log")
-    return launch.argv, logs / "receive-adapter-e2e.log", ({**os.environ, **launch.env})
+    with live_functions(cluster, options, tmp_path_factory.mktemp("function-logs")) as running:
+        running.binder.wait_metrics_fresh()
+        yield {"binder": running.binder, "sweeper": running.sweeper, "env": running.env, "logs": running.logs,
+               "started": running.started}
 
 
 # -- the binder --------------------------------------------------------------------------------
