@@ -6,7 +6,9 @@ the create request to the first read that shows a node is reported as request ty
 (name ``create -> bound``) through ``events.request.fire``; a pod not bound within
 ``--bind-timeout-s`` is a failure. The create itself is reported as ``POST pods``. The pod is
 deleted right after (grace period 0) so a long run does not fill the cluster; leftovers are
-deleted by label when the run stops.
+deleted by label when the run stops. With ``--keep-pods`` every pod stays, so that the binder's
+invariants (all bound, no node over-committed) can be checked afterwards; every pod carries the
+label ``neurokube.io/load-run=<run>`` (logged at the start).
 
 The apiserver and credentials come from ``--kubeconfig`` (default ``$KUBECONFIG``), read with
 NeuroKube's own client (neurokube.live.kube); only a loopback apiserver is accepted.
@@ -20,7 +22,7 @@ Resolution: polling adds up to one poll interval (default 0.1 s) to each sample.
 from __future__ import annotations
 
 import itertools
-import os
+import logging
 import time
 import uuid
 
@@ -31,11 +33,10 @@ from locust import User, between, events, task
 from locust.env import Environment
 
 from neurokube.errors import NeuroKubeError
-from neurokube.live.kube import KubeClient, KubeError
 
-nklocust.register(loopback_only=False)  # the host check is made on the kubeconfig's server below
+nklocust.register(loopback_only=False, kube=True)  # the host check is made on the kubeconfig's server
 
-LABEL_SELECTOR = "app=neurokube-load"
+log = logging.getLogger("neurokube.load")
 _run = uuid.uuid4().hex[:6]
 _seq = itertools.count()
 
@@ -43,19 +44,10 @@ _seq = itertools.count()
 @events.init_command_line_parser.add_listener
 def _arguments(parser) -> None:
     group = parser.add_argument_group("end_to_end")
-    group.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG", ""), help="kubeconfig of the cluster")
-    group.add_argument("--namespace", default=nkload.POD_NAMESPACE, help="namespace of the load pods")
     group.add_argument("--bind-timeout-s", type=float, default=30.0, help="a pod not bound by then is a failure")
     group.add_argument("--poll-interval-s", type=float, default=0.1, help="how often a pod is read back")
-
-
-def client(environment: Environment) -> KubeClient:
-    options = environment.parsed_options
-    if not options or not options.kubeconfig:
-        raise SystemExit("end_to_end: set --kubeconfig or $KUBECONFIG")
-    kube = KubeClient.from_kubeconfig(options.kubeconfig, timeout_s=10.0)
-    nkload.require_loopback(kube.server)
-    return kube
+    group.add_argument("--keep-pods", action="store_true",
+                       help="leave every pod in place (to check the bindings afterwards) instead of deleting it")
 
 
 def bound_node(pod: dict) -> str | None:
@@ -66,22 +58,19 @@ def bound_node(pod: dict) -> str | None:
 def _namespace(environment: Environment, **_kwargs) -> None:
     if environment.parsed_options is None:
         return
-    kube = client(environment)
-    ns = environment.parsed_options.namespace
-    try:
-        kube.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-    except KubeError as exc:
-        if not exc.conflict:
-            raise
+    nklocust.ensure_namespace(nklocust.kube_client(environment), environment.parsed_options.namespace)
+    log.info("end_to_end: pods of this run are labelled %s=%s", nkload.RUN_LABEL, _run)
 
 
 @events.test_stop.add_listener
 def _cleanup(environment: Environment, **_kwargs) -> None:
-    if environment.parsed_options is None:
+    options = environment.parsed_options
+    if options is None or options.keep_pods:
         return
     try:
-        client(environment).request("DELETE", f"/api/v1/namespaces/{environment.parsed_options.namespace}/pods",
-                                    query={"labelSelector": LABEL_SELECTOR, "gracePeriodSeconds": "0"})
+        nklocust.kube_client(environment).request(
+            "DELETE", f"/api/v1/namespaces/{options.namespace}/pods",
+            query={"labelSelector": f"{nkload.RUN_LABEL}={_run}", "gracePeriodSeconds": "0"})
     except NeuroKubeError as exc:
         print(f"end_to_end: could not delete leftover pods: {exc}")
 
@@ -93,7 +82,7 @@ class PodCreator(User):
     wait_time = between(0.1, 0.5)
 
     def on_start(self) -> None:
-        self.kube = client(self.environment)
+        self.kube = nklocust.kube_client(self.environment)
         self.options = self.environment.parsed_options
         self.host = self.kube.server
 
@@ -105,11 +94,8 @@ class PodCreator(User):
     @task
     def create_and_wait(self) -> None:
         ns = self.options.namespace
-        pod = nkload.pod_doc(0, namespace=ns)
-        pod["metadata"]["name"] = f"load-e2e-{_run}-{next(_seq):06d}"
-        pod["metadata"].pop("creationTimestamp")
-        pod.pop("status")
-        name = pod["metadata"]["name"]
+        name = f"load-e2e-{_run}-{next(_seq):06d}"
+        pod = nkload.pod_manifest(name, ns, _run)
         started = time.perf_counter()
         try:
             self.kube.request("POST", f"/api/v1/namespaces/{ns}/pods", pod)
@@ -131,6 +117,8 @@ class PodCreator(User):
                 break
             gevent.sleep(self.options.poll_interval_s)
         self._fire("BIND", "create -> bound", started, failure)
+        if self.options.keep_pods:
+            return
         try:
             self.kube.request("DELETE", f"/api/v1/namespaces/{ns}/pods/{name}", query={"gracePeriodSeconds": "0"})
         except NeuroKubeError:

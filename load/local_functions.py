@@ -78,14 +78,20 @@ def build_app(options: argparse.Namespace):
     rt.decisions.start()
     runtime.install(rt)
 
+    def listed() -> None:  # what the watch cache runs after each full list (the runtime's heap.settle)
+        if rt.cache.on_listed is not None:
+            rt.cache.on_listed()
+
     def resync() -> None:  # stands in for the watch: bound pods and fresh list times
         while True:
             threading.Event().wait(options.resync_s)
             testing.sync(rt.cache, kube)
+            listed()
 
     threading.Thread(target=resync, name="fake-watch", daemon=True).start()
-    return functions_framework.create_app(options.target, str(ROOT / "functions" / options.target / "main.py"),
-                                          "http")
+    app = functions_framework.create_app(options.target, str(ROOT / "functions" / options.target / "main.py"), "http")
+    listed()
+    return app
 
 
 def _uid(i: int) -> str:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 SCHEDULER_NAME = "neurokube"
 POD_NAMESPACE = "load"
+POD_LABELS = "app=neurokube-load"  # label selector of every load pod
+RUN_LABEL = "neurokube.io/load-run"  # which load run created a pod (real-cluster runs)
 
 
 # -- objects ----------------------------------------------------------------------------------------
@@ -58,6 +60,18 @@ def pod_doc(i: int, cpu: str = "250m", memory: str = "256Mi", *, uid: str | None
                      "containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10",
                                      "resources": {"requests": {"cpu": cpu, "memory": memory}}}]},
             "status": {"phase": "Pending"}}
+
+
+def pod_manifest(name: str, namespace: str = POD_NAMESPACE, run: str = "") -> dict:
+    """:func:`pod_doc` as a client creates it through the apiserver: its own name, no status or
+    timestamps, and the ``RUN_LABEL`` of the load run that made it."""
+    doc = pod_doc(0, namespace=namespace)
+    doc["metadata"]["name"] = name
+    doc["metadata"].pop("creationTimestamp")
+    if run:
+        doc["metadata"]["labels"][RUN_LABEL] = run
+    doc.pop("status")
+    return doc
 
 
 def node_list_json(count: int) -> str:

@@ -1,16 +1,20 @@
 """Locust wiring shared by the NeuroKube locustfiles: the staged shape, the stop-on-threshold
-guard and their command-line options (which the config files set)."""
+guard, the apiserver client of the scenarios that talk to a real cluster, and their command-line
+options (which the config files set)."""
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 
 import gevent
 from locust import LoadTestShape, events
 from locust.env import Environment
 from locust.runners import WorkerRunner
-from nkload import Limits, Stage, breach, require_loopback, stage_at
+from nkload import POD_NAMESPACE, Limits, Stage, breach, require_loopback, stage_at
+
+from neurokube.live.kube import KubeClient, KubeError
 
 log = logging.getLogger("neurokube.load")
 
@@ -72,13 +76,43 @@ def install_guard(environment: Environment, interval_s: float = 1.0) -> None:
     gevent.spawn(watch)
 
 
-_state = {"loopback_only": True, "registered": False}
+def add_kube_arguments(parser) -> None:
+    group = parser.add_argument_group("NeuroKube cluster")
+    group.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG", ""),
+                       help="kubeconfig of the local cluster (default $KUBECONFIG)")
+    group.add_argument("--namespace", default=POD_NAMESPACE, help="namespace of the load pods (created if missing)")
 
 
-def register(loopback_only: bool = True) -> None:
-    """Wire the guard's options and the guard into Locust's events. Each locustfile calls it; the
-    listeners are added once per process (a test may import every locustfile)."""
+def ensure_namespace(kube: KubeClient, namespace: str) -> None:
+    try:
+        kube.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                     "metadata": {"name": namespace}})
+    except KubeError as exc:
+        if not exc.conflict:
+            raise
+
+
+def kube_client(environment: Environment) -> KubeClient:
+    """A client for the cluster of ``--kubeconfig``; only a loopback apiserver is accepted."""
+    options = environment.parsed_options
+    if not options or not options.kubeconfig:
+        raise SystemExit("set --kubeconfig or $KUBECONFIG (the cluster of `neurokube cluster up --functions`)")
+    kube = KubeClient.from_kubeconfig(options.kubeconfig, timeout_s=10.0)
+    require_loopback(kube.server)
+    return kube
+
+
+_state = {"loopback_only": True, "registered": False, "kube": False}
+
+
+def register(loopback_only: bool = True, kube: bool = False) -> None:
+    """Wire the guard's options and the guard into Locust's events; with ``kube``, also the
+    ``--kubeconfig``/``--namespace`` options. Each locustfile calls it; every listener is added
+    once per process (a test may import every locustfile)."""
     _state["loopback_only"] = loopback_only
+    if kube and not _state["kube"]:
+        _state["kube"] = True
+        events.init_command_line_parser.add_listener(add_kube_arguments)
     if _state["registered"]:
         return
     _state["registered"] = True

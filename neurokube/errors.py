@@ -28,6 +28,10 @@ class InputError(PermanentError):
         super().__init__(message)
 
 
+class NotFoundError(InputError):
+    """The input names an object that does not exist (HTTP 404), e.g. a pod in an unknown namespace."""
+
+
 class TemporaryError(NeuroKubeError):
     """A dependency is unavailable; the same call may succeed later."""
 

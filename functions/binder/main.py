@@ -4,7 +4,9 @@ Two targets over the same handler (neurokube.live.handlers.on_pod_event):
 
 * ``binder`` (``--signature-type http``, the one deployed): parses the CloudEvent itself with the
   cloudevents SDK, answers JSON (4xx for bad input, 503 for a dependency that is down, never 500
-  for bad input) and serves ``GET /metrics`` and ``GET /healthz`` on the same port;
+  for bad input) and serves ``GET /metrics`` and ``GET /healthz`` on the same port. With
+  NEUROKUBE_EVENT_TOKEN set, a POST without the bearer token answers 401; bodies above
+  NEUROKUBE_MAX_EVENT_BYTES (1 MiB) answer 413;
 * ``on_pod_event`` (``--signature-type cloudevent``): the plain functions-framework signature,
   which answers 4xx through ``flask.abort`` but cannot serve /metrics (only POST is routed).
 
@@ -35,11 +37,12 @@ def binder(request: flask.Request) -> flask.Response:
         return answer
 
     def handle(request_id: str) -> flask.Response:
+        web.require_token(request, SETTINGS.event_token)
         if request.path != "/":
             raise web.HttpError(404, f"no such path {request.path}; POST CloudEvents to /")
         if request.method != "POST":
             raise web.HttpError(405, "POST a CloudEvent", {"Allow": "GET, POST"})
-        ce = web.parse_cloud_event(request, SETTINGS.max_body_bytes)
+        ce = web.parse_cloud_event(request, SETTINGS.max_event_bytes)
         return web.json_response(handlers.on_pod_event(ce, SETTINGS, request_id).to_json())
 
     return web.serve(request, TELEMETRY, handle, "binder")
@@ -48,7 +51,10 @@ def binder(request: flask.Request) -> flask.Response:
 @functions_framework.cloud_event
 def on_pod_event(ce: CloudEvent) -> None:
     try:
+        web.require_token(flask.request, SETTINGS.event_token)
         handlers.on_pod_event(ce, SETTINGS, ce["id"])
+    except web.HttpError as exc:
+        flask.abort(exc.status, description=exc.message)
     except InputError as exc:
         flask.abort(400, description=str(exc))
     except TemporaryError as exc:

@@ -2,7 +2,8 @@
 ``schedulerName: neurokube`` that are still pending (neurokube.live.sweeper).
 
 ``sweeper`` (http, deployed) answers the sweep report as JSON and serves /metrics and /healthz;
-``on_ping`` is the plain cloud_event signature. See functions/binder/main.py for why both.
+``on_ping`` is the plain cloud_event signature. See functions/binder/main.py for why both, and for
+the token (NEUROKUBE_EVENT_TOKEN) and body limit (NEUROKUBE_MAX_EVENT_BYTES) it shares with the binder.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ def sweeper(request: flask.Request) -> flask.Response:
         return answer
 
     def handle(request_id: str) -> flask.Response:
+        web.require_token(request, SETTINGS.event_token)
         if request.path != "/":
             raise web.HttpError(404, f"no such path {request.path}; POST the ping CloudEvent to /")
         if request.method != "POST":
             raise web.HttpError(405, "POST a CloudEvent", {"Allow": "GET, POST"})
-        ce = web.parse_cloud_event(request, SETTINGS.max_body_bytes)
+        ce = web.parse_cloud_event(request, SETTINGS.max_event_bytes)
         return web.json_response(handlers.on_ping(ce, SETTINGS, request_id))
 
     return web.serve(request, TELEMETRY, handle, "sweeper")
@@ -42,7 +44,10 @@ def sweeper(request: flask.Request) -> flask.Response:
 @functions_framework.cloud_event
 def on_ping(ce: CloudEvent) -> None:
     try:
+        web.require_token(flask.request, SETTINGS.event_token)
         handlers.on_ping(ce, SETTINGS, ce["id"])
+    except web.HttpError as exc:
+        flask.abort(exc.status, description=exc.message)
     except InputError as exc:
         flask.abort(400, description=str(exc))
     except TemporaryError as exc:

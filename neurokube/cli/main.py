@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "neurokube.cli.recommend_cmd",
     "neurokube.cluster.cli",
     "neurokube.stack.cli",
+    "neurokube.bench.cli",
 )
 
 

@@ -54,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"where the receive adapter sends CloudEvents (default {adapter.DEFAULT_SINK})")
     p.add_argument("--knative-crds", action="store_true", help="also install the Knative CRDs")
     _functions_args(p)
-    p.add_argument("--json", action="store_true", help='print {"kubeconfig", "apiserver", "nodes"} as JSON')
+    p.add_argument("--json", action="store_true",
+                   help='print {"kubeconfig", "apiserver", "nodes", "functions"} as JSON')
     p.set_defaults(func=cmd_up)
 
     p = commands.add_parser("down", help="stop every process the cluster started")
@@ -120,7 +121,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"cluster already running in {record.state_dir} ({record.nodes} nodes); "
               "options of this call are ignored, `down` first to change them", file=sys.stderr)
     if args.json:
-        print(json.dumps({"kubeconfig": record.kubeconfig, "apiserver": record.apiserver, "nodes": record.nodes}))
+        print(json.dumps({"kubeconfig": record.kubeconfig, "apiserver": record.apiserver, "nodes": record.nodes,
+                          "functions": record.functions}))
     else:
         print(record.kubeconfig)
     return 0
@@ -192,6 +194,8 @@ def _print_status(doc: dict) -> None:
         print(f"  apiserver error: {doc['apiserver_error']}")
     if doc.get("sink"):
         print(f"  event sink  {doc['sink']}")
+    for name, url in (doc.get("functions") or {}).items():
+        print(f"  {name:<11} {url}")
     for name, proc in doc["components"].items():
         state = "running" if proc["running"] else "NOT RUNNING"
         print(f"  {name:<24} pid {proc['pid']:<8} {state:<12} {proc['log']}")

@@ -106,6 +106,7 @@ def _start(layout: Layout, binaries: Binaries, options: UpOptions, out: IO[str])
         kubeconfig=str(layout.admin_kubeconfig), ports=ports, nodes=len(options.nodes),
         sink=options.sink if options.start_adapter else None,
         extender=options.extender.to_config() if options.extender else None,
+        functions={name: fn_plan.url(name) for name in functions.FUNCTIONS} if fn_plan is not None else None,
     )
     state.save(layout, record)
     client = Client(server, str(pki.ca_cert), str(pki.client_cert("admin")), str(pki.client_key("admin")))
@@ -174,6 +175,21 @@ def _launch(layout: Layout, record: ClusterRecord, launch: components.Launch, ou
         print_log_tail(log_path, out)
         raise
     return process
+
+
+def launch_component(layout: Layout, record: ClusterRecord, launch: components.Launch, out: IO[str]) -> Process:
+    """Start one process, record it in cluster.json and wait until it is ready (used by restarts)."""
+    return _launch(layout, record, launch, out)
+
+
+def stage_files(layout: Layout) -> list[Path]:
+    """KWOK's stage files as copied into the state directory at `up`."""
+    return [layout.config / "kwok" / f"{name}.yaml" for name in STAGE_FILES]
+
+
+def readyz(client: Client) -> bool:
+    """The apiserver answers ``/readyz`` with ``ok``."""
+    return _readyz(client)
 
 
 def _step(out: IO[str], what: str, action: Callable[[], object]) -> None:
@@ -281,6 +297,7 @@ def status(state_dir: Path) -> dict:
         "ports": record.ports,
         "sink": record.sink,
         "extender": record.extender,
+        "functions": record.functions,
     }
     if procs.get("kube-apiserver", {}).get("running"):
         try:

@@ -203,11 +203,15 @@ def _http_ok(url: str) -> bool:
 
 
 def ping(url: str, source: str = "/apis/v1/namespaces/neurokube/pingsources/neurokube-sweep",
-         timeout_s: float = 120.0) -> dict:
-    """POST one ``dev.knative.sources.ping`` CloudEvent (binary mode) and return the JSON answer."""
-    request = urllib.request.Request(url, data=b"", method="POST", headers={
-        "ce-specversion": "1.0", "ce-type": PING_TYPE, "ce-source": source, "ce-id": str(uuid.uuid4()),
-        "ce-time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "Content-Type": "application/json"})
+         timeout_s: float = 120.0, token: str | None = None) -> dict:
+    """POST one ``dev.knative.sources.ping`` CloudEvent (binary mode) and return the JSON answer;
+    ``token`` (default ``$NEUROKUBE_EVENT_TOKEN``) goes in ``Authorization: Bearer``."""
+    headers = {"ce-specversion": "1.0", "ce-type": PING_TYPE, "ce-source": source, "ce-id": str(uuid.uuid4()),
+               "ce-time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "Content-Type": "application/json"}
+    token = token or os.environ.get("NEUROKUBE_EVENT_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=b"", method="POST", headers=headers)
     with urllib.request.urlopen(request, timeout=timeout_s) as response:
         return json.loads(response.read() or b"{}")
 

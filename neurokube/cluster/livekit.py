@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from neurokube.cluster import adapter, certs, components, functions, processes, workload
+from neurokube.cluster import adapter, certs, components, functions, processes, rbac, workload
 from neurokube.cluster.build import Binaries
 from neurokube.cluster.state import Layout
 from neurokube.cluster.testing import RunningCluster
@@ -199,6 +199,7 @@ def service_account_env(cluster: RunningCluster, options: functions.FunctionsOpt
 def start_adapter(cluster: RunningCluster, sink: str, logs: Path, name: str = "receive-adapter-test",
                   timeout_s: float = 15.0) -> processes.Process:
     """A Knative receive adapter watching pods and delivering to ``sink``; returns once it watches."""
+    rbac.grant_adapter(cluster.client)  # idempotent; `up` grants it only when it starts an adapter itself
     log_path = logs / f"{name}.log"
     offset = log_path.stat().st_size if log_path.exists() else 0
     launch = adapter.launch(Binaries(Path(cluster.record.bin_dir)), Layout(cluster.state_dir).kubeconfig(

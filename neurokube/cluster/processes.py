@@ -63,6 +63,7 @@ def is_running(process: Process) -> bool:
 def stop(process: Process, grace_s: float = STOP_GRACE_S) -> str:
     """SIGTERM, then SIGKILL after ``grace_s``. Returns what happened, for the user."""
     if not is_running(process):
+        _reap(process.pid)  # killed by someone else (a test's SIGKILL): collect its status
         return "not running"
     _signal(process.pid, signal.SIGTERM)
     if _wait_gone(process, grace_s):

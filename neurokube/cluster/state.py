@@ -68,6 +68,7 @@ class ClusterRecord:
     nodes: int = 0
     sink: str | None = None
     extender: dict | None = None
+    functions: dict[str, str] | None = None  # `up --functions`: function name -> its URL on 127.0.0.1
     ready: bool = False
     processes: list[Process] = field(default_factory=list)
 
@@ -80,7 +81,8 @@ class ClusterRecord:
     @classmethod
     def from_json(cls, doc: dict) -> ClusterRecord:
         fields = {key: doc[key] for key in ("state_dir", "bin_dir", "apiserver", "kubeconfig", "ports")}
-        extra = {key: doc[key] for key in ("nodes", "sink", "extender", "ready") if key in doc}
+        extra = {key: doc[key] for key in ("nodes", "sink", "extender", "functions", "ready")
+                 if key in doc}
         return cls(**fields, **extra, processes=[Process.from_json(p) for p in doc.get("processes", [])])
 
     def process(self, name: str) -> Process | None:

@@ -21,6 +21,7 @@ POD_GONE = "gone"
 NODE_REJECTED = "node_rejected"
 
 _ASSIGNED = re.compile(r'already assigned to node "([^"]*)"')
+_NO_NAMESPACE = re.compile(r'namespaces "([^"]*)" not found')
 
 
 def binding_body(pod: Pod, node: str) -> dict:
@@ -32,7 +33,8 @@ def binding_body(pod: Pod, node: str) -> dict:
 
 
 def pod_path(namespace: str, name: str) -> str:
-    return f"/api/v1/namespaces/{urllib.parse.quote(namespace)}/pods/{urllib.parse.quote(name)}"
+    return (f"/api/v1/namespaces/{urllib.parse.quote(namespace, safe='')}/pods/"
+            f"{urllib.parse.quote(name, safe='')}")
 
 
 def bind(kube: KubeClient, pod: Pod, node: str) -> tuple[str, str]:
@@ -61,3 +63,10 @@ def classify(exc: KubeError) -> tuple[str, str]:
     if exc.status in (400, 422):
         return NODE_REJECTED, message
     raise exc
+
+
+def missing_namespace(detail: str) -> str | None:
+    """The namespace named by a POD_GONE detail when it is the namespace that does not exist
+    (the apiserver's 404 ``namespaces "x" not found``), else None (the pod alone is gone)."""
+    found = _NO_NAMESPACE.search(detail or "")
+    return found.group(1) if found else None

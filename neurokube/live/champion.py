@@ -29,9 +29,9 @@ MANIFEST = "manifest.json"
 
 class ChampionSync:
     def __init__(self, registry, model_dir: Path, cache_dir: Path, poll_s: float = 60.0,
-                 alias: str = "champion") -> None:
+                 alias: str = "champion", telemetry=None) -> None:
         self.registry, self.model_dir, self.cache_dir = registry, Path(model_dir), Path(cache_dir)
-        self.poll_s, self.alias = poll_s, alias
+        self.poll_s, self.alias, self.telemetry = poll_s, alias, telemetry
         self.version: str | None = None
         self.failures = 0
         self._stop = threading.Event()
@@ -43,16 +43,23 @@ class ChampionSync:
             found = self.registry.load(self.cache_dir, self.alias)
         except NeuroKubeError as exc:
             self.failures += 1
+            self._count("failed")
             event(log, "champion check failed, the current model keeps serving", level=logging.WARNING,
                   error=str(exc), failures=self.failures)
             return False
         if found is None or found[0] == self.version:
+            self._count("unchanged")
             return False
         version, _model = found
         self._install(self.cache_dir / f"v{version}")
         event(log, "champion installed", version=version, previous=self.version, model_dir=str(self.model_dir))
         self.version = version
+        self._count("installed")
         return True
+
+    def _count(self, result: str) -> None:
+        if self.telemetry is not None:
+            self.telemetry.champion_checks.labels(result=result).inc()
 
     def _install(self, source: Path) -> None:
         self.model_dir.mkdir(parents=True, exist_ok=True)

@@ -96,7 +96,7 @@ class EventRecorder:
         while True:
             body = self._queue.get()
             try:
-                ns = urllib.parse.quote(body["metadata"]["namespace"])
+                ns = urllib.parse.quote(body["metadata"]["namespace"], safe="")
                 self.kube.request("POST", f"/api/v1/namespaces/{ns}/events", body)
                 self.telemetry.k8s_events.labels(reason=body["reason"], result="posted").inc()
             except TemporaryError as exc:

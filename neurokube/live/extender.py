@@ -8,7 +8,9 @@ Wire types use the Go field names (the structs have no json tags):
   in the same mode as the request;
 * prioritize reply ``[{"Host": name, "Score": 0..10}]`` (kube-scheduler multiplies by
   ``weight * 100 / 10``);
-* bind ``{"PodName", "PodNamespace", "PodUID", "Node"}`` -> ``{"Error": ""}``.
+* bind ``{"PodName", "PodNamespace", "PodUID", "Node"}`` -> ``{"Error": ""}`` (a pod that does not
+  exist, or a namespace that does not, is a 404: bad input, kube-scheduler treats any non-200 as an
+  error).
 
 Filter applies the binder's feasibility (requests against this replica's cache of bound pods,
 taints, selectors, affinity); taint and affinity failures are *unresolvable* (preemption cannot
@@ -22,20 +24,22 @@ request's Node object alone (bound pods unknown: zero usage).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable
 
 import numpy as np
 
-from neurokube.errors import InputError
+from neurokube.errors import InputError, NotFoundError
 from neurokube.live import binding, ledger
 from neurokube.live.cache import ClusterCache, Snapshot
 from neurokube.live.decide import Decider
-from neurokube.live.feasibility import RESOURCE_REASONS, filter_nodes
+from neurokube.live.feasibility import RESOURCE_REASONS, explain, fit_mask
 from neurokube.live.kube import KubeClient, KubeError
 from neurokube.live.ledger import Ledger
-from neurokube.live.objects import Node, Pod, parse_node, parse_pod
+from neurokube.live.nodetable import NodeTable
+from neurokube.live.objects import Node, Pod, namespace_name, object_name, parse_node, parse_pod
 from neurokube.live.prometheus import PrometheusSource
 from neurokube.live.scheduler import pod_spec
 from neurokube.live.telemetry import Telemetry
@@ -43,6 +47,39 @@ from neurokube.live.view import build_view
 from neurokube.logs import event
 
 log = logging.getLogger("neurokube.live.extender")
+NODE_MEMO_ENTRIES = 20_000
+
+
+class NodeMemo:
+    """Request nodes parsed once per ``(name, resourceVersion)``.
+
+    In ``Nodes`` mode every call carries the whole NodeList, and parsing thousands of Node objects
+    per call costs more than everything else the extender does. A Node object at a given
+    resourceVersion never changes (the apiserver gives every write a new one), so the parse of
+    the first call serves the next ones. Objects without a resourceVersion are parsed every time.
+    The memo starts over beyond ``NODE_MEMO_ENTRIES`` (every node update adds a version).
+    """
+
+    def __init__(self, limit: int = NODE_MEMO_ENTRIES) -> None:
+        self.limit = limit
+        self._nodes: dict[tuple[str, str], Node] = {}
+
+    def parse(self, item: object) -> Node:
+        meta = item.get("metadata") if isinstance(item, dict) else None
+        key = (meta.get("name"), meta.get("resourceVersion")) if isinstance(meta, dict) else (None, None)
+        if not (isinstance(key[0], str) and isinstance(key[1], str) and key[1]):
+            return parse_node(item)
+        node = self._nodes.get(key)
+        if node is None:
+            node = parse_node(item)
+            if len(self._nodes) >= self.limit:
+                self._nodes.clear()
+            self._nodes[key] = node
+        return node
+
+
+#: One per process: the arguments are parsed at the HTTP edge, before the runtime exists.
+PARSED_NODES = NodeMemo()
 
 
 class ExtenderArgs:
@@ -64,10 +101,10 @@ class ExtenderArgs:
             if not isinstance(nodes, dict) or not isinstance(nodes.get("items", []), list):
                 raise InputError("ExtenderArgs.Nodes must be a NodeList object with an items list")
             self.node_items = list(nodes.get("items") or [])
-            self.nodes = [parse_node(item) for item in self.node_items]
+            self.nodes = [PARSED_NODES.parse(item) for item in self.node_items]
             self.names = [n.name for n in self.nodes]
         else:
-            if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            if not isinstance(names, list) or not all(map(isinstance, names, itertools.repeat(str))) or "" in names:
                 raise InputError("ExtenderArgs.NodeNames must be a list of node names")
             self.names = list(names)
 
@@ -82,12 +119,11 @@ class BindingArgs:
     def __init__(self, doc: object) -> None:
         if not isinstance(doc, dict):
             raise InputError("ExtenderBindingArgs must be a JSON object", why=f"got {type(doc).__name__}")
-        for key in ("PodName", "PodNamespace", "Node"):
-            if not isinstance(doc.get(key), str) or not doc[key]:
-                raise InputError(f"ExtenderBindingArgs.{key} must be a non-empty string")
+        self.name = object_name(doc.get("PodName"), "ExtenderBindingArgs.PodName")
+        self.namespace = namespace_name(doc.get("PodNamespace"), "ExtenderBindingArgs.PodNamespace")
+        self.node = object_name(doc.get("Node"), "ExtenderBindingArgs.Node")
         if not isinstance(doc.get("PodUID", ""), str):
             raise InputError("ExtenderBindingArgs.PodUID must be a string")
-        self.name, self.namespace, self.node = doc["PodName"], doc["PodNamespace"], doc["Node"]
         self.uid = doc.get("PodUID") or ""
 
 
@@ -116,26 +152,30 @@ class Extender:
         unresolvable: dict[str, str] = {}
         if not self.cache.synced:
             self.telemetry.fallbacks.labels(reason="cache_unavailable").inc()
-            passing = list(range(len(args.names)))
+            passing = None
         else:
-            snapshot, known = self._candidates(args)
-            mask, reasons = filter_nodes(args.pod, snapshot.nodes, snapshot.used_cpu, snapshot.used_memory,
-                                         snapshot.used_pods)
-            passing = []
-            for i, name in enumerate(args.names):
-                if i not in known or mask[known[i]]:
-                    passing.append(i)
-                    continue
-                why = ", ".join(reasons.get(name, ["does not fit"]))
-                target = failed if all(r in RESOURCE_REASONS for r in reasons.get(name, [])) else unresolvable
-                target[name] = why
+            snapshot, rows = self._candidates(args)
+            mask = fit_mask(args.pod, snapshot.table, snapshot.used_cpu, snapshot.used_memory, snapshot.used_pods)
+            ok = np.ones(len(rows), dtype=bool)  # a node the cache does not know passes
+            known = np.flatnonzero(rows >= 0)
+            ok[known] = mask[rows[known]]
+            failing = np.flatnonzero(~ok)
+            passing = None if failing.size == 0 else np.flatnonzero(ok).tolist()
+            if failing.size:
+                reasons = explain(args.pod, snapshot.table, snapshot.used_cpu, snapshot.used_memory,
+                                  snapshot.used_pods, rows[failing])
+                for i in failing.tolist():
+                    name = args.names[i]
+                    whys = reasons.get(name) or ["does not fit"]
+                    target = failed if all(r in RESOURCE_REASONS for r in whys) else unresolvable
+                    target[name] = ", ".join(whys)
         reply: dict = {"Nodes": None, "NodeNames": None, "FailedNodes": failed,
                        "FailedAndUnresolvableNodes": unresolvable, "Error": ""}
         if args.cache_capable:
-            reply["NodeNames"] = [args.names[i] for i in passing]
+            reply["NodeNames"] = args.names if passing is None else [args.names[i] for i in passing]
         else:
-            reply["Nodes"] = {"apiVersion": "v1", "kind": "NodeList", "metadata": {},
-                              "items": [args.node_items[i] for i in passing]}
+            items = args.node_items if passing is None else [args.node_items[i] for i in passing]
+            reply["Nodes"] = {"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items}
         return reply
 
     def prioritize(self, args: ExtenderArgs) -> list[dict]:
@@ -143,30 +183,29 @@ class Extender:
         if not self.cache.synced:
             self.telemetry.fallbacks.labels(reason="cache_unavailable").inc()
         else:
-            snapshot, known = self._candidates(args)
-            mask, _ = filter_nodes(args.pod, snapshot.nodes, snapshot.used_cpu, snapshot.used_memory,
-                                   snapshot.used_pods)
-            feasible = np.flatnonzero(mask)
-            if feasible.size:
+            snapshot, rows = self._candidates(args)
+            mask = fit_mask(args.pod, snapshot.table, snapshot.used_cpu, snapshot.used_memory, snapshot.used_pods)
+            positions = np.flatnonzero(rows >= 0)
+            positions = positions[mask[rows[positions]]]  # request positions of the feasible nodes, in order
+            if positions.size:
                 now = self.clock()
                 latest = self.metrics.latest() if self.metrics is not None else None
                 fresh = latest is not None and latest.fresh(now, self.stale_after_s)
-                view = build_view(snapshot, feasible, latest, now, self.recent_lag_s)
+                view = build_view(snapshot, rows[positions], latest, now, self.recent_lag_s)
                 view_scores, reason = self.decider.scores(pod_spec(args.pod), view, fresh)
-                by_snapshot = dict(zip(feasible.tolist(), view_scores.tolist(), strict=True))
-                for i in range(len(args.names)):
-                    if i in known:
-                        scores[i] = by_snapshot.get(known[i], 0)
+                scores[positions] = view_scores
                 event(log, "prioritized", logging.DEBUG, pod=args.pod.key, nodes=len(args.names),
-                      feasible=int(feasible.size), fallback=reason or None, model_version=self.decider.model_version)
-        return [{"Host": name, "Score": int(score)} for name, score in zip(args.names, scores, strict=True)]
+                      feasible=int(positions.size), fallback=reason or None,
+                      model_version=self.decider.model_version)
+        return [{"Host": name, "Score": score} for name, score in zip(args.names, scores.tolist(), strict=True)]
 
     def bind(self, args: BindingArgs) -> dict:
         try:
             current = self.kube.get(binding.pod_path(args.namespace, args.name))
         except KubeError as exc:
             if exc.not_found:
-                return {"Error": f"pod {args.namespace}/{args.name} not found"}
+                raise NotFoundError(f"pod {args.namespace}/{args.name} does not exist",
+                                    why=exc.message or None) from None
             raise
         pod = parse_pod(current)
         if args.uid and pod.uid and args.uid != pod.uid:
@@ -181,27 +220,33 @@ class Extender:
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _candidates(self, args: ExtenderArgs) -> tuple[Snapshot, dict[int, int]]:
-        """A snapshot of the request's nodes with the cache's usage, and request index -> snapshot index."""
+    def _candidates(self, args: ExtenderArgs) -> tuple[Snapshot, np.ndarray]:
+        """The snapshot to judge the request's nodes on, and each request node's row in it (-1: the
+        cache does not know the node; only in ``NodeNames`` mode, where it then passes unjudged).
+
+        ``NodeNames`` mode, and ``Nodes`` mode when every request node equals the cache's: the
+        cache's own snapshot, nothing built per call. Otherwise (a node the cache has not seen
+        yet, or seen at another version) the request's Node objects are judged as sent, with the
+        cache's usage of the node of that name (none for an unknown node).
+        """
         base = self.cache.snapshot()
-        index = base.index()
-        nodes: list[Node] = []
-        rows: list[int] = []
-        known: dict[int, int] = {}
-        for i, name in enumerate(args.names):
-            j = index.get(name)
-            node = args.nodes[i] if args.nodes is not None else (base.nodes[j] if j is not None else None)
-            if node is None:
-                continue  # NodeNames mode and not in the cache: cannot judge, passes
-            known[i] = len(nodes)
-            nodes.append(node)
-            rows.append(-1 if j is None else j)
+        rows = base.table.rows(args.names)
+        if args.nodes is None:
+            return base, rows
+        cached = base.table.nodes
+        if all(j >= 0 and (node is cached[j] or node == cached[j]) for node, j in zip(args.nodes, rows.tolist())):
+            return base, rows
+        table = NodeTable.of(args.nodes)
+        known = rows >= 0
 
         def take(array: np.ndarray) -> np.ndarray:
-            return np.array([array[j] if j >= 0 else 0 for j in rows], dtype=np.int64)
+            out = np.zeros(len(rows), dtype=np.int64)
+            out[known] = array[rows[known]]
+            return out
 
-        snapshot = Snapshot(taken_at=base.taken_at, nodes=tuple(nodes), used_cpu=take(base.used_cpu),
+        snapshot = Snapshot(taken_at=base.taken_at, nodes=table.nodes, used_cpu=take(base.used_cpu),
                             used_memory=take(base.used_memory), used_nz_cpu=take(base.used_nz_cpu),
                             used_nz_memory=take(base.used_nz_memory), used_pods=take(base.used_pods),
-                            lim_cpu=take(base.lim_cpu), unlimited=take(base.unlimited), recent=base.recent)
-        return snapshot, known
+                            lim_cpu=take(base.lim_cpu), unlimited=take(base.unlimited), recent=base.recent,
+                            table=table)
+        return snapshot, np.arange(len(rows), dtype=np.int64)

@@ -1,6 +1,8 @@
 """Which nodes can take a pod, as kube-scheduler's filter plugins decide (v1.35).
 
-Pure functions over :mod:`neurokube.live.objects`, checked in the scheduler's plugin order; the
+Functions over :mod:`neurokube.live.objects` and :class:`~neurokube.live.nodetable.NodeTable`
+(deterministic; the only state is the table's memo of which rows a set of pod constraints
+admits), checked in the scheduler's plugin order; the
 first failing check gives the node's reason, in the scheduler's own words so that events read the
 same:
 
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from neurokube.live.nodetable import NodeTable
 from neurokube.live.objects import UNSCHEDULABLE_TAINT, Node, Pod, Requirement, Taint, Term, Toleration
 
 UNSCHEDULABLE = "node(s) were unschedulable"
@@ -31,6 +34,8 @@ TOO_MANY_PODS = "Too many pods"
 FILTER_EFFECTS = ("NoSchedule", "NoExecute")
 #: Reasons that preemption cannot fix (the extender reports them as unresolvable).
 RESOURCE_REASONS = (INSUFFICIENT_CPU, INSUFFICIENT_MEMORY, TOO_MANY_PODS)
+#: Distinct pod constraint sets whose admission a node table keeps (then it starts over).
+MEMO_ENTRIES = 256
 
 
 def tolerates(toleration: Toleration, taint: Taint) -> bool:
@@ -114,35 +119,79 @@ def resource_shortfalls(pod: Pod, node: Node, used_cpu: int, used_memory: int, u
     return reasons
 
 
-def filter_nodes(pod: Pod, nodes: Sequence[Node], used_cpu: np.ndarray, used_memory: np.ndarray,
+def admission(pod: Pod, table: NodeTable) -> tuple[np.ndarray, dict[int, str]]:
+    """Which rows of ``table`` pass everything but resources, and the reason of each row that does not.
+
+    Only tolerations, nodeSelector and required node affinity decide this, so the result is kept
+    in the table per distinct set of them: the pods of a workload, and all pods without any
+    constraint, share one entry until the node set changes. Without a selector or affinity only
+    tainted and cordoned rows are checked.
+    """
+    needs_labels = bool(pod.node_selector) or pod.required_terms is not None
+    key = ("admission", pod.tolerations, pod.node_selector, pod.required_terms) if needs_labels or not \
+        table.plain.all() else ("admission",)  # nothing to check: every row passes, whatever the tolerations
+    hit = table.memo.get(key)
+    if hit is not None:
+        return hit
+    ok = np.ones(len(table), dtype=bool)
+    why: dict[int, str] = {}
+    check = range(len(table)) if needs_labels else np.flatnonzero(~table.plain).tolist()
+    for i in check:
+        reason = admits(pod, table.nodes[i])
+        if reason is not None:
+            ok[i] = False
+            why[i] = reason
+    if len(table.memo) >= MEMO_ENTRIES:
+        table.memo.clear()
+    table.memo[key] = (ok, why)
+    return ok, why
+
+
+def _resource_failures(pod: Pod, table: NodeTable, used_cpu: np.ndarray, used_memory: np.ndarray,
+                       used_pods: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r = pod.resources
+    too_many = used_pods + 1 > table.alloc_pods
+    short_cpu = (r.cpu > 0) & (r.cpu > table.alloc_cpu - used_cpu)
+    short_mem = (r.memory > 0) & (r.memory > table.alloc_memory - used_memory)
+    return too_many, short_cpu, short_mem
+
+
+def fit_mask(pod: Pod, table: NodeTable, used_cpu: np.ndarray, used_memory: np.ndarray,
+             used_pods: np.ndarray) -> np.ndarray:
+    """The rows of ``table`` that can take ``pod`` (usage arrays follow the table's rows)."""
+    too_many, short_cpu, short_mem = _resource_failures(pod, table, used_cpu, used_memory, used_pods)
+    ok, _ = admission(pod, table)
+    return ok & ~(too_many | short_cpu | short_mem)
+
+
+def explain(pod: Pod, table: NodeTable, used_cpu: np.ndarray, used_memory: np.ndarray, used_pods: np.ndarray,
+            rows: np.ndarray) -> dict[str, list[str]]:
+    """The reasons of the (failing) ``rows``, by node name: the first failing non-resource check
+    alone, else every resource shortfall."""
+    too_many, short_cpu, short_mem = _resource_failures(pod, table, used_cpu, used_memory, used_pods)
+    _, why = admission(pod, table)
+    reasons: dict[str, list[str]] = {}
+    for i in np.asarray(rows, dtype=np.int64).tolist():
+        if i in why:
+            reasons[table.names[i]] = [why[i]]
+        else:
+            reasons[table.names[i]] = [w for w, bad in ((TOO_MANY_PODS, too_many[i]), (INSUFFICIENT_CPU, short_cpu[i]),
+                                                        (INSUFFICIENT_MEMORY, short_mem[i])) if bad]
+    return reasons
+
+
+def filter_nodes(pod: Pod, nodes: Sequence[Node] | NodeTable, used_cpu: np.ndarray, used_memory: np.ndarray,
                  used_pods: np.ndarray) -> tuple[np.ndarray, dict[str, list[str]]]:
     """A feasibility mask over ``nodes`` and, for each infeasible node, its reasons.
 
     Resources are checked vectorised; the per-node label and taint checks run only for nodes that
-    have taints or are cordoned, or when the pod has a selector or affinity.
+    have taints or are cordoned, or when the pod has a selector or affinity, and once per node set
+    when ``nodes`` is the cache's :class:`NodeTable`.
     """
-    n = len(nodes)
-    alloc_cpu = np.fromiter((nd.alloc_cpu for nd in nodes), dtype=np.int64, count=n)
-    alloc_mem = np.fromiter((nd.alloc_memory for nd in nodes), dtype=np.int64, count=n)
-    alloc_pods = np.fromiter((nd.alloc_pods for nd in nodes), dtype=np.int64, count=n)
-    r = pod.resources
-    too_many = used_pods + 1 > alloc_pods
-    short_cpu = (r.cpu > 0) & (r.cpu > alloc_cpu - used_cpu)
-    short_mem = (r.memory > 0) & (r.memory > alloc_mem - used_memory)
-    mask = ~(too_many | short_cpu | short_mem)
-    reasons: dict[str, list[str]] = {}
-    needs_labels = bool(pod.node_selector) or pod.required_terms is not None
-    for i, node in enumerate(nodes):
-        if needs_labels or node.taints or node.unschedulable:
-            why = admits(pod, node)
-            if why is not None:
-                mask[i] = False
-                reasons[node.name] = [why]
-                continue
-        if not mask[i]:
-            reasons[node.name] = [why for why, bad in ((TOO_MANY_PODS, too_many[i]), (INSUFFICIENT_CPU, short_cpu[i]),
-                                                       (INSUFFICIENT_MEMORY, short_mem[i])) if bad]
-    return mask, reasons
+    table = nodes if isinstance(nodes, NodeTable) else NodeTable.of(nodes)
+    mask = fit_mask(pod, table, used_cpu, used_memory, used_pods)
+    failing = np.flatnonzero(~mask)
+    return mask, (explain(pod, table, used_cpu, used_memory, used_pods, failing) if failing.size else {})
 
 
 def failure_message(n_nodes: int, reasons: dict[str, list[str]]) -> str:

@@ -3,8 +3,9 @@
 * :func:`on_pod_event`: an ApiServerSource event in Resource mode. ``add`` and ``update`` of a
   pod of this scheduler without a node and not being deleted are placed; every other pod and
   ``delete`` events are ignored (debug log). Not a pod event at all, a Reference-mode event, data
-  that is not a Pod object, or a pod with bad quantities: InputError (4xx), before anything else
-  happens, so bad input never reaches the apiserver.
+  that is not a Pod object, or a pod with bad quantities or names: InputError (400), before
+  anything else happens, so bad input never reaches the apiserver. A pod in a namespace that does
+  not exist can only be told by the apiserver (the Binding's 404): NotFoundError (404).
 * :func:`on_ping`: a PingSource event starts a sweep.
 * :func:`extender_call`: one extender verb.
 
@@ -18,11 +19,11 @@ import time
 
 from cloudevents.abstract import AnyCloudEvent
 
-from neurokube.errors import InputError
-from neurokube.live import runtime
+from neurokube.errors import InputError, NotFoundError
+from neurokube.live import binding, runtime
 from neurokube.live.extender import parse_args
 from neurokube.live.objects import Pod, parse_pod
-from neurokube.live.scheduler import IGNORED, Outcome, ignore_reason
+from neurokube.live.scheduler import GONE, IGNORED, Outcome, ignore_reason
 from neurokube.live.settings import Settings
 from neurokube.live.telemetry import process_telemetry
 from neurokube.logs import event
@@ -33,17 +34,20 @@ RESOURCE_EVENT = "dev.knative.apiserver.resource."
 REFERENCE_EVENT = "dev.knative.apiserver.ref."
 PLACED_EVENTS = (RESOURCE_EVENT + "add", RESOURCE_EVENT + "update")
 PING_EVENT = "dev.knative.sources.ping"
+KNOWN_EVENTS = frozenset((*PLACED_EVENTS, RESOURCE_EVENT + "delete", PING_EVENT))
 EXTENDER_VERBS = ("filter", "prioritize", "bind")
 
 
 def pod_from_event(ce: AnyCloudEvent, scheduler_name: str) -> tuple[Pod | None, str]:
     """The pod to place, or None and why not. InputError for anything that is not a pod event."""
     kind = ce["type"]
+    if not isinstance(kind, str):
+        raise InputError("the event type must be a string", why=f"got {type(kind).__name__}")
     if kind.startswith(REFERENCE_EVENT):
-        raise InputError(f"event type {kind!r} is a Reference-mode event",
+        raise InputError(f"event type {kind[:100]!r} is a Reference-mode event",
                          why="configure the ApiServerSource with mode: Resource (the binder needs the whole Pod)")
     if not kind.startswith(RESOURCE_EVENT):
-        raise InputError(f"unexpected event type {kind!r}",
+        raise InputError(f"unexpected event type {kind[:100]!r}",
                          why=f"expected {PLACED_EVENTS[0]} or {PLACED_EVENTS[1]}")
     data = ce.get_data()
     if data is None or data == b"" or data == "":
@@ -80,6 +84,11 @@ def on_pod_event(ce: AnyCloudEvent, settings: Settings, request_id: str) -> Outc
     except Exception:
         telemetry.events.labels(type=_type_label(ce), result="failed").inc()
         raise
+    namespace = binding.missing_namespace(outcome.reason) if outcome.outcome == GONE else None
+    if namespace is not None:
+        telemetry.events.labels(type=_type_label(ce), result="rejected").inc()
+        raise NotFoundError(f"namespace {namespace!r} does not exist", where=f"pod {pod.key}",
+                            why="the event names a pod the apiserver does not have")
     telemetry.events.labels(type=_type_label(ce), result="handled").inc()
     return outcome
 
@@ -88,7 +97,7 @@ def on_ping(ce: AnyCloudEvent, settings: Settings, request_id: str) -> dict:
     telemetry = process_telemetry()
     if ce["type"] != PING_EVENT:
         telemetry.events.labels(type="other", result="rejected").inc()
-        raise InputError(f"unexpected event type {ce['type']!r}", why=f"the sweeper expects {PING_EVENT}")
+        raise InputError(f"unexpected event type {str(ce['type'])[:100]!r}", why=f"the sweeper expects {PING_EVENT}")
     report = runtime.current(settings).sweeper.sweep(request_id)
     telemetry.events.labels(type=PING_EVENT, result="handled").inc()
     return report
@@ -116,8 +125,10 @@ def readiness(settings: Settings) -> tuple[dict, bool]:
 
 
 def _type_label(ce: AnyCloudEvent) -> str:
+    """The metric label of an event type: known types only, so that a sender cannot grow the
+    metric without bound with made-up types."""
     kind = ce["type"]
-    return kind if kind.startswith(RESOURCE_EVENT) or kind == PING_EVENT else "other"
+    return kind if isinstance(kind, str) and kind in KNOWN_EVENTS else "other"
 
 
 def _key(ce: AnyCloudEvent) -> str:

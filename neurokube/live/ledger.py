@@ -10,7 +10,7 @@ in the ledger namespace, whose annotation ``neurokube.io/reservations`` lists th
 replicas are about to bind there::
 
     1. GET the Lease                         -> reservations R, resourceVersion v
-    2. GET the Node                          -> 404: node gone (try the next best node)
+    2. GET the Node (beside step 3)          -> 404: node gone (try the next best node)
     3. LIST pods with spec.nodeName=N        -> the pods bound there, a consistent read
     4. used = non-terminal pods on N + live reservations in R (not expired, not yet in the list)
        the pod must fit allocatable - used, and pass taints/selector/affinity on the fresh Node
@@ -33,7 +33,12 @@ What it cannot guard against: binders that bypass the ledger (kube-scheduler pla
 default-scheduler pods on the same nodes at the same moment). That race exists between any two
 schedulers; the kubelet's admission then rejects the pod (OutOfcpu), as upstream.
 
-Cost: four requests per placement plus the Binding; requests for different nodes never contend.
+Cost: four requests per round plus one Binding per pod; requests for different nodes never
+contend. Within one replica the threads that want the same node share a round (group commit, see
+:meth:`Ledger.place`): one Lease write reserves every pod of the batch, and the proof above holds
+unchanged, since a batch is checked and written as one reservation of its summed requests. The
+Lease GET is skipped when this replica wrote the Lease last: its write is conditional on that
+version, so if anyone wrote since, it fails with 409 and the retry reads afresh.
 """
 
 from __future__ import annotations
@@ -46,10 +51,11 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from neurokube.errors import InputError, TemporaryError
-from neurokube.live import binding
+from neurokube.live import binding, failpoints
 from neurokube.live.feasibility import admits, resource_shortfalls
 from neurokube.live.kube import KubeClient, KubeError
 from neurokube.live.objects import Pod, parse_node, parse_pod
@@ -66,6 +72,8 @@ NODE_GONE = "node_gone"
 NO_ROOM = "no_room"
 CONTENDED = "contended"
 TOO_SLOW = "too_slow"
+
+MAX_BATCH = 64  # pods reserved on one node by one Lease write
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +100,27 @@ class Placement:
     detail: str = ""
     conflicts: int = 0  # Lease write conflicts on the way
     fresh_pods: list[dict] = field(default_factory=list)  # the node's pods as listed (for the cache)
+    reserve_s: float = 0.0  # from place() to the reservation written (waiting for the node's round included)
+
+
+@dataclass(eq=False)
+class _Request:
+    """One pod waiting to be placed on a node by this replica (see :meth:`Ledger.place`)."""
+
+    pod: Pod
+    wake: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False  # this thread is to reserve the next batch
+    result: Placement | None = None  # final: no Binding to post
+    started: float | None = None  # reserved at this monotonic time: post the Binding
+    error: BaseException | None = None
+    conflicts: int = 0
+    listed: list[dict] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class _NodeQueue:
+    pending: list[_Request] = field(default_factory=list)
+    leading: bool = False
 
 
 def parse_reservations(annotations: dict | None) -> dict[str, Reservation]:
@@ -124,72 +153,153 @@ class Ledger:
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.leases = LEASES.format(ns=urllib.parse.quote(namespace))
-        self._node_locks: dict[str, threading.Lock] = {}
+        self._queues: dict[str, _NodeQueue] = {}
         self._locks_lock = threading.Lock()
+        self._lease_cache: dict[str, dict] = {}  # node -> the Lease as this replica last wrote it
+        self._fetch = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ledger-node")
 
     # -- the protocol ------------------------------------------------------------------------------
 
     def place(self, pod: Pod, node: str) -> Placement:
         """Reserve room for ``pod`` on ``node`` and bind it (see the module docstring).
 
-        Threads of one replica take turns per node: they would only make each other's Lease
-        writes conflict. Replicas still race, and the Lease settles that.
+        Threads of one replica share the work per node (group commit): the first thread to
+        arrive leads, takes up to ``MAX_BATCH`` waiting pods, reserves them with one round of
+        steps 1-5, hands the lead to the next waiting thread and binds its own pod; every other
+        thread of the batch binds its own pod (step 6) as soon as the write is done. Replicas
+        still race, and the Lease settles that.
         """
+        request = _Request(pod)
+        entered = time.perf_counter()
         with self._locks_lock:
-            lock = self._node_locks.setdefault(node, threading.Lock())
-        with lock:
-            return self._place(pod, node)
+            queue_ = self._queues.setdefault(node, _NodeQueue())
+            queue_.pending.append(request)
+            if not queue_.leading:
+                queue_.leading = True
+                request.lead = True
+        while True:
+            if request.lead:
+                request.lead = False
+                self._lead(node, queue_)
+            request.wake.wait()
+            request.wake.clear()
+            if request.error is not None:
+                raise request.error
+            if request.result is not None:
+                return request.result
+            if request.started is not None:
+                return self._bind(request, node, time.perf_counter() - entered)
 
-    def _place(self, pod: Pod, node: str) -> Placement:
+    def _lead(self, node: str, queue_: _NodeQueue) -> None:
+        """Reserve one batch (which starts with the leader's own request), then pass the lead on."""
+        with self._locks_lock:
+            batch = queue_.pending[:MAX_BATCH]
+            del queue_.pending[:MAX_BATCH]
+        try:
+            self._reserve(batch, node)
+        except BaseException as exc:  # every pod of the batch gets the error (e.g. apiserver down)
+            for request in batch:
+                if request.result is None and request.started is None:
+                    request.error = exc
+        finally:
+            with self._locks_lock:
+                if queue_.pending:
+                    queue_.pending[0].lead = True
+                    queue_.pending[0].wake.set()
+                else:
+                    queue_.leading = False
+            for request in batch:
+                request.wake.set()
+
+    def _reserve(self, batch: list[_Request], node: str) -> None:
+        """Steps 1-5 for every pod of ``batch`` at once: sets each request's final result, or its
+        reservation time when its pod is reserved and may be bound."""
         conflicts = 0
+        remaining = batch
         for attempt in range(self.retries):
             lease = self._read(node)
             reservations = parse_reservations(lease["metadata"].get("annotations"))
+            # Step 2 runs beside step 3 (only the list must come after the Lease read).
+            node_reply = self._fetch.submit(self.kube.get, f"/api/v1/nodes/{urllib.parse.quote(node)}")
             try:
-                fresh_node = parse_node(self.kube.get(f"/api/v1/nodes/{urllib.parse.quote(node)}"))
+                listed = self.kube.get("/api/v1/pods", fieldSelector=f"spec.nodeName={node}").get("items") or []
+            finally:
+                wait([node_reply])
+            try:
+                fresh_node = parse_node(node_reply.result())
             except KubeError as exc:
                 if exc.not_found:
-                    return Placement(NODE_GONE, node, "the node no longer exists", conflicts)
+                    for request in remaining:
+                        request.result = Placement(NODE_GONE, node, "the node no longer exists", conflicts)
+                    return
                 raise
-            why = admits(pod, fresh_node)
-            if why is not None:
-                return Placement(binding.NODE_REJECTED, node, why, conflicts)
-            listed = self.kube.get("/api/v1/pods", fieldSelector=f"spec.nodeName={node}").get("items") or []
+            admitted = []
+            for request in remaining:
+                why = admits(request.pod, fresh_node)
+                if why is not None:
+                    request.result = Placement(binding.NODE_REJECTED, node, why, conflicts)
+                else:
+                    admitted.append(request)
+            if not admitted:
+                return
             pods = []
             for doc in listed:
                 try:
                     pods.append(parse_pod(doc))
                 except InputError:
                     continue
-            if any(p.uid == pod.uid and p.uid for p in pods):
-                return Placement(binding.ALREADY_BOUND, node, "already on this node", conflicts, listed)
+            on_node = {p.uid for p in pods if p.uid}
             started = self.monotonic()
             now = self.clock()
-            on_node = {p.uid for p in pods}
+            batch_uids = {r.pod.uid for r in admitted}
             live = {uid: r for uid, r in reservations.items()
-                    if r.expires > now and uid not in on_node and uid != pod.uid}
+                    if r.expires > now and uid not in on_node and uid not in batch_uids}
             holding = [p for p in pods if not p.terminal]
             used_cpu = sum(p.resources.cpu for p in holding) + sum(r.cpu for r in live.values())
             used_memory = sum(p.resources.memory for p in holding) + sum(r.memory for r in live.values())
             used_pods = len(holding) + len(live)
-            short = resource_shortfalls(pod, fresh_node, used_cpu, used_memory, used_pods)
-            if short:
-                return Placement(NO_ROOM, node, ", ".join(short), conflicts, listed)
-            live[pod.uid] = Reservation(pod.key, pod.resources.cpu, pod.resources.memory, now + self.ttl_s,
-                                        self.replica)
+            remaining = []
+            for request in admitted:
+                pod = request.pod
+                if pod.uid and pod.uid in on_node:
+                    request.result = Placement(binding.ALREADY_BOUND, node, "already on this node", conflicts, listed)
+                    continue
+                short = resource_shortfalls(pod, fresh_node, used_cpu, used_memory, used_pods)
+                if short:
+                    request.result = Placement(NO_ROOM, node, ", ".join(short), conflicts, listed)
+                    continue
+                remaining.append(request)
+                if pod.uid not in live:  # the same pod twice in one batch (a duplicate delivery) counts once
+                    used_cpu += pod.resources.cpu
+                    used_memory += pod.resources.memory
+                    used_pods += 1
+                live[pod.uid] = Reservation(pod.key, pod.resources.cpu, pod.resources.memory, now + self.ttl_s,
+                                            self.replica)
+            if not remaining:
+                return
             if not self._write(lease, live):
                 conflicts += 1
                 self.sleep(self.rng.uniform(0.002, 0.02) * min(attempt + 1, 8))
                 continue
-            if self.monotonic() - started > self.abort_s:
-                self.release(pod, node)
-                return Placement(TOO_SLOW, node, f"reservation older than {self.abort_s:.0f}s", conflicts)
-            outcome, detail = binding.bind(self.kube, pod, node)
-            if outcome in (binding.POD_GONE, binding.NODE_REJECTED) or (
-                    outcome == binding.ALREADY_BOUND and detail != node):
-                self.release(pod, node)
-            return Placement(outcome, detail if outcome == binding.ALREADY_BOUND else node, detail, conflicts, listed)
-        return Placement(CONTENDED, node, f"{conflicts} Lease write conflicts", conflicts)
+            for request in remaining:
+                request.conflicts, request.listed, request.started = conflicts, listed, started
+            return
+        for request in remaining:
+            request.result = Placement(CONTENDED, node, f"{conflicts} Lease write conflicts", conflicts)
+
+    def _bind(self, request: _Request, node: str, reserve_s: float) -> Placement:
+        """Step 6 for one reserved pod, in its own thread."""
+        pod, conflicts, listed = request.pod, request.conflicts, request.listed
+        if self.monotonic() - request.started > self.abort_s:
+            self.release(pod, node)
+            return Placement(TOO_SLOW, node, f"reservation older than {self.abort_s:.0f}s", conflicts)
+        failpoints.before_bind(pod.key, node)
+        outcome, detail = binding.bind(self.kube, pod, node)
+        if outcome in (binding.POD_GONE, binding.NODE_REJECTED) or (
+                outcome == binding.ALREADY_BOUND and detail != node):
+            self.release(pod, node)
+        return Placement(outcome, detail if outcome == binding.ALREADY_BOUND else node, detail, conflicts, listed,
+                         reserve_s)
 
     def release(self, pod: Pod, node: str) -> None:
         """Best-effort removal of ``pod``'s reservation (it would expire anyway)."""
@@ -233,6 +343,12 @@ class Ledger:
     # -- the Lease ----------------------------------------------------------------------------------
 
     def _read(self, node: str) -> dict:
+        """The node's Lease: as this replica last wrote it if it did (a write conditional on that
+        version fails if anyone wrote since, and the next read asks the apiserver), else fresh."""
+        with self._locks_lock:
+            cached = self._lease_cache.get(node)
+        if cached is not None:
+            return json.loads(json.dumps(cached))
         path = f"{self.leases}/{urllib.parse.quote(node)}"
         for _ in range(3):
             try:
@@ -269,8 +385,16 @@ class Ledger:
         try:
             updated = self.kube.request("PUT", f"{self.leases}/{urllib.parse.quote(meta['name'])}", body)
         except KubeError as exc:
+            with self._locks_lock:
+                self._lease_cache.pop(meta["name"], None)
             if exc.conflict or exc.not_found:
                 return False
             raise
+        except BaseException:
+            with self._locks_lock:
+                self._lease_cache.pop(meta["name"], None)
+            raise
+        with self._locks_lock:
+            self._lease_cache[meta["name"]] = updated
         lease["metadata"] = updated["metadata"]
         return True

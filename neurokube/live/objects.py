@@ -12,16 +12,22 @@ request as 100m / 200 MiB, as kube-scheduler's scoring does (pkg/scheduler/util/
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from neurokube.errors import InputError
-from neurokube.live.quantity import count, cpu_milli, memory_bytes
+from neurokube.live.quantity import INT64_MAX, count, cpu_milli, memory_bytes
 from neurokube.policies.base import BEST_EFFORT, BURSTABLE, GUARANTEED, NONZERO_CPU_MILLI, NONZERO_MEMORY_MIB
 
 NONZERO_MEMORY_BYTES = NONZERO_MEMORY_MIB * 1024 * 1024
 TERMINAL_PHASES = ("Succeeded", "Failed")
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
+# The apiserver's name rules (apimachinery validation): a namespace is a DNS-1123 label, a pod or
+# node name a DNS-1123 subdomain. Checked so that a name from a request can never change the
+# path of an API call built from it ("../..", "a/b", "%2F").
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +131,8 @@ def parse_pod(doc: object) -> Pod:
     if doc.get("kind", "Pod") != "Pod":
         raise InputError(f"expected a Pod, got kind {doc.get('kind')!r}")
     meta = _mapping(doc.get("metadata"), "pod metadata")
-    name, namespace = _string(meta.get("name"), "metadata.name"), _string(meta.get("namespace", "default"),
-                                                                          "metadata.namespace")
+    name = object_name(meta.get("name"), "metadata.name")
+    namespace = namespace_name(meta.get("namespace", "default"), "metadata.namespace")
     where = f"pod {namespace}/{name}"
     if "spec" not in doc or doc.get("spec") is None:
         raise InputError("the pod has no spec", where=where)
@@ -137,8 +143,11 @@ def parse_pod(doc: object) -> Pod:
     containers = _containers(spec, "containers", where, required=True)
     init_containers = _containers(spec, "initContainers", where, required=False)
     resources = _pod_resources(containers, init_containers, spec.get("overhead"), where)
+    uid = meta.get("uid") or ""
+    if not isinstance(uid, str):
+        raise InputError("metadata.uid must be a string", where=where)
     return Pod(
-        namespace=namespace, name=name, uid=str(meta.get("uid") or ""),
+        namespace=namespace, name=name, uid=uid,
         scheduler_name=str(spec.get("schedulerName") or "default-scheduler"),
         node_name=str(spec.get("nodeName") or ""), phase=str(status.get("phase") or ""),
         deleting=bool(meta.get("deletionTimestamp")), resources=resources,
@@ -231,6 +240,13 @@ def _pod_resources(containers: list[dict], inits: list[dict], overhead: object, 
         except InputError as exc:
             raise InputError(str(exc), where=where) from None
         totals = [totals[0] + o_cpu, totals[1] + o_mem, totals[2] + o_cpu, totals[3] + o_mem]
+    # Each quantity fits an int64; their sum must too (kube-scheduler sums in int64, and so do the
+    # numpy arrays of the filter: a larger Python int would overflow them).
+    for label, value in (("cpu", totals[2]), ("memory", totals[3]), ("cpu limit", lim_cpu),
+                         ("memory limit", lim_mem)):
+        if value > INT64_MAX:
+            raise InputError(f"the pod's total {label} is absurdly large", where=where,
+                             why="more than an int64 of millicores or bytes")
     return Resources(cpu=totals[0], memory=totals[1], nz_cpu=totals[2], nz_memory=totals[3],
                      cpu_limit=0 if cpu_unlimited else lim_cpu, memory_limit=0 if mem_unlimited else lim_mem)
 
@@ -317,6 +333,8 @@ def parse_term(term: object, path: str, where: str) -> Term:
 def _workload(meta: dict, namespace: str, name: str) -> str:
     """``namespace/owner`` for a controlled pod (a ReplicaSet's hash suffix stripped), else the pod."""
     owners = meta.get("ownerReferences") or []
+    if not isinstance(owners, list):
+        raise InputError("metadata.ownerReferences must be a list", where=f"pod {namespace}/{name}")
     owner = next((o for o in owners if isinstance(o, dict) and o.get("controller")), None)
     if owner is None or not owner.get("name"):
         return f"{namespace}/{name}"
@@ -334,7 +352,7 @@ def _workload(meta: dict, namespace: str, name: str) -> str:
 def parse_node(doc: object) -> Node:
     doc = _mapping(doc, "node")
     meta = _mapping(doc.get("metadata"), "node metadata")
-    name = _string(meta.get("name"), "node metadata.name")
+    name = object_name(meta.get("name"), "node metadata.name")
     where = f"node {name}"
     spec = doc.get("spec") or {}
     status = doc.get("status") or {}
@@ -350,12 +368,14 @@ def parse_node(doc: object) -> Node:
     except InputError as exc:
         raise InputError(str(exc), where=where) from None
     taints = []
-    for i, t in enumerate(spec.get("taints") or []):
+    raw_taints, raw_addresses = spec.get("taints") or [], status.get("addresses") or []
+    if not isinstance(raw_taints, list) or not isinstance(raw_addresses, list):
+        raise InputError("spec.taints and status.addresses must be lists", where=where)
+    for i, t in enumerate(raw_taints):
         if not isinstance(t, dict) or not t.get("key") or not t.get("effect"):
             raise InputError(f"spec.taints[{i}] needs a key and an effect", where=where)
         taints.append(Taint(str(t["key"]), str(t.get("value") or ""), str(t["effect"])))
-    addresses = tuple(str(a.get("address")) for a in status.get("addresses") or []
-                      if isinstance(a, dict) and a.get("address"))
+    addresses = tuple(str(a.get("address")) for a in raw_addresses if isinstance(a, dict) and a.get("address"))
     return Node(name=name, labels=tuple(sorted(_string_map(meta.get("labels"), f"{where}: labels").items())),
                 alloc_cpu=cpu, alloc_memory=memory, alloc_pods=pods, taints=tuple(taints),
                 unschedulable=bool(spec.get("unschedulable")), addresses=addresses)
@@ -374,6 +394,24 @@ def _string(value: object, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise InputError(f"{what} must be a non-empty string")
     return value
+
+
+def object_name(value: object, what: str) -> str:
+    """A pod or node name as the apiserver allows it (DNS-1123 subdomain); InputError otherwise."""
+    text = _string(value, what)
+    if len(text) > 253 or not _DNS_SUBDOMAIN.fullmatch(text):
+        raise InputError(f"{what} {text[:80]!r} is not a valid name",
+                         why="lower-case letters, digits, '-' and '.', at most 253 characters")
+    return text
+
+
+def namespace_name(value: object, what: str) -> str:
+    """A namespace name as the apiserver allows it (DNS-1123 label); InputError otherwise."""
+    text = _string(value, what)
+    if not _DNS_LABEL.fullmatch(text):
+        raise InputError(f"{what} {text[:80]!r} is not a valid namespace name",
+                         why="lower-case letters, digits and '-', at most 63 characters")
+    return text
 
 
 def _string_map(value: object, what: str) -> dict[str, str]:

@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,15 +36,26 @@ log = logging.getLogger("neurokube.live.prometheus")
 
 REQUIRED = ("cpu_mean", "mem_mean")
 MIB = 1024.0 * 1024.0
+# NodeMetrics field <- statistic, scale to millicores / MiB (cpu_samples is a count)
+_COLUMNS = (("cpu_mean", 1000.0), ("cpu_max", 1000.0), ("cpu_std", 1000.0), ("cpu_trend", 1000.0),
+            ("mem_mean", 1 / MIB), ("mem_max", 1 / MIB), ("mem_std", 1 / MIB), ("mem_trend", 1 / MIB),
+            ("cpu_samples", 1.0))
+_MEMO_ENTRIES = 4
 
 
 @dataclass(frozen=True)
 class MetricsSnapshot:
-    """The newest successful refresh: statistic -> node name -> value (cores or bytes)."""
+    """The newest successful refresh: statistic -> node name -> value (cores or bytes).
+
+    Immutable; the per-node columns of :meth:`node_metrics` are computed once per snapshot and
+    node list (the watch cache hands out the same tuple of names until its nodes change), because
+    one dictionary lookup per node and statistic costs milliseconds on every extender call.
+    """
 
     refreshed_at: float = 0.0  # wall-clock seconds; 0: never
     values: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     error: str = ""
+    _memo: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def age_s(self, now: float) -> float:
         return now - self.refreshed_at if self.refreshed_at else math.inf
@@ -52,27 +63,46 @@ class MetricsSnapshot:
     def fresh(self, now: float, stale_after_s: float) -> bool:
         return self.age_s(now) <= stale_after_s
 
-    def node_metrics(self, names: list[str], now: float) -> NodeMetrics:
-        """Per-node statistics in millicores and MiB, in ``names`` order (absent nodes: no samples)."""
-        n = len(names)
-        metrics = NodeMetrics.empty(n)
+    def node_metrics(self, names: Sequence[str], now: float, rows: np.ndarray | None = None) -> NodeMetrics:
+        """Per-node statistics in millicores and MiB, in ``names`` order (absent nodes: no samples);
+        with ``rows``, only those positions of ``names``."""
+        columns, seen = self._columns(names)
+        if rows is not None:
+            columns, seen = columns[:, rows], seen[rows]
+        return NodeMetrics(cpu_mean=columns[0], cpu_max=columns[1], cpu_std=columns[2], cpu_trend=columns[3],
+                           mem_mean=columns[4], mem_max=columns[5], mem_std=columns[6], mem_trend=columns[7],
+                           samples=columns[8].astype(np.int64), age_s=np.where(seen, self.age_s(now), np.inf))
 
-        def column(stat: str, scale: float) -> np.ndarray:
-            values = self.values.get(stat, {})
-            return np.array([values.get(name, 0.0) * scale for name in names], dtype=np.float64)
-
-        metrics.cpu_mean, metrics.cpu_max = column("cpu_mean", 1000.0), column("cpu_max", 1000.0)
-        metrics.cpu_std, metrics.cpu_trend = column("cpu_std", 1000.0), column("cpu_trend", 1000.0)
-        metrics.mem_mean, metrics.mem_max = column("mem_mean", 1 / MIB), column("mem_max", 1 / MIB)
-        metrics.mem_std, metrics.mem_trend = column("mem_std", 1 / MIB), column("mem_trend", 1 / MIB)
-        seen = np.array([name in self.values.get("cpu_mean", {}) for name in names], dtype=bool)
-        counted = column("cpu_samples", 1.0)
-        metrics.samples = np.where(seen, np.maximum(counted, 1), 0).astype(np.int64)
-        metrics.age_s = np.where(seen, self.age_s(now), np.inf)
-        # A max below the mean (a max query that failed or lags) would confuse the features.
-        metrics.cpu_max = np.maximum(metrics.cpu_max, metrics.cpu_mean)
-        metrics.mem_max = np.maximum(metrics.mem_max, metrics.mem_mean)
-        return metrics
+    def _columns(self, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``_COLUMNS`` x ``names`` (samples as floats), and which names have metrics; memoised for tuples."""
+        hit = self._memo.get(id(names))
+        if hit is not None and hit[0] is names:  # the memo holds ``names``, so its id is not reused
+            return hit[1], hit[2]
+        index = self._memo.get("index")
+        if index is None:  # once per snapshot: every node with any statistic -> a column
+            known = list(dict.fromkeys(name for stat, _ in _COLUMNS for name in self.values.get(stat, {})))
+            matrix = np.zeros((len(_COLUMNS), len(known) + 1))  # the last column: a node without metrics
+            position = {name: j for j, name in enumerate(known)}
+            for i, (stat, scale) in enumerate(_COLUMNS):
+                for name, value in self.values.get(stat, {}).items():
+                    matrix[i, position[name]] = value * scale
+            seen = np.zeros(len(known) + 1, dtype=bool)
+            seen[[position[name] for name in self.values.get("cpu_mean", {})]] = True
+            matrix[8] = np.where(seen, np.maximum(matrix[8], 1), 0)
+            # A max below the mean (a max query that failed or lags) would confuse the features.
+            matrix[1] = np.maximum(matrix[1], matrix[0])
+            matrix[5] = np.maximum(matrix[5], matrix[4])
+            index = self._memo["index"] = (position, matrix, seen)
+        position, matrix, seen = index
+        missing = len(position)
+        rows = np.fromiter((position.get(name, missing) for name in names), dtype=np.int64, count=len(names))
+        columns, seen = matrix[:, rows], seen[rows]
+        if isinstance(names, tuple):
+            if len(self._memo) > _MEMO_ENTRIES:
+                self._memo.clear()
+                self._memo["index"] = index
+            self._memo[id(names)] = (names, columns, seen)
+        return columns, seen
 
 
 def node_key(value: str, strip_port: bool) -> str:

@@ -20,6 +20,7 @@ import zlib
 from pathlib import Path
 
 from neurokube.errors import NeuroKubeError, TemporaryError
+from neurokube.live import failpoints, heap
 from neurokube.live.cache import ClusterCache
 from neurokube.live.decide import Decider
 from neurokube.live.decisions import DecisionLog
@@ -41,9 +42,10 @@ class Runtime:
     def __init__(self, settings: Settings, kube: KubeClient, telemetry: Telemetry | None = None) -> None:
         self.settings = s = settings
         self.telemetry = telemetry = telemetry or process_telemetry()
+        failpoints.configure(s.failpoint_exit_before_bind)
         self.kube = kube
         replica = s.replica_name
-        self.cache = ClusterCache(kube, s.scheduler_name, s.resync_s)
+        self.cache = ClusterCache(kube, s.scheduler_name, s.resync_s, on_listed=heap.settle)
         self.metrics = PrometheusSource(s, self._node_names) if s.prometheus_url else None
         self.decider = Decider(s.model_dir, telemetry, seed=s.seed ^ zlib.crc32(replica.encode()), epsilon=s.epsilon,
                                reload_s=s.model_reload_s, metrics_configured=s.prometheus_url is not None)
@@ -70,7 +72,7 @@ class Runtime:
 
             self.champion = ChampionSync(Registry(s.mlflow_uri, s.model_name), s.model_dir,
                                          Path(s.model_dir).parent / f".{Path(s.model_dir).name}-cache",
-                                         poll_s=s.champion_poll_s)
+                                         poll_s=s.champion_poll_s, telemetry=telemetry)
         metrics_age = (lambda: self.metrics.latest().age_s(self.cache.clock())) if self.metrics else None
         telemetry.watch(self.cache.pending_count, self.cache.age_s, metrics_age)
 

@@ -114,7 +114,7 @@ class Scheduler:
         for attempt in range(1, self.bind_attempts + 1):
             decide_started = time.perf_counter()
             snapshot = self.cache.snapshot()
-            mask, reasons = filter_nodes(pod, snapshot.nodes, snapshot.used_cpu, snapshot.used_memory,
+            mask, reasons = filter_nodes(pod, snapshot.table, snapshot.used_cpu, snapshot.used_memory,
                                          snapshot.used_pods)
             for i, node in enumerate(snapshot.nodes):
                 if node.name in excluded:
@@ -146,6 +146,8 @@ class Scheduler:
                 self.cache.forget(pod)
                 raise
             self.telemetry.decision_seconds.labels(stage="bind").observe(time.perf_counter() - bind_started)
+            if placement.reserve_s:
+                self.telemetry.decision_seconds.labels(stage="reserve").observe(placement.reserve_s)
             if placement.conflicts:
                 self.telemetry.bind_conflicts.labels(kind="reservation").inc(placement.conflicts)
             if placement.outcome == binding.BOUND:

@@ -106,9 +106,16 @@ class Settings:
                                    "(their usage is not in the metrics yet)")
     # -- HTTP edge ------------------------------------------------------------------------------
     token: str | None = _setting("NEUROKUBE_TOKEN", None,
-                                 "bearer token the extender requires (constant-time compare); unset: none")
+                                 "bearer token the extender requires on POST (constant-time compare; 401 "
+                                 "without it); unset: none")
+    event_token: str | None = _setting("NEUROKUBE_EVENT_TOKEN", None,
+                                       "bearer token the binder and sweeper require on POST (401 without it); "
+                                       "unset: none. Knative's Broker cannot send it (docs/FUNCTIONS.md)")
     max_body_bytes: int = _setting("NEUROKUBE_MAX_BODY_BYTES", 16 * 1024 * 1024,
-                                   "largest request body accepted (413 above)")
+                                   "largest extender request accepted, bytes (413 above; ExtenderArgs with "
+                                   "thousands of full Node objects reach megabytes)")
+    max_event_bytes: int = _setting("NEUROKUBE_MAX_EVENT_BYTES", 1024 * 1024,
+                                    "largest CloudEvent the binder and sweeper accept, bytes (413 above)")
     # -- decision log -------------------------------------------------------------------------------
     decision_log: str | None = _setting("NEUROKUBE_DECISION_LOG", None,
                                         "object store for decision logs: a directory, file:// or "
@@ -125,6 +132,11 @@ class Settings:
                                       "the sweeper leaves pods younger than this to the binder, seconds")
     sweep_max_pods: int = _setting("NEUROKUBE_SWEEP_MAX_PODS", 2000, "pods placed per sweep at most")
     sweep_budget_s: float = _setting("NEUROKUBE_SWEEP_BUDGET_S", 50.0, "a sweep stops after this many seconds")
+    # -- fault injection (tests/chaos) -------------------------------------------------------------
+    failpoint_exit_before_bind: str | None = _setting(
+        "NEUROKUBE_FAILPOINT_EXIT_BEFORE_BIND", None,
+        "chaos testing only: while this file exists, the next placement deletes it and the process exits "
+        "(status 137) between its reservation and its Binding; unset: never")
     # -- misc -----------------------------------------------------------------------------------
     scheduled_events: bool = _setting("NEUROKUBE_SCHEDULED_EVENTS", True,
                                       "post a Normal/Scheduled Event per binding, as kube-scheduler does")
@@ -215,8 +227,11 @@ def validate(s: Settings) -> list[str]:
         check(bool(_DURATION.match(value)), env, f"{value!r} is not a Prometheus duration like 5m")
     check(s.prom_stale_after_s > s.prom_refresh_s, "NEUROKUBE_PROM_STALE_AFTER_S",
           "must be longer than the refresh period")
-    if s.token is not None:
-        check(len(s.token) >= 16, "NEUROKUBE_TOKEN", "use at least 16 characters")
+    for env, token in (("NEUROKUBE_TOKEN", s.token), ("NEUROKUBE_EVENT_TOKEN", s.event_token)):
+        if token is not None:
+            check(len(token) >= 16, env, "use at least 16 characters")
+            check(token.isascii() and token.isprintable() and " " not in token, env,
+                  "use printable ASCII without spaces (it travels in an HTTP header)")
     if s.decision_prefix:
         check(not s.decision_prefix.startswith("/") and ".." not in s.decision_prefix.split("/"),
               "NEUROKUBE_DECISION_PREFIX", "must be a relative key prefix")

@@ -25,7 +25,8 @@ class Telemetry:
                                  registry=r)
         self.decision_seconds = Histogram("neurokube_decision_duration_seconds",
                                           "Latency of one pod's placement by stage: decide (filter, view, policy), "
-                                          "bind (reservation and Binding), total.", ["stage"],
+                                          "bind (reservation and Binding), reserve (the reservation part of bind, "
+                                          "waiting for the node's Lease round included), total.", ["stage"],
                                           buckets=LATENCY_BUCKETS, registry=r)
         self.bind_conflicts = Counter("neurokube_bind_conflicts_total",
                                       "Bind-time conflicts by kind: already_assigned (409, counted as success), "
@@ -38,6 +39,10 @@ class Telemetry:
         self.model = Info("neurokube_model", "The model in use (version, feature version, directory).", registry=r)
         self.model_reloads = Counter("neurokube_model_reloads_total", "Attempts to load a new champion.",
                                      ["result"], registry=r)
+        self.champion_checks = Counter("neurokube_champion_checks_total",
+                                       "Checks of the MLflow champion alias by result (unchanged, installed, "
+                                       "failed: the registry was unreachable and the current model kept serving).",
+                                       ["result"], registry=r)
         self.events = Counter("neurokube_cloudevents_total", "CloudEvents received, by type and result "
                               "(handled, ignored, rejected, failed).", ["type", "result"], registry=r)
         self.requests = Counter("neurokube_http_requests_total", "HTTP requests by path and status code.",

@@ -5,6 +5,9 @@ Memory is converted to MiB conservatively: requests round up and allocatable rou
 anything the view says fits also fits in bytes. Pods bound after ``refreshed_at - recent_lag_s``
 are the *recent* pods: their usage is not in the metrics yet, and the features add them to the
 node's projected load (the burst-on-a-cold-node failure of load-aware schedulers).
+
+Everything is column arithmetic on the snapshot's node table, its recent pods as arrays and the
+metrics' columns: no per-node Python, so a view of 1,000 nodes costs tens of microseconds.
 """
 
 from __future__ import annotations
@@ -13,43 +16,52 @@ import numpy as np
 
 from neurokube.live.cache import Snapshot
 from neurokube.live.prometheus import MetricsSnapshot
-from neurokube.live.quantity import mib_down, mib_up
+from neurokube.live.quantity import MIB
 from neurokube.policies.base import ClusterView, NodeMetrics
+
+
+def _mib_up(n_bytes: np.ndarray) -> np.ndarray:
+    return -(-n_bytes // MIB)
 
 
 def build_view(snapshot: Snapshot, nodes: np.ndarray, metrics: MetricsSnapshot | None, now: float,
                recent_lag_s: float) -> ClusterView:
     """A view of ``snapshot``'s nodes at indices ``nodes`` (in that order)."""
     nodes = np.asarray(nodes, dtype=np.int64)
-    chosen = [snapshot.nodes[i] for i in nodes]
-    names = [n.name for n in chosen]
-    alloc_mem = np.array([mib_down(n.alloc_memory) for n in chosen], dtype=np.int64)
-    mib = np.vectorize(mib_up, otypes=[np.int64])
-    req_mem = mib(snapshot.used_memory[nodes]) if nodes.size else np.zeros(0, dtype=np.int64)
-    nz_mem = mib(snapshot.used_nz_memory[nodes]) if nodes.size else np.zeros(0, dtype=np.int64)
-    node_metrics = metrics.node_metrics(names, now) if metrics is not None else NodeMetrics.empty(len(names))
+    table = snapshot.table
+    if metrics is not None:
+        node_metrics = metrics.node_metrics(table.names, now, rows=nodes)
+    else:
+        node_metrics = NodeMetrics.empty(nodes.size)
     view = ClusterView(
         now_s=now,
-        alloc_cpu=np.array([n.alloc_cpu for n in chosen], dtype=np.int64),
-        alloc_mem=alloc_mem,
+        alloc_cpu=table.alloc_cpu[nodes],
+        alloc_mem=table.alloc_memory_mib[nodes],
         req_cpu=snapshot.used_cpu[nodes].astype(np.int64),
-        req_mem=req_mem,
+        req_mem=_mib_up(snapshot.used_memory[nodes].astype(np.int64)),
         nz_req_cpu=snapshot.used_nz_cpu[nodes].astype(np.int64),
-        nz_req_mem=nz_mem,
+        nz_req_mem=_mib_up(snapshot.used_nz_memory[nodes].astype(np.int64)),
         pod_count=snapshot.used_pods[nodes].astype(np.int64),
         metrics=node_metrics,
         lim_cpu=snapshot.lim_cpu[nodes].astype(np.int64),
         unlimited_pods=snapshot.unlimited[nodes].astype(np.int64),
     )
+    if not snapshot.recent:
+        return view
     since = (metrics.refreshed_at if metrics is not None and metrics.refreshed_at else now) - recent_lag_s
-    position = {name: i for i, name in enumerate(names)}
-    recent = [p for p in snapshot.recent if p.bound_at > since and p.node in position]
-    if recent:
-        view.recent_node = np.array([position[p.node] for p in recent], dtype=np.int64)
-        view.recent_cpu_request = np.array([p.cpu for p in recent], dtype=np.int64)
-        view.recent_mem_request = np.array([mib_up(p.memory) for p in recent], dtype=np.int64)
-        view.recent_cpu_limit = np.array([p.cpu_limit for p in recent], dtype=np.int64)
-        view.recent_mem_limit = np.array([mib_up(p.memory_limit) for p in recent], dtype=np.int64)
-        view.recent_bind_s = np.array([p.bound_at for p in recent], dtype=np.float64)
-        view.recent_workload = np.full(len(recent), -1, dtype=np.int64)
+    recent = snapshot.recent_columns(since)
+    if recent.row.size == 0:
+        return view
+    position = np.full(len(table) + 1, -1, dtype=np.int64)  # table row -> view index; the last: not a row
+    position[nodes] = np.arange(nodes.size)
+    where = position[recent.row]  # row -1 reads the last entry
+    take = where >= 0
+    if take.any():
+        view.recent_node = where[take]
+        view.recent_cpu_request = recent.cpu[take]
+        view.recent_mem_request = _mib_up(recent.memory[take])
+        view.recent_cpu_limit = recent.cpu_limit[take]
+        view.recent_mem_limit = _mib_up(recent.memory_limit[take])
+        view.recent_bind_s = recent.bound_at[take]
+        view.recent_workload = np.full(int(take.sum()), -1, dtype=np.int64)
     return view

@@ -1,7 +1,8 @@
 """The HTTP edge shared by the function entry points: parsing, limits, auth and error mapping.
 
 Errors are mapped to HTTP here and only here: an :class:`~neurokube.errors.InputError` (bad input,
-retrying is useless) answers 400 with ``{"error": message}``; a
+retrying is useless) answers 400 with ``{"error": message}`` (a
+:class:`~neurokube.errors.NotFoundError`, input naming an object that does not exist, 404); a
 :class:`~neurokube.errors.TemporaryError` (a dependency is down) answers 503 with ``Retry-After``,
 which Knative's delivery retries; :class:`HttpError` carries the few other statuses (401, 404,
 405, 413, 415). Anything else is a bug: it is logged with its traceback and answers 500.
@@ -10,6 +11,7 @@ Every answer is JSON and carries the request id, which is also in every log line
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -22,7 +24,7 @@ import flask
 from cloudevents import exceptions as ce_exceptions
 from cloudevents.http import CloudEvent, from_http
 
-from neurokube.errors import InputError, TemporaryError
+from neurokube.errors import InputError, NotFoundError, TemporaryError
 from neurokube.live.telemetry import Telemetry
 from neurokube.logs import event
 
@@ -43,6 +45,21 @@ def request_id(request: flask.Request) -> str:
 def json_response(doc: object, status: int = 200, headers: dict[str, str] | None = None) -> flask.Response:
     response = flask.Response(json.dumps(doc, separators=(",", ":")) + "\n", status=status,
                               mimetype="application/json")
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def unread_body_response(doc: object, status: int, headers: dict[str, str] | None = None) -> flask.Response:
+    """An answer given before the request body was read (401, 404, 405, 413, 415), which must stay
+    unread: functions-framework reads the whole remaining body after every non-streamed response
+    (an ``after_request`` hook, with no limit), so the answer is a stream; and ``Connection: close``
+    keeps gunicorn from reading it to reach a next request on the connection. The sender may see
+    the connection closed while it is still sending; the answer has already been written."""
+    payload = (json.dumps(doc, separators=(",", ":")) + "\n").encode()
+    response = flask.Response(iter([payload]), status=status, mimetype="application/json")
+    response.headers["Content-Length"] = str(len(payload))
+    response.headers["Connection"] = "close"
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response
@@ -69,28 +86,53 @@ def read_json(request: flask.Request, max_bytes: int) -> object:
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError("request body is not valid JSON", why=str(exc)) from None
+        raise InputError("request body is not valid JSON", why=str(exc)[:300]) from None
+    except RecursionError:
+        raise InputError("request body is not valid JSON", why="nested too deeply") from None
 
 
 def parse_cloud_event(request: flask.Request, max_bytes: int) -> CloudEvent:
-    """A CloudEvent in binary or structured content mode (cloudevents SDK); InputError if it is not one."""
+    """A CloudEvent in binary or structured content mode (cloudevents SDK); InputError if it is not
+    one, or if a required attribute is not a string (structured mode lets JSON numbers through)."""
     body = read_body(request, max_bytes)
     try:
-        return from_http(dict(request.headers), body)
+        ce = from_http(dict(request.headers), body)
     except ce_exceptions.GenericException as exc:
         raise InputError("not a valid CloudEvent", why=str(exc).splitlines()[0][:300]) from None
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
         raise InputError("not a valid CloudEvent", why=f"{type(exc).__name__}: {exc}"[:300]) from None
+    except RecursionError:
+        raise InputError("not a valid CloudEvent", why="JSON nested too deeply") from None
+    for attribute in ("specversion", "type", "source", "id"):
+        if not isinstance(ce.get(attribute), str):
+            raise InputError("not a valid CloudEvent",
+                             why=f"attribute {attribute} must be a string, got {type(ce.get(attribute)).__name__}")
+    return ce
 
 
 def require_token(request: flask.Request, token: str | None) -> None:
-    """401 unless the request carries ``Authorization: Bearer <token>`` (when a token is set)."""
+    """401 unless the request carries ``Authorization: Bearer <token>`` (when a token is set).
+
+    Both sides are hashed to 32 bytes first, so ``hmac.compare_digest`` takes the same time for a
+    wrong token of any length or content (it would return early on a length mismatch).
+    """
     if token is None:
         return
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-        raise HttpError(401, "missing or wrong bearer token", {"WWW-Authenticate": 'Bearer realm="neurokube"'})
+    if not header:
+        problem = "missing Authorization header"
+    elif scheme.lower() != "bearer":
+        problem = "the Authorization scheme must be Bearer"
+    elif not hmac.compare_digest(_digest(given.strip()), _digest(token)):
+        problem = "wrong bearer token"
+    else:
+        return
+    raise HttpError(401, f"unauthorized: {problem}", {"WWW-Authenticate": 'Bearer realm="neurokube"'})
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()
 
 
 def metrics_response(telemetry: Telemetry) -> flask.Response:
@@ -112,6 +154,8 @@ def operational(request: flask.Request, settings, telemetry: Telemetry, function
     needs no cluster), /readyz (the watch cache has listed); None for any other request."""
     if request.method != "GET":
         return None
+    if request.content_length or "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        return unread_body_response({"error": "a GET request takes no body"}, 400)  # never read one
     if request.path == "/metrics":
         return metrics_response(telemetry)
     if request.path in ("/", "/healthz"):
@@ -129,11 +173,12 @@ def serve(request: flask.Request, telemetry: Telemetry, handler: Callable[[str],
     try:
         response = handler(rid)
     except HttpError as exc:
-        response = json_response({"error": exc.message, "request_id": rid}, exc.status, exc.headers)
+        response = unread_body_response({"error": exc.message, "request_id": rid}, exc.status, exc.headers)
     except InputError as exc:
         event(log, "bad request", logging.INFO, function=function, path=request.path, error=str(exc),
               request_id=rid)
-        response = json_response({"error": str(exc), "request_id": rid}, 400)
+        status = 404 if isinstance(exc, NotFoundError) else 400
+        response = json_response({"error": str(exc), "request_id": rid}, status)
     except TemporaryError as exc:
         event(log, "temporarily unable to serve", logging.WARNING, function=function, path=request.path,
               error=str(exc), request_id=rid)

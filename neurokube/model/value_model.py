@@ -8,6 +8,11 @@ adjusted without retraining.
 A model directory holds ``manifest.json``, ``contention.txt`` and ``occupancy.txt``. The manifest
 records the format, the version, the feature names and their order, the reward weights, and
 training facts.
+
+Loading never unpickles: a model file is read as bytes and must be UTF-8 LightGBM text, parsed by
+``lgb.Booster(model_str=...)``. A pickle (by its name or its leading opcode) is refused with a
+:class:`ModelError` before anything is parsed, and the manifest may only name plain files inside
+the model directory.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from neurokube.model.reward import RewardWeights
 
 FORMAT = "neurokube-placement-v1"
 TARGETS = ("contention", "occupancy")
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".dill", ".pt", ".pth", ".sav")
+PICKLE_PROTO = b"\x80"  # the PROTO opcode that starts every pickle of protocol 2 and later
 
 
 class ModelError(PermanentError):
@@ -83,14 +90,14 @@ def load_model(directory: str | Path, weights: RewardWeights | None = None) -> V
     if manifest.get("features") != list(FEATURE_NAMES):
         raise ModelError(f"{path}: the model was trained on other features "
                          f"(feature_version {manifest.get('feature_version')}, this build {FEATURE_VERSION})")
+    targets, digests = manifest.get("targets", {}), manifest.get("sha256", {})
+    if not isinstance(targets, dict) or not isinstance(digests, dict):
+        raise ModelError(f"{path}: targets and sha256 must be objects")
     boosters = {}
     for name in TARGETS:
-        file = directory / manifest.get("targets", {}).get(name, f"{name}.txt")
-        try:
-            text = file.read_text()
-        except OSError as exc:
-            raise ModelError(f"{file}: cannot be read ({exc.strerror or exc})") from None
-        expected = manifest.get("sha256", {}).get(name)
+        file = directory / _plain_file_name(targets.get(name, f"{name}.txt"), path)
+        text = _model_text(file)
+        expected = digests.get(name)
         if expected and hashlib.sha256(text.encode()).hexdigest() != expected:
             raise ModelError(f"{file}: checksum mismatch, the file is corrupt or was replaced")
         try:
@@ -106,3 +113,26 @@ def load_model(directory: str | Path, weights: RewardWeights | None = None) -> V
         raise ModelError(f"{path}: bad reward_weights ({exc})") from None
     return ValueModel(boosters=boosters, weights=weights or saved, version=str(manifest.get("version")),
                       info=manifest.get("info", {}))
+
+
+def _plain_file_name(value: object, manifest: Path) -> str:
+    """A manifest's target file: a plain name inside the model directory (no path, not hidden)."""
+    if not isinstance(value, str) or not value or "/" in value or "\\" in value or value.startswith("."):
+        raise ModelError(f"{manifest}: a target must be a plain file name in the model directory, not {value!r}")
+    return value
+
+
+def _model_text(file: Path) -> str:
+    """The LightGBM text of ``file``; a pickle or any other binary file is refused, never loaded."""
+    if file.suffix.lower() in PICKLE_SUFFIXES:
+        raise ModelError(f"{file}: a pickle file; models are LightGBM text (pickles are never loaded)")
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{file}: cannot be read ({exc.strerror or exc})") from None
+    if data.startswith(PICKLE_PROTO):
+        raise ModelError(f"{file}: a pickle, not LightGBM text (pickles are never loaded)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ModelError(f"{file}: not a text file; models are LightGBM text") from None

@@ -160,6 +160,42 @@ def restart_prometheus(layout: Layout, record: StackRecord, out: IO[str], timeou
     _launch(layout, record, launch, out)
 
 
+def service_launch(layout: Layout, record: StackRecord, name: str, timeout_s: float = 120.0) -> Launch:
+    """The launch of one recorded service, as `up` started it (same ports, data and credentials)."""
+    if name == "minio":
+        return services.minio(Path(record.minio_binary), layout, record.ports, state.credentials(layout), timeout_s)
+    if name == "emulator":
+        return services.emulator(Path(record.emulator_source), record.ports, timeout_s)
+    if name == "prometheus":
+        tools = install.ensure_tools(sys.stderr, install=False)
+        return services.prometheus(tools.prometheus, layout, record.ports, record.retention, timeout_s)
+    if name == "mlflow":
+        return services.mlflow(layout, record.ports, 1, timeout_s)
+    raise InputError(f"the stack has no service {name!r}", why=f"one of {', '.join(services.ORDER)}")
+
+
+def stop_service(state_dir: Path, name: str) -> str:
+    """Stop one service of a running stack (its whole process group); `start_service` brings it back.
+    Used to take a dependency away on purpose (tests/chaos); returns how the stop went."""
+    layout = Layout(state_dir)
+    with state.locked(layout):
+        record = state.load(layout)
+        process = record.process(name) if record else None
+        if process is None:
+            raise InputError(f"the stack has no running {name!r}", where=str(layout.root))
+        return stop_group(process)
+
+
+def start_service(state_dir: Path, name: str, out: IO[str] | None = None, timeout_s: float = 120.0) -> None:
+    """Start a stopped service again on its recorded port and data; returns once it is healthy."""
+    layout = Layout(state_dir)
+    with state.locked(layout):
+        record = state.load(layout)
+        if record is None:
+            raise InputError("no data stack is running", where=str(layout.root))
+        _launch(layout, record, service_launch(layout, record, name, timeout_s), out or sys.stderr)
+
+
 # -- status and down ---------------------------------------------------------------------------
 
 

@@ -54,6 +54,12 @@ def with_cpu(cpu):
     return doc
 
 
+def two_containers(cpu):
+    doc = with_cpu(cpu)
+    doc["spec"]["containers"].append({**doc["spec"]["containers"][0], "name": "second"})
+    return doc
+
+
 def no_spec():
     doc = pod_doc("p")
     del doc["spec"]
@@ -72,6 +78,9 @@ BAD = {
     "negative cpu": lambda: event(with_cpu("-1")),
     "garbage cpu": lambda: event(with_cpu("lots")),
     "no containers": lambda: event({**pod_doc("p"), "spec": {"schedulerName": "neurokube"}}),
+    "a name that is a path": lambda: event({**pod_doc("p"), "metadata": {"name": "../../nodes/n0", "namespace": "default"}}),
+    "an invalid namespace": lambda: event({**pod_doc("p"), "metadata": {"name": "p", "namespace": "Not_A_NS"}}),
+    "two containers beyond int64": lambda: event(two_containers("9e15")),
     "structured, missing data": lambda: event(None, structured=True),
 }
 
@@ -171,11 +180,57 @@ def test_readiness_starts_the_runtime_and_reports(http_client, kube):
 
 
 def test_body_size_limit(monkeypatch, kube):
-    monkeypatch.setenv("NEUROKUBE_MAX_BODY_BYTES", "2000")
+    monkeypatch.setenv("NEUROKUBE_MAX_EVENT_BYTES", "2000")
+    monkeypatch.setenv("NEUROKUBE_MAX_BODY_BYTES", "100")  # the extender's limit, not the binder's
     client = functions_framework.create_app("binder", SOURCE).test_client()
-    doc = pod_doc("p")
+    doc = pod_doc("p", scheduler="other")
+    assert post(client, event(doc)).status_code == 200  # under the limit: read (and ignored)
     doc["metadata"]["annotations"] = {"big": "x" * 5000}
-    assert post(client, event(doc)).status_code == 413 and kube.requests == []
+    response = post(client, event(doc))
+    assert response.status_code == 413 and "limit of 2000" in response.json["error"] and kube.requests == []
+
+
+def test_the_default_event_limit_is_one_mebibyte(http_client, kube):
+    doc = pod_doc("p")
+    doc["metadata"]["annotations"] = {"big": "x" * (1024 * 1024)}
+    response = post(http_client, event(doc))
+    assert response.status_code == 413 and "limit of 1048576" in response.json["error"] and kube.requests == []
+
+
+EVENT_TOKEN = "event-token-for-the-unit-tests"
+
+
+@pytest.mark.parametrize("target", ["binder", "on_pod_event"])
+def test_event_token(monkeypatch, kube, target):
+    monkeypatch.setenv("NEUROKUBE_EVENT_TOKEN", EVENT_TOKEN)
+    client = functions_framework.create_app(target, SOURCE).test_client()
+    doc = pod_doc("p", uid="u1")
+    kube.add_pod(doc)
+    headers, body = event(doc)
+    for authorization in (None, "Basic " + EVENT_TOKEN, "Bearer " + EVENT_TOKEN[:-1] + "X", "Bearer"):
+        sent = {**headers, **({"Authorization": authorization} if authorization else {})}
+        assert client.post("/", headers=sent, data=body).status_code == 401, authorization
+    assert kube.requests == [] and kube.bindings == []
+    right = client.post("/", headers={**headers, "Authorization": "Bearer " + EVENT_TOKEN}, data=body)
+    assert right.status_code == 200 and len(kube.bindings) == 1
+    if target == "binder":
+        assert client.get("/healthz").status_code == 200 and client.get("/metrics").status_code == 200
+
+
+def test_a_pod_in_an_unknown_namespace_is_404(http_client, kube):
+    kube.namespaces = ("neurokube", "default")
+    original = kube._binding
+
+    def binding(method, path, groups, body, query):  # the apiserver's admission answer
+        if groups[0] not in kube.namespaces:
+            from neurokube.live.kube import KubeError
+            raise KubeError(404, "NotFound", f'namespaces "{groups[0]}" not found', method, path)
+        return original(method, path, groups, body, query)
+
+    kube._binding = binding
+    response = post(http_client, event(pod_doc("p", namespace="nowhere")))
+    assert response.status_code == 404 and "namespace 'nowhere' does not exist" in response.json["error"]
+    assert kube.bindings == []
 
 
 def test_invalid_settings_stop_the_function_at_start(monkeypatch):

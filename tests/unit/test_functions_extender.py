@@ -99,7 +99,7 @@ def test_bind_goes_through_the_ledger(client, kube):
     full = client.post("/bind", json={"PodName": "c", "PodNamespace": "default", "PodUID": "uc", "Node": "small"})
     assert full.status_code == 200 and "no_room" in full.json["Error"]
     missing = client.post("/bind", json={"PodName": "zz", "PodNamespace": "default", "PodUID": "", "Node": "empty"})
-    assert "not found" in missing.json["Error"]
+    assert missing.status_code == 404 and "pod default/zz does not exist" in missing.json["error"]
 
 
 MALFORMED = {
@@ -126,9 +126,16 @@ def test_malformed_extender_args_are_400(client, kube, verb, case):
     assert response.json["error"] and kube.requests == [] and kube.bindings == []
 
 
-@pytest.mark.parametrize("body", [{"PodName": "p", "PodNamespace": "default"}, {"PodName": 3}, ["x"]])
+@pytest.mark.parametrize("body", [
+    {"PodName": "p", "PodNamespace": "default"}, {"PodName": 3}, ["x"],
+    {"PodName": "../p", "PodNamespace": "default", "Node": "empty"},
+    {"PodName": "p", "PodNamespace": "default/x", "Node": "empty"},
+    {"PodName": "p", "PodNamespace": "default", "Node": "../../api/v1/pods"},
+    {"PodName": "p", "PodNamespace": "default", "PodUID": 7, "Node": "empty"},
+])
 def test_malformed_binding_args_are_400(client, kube, body):
-    assert client.post("/bind", json=body).status_code == 400 and kube.requests == []
+    response = client.post("/bind", json=body)
+    assert response.status_code == 400 and response.json["error"] and kube.requests == []
 
 
 def test_bearer_token(monkeypatch, kube):
@@ -137,6 +144,13 @@ def test_bearer_token(monkeypatch, kube):
     assert client.post("/filter", json=args()).status_code == 401
     wrong = client.post("/filter", json=args(), headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401 and wrong.headers["WWW-Authenticate"].startswith("Bearer")
+    assert wrong.json["error"] == "unauthorized: wrong bearer token"
+    basic = client.post("/filter", json=args(), headers={"Authorization": f"Basic {TOKEN}"})
+    assert basic.status_code == 401 and "scheme must be Bearer" in basic.json["error"]
+    last = client.post("/filter", json=args(), headers={"Authorization": f"Bearer {TOKEN[:-1]}X"})
+    assert last.status_code == 401
+    assert client.post("/preempt", json={}).status_code == 401  # nothing is answered before the token
+    assert kube.requests == []
     right = client.post("/filter", json=args(), headers={"Authorization": f"Bearer {TOKEN}"})
     assert right.status_code == 200
     assert client.get("/metrics").status_code == 200  # metrics need no token

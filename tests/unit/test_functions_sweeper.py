@@ -61,3 +61,19 @@ def test_anything_but_a_ping_is_rejected(kube, target):
     response = client.post("/", headers=headers, data=body)
     assert 400 <= response.status_code < 500 and kube.requests == []
     assert 400 <= client.post("/", data=b"not an event").status_code < 500
+
+
+@pytest.mark.parametrize("target", ["sweeper", "on_ping"])
+def test_event_token_and_limit(monkeypatch, kube, target):
+    monkeypatch.setenv("NEUROKUBE_EVENT_TOKEN", "event-token-for-the-unit-tests")
+    monkeypatch.setenv("NEUROKUBE_MAX_EVENT_BYTES", "4096")
+    client = functions_framework.create_app(target, SOURCE).test_client()
+    headers, body = ping()
+    assert client.post("/", headers=headers, data=body).status_code == 401
+    assert client.post("/", headers={**headers, "Authorization": "Bearer wrong-token-for-the-tests"},
+                       data=body).status_code == 401
+    assert kube.requests == []
+    authorized = {**headers, "Authorization": "Bearer event-token-for-the-unit-tests"}
+    if target == "sweeper":
+        assert client.post("/", headers=authorized, data=b"x" * 5000).status_code == 413
+    assert client.post("/", headers=authorized, data=body).status_code == 200

@@ -43,6 +43,19 @@ def test_mlflow_outage_keeps_the_current_model(registry, models, tmp_path):  # n
     model_dir = tmp_path / "model"
     publish(registry, models[0])
     ChampionSync(registry, model_dir, tmp_path / "cache").poll_once()
-    down = ChampionSync(Registry("http://127.0.0.1:9", "champion-test"), model_dir, tmp_path / "cache2")
+    telemetry = Telemetry()
+    down = ChampionSync(Registry("http://127.0.0.1:9", "champion-test"), model_dir, tmp_path / "cache2",
+                        telemetry=telemetry)
     assert down.poll_once() is False and down.failures == 1
     assert load_model(model_dir).version == "m0"
+    assert telemetry.champion_checks.labels(result="failed")._value.get() == 1
+
+
+def test_champion_checks_are_counted_by_result(registry, models, tmp_path):  # noqa: F811
+    telemetry = Telemetry()
+    sync = ChampionSync(registry, tmp_path / "model", tmp_path / "cache", telemetry=telemetry)
+    publish(registry, models[0])
+    assert sync.poll_once() is True
+    assert sync.poll_once() is False
+    counts = {r: telemetry.champion_checks.labels(result=r)._value.get() for r in ("installed", "unchanged", "failed")}
+    assert counts == {"installed": 1, "unchanged": 1, "failed": 0}

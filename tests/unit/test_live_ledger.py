@@ -2,10 +2,14 @@
 reserve, re-check fresh, bind; conflicting Lease writes retry; reservations of pods not yet
 bound count, expired ones do not, bound ones are pruned; a vanished node, a pod bound elsewhere,
 a deleted pod and a too-slow replica are all handled. The lockstep tests force two replicas
-through the race window and show the check fails without the conditional write."""
+through the race window and show the check fails without the conditional write. Threads of one
+replica that want the same node share one Lease write (group commit) without over-committing it,
+an error reaches every pod of the batch, and a replica reuses the Lease it wrote last until a
+conflict makes it read again."""
 
 import random
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -50,6 +54,7 @@ def test_in_flight_reservations_count_and_expired_ones_do_not():
     lease = kube.leases[("neurokube", "n1")]
     lease["metadata"]["annotations"][ANNOTATION] = (
         '{"ghost": {"pod": "default/ghost", "cpu": 1000, "memory": 0, "expires": 1060.0, "by": "r2"}}')
+    lease["metadata"]["resourceVersion"] = kube._next_rv()  # r2's write, as the apiserver would version it
     # first (1 CPU, bound) + ghost (1 CPU, reserved by a replica that has not bound yet): full
     assert lg.place(new_pod(kube, "second"), "n1").outcome == ledger.NO_ROOM
     late = make(kube, clock=lambda: 2000.0)  # the ghost's reservation has expired
@@ -230,6 +235,76 @@ def test_many_replicas_many_pods_never_over_commit():
     assert all(total <= 2000 for total in per_node.values()), per_node
     assert len(kube.bindings) == len({p for p, _ in kube.bindings}) == outcomes.count(binding.BOUND)
     assert sum(per_node.values()) > 5000  # the cluster did fill up (5.4 of 6 CPUs requested at most)
+
+
+# -- group commit and the Lease cache ------------------------------------------------------------
+
+
+def test_threads_of_one_replica_share_lease_writes_and_never_over_commit():
+    """Eight threads place eight 1-CPU pods on a 5-CPU node at once. The first thread's Lease
+    write is held until all eight wait, so the other seven are reserved together by the next
+    single write: two writes in all, five pods bound, three refused, nothing over-committed."""
+    kube = FakeKube([node_doc("n1", cpu="5")])
+    lg = make(kube)
+    lg.place(new_pod(kube, "zero", cpu="0"), "n1")  # create the lease
+    pods = [new_pod(kube, f"p{i}") for i in range(8)]
+    inside, release = threading.Event(), threading.Event()
+    held = {"first": True}
+
+    def hold_the_first_write(method, path, body):
+        if method == "PUT" and path.startswith(LEASE) and held.pop("first", False):
+            inside.set()
+            assert release.wait(5)
+
+    kube.before.append(hold_the_first_write)
+    writes_before = kube.requests.count(("PUT", LEASE + "n1"))
+    with ThreadPoolExecutor(8) as pool:
+        first = pool.submit(lg.place, pods[0], "n1")
+        assert inside.wait(5)  # the first batch (one pod) is writing; the others queue behind it
+        rest = [pool.submit(lg.place, pod, "n1") for pod in pods[1:]]
+        for _ in range(500):
+            if len(lg._queues["n1"].pending) == 7:
+                break
+            time.sleep(0.01)
+        release.set()
+        outcomes = [first.result(), *(f.result() for f in rest)]
+    assert [o.outcome for o in outcomes].count(binding.BOUND) == 5
+    assert [o.outcome for o in outcomes].count(ledger.NO_ROOM) == 3
+    assert kube.requests.count(("PUT", LEASE + "n1")) - writes_before == 2
+    assert len(kube.bindings) == len({p for p, _ in kube.bindings}) == 6  # zero + five
+
+
+def test_an_error_reaches_every_pod_of_the_batch():
+    kube = FakeKube([node_doc("n1", cpu="8")])
+    lg = make(kube)
+    lg.place(new_pod(kube, "zero", cpu="0"), "n1")
+
+    def apiserver_down(method, path, body):
+        if path == "/api/v1/pods":
+            raise TemporaryError("kube-apiserver unreachable")
+
+    kube.before.append(apiserver_down)
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(lg.place, new_pod(kube, f"p{i}"), "n1") for i in range(4)]
+        for future in futures:
+            with pytest.raises(TemporaryError, match="unreachable"):
+                future.result()
+    kube.before.clear()
+    assert lg.place(new_pod(kube, "after"), "n1").outcome == binding.BOUND  # the node's queue is not stuck
+
+
+def test_the_replica_reuses_the_lease_it_wrote_and_rereads_after_a_conflict():
+    kube = FakeKube([node_doc("n1", cpu="4")])
+    lg = make(kube)
+    lg.place(new_pod(kube, "a"), "n1")
+    reads_before = kube.requests.count(("GET", LEASE + "n1"))
+    assert lg.place(new_pod(kube, "b"), "n1").outcome == binding.BOUND
+    assert kube.requests.count(("GET", LEASE + "n1")) == reads_before  # its own last write, no GET
+    other = make(kube, replica="r2")
+    assert other.place(new_pod(kube, "c", cpu="1"), "n1").outcome == binding.BOUND
+    placement = lg.place(new_pod(kube, "d"), "n1")  # its cached Lease is now stale
+    assert placement.outcome == binding.BOUND and placement.conflicts == 1
+    assert lg.place(new_pod(kube, "e"), "n1").outcome == ledger.NO_ROOM  # a, b, c, d: 4 CPUs
 
 
 def test_binding_errors_that_are_not_outcomes_raise():

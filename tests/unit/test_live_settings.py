@@ -12,6 +12,8 @@ from neurokube.live.settings import STATISTICS, Settings, from_env, table
 def test_defaults_are_valid():
     s = from_env({})
     assert s.scheduler_name == "neurokube" and s.model_dir is None and s.prometheus_url is None
+    assert s.max_event_bytes == 1024 * 1024 and s.max_body_bytes == 16 * 1024 * 1024
+    assert s.token is None and s.event_token is None
     assert s.bind_abort_s + s.request_timeout_s < s.reservation_ttl_s
 
 
@@ -42,6 +44,9 @@ def test_every_problem_is_reported_with_its_variable():
     ({"NEUROKUBE_RESYNC_S": "-5"}, "NEUROKUBE_RESYNC_S: must be positive"),
     ({"NEUROKUBE_BIND_ABORT_S": "200"}, "must stay below the reservation TTL"),
     ({"NEUROKUBE_TOKEN": "short"}, "at least 16 characters"),
+    ({"NEUROKUBE_EVENT_TOKEN": "short"}, "NEUROKUBE_EVENT_TOKEN: use at least 16 characters"),
+    ({"NEUROKUBE_EVENT_TOKEN": "with a space in the token"}, "printable ASCII without spaces"),
+    ({"NEUROKUBE_MAX_EVENT_BYTES": "0"}, "NEUROKUBE_MAX_EVENT_BYTES: must be positive"),
     ({"NEUROKUBE_LEDGER_NAMESPACE": "Bad_NS"}, "is not a namespace name"),
     ({"NEUROKUBE_PROM_STALE_AFTER_S": "10"}, "longer than the refresh period"),
     ({"NEUROKUBE_SCHEDULER_NAME": "Not Valid"}, "not a valid scheduler name"),
@@ -64,6 +69,7 @@ def test_queries_fill_the_templates():
 def test_reference_table_lists_every_variable():
     rendered = table()
     for name in ("NEUROKUBE_MODEL_DIR", "NEUROKUBE_PROMETHEUS_URL", "NEUROKUBE_TOKEN", "KUBECONFIG",
-                 "NEUROKUBE_DECISION_LOG", "NEUROKUBE_RESYNC_S", "NEUROKUBE_MAX_BODY_BYTES"):
+                 "NEUROKUBE_DECISION_LOG", "NEUROKUBE_RESYNC_S", "NEUROKUBE_MAX_BODY_BYTES",
+                 "NEUROKUBE_EVENT_TOKEN", "NEUROKUBE_MAX_EVENT_BYTES"):
         assert f"`{name}`" in rendered
     assert Settings().replica_name

@@ -27,6 +27,7 @@ from locust import LoadTestShape, User  # noqa: E402
 from locust.argument_parser import parse_options  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
+from benchmarks import load_runs  # noqa: E402
 from neurokube.errors import InputError  # noqa: E402
 from neurokube.live.extender import ExtenderArgs  # noqa: E402
 from neurokube.live.handlers import pod_from_event  # noqa: E402
@@ -71,6 +72,7 @@ def test_each_locustfile_has_one_user_with_explicit_host_and_wait_time_and_a_sta
     assert len(shapes) == 1 and issubclass(shapes[0], nklocust.StagedShape)
     users_by_stage = [stage.users for stage in shapes[0].stages]
     assert users_by_stage == sorted(users_by_stage) and users_by_stage[0] >= 1
+    assert len(users_by_stage) == load_runs.STAGE_COUNT  # benchmarks/load_runs.py cuts the history so
 
 
 @pytest.mark.parametrize(("t", "expected"), [(0, (1, 1)), (9.99, (1, 1)), (10, (2, 1)), (25, (4, 2)), (30, None)])
@@ -205,3 +207,48 @@ def test_only_loopback_targets(host) -> None:
     with pytest.raises(SystemExit):
         nkload.require_loopback(host)
     nkload.require_loopback("http://127.0.0.1:18081")
+
+
+def test_kube_options_are_registered_once_and_the_new_options_parse() -> None:
+    """Both cluster scenarios ask for --kubeconfig/--namespace; parsing with every locustfile loaded
+    would fail on a duplicate option."""
+    binder = _options("binder_events", "--kubeconfig", "/k", "--create-pods", "300")
+    assert (binder.kubeconfig, binder.namespace, binder.create_pods) == ("/k", "load", 300)
+    assert _options("binder_events").create_pods == 0
+    e2e = _options("end_to_end")
+    assert e2e.keep_pods is False and _options("end_to_end", "--keep-pods").keep_pods is True
+
+
+def test_kube_client_refuses_a_missing_kubeconfig_and_a_remote_apiserver(tmp_path: Path) -> None:
+    env = SimpleNamespace(parsed_options=SimpleNamespace(kubeconfig=""))
+    with pytest.raises(SystemExit):
+        nklocust.kube_client(env)
+    config = tmp_path / "kubeconfig"
+    config.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "https://10.1.2.3:6443", "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    with pytest.raises(SystemExit, match="127.0.0.1 only"):
+        nklocust.kube_client(SimpleNamespace(parsed_options=SimpleNamespace(kubeconfig=str(config))))
+
+
+def test_pod_manifest_is_a_pending_neurokube_pod_of_the_run() -> None:
+    pod = nkload.pod_manifest("load-a-x-000001", "ns1", "x")
+    assert pod["metadata"]["name"] == "load-a-x-000001" and pod["metadata"]["namespace"] == "ns1"
+    assert pod["metadata"]["labels"] == {"app": "neurokube-load", nkload.RUN_LABEL: "x"}
+    assert "status" not in pod and "creationTimestamp" not in pod["metadata"]
+    assert pod["spec"]["schedulerName"] == "neurokube" and "nodeName" not in pod["spec"]
+    assert nkload.pod_doc(1)["metadata"]["name"] == nkload.pod_name(1)  # the launcher's pods are unchanged
+
+
+def test_binder_events_announce_the_backlog_once_then_end() -> None:
+    module = _load("binder_events")
+    synthetic = module.next_pod(3)
+    assert synthetic["metadata"]["name"] == nkload.pod_name(3) and synthetic["metadata"]["uid"]
+    real = [{"metadata": {"name": "p0", "uid": "u0"}}, {"metadata": {"name": "p1", "uid": "u1"}}]
+    module._backlog.extend(real)
+    try:
+        assert [module.next_pod(i) for i in range(3)] == [real[0], real[1], None]
+    finally:
+        module._backlog.clear()

@@ -1,0 +1,1 @@
+"""Benchmarks that need the local control plane (``neurokube bench``)."""

@@ -1,0 +1,735 @@
+"""``neurokube bench scheduling``: the same pods placed by kube-scheduler and by NeuroKube, one
+after the other on one local control plane, timed from the apiserver's side.
+
+What runs (docs/OPERATIONS.md, "Benchmarking against kube-scheduler"):
+
+* a local cluster of N uniform KWOK nodes (started and taken down by the bench, or an already
+  running one given with ``--state-dir``, left running);
+* NeuroKube's binder and sweeper as functions-framework processes with the least-privilege
+  ServiceAccount, a Knative receive adapter delivering pod events to the binder, and a timer that
+  pings the sweeper every minute (what a PingSource does);
+* a model: the champion in ``--model DIR``, else a small generated LightGBM packing model;
+* node metrics from :class:`~neurokube.live.testing.FakePrometheus`, a loopback double of the
+  Prometheus HTTP API that the binder queries exactly as it would a real one (see the docs for why
+  not the real stack).
+
+Each phase creates the same M pods (same requests, same order, same creation procedure), only
+``spec.schedulerName`` differs, and records per pod when it was created and when a watch on the
+pods first saw ``spec.nodeName``. Then it checks the invariants (every pod bound, no node over its
+allocatable; for NeuroKube one successful placement per pod), deletes the pods and waits until
+they are gone. With ``--extender`` a third phase runs a second kube-scheduler whose configuration
+calls NeuroKube's extender (filter and prioritize), for the extender's added latency.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from neurokube.bench import stats
+from neurokube.cluster import components, control, functions, livekit, processes, rbac, schedconfig, workload
+from neurokube.cluster.broker import LocalBroker
+from neurokube.cluster.build import Binaries
+from neurokube.cluster.state import Layout
+from neurokube.cluster.testing import RunningCluster
+from neurokube.errors import InputError, TemporaryError
+from neurokube.live.kube import KubeClient, KubeError
+
+LABEL = "neurokube-bench"
+NAMESPACE = "default"
+DEFAULT_SCHEDULER = "default-scheduler"
+NEUROKUBE_SCHEDULER = "neurokube"
+EXTENDER_SCHEDULER = "bench-extender-scheduler"  # the second kube-scheduler's one profile
+EXTENDER_WEIGHT = 5  # as deploy/knative/kube-scheduler/extender-config.yaml
+CPU_CHOICES = (100, 250, 500, 1000)  # millicores
+MEMORY_CHOICES = (128, 256, 512, 1024)  # MiB
+SWEEP_EVERY_S = 60.0
+BINDER_THREADS = 64  # the binder's THREADS and containerConcurrency in deploy/knative/services.yaml
+
+#: ``progress(description, total, unit)`` -> a context manager yielding ``update(done, total)``
+#: (neurokube.cli.progress.progress has this shape).
+Progress = Callable[[str, int, str], AbstractContextManager[Callable[[int, int], None]]]
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    nodes: int
+    pods: int
+    state_dir: Path | None = None
+    model_dir: Path | None = None
+    extender: bool = False
+    threads: int = 8  # client threads creating pods
+    rate: float = 0.0  # pods/s to create at; 0: as fast as the threads can
+    binder_threads: int = BINDER_THREADS  # gunicorn threads of the binder (functions-framework's THREADS)
+    timeout_s: float = 0.0  # per phase, until every pod is bound; 0: 60 s + 0.5 s per pod
+    seed: int = 0
+    direct: bool = False  # the receive adapter posts straight to the binder (no Broker stand-in)
+    rounds: int = 1  # kube-scheduler then NeuroKube (then the extender), this many times; medians reported
+
+    def __post_init__(self) -> None:
+        if self.nodes < 1 or self.pods < 1:
+            raise InputError("--nodes and --pods must be positive")
+        if self.threads < 1 or self.binder_threads < 1:
+            raise InputError("thread counts must be positive")
+        if self.rounds < 1:
+            raise InputError("--rounds must be positive")
+        if self.rate < 0:
+            raise InputError("--rate must not be negative")
+        if self.model_dir is not None and not (self.model_dir / "manifest.json").is_file():
+            raise InputError("not a model directory", where=str(self.model_dir),
+                             why="expected manifest.json and the LightGBM files of a trained champion "
+                                 "(neurokube train --out DIR)")
+
+    @property
+    def phase_timeout_s(self) -> float:
+        return self.timeout_s or 60.0 + 0.5 * self.pods
+
+
+@dataclass
+class PhaseRecord:
+    scheduler: str
+    result: stats.PhaseResult
+    placements: dict[str, str]
+    created_wall: dict[str, float]  # time.time() when each create returned (to line up with logs)
+    profile: dict = field(default_factory=dict)
+
+
+@dataclass
+class BenchResult:
+    options: BenchOptions
+    rounds: list[dict[str, PhaseRecord]]
+    model: str
+    metrics: str
+    cluster: str
+
+    @property
+    def phases(self) -> dict[str, PhaseRecord]:
+        """The last round's phases (placements and NeuroKube's profile)."""
+        return self.rounds[-1]
+
+    @property
+    def results(self) -> dict[str, stats.PhaseResult]:
+        """Per scheduler, the median over the rounds."""
+        return {name: stats.median_of([r[name].result for r in self.rounds]) for name in self.rounds[0]}
+
+    def to_json(self) -> dict:
+        extra = {"pods": self.options.pods, "model": self.model, "node_metrics": self.metrics,
+                 "nodes_used": {name: len(set(phase.placements.values())) for name, phase in self.phases.items()},
+                 "cluster": self.cluster,
+                 "creation": {"threads": self.options.threads, "rate_per_s": self.options.rate or "max"},
+                 "binder_threads": self.options.binder_threads,
+                 "profile": {name: phase.profile for name, phase in self.phases.items() if phase.profile},
+                 "rounds": [{name: phase.result.to_json() for name, phase in r.items()} for r in self.rounds]}
+        return stats.to_json(self.results, self.options.nodes, extra)
+
+
+# -- the pods ---------------------------------------------------------------------------------------
+
+
+def pod_specs(count: int, seed: int) -> list[tuple[int, int]]:
+    """(cpu millicores, memory MiB) of each pod: a fixed mix, the same for every phase."""
+    rng = random.Random(seed)
+    return [(rng.choice(CPU_CHOICES), rng.choice(MEMORY_CHOICES)) for _ in range(count)]
+
+
+PHASE_CODES = {stats.KUBE_SCHEDULER: "ks", stats.NEUROKUBE: "nk", stats.EXTENDER: "ex"}
+
+
+def manifests(run: str, phase: str, scheduler_name: str, specs: list[tuple[int, int]], round_: int = 1) -> list[dict]:
+    """The phase's pods; names are unique per run, phase and round (the watch keys on them)."""
+    prefix = f"{run}-{PHASE_CODES[phase]}{round_}"
+    return [workload.pod_manifest(workload.PodSpec(f"{prefix}-{i:05d}", cpu, memory, scheduler_name=scheduler_name,
+                                                   labels={LABEL: run, f"{LABEL}-phase": phase}))
+            for i, (cpu, memory) in enumerate(specs)]
+
+
+# -- the apiserver's view: a watch with local timestamps -------------------------------------------------
+
+
+class BindWatch:
+    """Watches the bench's pods; remembers when each was first seen and first seen bound."""
+
+    def __init__(self, kube: KubeClient, run: str) -> None:
+        self.kube = kube
+        self.selector = f"{LABEL}={run}"
+        self.seen: dict[str, float] = {}
+        self.bound: dict[str, float] = {}
+        self.node: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._error: str | None = None
+        listed = kube.get(f"/api/v1/namespaces/{NAMESPACE}/pods", labelSelector=self.selector)
+        self._version = str(listed["metadata"]["resourceVersion"])
+        self._thread = threading.Thread(target=self._run, name="bench-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        path = f"/api/v1/namespaces/{NAMESPACE}/pods"
+        while not self._stop.is_set():
+            query = {"labelSelector": self.selector, "resourceVersion": self._version, "timeoutSeconds": "30",
+                     "allowWatchBookmarks": "true"}
+            try:
+                for item in self.kube.watch(path, query, read_timeout_s=60):
+                    now = time.monotonic()
+                    obj = item.get("object") or {}
+                    meta = obj.get("metadata") or {}
+                    self._version = str(meta.get("resourceVersion") or self._version)
+                    if item.get("type") == "ERROR":
+                        self._error = f"watch error: {obj.get('message')}"
+                        return
+                    if item.get("type") not in ("ADDED", "MODIFIED"):
+                        continue
+                    name = meta["name"]
+                    node = (obj.get("spec") or {}).get("nodeName")
+                    with self._lock:
+                        self.seen.setdefault(name, now)
+                        if node and name not in self.bound:
+                            self.bound[name] = now
+                            self.node[name] = node
+                    if self._stop.is_set():
+                        return
+            except TemporaryError as exc:
+                if self._stop.is_set():
+                    return
+                self._error = str(exc)
+                return
+
+    def check(self) -> None:
+        if self._error:
+            raise TemporaryError(f"the bench's pod watch failed: {self._error}")
+
+    def count_bound(self, names: set[str]) -> int:
+        with self._lock:
+            return sum(1 for name in names if name in self.bound)
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+# -- the function processes' metrics --------------------------------------------------------------------
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of ``url``/metrics as {(name, sorted labels): value}."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def delta(before: dict, after: dict, name: str, **labels: str) -> float:
+    """Sum over the samples of ``name`` whose labels include ``labels``, after minus before."""
+    total = 0.0
+    for (sample, sample_labels), value in after.items():
+        got = dict(sample_labels)
+        if sample == name and all(got.get(k) == v for k, v in labels.items()):
+            total += value - before.get((sample, sample_labels), 0.0)
+    return total
+
+
+def histogram_profile(before: dict, after: dict, name: str, label: str, value: str) -> dict:
+    """Count, mean and bucket-bound p50/p99 (ms) of one labelled histogram over the phase."""
+    count = delta(before, after, f"{name}_count", **{label: value})
+    if count <= 0:
+        return {"count": 0}
+    total = delta(before, after, f"{name}_sum", **{label: value})
+    buckets = sorted((float(dict(lbls)["le"]), after[(n, lbls)] - before.get((n, lbls), 0.0))
+                     for (n, lbls) in after if n == f"{name}_bucket" and dict(lbls).get(label) == value)
+
+    def quantile(q: float) -> float:
+        for bound, cumulative in buckets:
+            if cumulative >= q * count:
+                return bound * 1000.0
+        return float("inf")
+
+    return {"count": int(count), "mean_ms": round(total / count * 1000.0, 2), "p50_ms_le": quantile(0.5),
+            "p99_ms_le": quantile(0.99)}
+
+
+def binder_log_profile(log_path: Path, offset: int, created_wall: dict[str, float],
+                       bound_wall: dict[str, float]) -> dict:
+    """Where a NeuroKube pod's create-to-bound time goes, from the binder's decision log lines:
+    waiting for delivery (created -> placement start), the placement (decide + reservation +
+    Binding, the line's ``ms``), and the Binding becoming visible to the bench's watch."""
+    wait, place, visible = [], [], []
+    with open(log_path, "rb") as handle:
+        handle.seek(offset)
+        for raw in handle:
+            try:
+                doc = json.loads(raw)
+            except ValueError:
+                continue
+            if doc.get("msg") != "pod bound" or "ms" not in doc:
+                continue
+            name = str(doc.get("pod", "")).partition("/")[2]
+            if name not in created_wall:
+                continue
+            end = float(doc["ts"])
+            start = end - float(doc["ms"]) / 1000.0
+            wait.append(max(0.0, start - created_wall[name]) * 1000.0)
+            place.append(float(doc["ms"]))
+            if name in bound_wall:
+                visible.append(max(0.0, bound_wall[name] - end) * 1000.0)
+    out = {"pods_in_log": len(place)}
+    for key, values in (("wait_for_delivery_ms", wait), ("placement_ms", place), ("bound_to_watch_ms", visible)):
+        if values:
+            out[key] = {"p50": round(stats.percentile(values, 50), 1), "p99": round(stats.percentile(values, 99), 1),
+                        "mean": round(sum(values) / len(values), 1)}
+    return out
+
+
+# -- the run --------------------------------------------------------------------------------------------
+
+
+def _no_progress(desc: str, total: int, unit: str) -> AbstractContextManager[Callable[[int, int], None]]:
+    return nullcontext(lambda done, new_total: None)
+
+
+def run(options: BenchOptions, out: IO[str] | None = None, progress: Progress | None = None) -> BenchResult:
+    out = out or sys.stderr
+    progress = progress or _no_progress
+    with ExitStack() as stack:
+        work = Path(tempfile.mkdtemp(prefix="neurokube-bench-"))
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
+        cluster, described = stack.enter_context(_cluster(options, work, out))
+        model_dir, model = _model(options, work)
+        node_names = workload.schedulable_nodes(cluster.client)
+        prometheus = _prometheus(node_names, options.seed)
+        stack.callback(prometheus.close)
+        logs = Path(cluster.state_dir) / "bench-logs" if options.state_dir else work / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        fn_options = functions.FunctionsOptions(model_dir=model_dir, prometheus_url=prometheus.url,
+                                                threads=options.binder_threads)
+        print(f"starting the binder, sweeper and receive adapter (logs: {logs})", file=out, flush=True)
+        rbac.grant_adapter(cluster.client)  # the cluster was started without its own adapter
+        live = stack.enter_context(livekit.live_functions(cluster, fn_options, logs))
+        live.binder.wait_metrics_fresh(timeout_s=60)
+        broker = None
+        if not options.direct:
+            broker = LocalBroker(live.binder.url + "/", concurrency=options.binder_threads)
+            stack.callback(broker.close)
+            live.restart_adapter(sink=broker.url)
+            print(f"events: receive adapter -> Broker stand-in (add and update Triggers, {options.binder_threads} "
+                  "deliveries at a time) -> binder", file=out, flush=True)
+        else:
+            print("events: receive adapter -> binder, directly (one event at a time)", file=out, flush=True)
+        stack.enter_context(_sweep_timer(live.sweeper.url + "/", SWEEP_EVERY_S))
+        kube = KubeClient.from_kubeconfig(cluster.kubeconfig, timeout_s=30)
+        run_id = f"bench-{int(time.time()) % 100000:05d}"
+        watch = BindWatch(kube, run_id)
+        stack.callback(watch.close)
+        stack.callback(_delete_quietly, kube, run_id)
+        specs = pod_specs(options.pods, options.seed)
+        print(f"model: {model}\nnode metrics: Prometheus double (loopback), {len(node_names)} nodes", file=out)
+        ctx = _Context(options, specs, run_id, kube, watch, cluster, live, broker, out, progress)
+        if options.extender:
+            stack.enter_context(_extender_scheduler(cluster, live, logs, out))
+        rounds: list[dict[str, PhaseRecord]] = []
+        for number in range(1, options.rounds + 1):
+            if options.rounds > 1:
+                print(f"round {number} of {options.rounds}", file=out, flush=True)
+            phases = {stats.KUBE_SCHEDULER: _phase(ctx, stats.KUBE_SCHEDULER, DEFAULT_SCHEDULER, number),
+                      stats.NEUROKUBE: _phase(ctx, stats.NEUROKUBE, NEUROKUBE_SCHEDULER, number)}
+            if options.extender:
+                phases[stats.EXTENDER] = _phase(ctx, stats.EXTENDER, EXTENDER_SCHEDULER, number)
+            rounds.append(phases)
+        return BenchResult(options, rounds, model, "Prometheus double (neurokube.live.testing.FakePrometheus)",
+                           described)
+
+
+@contextmanager
+def _cluster(options: BenchOptions, work: Path, out: IO[str]) -> Iterator[tuple[RunningCluster, str]]:
+    """Start a cluster (taken down afterwards) or reuse the one running in ``--state-dir``."""
+    state_dir = options.state_dir or work / "cluster"
+    result = control.up(control.UpOptions(state_dir=state_dir, nodes=workload.uniform_nodes(options.nodes),
+                                          start_adapter=False), out=out)
+    record = result.record
+    started = not result.already_running
+    try:
+        cluster = RunningCluster(record, control.admin_client(record))
+        if result.already_running:
+            names = {p.name for p in record.processes}
+            if names & set(functions.FUNCTIONS):
+                raise InputError(f"the cluster in {state_dir} runs its own live functions",
+                                 why="the bench starts its own binder; use a cluster started without --functions")
+            count = len(workload.schedulable_nodes(cluster.client))
+            if count != options.nodes:
+                raise InputError(f"the cluster in {state_dir} has {count} schedulable nodes, --nodes asks for "
+                                 f"{options.nodes}", why="take it down or give the matching --nodes")
+        described = (f"{'started' if started else 'reused'}: {options.nodes} KWOK nodes of 32 CPU / 128 GiB / "
+                     f"110 pods, kube-scheduler with percentageOfNodesToScore 100")
+        yield cluster, described
+    finally:
+        if started:
+            control.down(state_dir, out=out)
+
+
+def _model(options: BenchOptions, work: Path) -> tuple[Path, str]:
+    if options.model_dir is not None:
+        manifest = json.loads((options.model_dir / "manifest.json").read_text())
+        return options.model_dir.absolute(), f"{manifest.get('version', '?')} (champion from {options.model_dir})"
+    from neurokube.live.testing import write_packing_model
+
+    directory = write_packing_model(work / "model" / "champion", version="bench-packing")
+    return directory, "bench-packing (generated: a small LightGBM packing model; give --model for a trained one)"
+
+
+def _prometheus(node_names: list[str], seed: int):
+    from neurokube.live.testing import FakePrometheus
+
+    rng = random.Random(seed)
+    return FakePrometheus({name: (rng.uniform(0.5, 8.0), rng.uniform(1.0, 16.0) * 2**30) for name in node_names})
+
+
+@contextmanager
+def _sweep_timer(url: str, every_s: float) -> Iterator[None]:
+    """Ping the sweeper every ``every_s`` like the deployed PingSource."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every_s):
+            try:
+                functions.ping(url, timeout_s=every_s)
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=loop, name="sweep-timer", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
+@contextmanager
+def _extender_scheduler(cluster: RunningCluster, live: livekit.LiveFunctions, logs: Path,
+                        out: IO[str]) -> Iterator[None]:
+    """The extender function and a second kube-scheduler whose one profile calls it."""
+    extender = livekit.Function("extender", live.env, logs).start()
+    try:
+        layout = Layout(cluster.state_dir)
+        config = schedconfig.write(logs / "kube-scheduler-extender.yaml", layout.kubeconfig("kube-scheduler"),
+                                   schedconfig.Extender(extender.url, ("filter", "prioritize"), EXTENDER_WEIGHT))
+        doc = yaml.safe_load(config.read_text())
+        doc["profiles"] = [{"schedulerName": EXTENDER_SCHEDULER}]
+        config.write_text(yaml.safe_dump(doc, sort_keys=False))
+        launch = components.kube_scheduler(Binaries(Path(cluster.record.bin_dir)), layout,
+                                           components.free_ports(("scheduler",)), config)
+        proc = processes.start("kube-scheduler-extender", launch.argv, logs / "kube-scheduler-extender.log", cwd=logs)
+        try:
+            deadline = time.monotonic() + 60
+            while not launch.ready():
+                if not processes.is_running(proc) or time.monotonic() > deadline:
+                    raise TemporaryError(f"the extender's kube-scheduler did not start; see "
+                                         f"{logs / 'kube-scheduler-extender.log'}")
+                time.sleep(0.2)
+            print(f"started a second kube-scheduler (profile {EXTENDER_SCHEDULER}) calling the extender at "
+                  f"{extender.url}", file=out, flush=True)
+            yield
+        finally:
+            processes.stop(proc)
+    finally:
+        extender.stop()
+
+
+@dataclass(frozen=True)
+class _Context:
+    options: BenchOptions
+    specs: list[tuple[int, int]]
+    run_id: str
+    kube: KubeClient
+    watch: BindWatch
+    cluster: RunningCluster
+    live: livekit.LiveFunctions
+    broker: LocalBroker | None
+    out: IO[str]
+    progress: Progress
+
+
+def _phase(ctx: _Context, name: str, scheduler_name: str, round_: int) -> PhaseRecord:
+    options, run_id, kube, watch, cluster, live, broker, out, progress = (
+        ctx.options, ctx.run_id, ctx.kube, ctx.watch, ctx.cluster, ctx.live, ctx.broker, ctx.out, ctx.progress)
+    specs = ctx.specs
+    docs = manifests(run_id, name, scheduler_name, specs, round_)
+    names = {d["metadata"]["name"] for d in docs}
+    print(f"{stats.LABELS[name]}: creating {len(docs)} pods (schedulerName {scheduler_name})", file=out, flush=True)
+    binder_log = Path(live.logs) / f"{live.binder.label}.log"
+    log_offset = binder_log.stat().st_size if binder_log.exists() else 0
+    before = {"binder": scrape(live.binder.url), "sweeper": scrape(live.sweeper.url)}
+    broker_before = _broker_snapshot(broker)
+    created, created_wall = _create(kube, docs, options, progress, name)
+    deadline = time.monotonic() + options.phase_timeout_s
+    with progress(f"{name}: bound", len(docs), "pod") as update:
+        while True:
+            watch.check()
+            bound = watch.count_bound(names)
+            update(bound, len(docs))
+            if bound == len(docs):
+                break
+            if time.monotonic() > deadline:
+                raise TemporaryError(f"{stats.LABELS[name]}: only {bound} of {len(docs)} pods bound after "
+                                     f"{options.phase_timeout_s:.0f}s (logs: {live.logs})")
+            time.sleep(0.1)
+    after = _settled_metrics(live, before, len(docs) if name == stats.NEUROKUBE else None)
+    with watch._lock:
+        first_seen = {n: watch.seen.get(n, created[n]) for n in names}
+        bound_at = {n: watch.bound[n] for n in names}
+        placements = {n: watch.node[n] for n in names}
+    created_at = {n: min(created[n], first_seen[n]) for n in names}
+    result = stats.summarize(name, created_at, bound_at)
+    bad = livekit.over_committed(cluster.client)
+    if bad:
+        raise TemporaryError(f"{stats.LABELS[name]}: nodes over allocatable: {'; '.join(bad[:3])}")
+    profile: dict = {}
+    if name == stats.NEUROKUBE:
+        placed = _placed(before, after)
+        if placed != len(docs):
+            raise TemporaryError(f"NeuroKube: {placed:.0f} successful placements for {len(docs)} pods "
+                                 "(expected exactly one each)")
+        profile = _neurokube_profile(before, after, result, binder_log, log_offset, created_wall, created, bound_at)
+        profile["delivery"] = _delivery_profile(broker, broker_before)
+    print(f"  {result.bound}/{result.pods} bound, {result.pods_per_s:.1f} pods/s, p50 {result.p50_ms:.0f} ms, "
+          f"p99 {result.p99_ms:.0f} ms (created in {result.create_span_s:.1f}s); no node over allocatable",
+          file=out, flush=True)
+    _delete_all(kube, run_id)
+    _wait_gone(kube, run_id, progress)
+    _wait_delivered(live.binder.url)
+    return PhaseRecord(name, result, placements, created_wall, profile)
+
+
+def _create(kube: KubeClient, docs: list[dict], options: BenchOptions, progress: Progress,
+            name: str) -> tuple[dict[str, float], dict[str, float]]:
+    created: dict[str, float] = {}
+    created_wall: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def create(doc: dict) -> None:
+        try:
+            kube.request("POST", f"/api/v1/namespaces/{NAMESPACE}/pods", doc)
+        except KubeError as exc:
+            raise TemporaryError(f"creating pod {doc['metadata']['name']} failed: {exc}") from None
+        now, wall = time.monotonic(), time.time()
+        with lock:
+            created[doc["metadata"]["name"]] = now
+            created_wall[doc["metadata"]["name"]] = wall
+
+    with progress(f"{name}: created", len(docs), "pod") as update, ThreadPoolExecutor(options.threads) as pool:
+        started = time.monotonic()
+        futures = []
+        for i, doc in enumerate(docs):
+            if options.rate:
+                pause = started + i / options.rate - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+            futures.append(pool.submit(create, doc))
+        for i, future in enumerate(futures, start=1):
+            future.result()
+            update(i, len(docs))
+    return created, created_wall
+
+
+def _neurokube_profile(before: dict, after: dict, result: stats.PhaseResult, binder_log: Path, offset: int,
+                       created_wall: dict[str, float], created: dict[str, float],
+                       bound_at: dict[str, float]) -> dict:
+    b, a = before["binder"], after["binder"]
+    stages = {stage: histogram_profile(b, a, "neurokube_decision_duration_seconds", "stage", stage)
+              for stage in ("decide", "reserve", "bind", "total")}
+    busy_s = delta(b, a, "neurokube_decision_duration_seconds_sum", stage="total")
+    events: dict[str, float] = defaultdict(float)
+    for (sample, labels), value in a.items():
+        if sample == "neurokube_cloudevents_total":
+            got = dict(labels)
+            d = value - b.get((sample, labels), 0.0)
+            if d:
+                events[f"{got['type'].rsplit('.', 1)[-1]}:{got['result']}"] += d
+    conflicts = {kind: delta(b, a, "neurokube_bind_conflicts_total", kind=kind)
+                 for kind in ("already_assigned", "reservation", "no_room", "node_gone", "contended")}
+    offset_wall = {n: created_wall[n] - created[n] for n in created_wall}  # wall - monotonic, per pod
+    bound_wall = {n: bound_at[n] + offset_wall[n] for n in bound_at if n in offset_wall}
+    return {
+        "decision_stages": stages,
+        "binder_busy_share": round(busy_s / result.span_s, 3) if result.span_s > 0 else None,
+        "events_delivered": {k: int(v) for k, v in sorted(events.items())},
+        "bind_conflicts": {k: int(v) for k, v in conflicts.items() if v},
+        "sweeper_bound": int(delta(before["sweeper"], after["sweeper"], "neurokube_decisions_total", outcome="bound")),
+        "per_pod": binder_log_profile(binder_log, offset, created_wall, bound_wall),
+    }
+
+
+def _placed(before: dict, after: dict) -> float:
+    return sum(delta(before[f], after[f], "neurokube_decisions_total", outcome="bound") for f in ("binder", "sweeper"))
+
+
+def _settled_metrics(live: livekit.LiveFunctions, before: dict, expected: int | None,
+                     timeout_s: float = 30.0) -> dict:
+    """The functions' metrics once their bookkeeping has caught up: a Binding can be seen by the
+    watch before its answer reaches the binder, which counts the placement only then. With
+    ``expected``, wait (up to ``timeout_s``) until binder and sweeper count that many placements."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        time.sleep(1.0)
+        after = {"binder": scrape(live.binder.url), "sweeper": scrape(live.sweeper.url)}
+        if expected is None or _placed(before, after) >= expected or time.monotonic() > deadline:
+            return after
+
+
+def _broker_snapshot(broker: LocalBroker | None) -> dict:
+    if broker is None:
+        return {}
+    s = broker.stats
+    return {"received": s.received, "filtered": s.filtered, "delivered": s.delivered, "retries": s.retries,
+            "failed": s.failed, "rejected": s.rejected, "waits": len(s.queue_wait_s)}
+
+
+def _delivery_profile(broker: LocalBroker | None, before: dict) -> dict:
+    if broker is None:
+        return {"path": "receive adapter -> binder (one event at a time)"}
+    now = _broker_snapshot(broker)
+    waits = [w * 1000.0 for w in broker.stats.queue_wait_s[before["waits"]:]]
+    out = {"path": "receive adapter -> Broker stand-in -> binder",
+           **{k: now[k] - before[k] for k in now if k != "waits"},
+           "max_in_flight": broker.stats.max_in_flight}
+    if waits:
+        out["broker_queue_ms"] = {"p50": round(stats.percentile(waits, 50), 1),
+                                  "p99": round(stats.percentile(waits, 99), 1)}
+    return out
+
+
+def _delete_quietly(kube: KubeClient, run_id: str) -> None:
+    try:
+        _delete_all(kube, run_id)
+    except TemporaryError:
+        pass  # the cluster is going away, or the caller reports the first failure
+
+
+def _delete_all(kube: KubeClient, run_id: str, threads: int = 8) -> int:
+    """Delete the bench's pods that still exist (one DELETE each, grace period 0); returns how many."""
+    path = f"/api/v1/namespaces/{NAMESPACE}/pods"
+    left = [p["metadata"]["name"] for p in kube.get(path, labelSelector=f"{LABEL}={run_id}").get("items") or []
+            if not p["metadata"].get("deletionTimestamp")]
+
+    def delete(name: str) -> None:
+        try:
+            kube.request("DELETE", f"{path}/{urllib.parse.quote(name)}", {"gracePeriodSeconds": 0})
+        except KubeError as exc:
+            if not exc.not_found:
+                raise
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(delete, left))
+    return len(left)
+
+
+def _wait_delivered(binder_url: str, quiet_s: float = 3.0, timeout_s: float = 300.0) -> None:
+    """Wait until the receive adapter has delivered its backlog (the binder's event count stops
+    moving for ``quiet_s``): it delivers one event at a time, and the next phase must not queue
+    behind this one's update and delete events."""
+    deadline = time.monotonic() + timeout_s
+    last, since = -1.0, time.monotonic()
+    while time.monotonic() < deadline:
+        now_count = delta({}, scrape(binder_url), "neurokube_cloudevents_total")
+        if now_count != last:
+            last, since = now_count, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+        time.sleep(0.25)
+
+
+def _wait_gone(kube: KubeClient, run_id: str, progress: Progress, timeout_s: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    path = f"/api/v1/namespaces/{NAMESPACE}/pods"
+    with progress("deleting", 0, "pod") as update:
+        while True:
+            items = kube.get(path, labelSelector=f"{LABEL}={run_id}").get("items") or []
+            left = len(items)
+            update(0, left)
+            if not left:
+                return
+            if any(not p["metadata"].get("deletionTimestamp") for p in items):
+                _delete_all(kube, run_id)
+            if time.monotonic() > deadline:
+                raise TemporaryError(f"{left} bench pods still exist {timeout_s:.0f}s after their deletion")
+            time.sleep(0.5)
+
+
+def markdown(result: BenchResult, command: str) -> str:
+    """The docs/BENCHMARKS.md section body."""
+    found = stats.verdicts(result.results, result.options.nodes)
+    r = stats.ratios(result.results)
+    pace = "as fast as they can" if not result.options.rate else f"at {result.options.rate:g} pods/s"
+    lines = [
+        f"{result.options.pods:,} pods on {result.options.nodes:,} KWOK nodes, created by "
+        f"{result.options.threads} client threads {pace}; "
+        f"the same pods (requests {'/'.join(map(str, CPU_CHOICES))}m CPU x {'/'.join(map(str, MEMORY_CHOICES))} MiB, "
+        "seeded) for each scheduler, one after the other. Create-to-bound is timed by a watch on the pods "
+        "(local timestamps: created when the create call returned or the watch saw the pod, bound when the watch "
+        "first saw spec.nodeName). Model: " + result.model + ". Node metrics: " + result.metrics + ".",
+        "",
+        stats.table(result.results),
+        "",
+        *_rounds_lines(result),
+        f"Ratios NeuroKube / kube-scheduler: throughput {r['throughput']:.2f} x, p50 {r['p50']:.2f} x, "
+        f"p99 {r['p99']:.2f} x.",
+        "",
+        stats.goals_table(found),
+    ]
+    profile = result.phases[stats.NEUROKUBE].profile
+    if profile:
+        lines += ["", "Where NeuroKube's time goes (binder /metrics and decision log over its last phase):", "",
+                  profile_text(profile)]
+    return "\n".join(lines)
+
+
+def _rounds_lines(result: BenchResult) -> list[str]:
+    """With several rounds: say the rows are medians, and list each round's ratios."""
+    if len(result.rounds) < 2:
+        return []
+    parts = []
+    for number, r in enumerate(result.rounds, start=1):
+        ratios = stats.ratios({name: phase.result for name, phase in r.items()})
+        parts.append(f"round {number}: throughput {ratios['throughput']:.2f} x, p99 {ratios['p99']:.2f} x "
+                     f"({r[stats.KUBE_SCHEDULER].result.p99_ms:.0f} vs {r[stats.NEUROKUBE].result.p99_ms:.0f} ms)")
+    return [f"Each row is the median of {len(result.rounds)} rounds (kube-scheduler, then NeuroKube, in turn); "
+            + "; ".join(parts) + ".", ""]
+
+
+def profile_text(profile: dict) -> str:
+    stages = profile["decision_stages"]
+    per_pod = profile.get("per_pod", {})
+    rows = ["| part | p50 ms | p99 ms | mean ms |", "|---|---:|---:|---:|"]
+    for key, label in (("wait_for_delivery_ms", "created -> binder starts placing (delivery, a free binder thread)"),
+                       ("placement_ms", "placement in the binder (decide + reservation + Binding)"),
+                       ("bound_to_watch_ms", "Binding -> seen bound by the watch")):
+        if key in per_pod:
+            v = per_pod[key]
+            rows.append(f"| {label} | {v['p50']:.0f} | {v['p99']:.0f} | {v['mean']:.0f} |")
+    for stage in ("decide", "reserve", "bind", "total"):
+        s = stages.get(stage, {})
+        if s.get("count"):
+            rows.append(f"| stage `{stage}` (histogram, bucket bounds) | <= {s['p50_ms_le']:g} | "
+                        f"<= {s['p99_ms_le']:g} | {s['mean_ms']:.1f} |")
+    events = ", ".join(f"{k} {v}" for k, v in profile.get("events_delivered", {}).items())
+    tail = [f"Binder threads placing at once, on average: {profile.get('binder_busy_share') or 0:.1f}; events "
+            f"delivered to it: {events or 'none'}; bind conflicts: {profile.get('bind_conflicts') or 'none'}; "
+            f"placed by the sweeper: {profile.get('sweeper_bound', 0)}."]
+    return "\n".join(rows + [""] + tail)

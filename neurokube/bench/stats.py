@@ -1,0 +1,190 @@
+"""The arithmetic of ``neurokube bench scheduling``: per-phase throughput and latency, the ratios
+between schedulers, the goal verdicts, and the JSON and Markdown they are reported in.
+
+Pure: timestamps come in as numbers (seconds on one monotonic clock), nothing here reads a clock,
+a file or the network.
+
+* create-to-bound latency of a pod = bound - created, where ``created`` is when the pod is known
+  to exist (its create call returned, or the bench's watch saw it, whichever came first) and
+  ``bound`` is when the bench's watch first saw ``spec.nodeName`` set. Never negative.
+* pods/s = pods bound / (last bound - first created): the whole phase, creation included.
+* percentiles are nearest-rank (the smallest value with at least q % of the values at or below
+  it): p99 of 2,000 pods is the 1,980th fastest, a latency some pod really had.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+KUBE_SCHEDULER = "kube_scheduler"
+NEUROKUBE = "neurokube"
+EXTENDER = "kube_scheduler_extender"
+LABELS = {KUBE_SCHEDULER: "kube-scheduler (default profile)", NEUROKUBE: "NeuroKube binder",
+          EXTENDER: "kube-scheduler + NeuroKube extender"}
+
+#: The issue's goals.
+THROUGHPUT_RATIO_MIN = 1.0  # NeuroKube pods/s >= 1.0 x kube-scheduler's
+P99_RATIO_MAX = 1.5  # NeuroKube p99 create-to-bound <= 1.5 x kube-scheduler's
+EXTENDER_ADDED_P99_MS_MAX = 5.0  # the extender adds <= 5 ms to the p99 ...
+EXTENDER_GOAL_NODES = 1000  # ... at 1,000 nodes
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile, ``0 < q <= 100``; ValueError for no values."""
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0 < q <= 100:
+        raise ValueError(f"percentile {q} is not in (0, 100]")
+    ordered = sorted(values)
+    rank = math.ceil(q / 100 * len(ordered))
+    return float(ordered[max(rank, 1) - 1])
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    scheduler: str  # KUBE_SCHEDULER, NEUROKUBE or EXTENDER
+    pods: int  # created
+    bound: int
+    pods_per_s: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    mean_ms: float
+    span_s: float  # first created -> last bound
+    create_span_s: float  # first created -> last created
+
+    def to_json(self) -> dict:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def summarize(scheduler: str, created: Mapping[str, float], bound: Mapping[str, float]) -> PhaseResult:
+    """One phase from per-pod timestamps (seconds, one clock). Pods never bound count in ``pods``
+    but not in the latencies; ValueError if no pod was created or none was bound."""
+    if not created:
+        raise ValueError("no pod was created")
+    latencies = [max(0.0, bound[name] - t) * 1000.0 for name, t in created.items() if name in bound]
+    if not latencies:
+        raise ValueError("no pod was bound")
+    first_created = min(created.values())
+    last_bound = max(bound[name] for name in created if name in bound)
+    span = last_bound - first_created
+    return PhaseResult(
+        scheduler=scheduler, pods=len(created), bound=len(latencies),
+        pods_per_s=len(latencies) / span if span > 0 else math.inf,
+        p50_ms=percentile(latencies, 50), p99_ms=percentile(latencies, 99), max_ms=max(latencies),
+        mean_ms=sum(latencies) / len(latencies), span_s=span,
+        create_span_s=max(created.values()) - first_created)
+
+
+def median_of(rounds: Sequence[PhaseResult]) -> PhaseResult:
+    """One scheduler's rounds as one row: the median of each measure over the rounds (the middle
+    round's value for an odd count); pods and bound are the rounds' smallest."""
+    if not rounds:
+        raise ValueError("no rounds")
+    if len({r.scheduler for r in rounds}) != 1:
+        raise ValueError("rounds of different schedulers")
+
+    def median(values: list[float]) -> float:
+        ordered = sorted(values)
+        mid = len(ordered) // 2
+        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+    fields = ("pods_per_s", "p50_ms", "p99_ms", "max_ms", "mean_ms", "span_s", "create_span_s")
+    return PhaseResult(rounds[0].scheduler, min(r.pods for r in rounds), min(r.bound for r in rounds),
+                       **{f: median([getattr(r, f) for r in rounds]) for f in fields})
+
+
+# -- goals ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    goal: str  # e.g. "throughput >= 1.0 x kube-scheduler"
+    measured: str  # e.g. "0.42 x (41.8 vs 99.5 pods/s)"
+    met: bool
+    miss: str = ""  # by how much, when not met
+    note: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def ratios(results: Mapping[str, PhaseResult]) -> dict[str, float]:
+    """NeuroKube over kube-scheduler (throughput, p50, p99), and the extender's added p99 (ms)."""
+    ks, nk = results[KUBE_SCHEDULER], results[NEUROKUBE]
+    out = {"throughput": _ratio(nk.pods_per_s, ks.pods_per_s), "p50": _ratio(nk.p50_ms, ks.p50_ms),
+           "p99": _ratio(nk.p99_ms, ks.p99_ms)}
+    if EXTENDER in results:
+        out["extender_added_p99_ms"] = results[EXTENDER].p99_ms - ks.p99_ms
+        out["extender_added_p50_ms"] = results[EXTENDER].p50_ms - ks.p50_ms
+    return out
+
+
+def verdicts(results: Mapping[str, PhaseResult], nodes: int) -> list[Verdict]:
+    ks, nk = results[KUBE_SCHEDULER], results[NEUROKUBE]
+    r = ratios(results)
+    out = []
+    met = r["throughput"] >= THROUGHPUT_RATIO_MIN
+    out.append(Verdict(
+        f"throughput >= {THROUGHPUT_RATIO_MIN:.1f} x kube-scheduler",
+        f"{r['throughput']:.2f} x ({nk.pods_per_s:.1f} vs {ks.pods_per_s:.1f} pods/s)", met,
+        "" if met else f"{(1 - r['throughput'] / THROUGHPUT_RATIO_MIN) * 100:.0f} % short: "
+                       f"{THROUGHPUT_RATIO_MIN * ks.pods_per_s - nk.pods_per_s:.1f} pods/s more needed"))
+    met = r["p99"] <= P99_RATIO_MAX
+    out.append(Verdict(
+        f"p99 create-to-bound <= {P99_RATIO_MAX:.1f} x kube-scheduler",
+        f"{r['p99']:.2f} x ({nk.p99_ms:.0f} vs {ks.p99_ms:.0f} ms)", met,
+        "" if met else f"{nk.p99_ms - P99_RATIO_MAX * ks.p99_ms:.0f} ms over "
+                       f"({r['p99'] / P99_RATIO_MAX:.1f} x the allowed {P99_RATIO_MAX * ks.p99_ms:.0f} ms)"))
+    if EXTENDER in results:
+        added = r["extender_added_p99_ms"]
+        met = added <= EXTENDER_ADDED_P99_MS_MAX
+        note = "" if nodes == EXTENDER_GOAL_NODES else \
+            f"the goal is stated at {EXTENDER_GOAL_NODES:,} nodes; measured at {nodes:,}"
+        out.append(Verdict(
+            f"extender adds <= {EXTENDER_ADDED_P99_MS_MAX:.0f} ms p99 per pod at {EXTENDER_GOAL_NODES:,} nodes",
+            f"{added:+.0f} ms ({results[EXTENDER].p99_ms:.0f} vs {ks.p99_ms:.0f} ms p99)", met,
+            "" if met else f"{added - EXTENDER_ADDED_P99_MS_MAX:.0f} ms over", note))
+    return out
+
+
+def _ratio(a: float, b: float) -> float:
+    if b == 0:
+        return math.inf if a > 0 else 1.0
+    return a / b
+
+
+# -- reports ------------------------------------------------------------------------------------------
+
+
+def to_json(results: Mapping[str, PhaseResult], nodes: int, extra: Mapping[str, object] | None = None) -> dict:
+    """``{"kube_scheduler": {"pods_per_s", "p50_ms", "p99_ms", ...}, "neurokube": {...}, ...}``:
+    the issue's shape, with more keys beside it (ratios, goals, the other columns, ``extra``)."""
+    doc: dict = {name: result.to_json() for name, result in results.items()}
+    doc["nodes"] = nodes
+    doc["ratios"] = {k: round(v, 4) for k, v in ratios(results).items()}
+    doc["goals"] = [v.to_json() for v in verdicts(results, nodes)]
+    doc.update(extra or {})
+    return doc
+
+
+def table(results: Mapping[str, PhaseResult]) -> str:
+    """The per-scheduler rows as a Markdown table (also readable as plain text)."""
+    lines = ["| scheduler | pods bound | pods/s | p50 ms | p99 ms | max ms | creation s | phase s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in results.items():
+        lines.append(f"| {LABELS.get(name, name)} | {r.bound}/{r.pods} | {r.pods_per_s:.1f} | {r.p50_ms:.0f} | "
+                     f"{r.p99_ms:.0f} | {r.max_ms:.0f} | {r.create_span_s:.1f} | {r.span_s:.1f} |")
+    return "\n".join(lines)
+
+
+def goals_table(found: Sequence[Verdict]) -> str:
+    lines = ["| goal | measured | verdict |", "|---|---|---|"]
+    for v in found:
+        verdict = "met" if v.met else f"**NOT met**: {v.miss}"
+        if v.note:
+            verdict += f" ({v.note})"
+        lines.append(f"| {v.goal} | {v.measured} | {verdict} |")
+    return "\n".join(lines)

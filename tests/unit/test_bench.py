@@ -1,0 +1,322 @@
+"""``neurokube bench scheduling`` without a cluster: the statistics (nearest-rank percentiles,
+pods/s over the whole phase, latencies from the earliest sign of a pod), the ratios and goal
+verdicts with how much a missed goal is missed by, the JSON in the issue's shape, the binder
+profile read from /metrics and the decision log, the Broker stand-in's delivery (filtering,
+concurrency, retries), and bad arguments (one line, exit 2, before anything starts)."""
+
+import json
+import math
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from neurokube.bench import scheduling, stats
+from neurokube.cluster.broker import LocalBroker
+from neurokube.errors import InputError
+
+# -- percentiles and one phase ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values, q, expected", [
+    ([5.0], 50, 5.0),
+    ([5.0], 99, 5.0),
+    ([1, 2, 3, 4], 50, 2),  # nearest rank: ceil(0.5 * 4) = 2nd
+    ([1, 2, 3, 4], 75, 3),
+    ([1, 2, 3, 4], 100, 4),
+    (list(range(1, 101)), 99, 99),
+    (list(range(1, 2001)), 99, 1980),  # p99 of 2,000 is the 1,980th fastest
+    ([3, 1, 2], 50, 2),  # unsorted input
+])
+def test_nearest_rank_percentiles(values, q, expected):
+    assert stats.percentile(values, q) == expected
+
+
+@pytest.mark.parametrize("values, q", [([], 50), ([1.0], 0), ([1.0], 101)])
+def test_percentile_rejects_nonsense(values, q):
+    with pytest.raises(ValueError):
+        stats.percentile(values, q)
+
+
+def test_a_phase_is_timed_from_first_created_to_last_bound():
+    created = {"a": 10.0, "b": 10.5, "c": 11.0, "d": 12.0}
+    bound = {"a": 10.1, "b": 10.7, "c": 11.4, "d": 14.0}
+    r = stats.summarize(stats.NEUROKUBE, created, bound)
+    assert r.pods == r.bound == 4
+    assert r.span_s == pytest.approx(4.0) and r.create_span_s == pytest.approx(2.0)
+    assert r.pods_per_s == pytest.approx(1.0)  # 4 pods / (14.0 - 10.0)
+    assert r.p50_ms == pytest.approx(200.0)  # latencies 100, 200, 400, 2000
+    assert r.p99_ms == pytest.approx(2000.0) and r.max_ms == pytest.approx(2000.0)
+    assert r.mean_ms == pytest.approx(675.0)
+
+
+def test_unbound_pods_count_as_created_not_in_latencies_and_clock_skew_is_not_negative():
+    r = stats.summarize(stats.KUBE_SCHEDULER, {"a": 1.0, "b": 1.0, "c": 1.0}, {"a": 0.999, "b": 2.0})
+    assert (r.pods, r.bound) == (3, 2)
+    assert r.p50_ms == 0.0 and r.p99_ms == pytest.approx(1000.0)
+    with pytest.raises(ValueError):
+        stats.summarize(stats.NEUROKUBE, {"a": 1.0}, {})
+    with pytest.raises(ValueError):
+        stats.summarize(stats.NEUROKUBE, {}, {})
+
+
+def test_rounds_are_reported_as_medians():
+    rounds = [stats.PhaseResult(stats.NEUROKUBE, 10, 10, s, p50, p99, p99, p50, 1.0, 0.5)
+              for s, p50, p99 in ((50.0, 300, 900), (80.0, 100, 2000), (60.0, 200, 1000))]
+    m = stats.median_of(rounds)
+    assert (m.pods_per_s, m.p50_ms, m.p99_ms) == (60.0, 200, 1000)  # each measure's own median
+    assert stats.median_of(rounds[:2]).p99_ms == 1450  # even count: the mean of the middle two
+    with pytest.raises(ValueError):
+        stats.median_of([])
+    with pytest.raises(ValueError):
+        stats.median_of([rounds[0], stats.PhaseResult(stats.KUBE_SCHEDULER, *list(vars(rounds[0]).values())[1:])])
+
+
+# -- ratios and verdicts ------------------------------------------------------------------------------
+
+
+def phase(name, pods_per_s, p50, p99):
+    return stats.PhaseResult(name, 100, 100, pods_per_s, p50, p99, p99, p50, 100 / pods_per_s, 1.0)
+
+
+def test_goals_met():
+    results = {stats.KUBE_SCHEDULER: phase(stats.KUBE_SCHEDULER, 40.0, 300, 1000),
+               stats.NEUROKUBE: phase(stats.NEUROKUBE, 40.0, 350, 1500)}
+    found = stats.verdicts(results, 500)
+    assert [v.met for v in found] == [True, True]  # exactly at both limits
+    assert stats.ratios(results) == {"throughput": 1.0, "p50": pytest.approx(350 / 300), "p99": 1.5}
+
+
+def test_missed_goals_say_by_how_much():
+    results = {stats.KUBE_SCHEDULER: phase(stats.KUBE_SCHEDULER, 40.0, 300, 1000),
+               stats.NEUROKUBE: phase(stats.NEUROKUBE, 30.0, 900, 2000)}
+    throughput, latency = stats.verdicts(results, 500)
+    assert not throughput.met and "25 % short" in throughput.miss and "10.0 pods/s more" in throughput.miss
+    assert throughput.measured.startswith("0.75 x")
+    assert not latency.met and latency.miss.startswith("500 ms over")  # 2000 - 1.5 x 1000
+    table = stats.goals_table([throughput, latency])
+    assert table.count("**NOT met**") == 2
+
+
+def test_the_extender_verdict_is_the_added_p99_and_names_the_node_count():
+    results = {stats.KUBE_SCHEDULER: phase(stats.KUBE_SCHEDULER, 40.0, 300, 1000),
+               stats.NEUROKUBE: phase(stats.NEUROKUBE, 40.0, 300, 1000),
+               stats.EXTENDER: phase(stats.EXTENDER, 35.0, 310, 1004)}
+    ext = stats.verdicts(results, 1000)[2]
+    assert ext.met and ext.measured.startswith("+4 ms") and ext.note == ""
+    results[stats.EXTENDER] = phase(stats.EXTENDER, 35.0, 310, 1020)
+    ext = stats.verdicts(results, 500)[2]
+    assert not ext.met and ext.miss == "15 ms over" and "measured at 500" in ext.note
+    assert stats.ratios(results)["extender_added_p99_ms"] == pytest.approx(20.0)
+
+
+def test_zero_baselines_do_not_divide_by_zero():
+    results = {stats.KUBE_SCHEDULER: phase(stats.KUBE_SCHEDULER, 40.0, 0, 0),
+               stats.NEUROKUBE: phase(stats.NEUROKUBE, 40.0, 0, 5)}
+    r = stats.ratios(results)
+    assert r["p50"] == 1.0 and math.isinf(r["p99"])
+
+
+def test_json_has_the_issue_shape_with_extra_keys_beside_it():
+    results = {stats.KUBE_SCHEDULER: phase(stats.KUBE_SCHEDULER, 40.0, 300, 1000),
+               stats.NEUROKUBE: phase(stats.NEUROKUBE, 20.0, 600, 3000)}
+    doc = json.loads(json.dumps(stats.to_json(results, 500, {"model": "m"})))
+    for name in ("kube_scheduler", "neurokube"):
+        assert {"pods_per_s", "p50_ms", "p99_ms"} <= set(doc[name])
+        assert all(isinstance(doc[name][k], (int, float)) for k in ("pods_per_s", "p50_ms", "p99_ms"))
+    assert doc["neurokube"]["p99_ms"] == 3000 and doc["kube_scheduler"]["pods_per_s"] == 40.0
+    assert doc["ratios"]["throughput"] == 0.5 and doc["ratios"]["p99"] == 3.0
+    assert [g["met"] for g in doc["goals"]] == [False, False] and doc["model"] == "m" and doc["nodes"] == 500
+
+
+# -- the runner's pure parts ----------------------------------------------------------------------------
+
+
+def test_the_same_pods_for_every_phase_only_the_scheduler_differs():
+    specs = scheduling.pod_specs(50, seed=3)
+    assert specs == scheduling.pod_specs(50, seed=3) and specs != scheduling.pod_specs(50, seed=4)
+    a = scheduling.manifests("run", stats.KUBE_SCHEDULER, "default-scheduler", specs)
+    b = scheduling.manifests("run", stats.NEUROKUBE, "neurokube", specs)
+    strip = [(m["spec"]["containers"], m["metadata"]["labels"][scheduling.LABEL]) for m in a]
+    assert strip == [(m["spec"]["containers"], m["metadata"]["labels"][scheduling.LABEL]) for m in b]
+    assert {m["spec"]["schedulerName"] for m in b} == {"neurokube"}
+    names = [{m["metadata"]["name"] for m in ms} for ms in (
+        a, b, scheduling.manifests("run", stats.EXTENDER, "x", specs),
+        scheduling.manifests("run", stats.KUBE_SCHEDULER, "default-scheduler", specs, round_=2))]
+    assert sum(map(len, names)) == len(set().union(*names)) == 200  # the watch keys on names: never reused
+
+
+def test_options_are_checked_before_anything_starts(tmp_path):
+    with pytest.raises(InputError, match="not a model directory"):
+        scheduling.BenchOptions(nodes=5, pods=5, model_dir=tmp_path)
+    with pytest.raises(InputError):
+        scheduling.BenchOptions(nodes=0, pods=5)
+    assert scheduling.BenchOptions(nodes=5, pods=100).phase_timeout_s == 110.0
+
+
+METRICS_BEFORE = """
+neurokube_decision_duration_seconds_bucket{stage="total",le="0.05"} 10
+neurokube_decision_duration_seconds_bucket{stage="total",le="0.1"} 10
+neurokube_decision_duration_seconds_bucket{stage="total",le="+Inf"} 10
+neurokube_decision_duration_seconds_count{stage="total"} 10
+neurokube_decision_duration_seconds_sum{stage="total"} 0.3
+neurokube_decisions_total{policy="neurokube",outcome="bound"} 10
+"""
+METRICS_AFTER = """
+neurokube_decision_duration_seconds_bucket{stage="total",le="0.05"} 60
+neurokube_decision_duration_seconds_bucket{stage="total",le="0.1"} 109
+neurokube_decision_duration_seconds_bucket{stage="total",le="+Inf"} 110
+neurokube_decision_duration_seconds_count{stage="total"} 110
+neurokube_decision_duration_seconds_sum{stage="total"} 6.3
+neurokube_decisions_total{policy="neurokube",outcome="bound"} 105
+neurokube_decisions_total{policy="default",outcome="bound"} 5
+"""
+
+
+def parsed(text):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def test_profile_from_metric_deltas():
+    before, after = parsed(METRICS_BEFORE), parsed(METRICS_AFTER)
+    assert scheduling.delta(before, after, "neurokube_decisions_total", outcome="bound") == 100
+    h = scheduling.histogram_profile(before, after, "neurokube_decision_duration_seconds", "stage", "total")
+    assert h == {"count": 100, "mean_ms": 60.0, "p50_ms_le": 50.0, "p99_ms_le": 100.0}
+    assert scheduling.histogram_profile(before, after, "neurokube_decision_duration_seconds", "stage",
+                                        "decide") == {"count": 0}
+
+
+def test_where_the_time_goes_from_the_decision_log(tmp_path):
+    log = tmp_path / "binder.log"
+    lines = [json.dumps({"ts": 100.5, "msg": "pod bound", "pod": "default/p1", "ms": 100.0}),
+             "not json", json.dumps({"ts": 101.0, "msg": "event ignored", "pod": "default/p2"}),
+             json.dumps({"ts": 102.0, "msg": "pod bound", "pod": "default/other-run", "ms": 5.0})]
+    log.write_text("\n".join(lines) + "\n")
+    out = scheduling.binder_log_profile(log, 0, {"p1": 100.0}, {"p1": 100.52})
+    assert out["pods_in_log"] == 1
+    assert out["wait_for_delivery_ms"]["p50"] == pytest.approx(400.0)  # placement started at 100.4
+    assert out["placement_ms"]["p50"] == 100.0
+    assert out["bound_to_watch_ms"]["p50"] == pytest.approx(20.0)
+
+
+# -- the Broker stand-in ------------------------------------------------------------------------------
+
+
+class Subscriber:
+    """A binder double: answers ``codes`` in turn (then 200), records the concurrency it saw."""
+
+    def __init__(self, codes=(), delay_s=0.0):
+        self.codes = list(codes)
+        self.seen, self.in_flight, self.max_in_flight = [], 0, 0
+        lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with lock:
+                    owner.in_flight += 1
+                    owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
+                    code = owner.codes.pop(0) if owner.codes else 200
+                    owner.seen.append((self.headers.get("ce-type"), code))
+                time.sleep(delay_s)
+                with lock:
+                    owner.in_flight -= 1
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def post(url, kind):
+    import urllib.request
+
+    request = urllib.request.Request(url, data=b"{}", method="POST",
+                                     headers={"ce-type": kind, "ce-id": "1", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.status
+
+
+def wait_idle(broker):
+    for _ in range(500):
+        if broker.idle():
+            return
+        time.sleep(0.01)
+    raise AssertionError("the broker never went idle")
+
+
+def test_broker_acks_at_once_and_delivers_concurrently_only_the_triggered_types():
+    sub = Subscriber(delay_s=0.2)
+    broker = LocalBroker(sub.url, concurrency=4)
+    try:
+        started = time.monotonic()
+        codes = [post(broker.url, "dev.knative.apiserver.resource.add") for _ in range(8)]
+        codes.append(post(broker.url, "dev.knative.apiserver.resource.delete"))
+        assert codes == [202] * 9 and time.monotonic() - started < 1.0  # not 8 x 0.2 s
+        wait_idle(broker)
+        assert sub.max_in_flight == 4
+        assert [t for t, _ in sub.seen].count("dev.knative.apiserver.resource.add") == 8
+        assert broker.stats.filtered == 1 and broker.stats.delivered == 8  # no Trigger for deletes
+    finally:
+        broker.close()
+        sub.close()
+
+
+def test_broker_retries_5xx_with_backoff_and_drops_4xx():
+    sub = Subscriber(codes=[503, 503, 200, 400])
+    broker = LocalBroker(sub.url, concurrency=1, backoff_s=0.01)
+    try:
+        post(broker.url, "dev.knative.apiserver.resource.add")  # 503, 503, then 200
+        wait_idle(broker)
+        post(broker.url, "dev.knative.apiserver.resource.update")  # 400: not retried
+        wait_idle(broker)
+        assert [c for _, c in sub.seen] == [503, 503, 200, 400]
+        assert (broker.stats.retries, broker.stats.delivered, broker.stats.rejected) == (2, 1, 1)
+    finally:
+        broker.close()
+        sub.close()
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+
+def run(*argv):
+    return subprocess.run([sys.executable, "-m", "neurokube.cli.main", *argv], capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["bench", "scheduling", "--nodes", "0"], "must be positive"),
+    (["bench", "scheduling", "--pods", "many"], "not a whole number"),
+    (["bench", "scheduling", "--rate", "-1"], "must not be negative"),
+    (["bench", "scheduling", "--rounds", "0"], "must be positive"),
+    (["bench", "scheduling", "--model", "/nonexistent/model"], "not a directory"),
+    (["bench", "scheduling", "--model", "{tmp}"], "not a model directory"),
+    (["bench", "scheduling", "--json", "{tmp}"], "is a directory"),
+    (["bench", "nonsense"], "invalid choice"),
+])
+def test_bad_arguments_are_one_line_and_exit_2(tmp_path, argv, needle):
+    result = run(*(a.format(tmp=tmp_path) for a in argv))
+    assert result.returncode == 2, result.stderr
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2
