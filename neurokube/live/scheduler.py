@@ -16,6 +16,7 @@ raises a TemporaryError (HTTP 503), so the event is redelivered.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -100,6 +101,7 @@ class Scheduler:
         self.stale_after_s = stale_after_s
         self.recent_lag_s = recent_lag_s
         self.clock = clock
+        self._cycle = threading.Lock()
 
     def schedule(self, pod: Pod, request_id: str = "") -> Outcome:
         started = time.perf_counter()
@@ -112,32 +114,40 @@ class Scheduler:
         contended = False
         policy = ""
         for attempt in range(1, self.bind_attempts + 1):
-            decide_started = time.perf_counter()
-            snapshot = self.cache.snapshot()
-            mask, reasons = filter_nodes(pod, snapshot.table, snapshot.used_cpu, snapshot.used_memory,
-                                         snapshot.used_pods)
-            for i, node in enumerate(snapshot.nodes):
-                if node.name in excluded:
-                    mask[i] = False
-                    reasons[node.name] = [excluded[node.name]]
-            feasible = np.flatnonzero(mask)
+            # The scheduling cycle: one decision at a time per replica, as in kube-scheduler, so
+            # that each decision sees the pods the previous ones assumed. Concurrent decisions
+            # from one snapshot would all pick the same best node and then lose to each other
+            # at the ledger (no_room). Reservations and Bindings still run in parallel.
+            with self._cycle:
+                decide_started = time.perf_counter()
+                snapshot = self.cache.snapshot()
+                mask, reasons = filter_nodes(pod, snapshot.table, snapshot.used_cpu, snapshot.used_memory,
+                                             snapshot.used_pods)
+                for i, node in enumerate(snapshot.nodes):
+                    if node.name in excluded:
+                        mask[i] = False
+                        reasons[node.name] = [excluded[node.name]]
+                feasible = np.flatnonzero(mask)
+                choice = None
+                if feasible.size:
+                    now = self.clock()
+                    latest = self.metrics.latest() if self.metrics is not None else None
+                    fresh = latest is not None and latest.fresh(now, self.stale_after_s)
+                    view = build_view(snapshot, feasible, latest, now, self.recent_lag_s)
+                    spec = pod_spec(pod)
+                    choice = self.decider.choose(spec, view, fresh)
+                    if choice is not None:
+                        node = snapshot.nodes[feasible[choice.index]].name
+                        self.cache.assume(pod, node)
             if feasible.size == 0:
                 if contended:
                     break
                 return self._unschedulable(pod, failure_message(len(snapshot.nodes), reasons), attempt, request_id,
                                            started)
-            now = self.clock()
-            latest = self.metrics.latest() if self.metrics is not None else None
-            fresh = latest is not None and latest.fresh(now, self.stale_after_s)
-            view = build_view(snapshot, feasible, latest, now, self.recent_lag_s)
-            spec = pod_spec(pod)
-            choice = self.decider.choose(spec, view, fresh)
             if choice is None:  # cannot happen with a non-empty feasible set; be explicit anyway
                 return self._unschedulable(pod, failure_message(len(snapshot.nodes), reasons), attempt,
                                            request_id, started)
             policy = choice.policy
-            node = snapshot.nodes[feasible[choice.index]].name
-            self.cache.assume(pod, node)
             bind_started = time.perf_counter()
             self.telemetry.decision_seconds.labels(stage="decide").observe(bind_started - decide_started)
             try:
