@@ -32,20 +32,8 @@ TELEMETRY = process_telemetry()
 
 @functions_framework.http
 def binder(request: flask.Request) -> flask.Response:
-    answer = web.operational(request, SETTINGS, TELEMETRY, "binder")
-    if answer is not None:
-        return answer
-
-    def handle(request_id: str) -> flask.Response:
-        web.require_token(request, SETTINGS.event_token)
-        if request.path != "/":
-            raise web.HttpError(404, f"no such path {request.path}; POST CloudEvents to /")
-        if request.method != "POST":
-            raise web.HttpError(405, "POST a CloudEvent", {"Allow": "GET, POST"})
-        ce = web.parse_cloud_event(request, SETTINGS.max_event_bytes)
-        return web.json_response(handlers.on_pod_event(ce, SETTINGS, request_id).to_json())
-
-    return web.serve(request, TELEMETRY, handle, "binder")
+    return web.cloud_event_endpoint(request, SETTINGS, TELEMETRY, "binder", "CloudEvents",
+                                    lambda ce, rid: handlers.on_pod_event(ce, SETTINGS, rid).to_json())
 
 
 @functions_framework.cloud_event

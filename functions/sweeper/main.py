@@ -25,20 +25,8 @@ TELEMETRY = process_telemetry()
 
 @functions_framework.http
 def sweeper(request: flask.Request) -> flask.Response:
-    answer = web.operational(request, SETTINGS, TELEMETRY, "sweeper")
-    if answer is not None:
-        return answer
-
-    def handle(request_id: str) -> flask.Response:
-        web.require_token(request, SETTINGS.event_token)
-        if request.path != "/":
-            raise web.HttpError(404, f"no such path {request.path}; POST the ping CloudEvent to /")
-        if request.method != "POST":
-            raise web.HttpError(405, "POST a CloudEvent", {"Allow": "GET, POST"})
-        ce = web.parse_cloud_event(request, SETTINGS.max_event_bytes)
-        return web.json_response(handlers.on_ping(ce, SETTINGS, request_id))
-
-    return web.serve(request, TELEMETRY, handle, "sweeper")
+    return web.cloud_event_endpoint(request, SETTINGS, TELEMETRY, "sweeper", "the ping CloudEvent",
+                                    lambda ce, rid: handlers.on_ping(ce, SETTINGS, rid))
 
 
 @functions_framework.cloud_event

@@ -198,3 +198,23 @@ def serve(request: flask.Request, telemetry: Telemetry, handler: Callable[[str],
 def _path_label(path: str) -> str:
     known = ("/", "/metrics", "/healthz", "/readyz", "/filter", "/prioritize", "/bind")
     return path if path in known else "other"
+
+
+def cloud_event_endpoint(request: flask.Request, settings, telemetry: Telemetry, function: str, what: str,
+                         on_event: Callable[[CloudEvent, str], object]) -> flask.Response:
+    """The whole HTTP entry of a CloudEvent function (binder, sweeper): the GET endpoints, then
+    token, path, method and body limit, then ``on_event(event, request_id)`` answered as JSON."""
+    answer = operational(request, settings, telemetry, function)
+    if answer is not None:
+        return answer
+
+    def handle(request_id: str) -> flask.Response:
+        require_token(request, settings.event_token)
+        if request.path != "/":
+            raise HttpError(404, f"no such path {request.path}; POST {what} to /")
+        if request.method != "POST":
+            raise HttpError(405, "POST a CloudEvent", {"Allow": "GET, POST"})
+        ce = parse_cloud_event(request, settings.max_event_bytes)
+        return json_response(on_event(ce, request_id))
+
+    return serve(request, telemetry, handle, function)
