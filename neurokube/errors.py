@@ -32,6 +32,18 @@ class NotFoundError(InputError):
     """The input names an object that does not exist (HTTP 404), e.g. a pod in an unknown namespace."""
 
 
+class RefusedError(InputError):
+    """A request that the apiserver's own objects contradict or that this function may not act on
+    (an event about another scheduler's pod, a UID that does not match, a pod that is gone): HTTP
+    ``status`` (403, 409 or 410, none of which Knative retries but 409) with ``reason``, a short
+    fixed word that is also the metric label."""
+
+    def __init__(self, what: str, *, reason: str, status: int = 403, where: str | None = None,
+                 why: str | None = None) -> None:
+        super().__init__(what, where, why)
+        self.reason, self.status = reason, status
+
+
 class TemporaryError(NeuroKubeError):
     """A dependency is unavailable; the same call may succeed later."""
 
@@ -47,6 +59,14 @@ class ApiStatusError(TemporaryError):
     def __init__(self, status: int, reason: str, message: str, method: str, path: str) -> None:
         super().__init__(f"{method} {path}: {status} {reason}: {message}".rstrip(": "))
         self.status, self.reason, self.message = status, reason, message
+
+    @property
+    def permanent(self) -> bool:
+        """A refusal that the same request would meet again (a 4xx other than 408 Request Timeout
+        and 429 Too Many Requests). It stays a TemporaryError for the retry loops of the watch
+        cache and the tooling, but the HTTP edge answers it 4xx, never a 503 that Knative would
+        redeliver forever; the CLI exits 2 on it."""
+        return 400 <= self.status < 500 and self.status not in (408, 429)
 
     @property
     def conflict(self) -> bool:

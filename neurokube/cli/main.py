@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
 from neurokube import __version__
-from neurokube.errors import PermanentError, TemporaryError
+from neurokube.errors import ApiStatusError, PermanentError, TemporaryError
 
 #: Modules that contribute sub-commands, in help order.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -34,7 +33,12 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports bad arguments as one line and exit code 2 (its default too)."""
 
     def error(self, message: str) -> None:  # pragma: no cover - exercised through the CLI tests
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
+
+
+def one_line(exc: BaseException | str) -> str:
+    """The error's message on one line: a newline in a path or a value is shown escaped."""
+    return str(exc).replace("\r", "\\r").replace("\n", "\\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,10 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except PermanentError as exc:
-        print(f"neurokube: error: {exc}", file=sys.stderr)
+        print(f"neurokube: error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except ApiStatusError as exc:
+        if exc.permanent:  # the apiserver refused (403, 422, ...): retrying the command cannot help
+            print(f"neurokube: error: the apiserver refused: {one_line(exc)}", file=sys.stderr)
+            return 2
+        print(f"neurokube: unavailable: {one_line(exc)}", file=sys.stderr)
+        return 1
     except TemporaryError as exc:
-        print(f"neurokube: unavailable: {exc}", file=sys.stderr)
+        print(f"neurokube: unavailable: {one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("neurokube: interrupted", file=sys.stderr)

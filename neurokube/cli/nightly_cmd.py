@@ -5,20 +5,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neurokube.cli.options import non_negative_int, positive_int
+from neurokube.cli.options import int_range, output_dir, seed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("nightly", help="simulate days and run the nightly learning loop after each")
-    p.add_argument("--days", type=positive_int, default=3, help="simulated days (default 3)")
+    p.add_argument("--days", type=int_range(1, 3650), default=3, help="simulated days (default 3)")
     p.add_argument("--stack", action="store_true",
                    help="use the running data stack (MinIO, Prometheus via backfill, MLflow server)")
     p.add_argument("--state-dir", type=Path, help="the stack's state directory (with --stack)")
-    p.add_argument("--out", type=Path, default=Path("out/nightly"),
+    p.add_argument("--out", type=output_dir, default="out/nightly",
                    help="plots, day table, spool, model cache; embedded MLflow and store (default out/nightly)")
     p.add_argument("--trace", type=Path, metavar="DIR", help="the world's trace (default: a synthetic one)")
-    p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--rounds", type=positive_int, default=40, help="boosting rounds per regressor (default 40)")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--rounds", type=int_range(1, 100_000), default=40, help="boosting rounds per regressor (default 40)")
     p.set_defaults(func=_nightly)
 
 

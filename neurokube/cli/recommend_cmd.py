@@ -11,7 +11,8 @@ import csv
 import json
 from pathlib import Path
 
-from neurokube.cli.options import output_path
+from neurokube.cli.options import output_path, seed, writable_problem
+from neurokube.cli.outputs import Outputs
 from neurokube.errors import InputError
 
 RECOMMENDATIONS_CSV = "recommendations.csv"
@@ -26,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="load models from D (without --train-trace), or save the trained ones to D")
     p.add_argument("--json", type=output_path, metavar="OUT", help="write the metrics as JSON")
     p.add_argument("--csv", type=output_path, metavar="OUT.csv", help="write per-workload recommendations")
-    p.add_argument("--seed", type=int, default=0, help="model seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="model seed (default 0)")
     p.set_defaults(func=_recommend)
 
 
@@ -47,7 +48,11 @@ def load_model_dir(directory: Path):
 
     if not (directory / "manifest.json").is_file():
         raise InputError("no manifest.json: not a model directory", str(directory), "train with --train-trace first")
-    files = {f.name: f.read_text() for f in directory.iterdir() if f.suffix in (".json", ".txt")}
+    try:
+        files = {f.name: f.read_text(encoding="utf-8") for f in directory.iterdir()
+                 if f.suffix in (".json", ".txt") and f.is_file()}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError("cannot be read", str(directory), getattr(exc, "strerror", None) or str(exc)) from None
     return Recommender.from_texts(files)
 
 
@@ -62,34 +67,40 @@ def _recommend(args: argparse.Namespace) -> int:
         if t.resolve() == resolved:
             raise InputError("the evaluation trace is also a training trace", str(t),
                              "evaluate on a trace the models did not train on")
-    if args.train_trace:
-        settings = RecommenderSettings(forecast=replace(ForecastSettings(), seed=args.seed))
-        model = train([_prepare(t) for t in args.train_trace], settings)
-        if args.model_dir:
-            args.model_dir.mkdir(parents=True, exist_ok=True)
-            for name, text in model.to_texts().items():
-                (args.model_dir / name).write_text(text)
-            print(f"wrote models to {args.model_dir}/")
-    elif args.model_dir:
-        model = load_model_dir(args.model_dir)
-    else:
+    if not args.train_trace and not args.model_dir:
         raise InputError("no models", "recommend", "pass --train-trace T (repeatable) or --model-dir D")
-    data = _prepare(args.trace)
-    report = evaluate(model, data)
-    print(f"trace {args.trace}; trained on {', '.join(model.trained_on)}")
-    print(format_report(report))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(json_report(report), indent=2) + "\n")
-        print(f"wrote {args.json}")
-    if args.csv:
-        rows = recommendations(model, data)
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        with args.csv.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        print(f"wrote {len(rows)} recommendations to {args.csv}")
+    if args.train_trace and args.model_dir:
+        problem = writable_problem(args.model_dir, directory=True)
+        if problem:
+            raise InputError("cannot write --model-dir", str(args.model_dir), problem)
+    wrote = []
+    with Outputs() as out:  # every output or none
+        if args.train_trace:
+            settings = RecommenderSettings(forecast=replace(ForecastSettings(), seed=args.seed))
+            model = train([_prepare(t) for t in args.train_trace], settings)
+            if args.model_dir:
+                model_dir = out.directory(args.model_dir, "--model-dir")
+                for name, text in model.to_texts().items():
+                    (model_dir / name).write_text(text)
+                wrote.append(f"wrote models to {args.model_dir}/")
+        else:
+            model = load_model_dir(args.model_dir)
+        data = _prepare(args.trace)
+        report = evaluate(model, data)
+        print(f"trace {args.trace}; trained on {', '.join(model.trained_on)}")
+        print(format_report(report))
+        if args.json:
+            out.file(args.json, "--json").write_text(json.dumps(json_report(report), indent=2) + "\n")
+            wrote.append(f"wrote {args.json}")
+        if args.csv:
+            rows = recommendations(model, data)
+            with out.file(args.csv, "--csv").open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["workload"])
+                writer.writeheader()
+                writer.writerows(rows)
+            wrote.append(f"wrote {len(rows)} recommendations to {args.csv}")
+    for line in wrote:
+        print(line)
     return 0
 
 

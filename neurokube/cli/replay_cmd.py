@@ -9,12 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from neurokube.cli.options import non_negative_int, output_path, positive_int
+from neurokube.cli.options import float_range, int_range, output_dir, output_path, seed
+from neurokube.cli.outputs import Outputs
 from neurokube.cli.progress import progress
 from neurokube.errors import InputError
 from neurokube.policies import POLICY_NAMES
 
 DEFAULT_POLICIES = ("default", "most-allocated", "tlp", "lvrb", "koordinator", "random", "oracle")
+MAX_STEP_S = 86_400
+"""Longest simulation step and scrape interval (a day)."""
+MAX_WINDOW_S = 7 * 86_400
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,12 +28,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help=f"policy to replay, repeatable (default: all of {', '.join(DEFAULT_POLICIES)}); "
                              "'neurokube' needs --model")
     replay.add_argument("--model", type=Path, help="model directory for the neurokube policy")
-    replay.add_argument("--seed", type=non_negative_int, default=0, help="tie-break and random seed (default 0)")
-    replay.add_argument("--step-s", type=positive_int, default=60, help="simulation step (default 60)")
-    replay.add_argument("--scrape-s", type=positive_int, default=60, help="metrics scrape interval (default 60)")
-    replay.add_argument("--window-s", type=positive_int, default=300, help="metrics window (default 300)")
+    replay.add_argument("--seed", type=seed, default=0, help="tie-break and random seed (default 0)")
+    replay.add_argument("--step-s", type=int_range(1, MAX_STEP_S), default=60,
+                        help=f"simulation step, at most {MAX_STEP_S} (default 60)")
+    replay.add_argument("--scrape-s", type=int_range(1, MAX_STEP_S), default=60,
+                        help=f"metrics scrape interval, at most {MAX_STEP_S} (default 60)")
+    replay.add_argument("--window-s", type=int_range(1, MAX_WINDOW_S), default=300,
+                        help=f"metrics window, at most {MAX_WINDOW_S} (default 300)")
     replay.add_argument("--json", type=output_path, metavar="OUT", help="write metrics as JSON")
-    replay.add_argument("--placements-out", type=Path, metavar="DIR", help="write <policy>.csv placements")
+    replay.add_argument("--placements-out", type=output_dir, metavar="DIR", help="write <policy>.csv placements")
     replay.add_argument("--plot", type=output_path, metavar="OUT.png", help="plot contention and active nodes")
     replay.set_defaults(func=_replay)
 
@@ -37,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     audit.add_argument("--trace", type=Path, required=True)
     audit.add_argument("--placements", type=Path, required=True, help="directory of <policy>.csv files")
     audit.add_argument("--report", type=Path, required=True, help="the replay's --json output")
-    audit.add_argument("--tolerance", type=float, default=0.05, help="largest relative error allowed (default 0.05)")
+    audit.add_argument("--tolerance", type=float_range(0.0, 1e6), default=0.05,
+                       help="largest relative error allowed (default 0.05)")
     audit.set_defaults(func=_audit)
 
 
@@ -67,20 +75,26 @@ def _replay(args: argparse.Namespace) -> int:
             results[-1].metrics["fallback_decisions"] = int(fallbacks)
     print(f"trace {args.trace} ({len(trace.nodes)} nodes, {len(trace.pods)} pods)")
     print(format_table({r.policy: r.metrics for r in results}))
-    if args.json:
-        write_json(args.json, str(args.trace), results,
-                   {"step_s": config.step_s, "scrape_s": config.scrape_s, "window_s": config.window_s,
-                    "lag_s": config.lag_s, "seed": config.seed})
-        print(f"wrote {args.json}")
-    if args.placements_out:
-        for r in results:
-            write_placements(args.placements_out, trace, r)
-        print(f"wrote placements to {args.placements_out}/")
-    if args.plot:
-        from neurokube.adapters.plots import plot_replay
+    wrote = []
+    with Outputs() as out:  # every output or none
+        if args.json:
+            write_json(out.file(args.json, "--json"), str(args.trace), results,
+                       {"step_s": config.step_s, "scrape_s": config.scrape_s, "window_s": config.window_s,
+                        "lag_s": config.lag_s, "seed": config.seed})
+            wrote.append(f"wrote {args.json}")
+        if args.placements_out:
+            directory = out.directory(args.placements_out, "--placements-out")
+            for r in results:
+                write_placements(directory, trace, r)
+            wrote.append(f"wrote placements to {args.placements_out}/")
+        if args.plot:
+            from neurokube.adapters.plots import plot_replay
 
-        plot_replay(args.plot, results, f"{trace.name}: {len(trace.pods)} pods on {len(trace.nodes)} nodes")
-        print(f"wrote {args.plot}")
+            plot_replay(out.file(args.plot, "--plot"), results,
+                        f"{trace.name}: {len(trace.pods)} pods on {len(trace.nodes)} nodes")
+            wrote.append(f"wrote {args.plot}")
+    for line in wrote:
+        print(line)
     return 0
 
 
@@ -95,44 +109,89 @@ def _policy(name: str, trace, args: argparse.Namespace):
 
 
 def _audit(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from neurokube.adapters.reports import pod_keys
     from neurokube.sim.audit import recompute, relative_errors
     from neurokube.trace.io import read_trace
 
     trace = read_trace(args.trace)
-    try:
-        report = json.loads(args.report.read_text())
-        policies = report["policies"]
-        step_s = int(report["config"]["step_s"])
-        ends = report["replay_end_s"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError("not a replay JSON report", str(args.report), str(exc)) from None
+    policies, step_s, ends = _read_report(args.report)
     index = {k: i for i, k in enumerate(pod_keys(trace))}
     names = np.array(list(trace.nodes.name))
     node_index = {n: i for i, n in enumerate(names)}
     worst = 0.0
     for policy, metrics in policies.items():
-        path = args.placements / f"{policy}.csv"
-        if not path.is_file():
-            raise InputError("placements file missing", str(path))
-        frame = pd.read_csv(path, dtype={"pod": str, "node": str}, keep_default_na=False)
-        node_of = np.full(len(trace.pods), -1, dtype=np.int64)
-        bind_s = np.full(len(trace.pods), np.nan)
-        for line, (pod, node, t) in enumerate(frame[["pod", "node", "bind_s"]].itertuples(index=False), 2):
-            if pod not in index:
-                raise InputError(f"unknown pod {pod!r}", f"{path}:{line}")
-            if node:
-                if node not in node_index:
-                    raise InputError(f"unknown node {node!r}", f"{path}:{line}")
-                node_of[index[pod]] = node_index[node]
-                bind_s[index[pod]] = float(t)
-        again = recompute(trace, node_of, bind_s, step_s=step_s, end_s=float(ends[policy]))
+        node_of, bind_s = _read_placements(args.placements / f"{policy}.csv", index, node_index)
+        again = recompute(trace, node_of, bind_s, step_s=step_s, end_s=ends[policy])
         errors = relative_errors(metrics, again)
+        if not errors:
+            raise InputError(f"policy {policy!r} has no metric to compare", str(args.report))
         key, err = max(errors.items(), key=lambda kv: kv[1])
         worst = max(worst, err)
         print(f"{policy:15s} largest relative difference {err:.2%} ({key})")
     ok = worst <= args.tolerance
     print(f"{'OK' if ok else 'MISMATCH'}: largest difference {worst:.2%}, tolerance {args.tolerance:.0%}")
     return 0 if ok else 1
+
+
+def _read_report(path: Path) -> tuple[dict[str, dict[str, float | None]], int, dict[str, float]]:
+    """The policies' metrics, the step and each policy's end time from a replay ``--json`` report."""
+
+    def number(value: object, what: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise InputError("not a replay JSON report", str(path), f"{what} is not a finite number")
+        return float(value)
+
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        policies = report["policies"]
+        step = number(report["config"]["step_s"], "config.step_s")
+        ends = report["replay_end_s"]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError("cannot be read", str(path), getattr(exc, "strerror", None) or str(exc)) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError("not a replay JSON report", str(path), str(exc).splitlines()[0] if str(exc) else
+                         type(exc).__name__) from None
+    if not isinstance(policies, dict) or not policies or not isinstance(ends, dict):
+        raise InputError("not a replay JSON report", str(path), "'policies' and 'replay_end_s' must be objects")
+    if step != int(step) or not 1 <= step <= MAX_STEP_S:
+        raise InputError("not a replay JSON report", str(path), f"config.step_s must be a whole number in 1..{MAX_STEP_S}")
+    checked: dict[str, dict[str, float | None]] = {}
+    end_s: dict[str, float] = {}
+    for policy, metrics in policies.items():
+        if Path(policy).name != policy or policy in ("", ".", ".."):
+            raise InputError(f"policy name {policy!r} is not a file name", str(path))
+        if not isinstance(metrics, dict):
+            raise InputError(f"policy {policy!r}: metrics must be an object", str(path))
+        checked[policy] = {k: None if v is None else number(v, f"policies.{policy}.{k}") for k, v in metrics.items()}
+        end = number(ends.get(policy), f"replay_end_s.{policy}")
+        if not 0 <= end <= 10**9:
+            raise InputError("not a replay JSON report", str(path), f"replay_end_s.{policy} is out of range")
+        end_s[policy] = end
+    return checked, int(step), end_s
+
+
+def _read_placements(path: Path, index: dict[str, int], node_index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``node_of`` and ``bind_s`` per trace pod from a ``<policy>.csv`` placements file."""
+    from neurokube.trace.io import read_columns
+
+    if not path.is_file():
+        raise InputError("placements file missing", str(path))
+    table = read_columns(path, ("pod", "node", "bind_s"))
+    node_of = np.full(len(index), -1, dtype=np.int64)
+    bind_s = np.full(len(index), np.nan)
+    for row, (pod, node, t) in enumerate(table.frame.itertuples(index=False)):
+        if pod not in index:
+            raise InputError(f"unknown pod {pod!r}", table.where(row))
+        if node:
+            if node not in node_index:
+                raise InputError(f"unknown node {node!r}", table.where(row))
+            try:
+                value = float(t)
+            except ValueError:
+                value = float("nan")
+            if not (np.isfinite(value) and value >= 0):
+                raise InputError(f"column 'bind_s': {t!r} is not a time", table.where(row),
+                                 "a finite number of seconds, not negative")
+            node_of[index[pod]] = node_index[node]
+            bind_s[index[pod]] = value
+    return node_of, bind_s

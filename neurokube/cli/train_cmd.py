@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from neurokube.cli.options import fraction, non_negative_int, positive_int
+from neurokube.cli.options import float_range, fraction, int_range, output_dir, seed
+from neurokube.cli.outputs import Outputs
 from neurokube.model.reward import RewardWeights
 
 
@@ -14,21 +15,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the learned placement model (collect -> fit -> improve)")
     p.add_argument("--trace", type=Path, action="append", required=True, metavar="DIR",
                    help="training trace (repeatable)")
-    p.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="where to write the model")
-    p.add_argument("--iterations", type=non_negative_int, default=3,
+    p.add_argument("--out", type=output_dir, required=True, metavar="MODEL_DIR", help="where to write the model")
+    p.add_argument("--iterations", type=int_range(0, 1000), default=3,
                    help="improvement iterations after the first fit (default 3)")
     d = RewardWeights()
-    p.add_argument("--node-hour-cost", type=float, default=d.node_hour,
+    p.add_argument("--node-hour-cost", type=float_range(0.0, 1e9), default=d.node_hour,
                    help=f"cost of a node-hour in contention core-seconds (default {d.node_hour:g})")
     p.add_argument("--epsilon", type=fraction, default=0.1, help="exploration around the model (default 0.1)")
     p.add_argument("--epsilon-initial", type=fraction, default=0.2,
                    help="exploration around the hand-written policies in iteration 0 (default 0.2)")
-    p.add_argument("--rounds", type=positive_int, default=200, help="boosting rounds per model (default 200)")
+    p.add_argument("--rounds", type=int_range(1, 100_000), default=200, help="boosting rounds per model (default 200)")
     p.add_argument("--contention-target", choices=("added", "experienced"), default="added",
                    help="label of the contention model: the decision's marginal contention (added) or the "
                         "contention the pod experienced on its node (default added)")
-    p.add_argument("--log-dir", type=Path, help="also write the decision logs (Parquet) here")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--log-dir", type=output_dir, help="also write the decision logs (Parquet) here")
+    p.add_argument("--seed", type=seed, default=0)
     p.set_defaults(func=_train)
 
 
@@ -59,14 +60,16 @@ def _train(args: argparse.Namespace) -> int:
             print(message, flush=True)
 
         result = train(traces, settings, progress=tick)
-    out: Path = args.out
     result.model.info["learning_curve"] = result.curve
-    result.model.save(out)
-    (out / "learning_curve.json").write_text(json.dumps(result.curve, indent=2) + "\n")
-    (out / "ope.json").write_text(json.dumps(result.ope, indent=2) + "\n")
-    plot_learning_curve(out / "learning_curve.png", result.curve, result.ope)
-    if args.log_dir:
-        write_log(args.log_dir, "training", result.decisions)
+    with Outputs() as outputs:  # the model directory and the logs, complete or not at all
+        model_dir = outputs.directory(args.out, "--out")
+        result.model.save(model_dir)
+        (model_dir / "learning_curve.json").write_text(json.dumps(result.curve, indent=2) + "\n")
+        (model_dir / "ope.json").write_text(json.dumps(result.ope, indent=2) + "\n")
+        plot_learning_curve(model_dir / "learning_curve.png", result.curve, result.ope)
+        if args.log_dir:
+            write_log(outputs.directory(args.log_dir, "--log-dir"), "training", result.decisions)
+    out: Path = args.out
     print("\niteration  contention core-s  node-hours  reward/decision  OPE DR  OPE SNIPS")
     for row, o in zip(result.curve, result.ope):
         print(f"{row['iteration']:9d}  {row['contention_core_s']:17,.0f}  {row['node_hours']:10,.1f}  "

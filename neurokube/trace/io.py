@@ -2,12 +2,18 @@
 
 Every problem is reported as an :class:`~neurokube.errors.InputError` naming the file, the line
 (1 is the header) and the column, so a producer can fix its output without reading our code.
+Numbers must be finite and within the limits below (docs/TRACE_FORMAT.md, "Limits"); a value
+outside them is refused, never cast or clipped.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
 import logging
+import re
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,81 +34,193 @@ from neurokube.trace.model import (
 
 log = logging.getLogger(__name__)
 
-_INT_NODE = ("cpu_milli", "memory_mib")
-_INT_POD = ("cpu_request_milli", "memory_request_mib", "cpu_limit_milli", "memory_limit_mib")
-_FLOAT_POD = ("creation_s", "duration_s", "profile_offset_s", "cpu_scale_milli", "memory_scale_mib")
+MAX_CPU_MILLI = 10**9
+"""Largest CPU quantity (millicores: a million cores) in any CPU column."""
+MAX_MEMORY_MIB = 10**12
+"""Largest memory quantity (MiB: about an exbibyte) in any memory column."""
+MAX_TIME_S = 10**8
+"""Largest time (seconds: about 3.2 years) in creation_s, duration_s, profile_offset_s and t_s."""
+MAX_PROFILE_VALUE = 10**6
+"""Largest usage-shape value (a multiplier of the pod's scale) in profiles' cpu and memory."""
+MIN_PROFILE_STEP_S = 0.001
+"""Smallest step between two samples of a profile (the writer keeps t_s to the millisecond)."""
+STEP_RTOL, STEP_ATOL_S = 1e-6, 1e-6
+"""How far a profile's steps may differ from its first step and still count as uniform."""
+
+_INT_NODE = {"cpu_milli": MAX_CPU_MILLI, "memory_mib": MAX_MEMORY_MIB}
+_INT_POD = {"cpu_request_milli": MAX_CPU_MILLI, "memory_request_mib": MAX_MEMORY_MIB,
+            "cpu_limit_milli": MAX_CPU_MILLI, "memory_limit_mib": MAX_MEMORY_MIB}
+_FLOAT_POD = {"creation_s": MAX_TIME_S, "duration_s": MAX_TIME_S, "profile_offset_s": MAX_TIME_S,
+              "cpu_scale_milli": MAX_CPU_MILLI, "memory_scale_mib": MAX_MEMORY_MIB}
+_PANDAS_LINE = re.compile(r"\bin line (\d+)")  # pandas' parser errors: a line ...
+_PANDAS_ROW = re.compile(r"\bstarting at row (\d+)")  # ... or a record (0 is the header)
+_NAN_TEXT = re.compile(r"^[+-]?nan$", re.IGNORECASE)
 
 
-def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+@dataclass(frozen=True)
+class CsvColumns:
+    """The required columns of one CSV file (:func:`read_columns`) as stripped strings;
+    ``frame.index`` holds each row's record number (0 is the header), from which :meth:`where`
+    finds its line in the file."""
+
+    path: Path
+    frame: pd.DataFrame
+
+    def line(self, row: int) -> int:
+        """The line of positional data row ``row``."""
+        return _line_of(self.path, int(self.frame.index[row]))
+
+    def where(self, row: int) -> str:
+        """``file:line`` of positional data row ``row``."""
+        return f"{self.path}:{self.line(row)}"
+
+    def column(self, name: str) -> pd.Series:
+        return self.frame[name]
+
+
+def _line_of(path: Path, record: int) -> int:
+    """The line on which CSV record ``record`` (0 is the header) starts.
+
+    Records and lines agree unless a quoted field spans lines, so the file is scanned again, only
+    when an error is reported, to count the lines exactly; a file the csv module cannot follow
+    falls back to one line per record.
+    """
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh)
+            start = 1
+            for index, _ in enumerate(reader):
+                if index == record:
+                    return start
+                start = reader.line_num + 1
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error):
+        pass
+    return record + 1
+
+
+def read_columns(path: Path, required: tuple[str, ...]) -> CsvColumns:
+    """The ``required`` columns of the CSV file ``path`` (gzip when it ends in .gz), for the trace
+    files and the replay's placements alike. Refused with an :class:`InputError` naming the file
+    (and line): an unreadable, undecodable or empty file, a missing or duplicate required column,
+    a row with more fields than the header. Blank lines are skipped; extra columns are ignored."""
+    try:
+        # header=None: the header row is data to us, so a row longer than the header is an error
+        # (pandas would otherwise take the extra field as an index and shift the columns).
+        frame = pd.read_csv(path, dtype=str, header=None, keep_default_na=False, skip_blank_lines=False,
+                            skipinitialspace=True, encoding="utf-8")
     except pd.errors.EmptyDataError:
         raise InputError("empty file", str(path), "no header and no rows") from None
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, gzip.BadGzipFile, EOFError) as exc:
-        raise InputError("cannot be read as CSV", str(path), str(exc).splitlines()[0]) from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise InputError(f"missing column {missing[0]!r}", str(path),
-                         f"v1 needs columns {', '.join(required)}")
-    if len(frame) == 0:
+    except pd.errors.ParserError as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        line, row = _PANDAS_LINE.search(message), _PANDAS_ROW.search(message)
+        where = f"{path}:{line.group(1)}" if line else f"{path}:{_line_of(path, int(row.group(1)))}" if row \
+            else str(path)
+        raise InputError("cannot be read as CSV", where, message.removeprefix("Error tokenizing data. ")) from None
+    except UnicodeDecodeError as exc:
+        raise InputError("cannot be read as CSV", str(path), f"not UTF-8 text: {exc.reason} at byte {exc.start}") \
+            from None
+    except ValueError as exc:  # anything else the parser refuses
+        raise InputError("cannot be read as CSV", str(path), _reason(exc)) from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:  # not gzip, truncated, corrupt
+        raise InputError("not a readable gzip file", str(path), _reason(exc)) from None
+    except OSError as exc:  # PermissionError, IsADirectoryError, ...
+        raise InputError("cannot be read", str(path), _reason(exc)) from None
+    header = [str(c).strip().lstrip("\ufeff").strip() for c in frame.iloc[0]]
+    positions = []
+    for name in required:
+        found = [i for i, c in enumerate(header) if c == name]
+        if not found:
+            raise InputError(f"missing column {name!r}", str(path), f"v1 needs columns {', '.join(required)}")
+        if len(found) > 1:
+            raise InputError(f"duplicate column {name!r}", f"{path}:1", "each column may appear once")
+        positions.append(found[0])
+    data = pd.DataFrame({name: frame.iloc[1:, i].str.strip() for name, i in zip(required, positions)})
+    blank = np.array((data == "").all(axis=1), dtype=bool)
+    if blank.any():  # a blank line, unless a column we do not read has something
+        others = [i for i in range(frame.shape[1]) if i not in positions]
+        for i in others:
+            blank[blank] = (frame.iloc[1:, i][blank].str.strip() == "").to_numpy()
+        data = data[~blank]
+    if len(data) == 0:
         raise InputError("empty file", str(path), "a header but no rows")
-    return frame[list(required)]
+    return CsvColumns(path=path, frame=data)
 
 
-def _numeric(frame: pd.DataFrame, column: str, path: Path, *, allow_negative: bool = False) -> np.ndarray:
-    raw = frame[column].str.strip()
+def _reason(exc: BaseException) -> str:
+    """One line saying why an OS or decompression error happened."""
+    text = getattr(exc, "strerror", None) or str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _numeric(table: CsvColumns, column: str, *, maximum: int, integral: bool = False) -> np.ndarray:
+    """``column`` as float64; every value a finite number in ``[0, maximum]``, and a whole number
+    when ``integral`` (a quantity in millicores or MiB is never rounded for the producer)."""
+    raw = table.column(column)
     values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise InputError(f"column {column!r}: {raw.iloc[row]!r} is not a number",
-                         f"{path}:{row + 2}")
-    if not allow_negative and (values < 0).any():
-        row = int(np.flatnonzero(values < 0)[0])
-        raise InputError(f"column {column!r}: {raw.iloc[row]} is negative", f"{path}:{row + 2}")
+
+    def refuse(bad: np.ndarray, what: str, why: str | None = None, *, quote: bool = True) -> None:
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            shown = repr(raw.iloc[row]) if quote else raw.iloc[row]
+            raise InputError(f"column {column!r}: {shown} {what}", table.where(row), why)
+
+    nan = np.isnan(values)
+    if nan.any():
+        refuse(nan & ~raw.str.match(_NAN_TEXT).to_numpy(dtype=bool), "is not a number")
+    refuse(~np.isfinite(values), "is not a finite number", "inf and nan are refused")
+    refuse(values < 0, "is negative", quote=False)
+    refuse(values > maximum, "is too large", f"at most {maximum:,}; docs/TRACE_FORMAT.md, Limits")
+    if integral:
+        refuse(values != np.floor(values), "is not a whole number", "this column counts whole units")
     return values
 
 
-def _names(frame: pd.DataFrame, column: str, path: Path, *, unique: bool) -> np.ndarray:
-    values = frame[column].str.strip().to_numpy(dtype=object)
+def _names(table: CsvColumns, column: str, *, unique: bool) -> np.ndarray:
+    values = table.column(column).to_numpy(dtype=object)
     empty = values == ""
     if empty.any():
         row = int(np.flatnonzero(empty)[0])
-        raise InputError(f"column {column!r} is empty", f"{path}:{row + 2}")
+        raise InputError(f"column {column!r} is empty", table.where(row))
     if unique:
         dup = pd.Series(values).duplicated().to_numpy()
         if dup.any():
             row = int(np.flatnonzero(dup)[0])
-            raise InputError(f"duplicate {column} {values[row]!r}", f"{path}:{row + 2}")
+            raise InputError(f"duplicate {column} {values[row]!r}", table.where(row))
     return values
 
 
 def _find(directory: Path, stem: str) -> Path:
     for candidate in (directory / f"{stem}.csv", directory / f"{stem}.csv.gz"):
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+            if candidate.exists():
+                raise InputError("not a regular file", str(candidate), "a v1 trace file must be a file")
+        except OSError as exc:
+            raise InputError("cannot be read", str(candidate), _reason(exc)) from None
     raise InputError(f"{stem}.csv (or {stem}.csv.gz) not found", str(directory),
                      "a v1 trace has nodes.csv, pods.csv and profiles.csv[.gz]")
 
 
 def read_nodes(path: Path) -> NodeTable:
-    frame = _read_csv(path, NODE_COLUMNS)
-    name = _names(frame, "name", path, unique=True)
-    cpu, mem = (np.rint(_numeric(frame, c, path)).astype(np.int64) for c in _INT_NODE)
+    table = read_columns(path, NODE_COLUMNS)
+    name = _names(table, "name", unique=True)
+    cpu, mem = (_numeric(table, c, maximum=m, integral=True).astype(np.int64) for c, m in _INT_NODE.items())
     for col, arr in zip(_INT_NODE, (cpu, mem)):
         if (arr == 0).any():
             row = int(np.flatnonzero(arr == 0)[0])
-            raise InputError(f"column {col!r} is 0", f"{path}:{row + 2}", "a node needs capacity")
+            raise InputError(f"column {col!r} is 0", table.where(row), "a node needs capacity")
     return NodeTable(name=name, cpu_milli=cpu, memory_mib=mem)
 
 
 def read_profiles(path: Path) -> ProfileTable:
-    frame = _read_csv(path, PROFILE_COLUMNS)
-    name = _names(frame, "profile", path, unique=False)
-    t_s = _numeric(frame, "t_s", path)
-    cpu = _numeric(frame, "cpu", path)
-    mem = _numeric(frame, "memory", path)
+    table = read_columns(path, PROFILE_COLUMNS)
+    name = _names(table, "profile", unique=False)
+    t_s = _numeric(table, "t_s", maximum=MAX_TIME_S)
+    cpu = _numeric(table, "cpu", maximum=MAX_PROFILE_VALUE)
+    mem = _numeric(table, "memory", maximum=MAX_PROFILE_VALUE)
+    # Rows may come in any order: each profile's samples are sorted by t_s.
     order = np.lexsort((t_s, pd.factorize(name)[0]))
     codes, names = pd.factorize(name[order])
     t_sorted = t_s[order]
@@ -111,75 +229,95 @@ def read_profiles(path: Path) -> ProfileTable:
     lengths = np.diff(np.concatenate([starts, [len(codes)]])).astype(np.int64)
     steps = np.empty(len(starts))
     for i, (s, n) in enumerate(zip(starts, lengths)):
-        ts = t_sorted[s:s + n]
         if n == 1:
             steps[i] = 1.0  # a constant profile
             continue
-        d = np.diff(ts)
-        if d[0] <= 0 or not np.allclose(d, d[0], rtol=1e-6, atol=1e-6):
-            bad = int(np.flatnonzero((d <= 0) | ~np.isclose(d, d[0]))[0]) if d[0] > 0 else 0
-            line = int(order[s + bad + 1]) + 2
-            raise InputError(f"profile {names[i]!r}: t_s steps are not uniform", f"{path}:{line}",
-                             f"expected every step to be {d[0]:g} s" if d[0] > 0
-                             else "two samples share one t_s")
-        steps[i] = d[0]
+        d = np.diff(t_sorted[s:s + n])
+        step = d[0]
+        bad = (d <= 0) | ~np.isclose(d, step, rtol=STEP_RTOL, atol=STEP_ATOL_S)
+        if step < MIN_PROFILE_STEP_S:
+            bad[0] = True
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            where = table.where(int(order[s + k + 1]))
+            if d[k] <= 0:
+                why = f"two samples share t_s {t_sorted[s + k]:g}"
+            elif step < MIN_PROFILE_STEP_S:
+                why = f"the step {step:g} s is below the minimum {MIN_PROFILE_STEP_S:g} s"
+            else:
+                why = (f"expected every step to be {step:g} s as from the first sample, "
+                       f"got {d[k]:.9g} s after t_s {t_sorted[s + k]:g}")
+            raise InputError(f"profile {names[i]!r}: t_s steps are not uniform", where, why)
+        steps[i] = step
     return ProfileTable(names=np.asarray(names, dtype=object), step_s=steps, start=starts,
                         length=lengths, cpu=cpu[order], memory=mem[order])
 
 
 def read_pods(path: Path, profiles: ProfileTable) -> PodTable:
-    frame = _read_csv(path, POD_COLUMNS)
-    name = _names(frame, "name", path, unique=False)
-    namespace = _names(frame, "namespace", path, unique=False)
+    table = read_columns(path, POD_COLUMNS)
+    name = _names(table, "name", unique=False)
+    namespace = _names(table, "namespace", unique=False)
     key = pd.Series(namespace + "/" + name)
     dup = key.duplicated().to_numpy()
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
-        raise InputError(f"duplicate pod {key.iloc[row]!r}", f"{path}:{row + 2}")
-    workload = _names(frame, "workload", path, unique=False)
-    qos_raw = frame["qos"].str.strip()
+        raise InputError(f"duplicate pod {key.iloc[row]!r}", table.where(row))
+    workload = _names(table, "workload", unique=False)
+    qos_raw = table.column("qos")
     qos = qos_raw.map({q: i for i, q in enumerate(QOS_CLASSES)})
     if qos.isna().any():
         row = int(np.flatnonzero(qos.isna().to_numpy())[0])
-        raise InputError(f"column 'qos': unknown class {qos_raw.iloc[row]!r}", f"{path}:{row + 2}",
+        raise InputError(f"column 'qos': unknown class {qos_raw.iloc[row]!r}", table.where(row),
                          f"one of {', '.join(QOS_CLASSES)}")
-    ints = {c: np.rint(_numeric(frame, c, path)).astype(np.int64) for c in _INT_POD}
-    floats = {c: _numeric(frame, c, path) for c in _FLOAT_POD}
-    profile_names = frame["profile"].str.strip()
+    ints = {c: _numeric(table, c, maximum=m, integral=True).astype(np.int64) for c, m in _INT_POD.items()}
+    floats = {c: _numeric(table, c, maximum=m) for c, m in _FLOAT_POD.items()}
+    profile_names = table.column("profile")
     lookup = {str(n): i for i, n in enumerate(profiles.names)}
     profile = profile_names.map(lookup)
     if profile.isna().any():
         row = int(np.flatnonzero(profile.isna().to_numpy())[0])
         raise InputError(f"column 'profile': unknown profile {profile_names.iloc[row]!r}",
-                         f"{path}:{row + 2}", "not in profiles.csv")
+                         table.where(row), "not in profiles.csv")
     pods = PodTable(
         name=name, namespace=namespace, workload=workload,
         qos=qos.to_numpy(dtype=np.int8),
         profile=profile.to_numpy(dtype=np.int32),
         **ints, **floats,
     )
-    _warn_inconsistent(pods, path)
+    _warn_inconsistent(pods, table)
     return pods
 
 
-def _warn_inconsistent(pods: PodTable, path: Path) -> None:
+def _warn_inconsistent(pods: PodTable, table: CsvColumns) -> None:
     """Kubernetes would reject these pods; the simulator still replays them as written."""
     below = ((pods.cpu_limit_milli > 0) & (pods.cpu_limit_milli < pods.cpu_request_milli)) | (
         (pods.memory_limit_mib > 0) & (pods.memory_limit_mib < pods.memory_request_mib))
     if below.any():
         event(log, "pods with a limit below their request", level=logging.WARNING,
-              file=str(path), count=int(below.sum()), first_line=int(np.flatnonzero(below)[0]) + 2)
+              file=str(table.path), count=int(below.sum()), first_line=table.line(int(np.flatnonzero(below)[0])))
 
 
 def read_trace(directory: str | Path) -> Trace:
     """Load and validate the v1 trace in ``directory``."""
     directory = Path(directory)
-    if not directory.is_dir():
-        raise InputError("not a directory", str(directory), "--trace takes a v1 trace directory")
+    try:
+        is_dir = directory.is_dir()
+    except OSError as exc:  # e.g. a parent that cannot be searched, a name too long
+        raise InputError("cannot be read", str(directory), _reason(exc)) from None
+    if not is_dir:
+        why = "it does not exist" if not _exists(directory) else "it is a file"
+        raise InputError("not a directory", str(directory), f"a v1 trace is a directory; {why}")
     profiles = read_profiles(_find(directory, "profiles"))
     nodes = read_nodes(_find(directory, "nodes"))
     pods = read_pods(_find(directory, "pods"), profiles)
     return Trace(name=directory.name, nodes=nodes, pods=pods, profiles=profiles)
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def write_trace(trace: Trace, directory: str | Path, *, compress_profiles: bool = True) -> Path:
