@@ -1,6 +1,12 @@
 """One night: ingest -> dataset -> train -> evaluate -> register -> promote (or say why not).
 
 Also the Kubernetes Job's entry point (``python -m pipelines.nightly --store URL --tracking-uri URI``).
+No secret belongs on that command line (``kubectl get pod -o yaml`` and ``ps`` show it): a
+``minio://`` / ``minios://`` store URL without ``ACCESS:SECRET@`` takes its keys from
+``NEUROKUBE_STORE_ACCESS_KEY`` / ``NEUROKUBE_STORE_SECRET_KEY`` and its CA bundle from
+``NEUROKUBE_STORE_CA_BUNDLE`` (:func:`neurokube.adapters.objectstore.open_store`); MLflow reads its
+own ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` / ``MLFLOW_TRACKING_TOKEN`` and
+``MLFLOW_TRACKING_SERVER_CERT_PATH`` (CA bundle of an ``https://`` tracking server).
 
 Failure policy: MLflow or the object store unavailable -> :class:`TemporaryError` with the
 endpoint in the message, raised before the alias is touched, so nothing is promoted. Corrupt or
@@ -14,6 +20,7 @@ import calendar
 import dataclasses
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -135,8 +142,11 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m pipelines.nightly", description=__doc__.splitlines()[0])
     p.add_argument("--store", required=True,
-                   help="object store: path, file:// or minio://ACCESS:SECRET@host:port/bucket")
-    p.add_argument("--tracking-uri", required=True, help="MLflow server URL or sqlite:///path")
+                   help="object store: path, file://, or minio[s]://host:port/bucket[?ca=CA.pem] with the keys in "
+                        "$NEUROKUBE_STORE_ACCESS_KEY and $NEUROKUBE_STORE_SECRET_KEY (minios:// = TLS, verified)")
+    p.add_argument("--tracking-uri", required=True,
+                   help="MLflow server URL (https://...; CA bundle in $MLFLOW_TRACKING_SERVER_CERT_PATH) "
+                        "or sqlite:///path")
     p.add_argument("--artifact-root", type=Path, help="artifact directory for an embedded (sqlite) MLflow")
     p.add_argument("--day", default=time.strftime("%Y-%m-%d", time.gmtime(time.time() - DAY_S)))
     p.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "neurokube-nightly")
@@ -146,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = NightlySettings(world=WorldSettings(seed=args.seed))
     try:
         args.work_dir.mkdir(parents=True, exist_ok=True)
-        result = run_night(open_store(args.store), Registry(args.tracking_uri, settings.model_name,
+        result = run_night(open_store(args.store, os.environ), Registry(args.tracking_uri, settings.model_name,
                                                             args.artifact_root), args.day,
                            eval_trace(settings.world), args.work_dir, settings)
     except PermanentError as exc:

@@ -2,12 +2,16 @@
 
 Both give the same frame, one row per (``ts``, ``node``): ``cpu_used_milli``,
 ``cpu_alloc_milli``, ``mem_used_mib`` at every ``step_s`` in ``[start_s, end_s)``.
+
+Prometheus over HTTPS is verified by default (``verify=True``: the usual trust store; a path:
+that CA bundle). Turning verification off is an explicit ``verify=False`` and is logged.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -34,15 +38,31 @@ def empty() -> pd.DataFrame:
 
 
 class PrometheusUsage:
-    """``query_range`` through prometheus-api-client; the queries and node label are settings."""
+    """``query_range`` through prometheus-api-client; the queries and node label are settings.
+
+    ``verify``: check Prometheus' TLS certificate (``True``, the default, against the usual trust
+    store; a path: against that PEM CA bundle; ``False``: not at all, logged as a warning).
+    """
 
     def __init__(self, url: str, queries: PrometheusQueries = PrometheusQueries(), timeout_s: float = 30.0,
-                 client=None) -> None:
-        from prometheus_api_client import PrometheusConnect
-
+                 client=None, verify: bool | str = True) -> None:
         self.url = url
         self.queries = queries
-        self.client = client or PrometheusConnect(url=url, disable_ssl=True, timeout=timeout_s)
+        if verify is False and url.lower().startswith("https://"):
+            event(log, "TLS certificate checks of Prometheus are off", level=logging.WARNING, url=url)
+        if isinstance(verify, str) and not Path(verify).is_file():
+            raise InputError(f"Prometheus CA bundle {verify!r} is not a readable file", where=url,
+                             why="give a PEM file of the CAs that sign Prometheus' certificate, or verify=True")
+        self.verify = verify
+        self.client = client or self._connect(timeout_s)
+
+    def _connect(self, timeout_s: float):
+        import requests
+        from prometheus_api_client import PrometheusConnect
+
+        session = requests.Session()
+        session.verify = self.verify
+        return PrometheusConnect(url=self.url, timeout=timeout_s, session=session)
 
     def read(self, start_s: float, end_s: float, step_s: int) -> pd.DataFrame:
         columns = {}

@@ -4,9 +4,11 @@ Two targets over the same handler (neurokube.live.handlers.on_pod_event):
 
 * ``binder`` (``--signature-type http``, the one deployed): parses the CloudEvent itself with the
   cloudevents SDK, answers JSON (4xx for bad input, 503 for a dependency that is down, never 500
-  for bad input) and serves ``GET /metrics`` and ``GET /healthz`` on the same port. With
-  NEUROKUBE_EVENT_TOKEN set, a POST without the bearer token answers 401; bodies above
-  NEUROKUBE_MAX_EVENT_BYTES (1 MiB) answer 413;
+  for bad input) and serves ``GET /metrics`` and ``GET /healthz`` on the same port. A POST needs
+  ``Authorization: Bearer`` with NEUROKUBE_EVENT_TOKEN or a Knative OIDC token for
+  NEUROKUBE_OIDC_AUDIENCE (401 otherwise; neurokube.live.auth), and the function refuses to start
+  with neither unless NEUROKUBE_INSECURE=1; bodies above NEUROKUBE_MAX_EVENT_BYTES (1 MiB) answer
+  413. The event only names the pod: the apiserver's pod is placed (neurokube.live.trust);
 * ``on_pod_event`` (``--signature-type cloudevent``): the plain functions-framework signature,
   which answers 4xx through ``flask.abort`` but cannot serve /metrics (only POST is routed).
 
@@ -28,6 +30,7 @@ from neurokube.logs import configure_logging
 SETTINGS = from_env()  # validated at start-up: a bad setting stops the function here, with the reason
 configure_logging(debug=SETTINGS.debug)
 TELEMETRY = process_telemetry()
+web.check_startup(SETTINGS, "binder", TELEMETRY)  # no auth and no NEUROKUBE_INSECURE=1: refuse to start
 
 
 @functions_framework.http
@@ -39,7 +42,7 @@ def binder(request: flask.Request) -> flask.Response:
 @functions_framework.cloud_event
 def on_pod_event(ce: CloudEvent) -> None:
     try:
-        web.require_token(flask.request, SETTINGS.event_token)
+        web.authenticate(flask.request, web.authenticator(SETTINGS, "binder"), TELEMETRY)
         handlers.on_pod_event(ce, SETTINGS, ce["id"])
     except web.HttpError as exc:
         flask.abort(exc.status, description=exc.message)

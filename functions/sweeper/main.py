@@ -3,7 +3,8 @@
 
 ``sweeper`` (http, deployed) answers the sweep report as JSON and serves /metrics and /healthz;
 ``on_ping`` is the plain cloud_event signature. See functions/binder/main.py for why both, and for
-the token (NEUROKUBE_EVENT_TOKEN) and body limit (NEUROKUBE_MAX_EVENT_BYTES) it shares with the binder.
+the authentication (NEUROKUBE_EVENT_TOKEN or NEUROKUBE_OIDC_AUDIENCE, else NEUROKUBE_INSECURE=1) and
+body limit (NEUROKUBE_MAX_EVENT_BYTES) it shares with the binder.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from neurokube.logs import configure_logging
 SETTINGS = from_env()
 configure_logging(debug=SETTINGS.debug)
 TELEMETRY = process_telemetry()
+web.check_startup(SETTINGS, "sweeper", TELEMETRY)  # no auth and no NEUROKUBE_INSECURE=1: refuse to start
 
 
 @functions_framework.http
@@ -32,7 +34,7 @@ def sweeper(request: flask.Request) -> flask.Response:
 @functions_framework.cloud_event
 def on_ping(ce: CloudEvent) -> None:
     try:
-        web.require_token(flask.request, SETTINGS.event_token)
+        web.authenticate(flask.request, web.authenticator(SETTINGS, "sweeper"), TELEMETRY)
         handlers.on_ping(ce, SETTINGS, ce["id"])
     except web.HttpError as exc:
         flask.abort(exc.status, description=exc.message)

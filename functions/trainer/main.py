@@ -1,20 +1,38 @@
 """The trainer: answers the nightly PingSource CloudEvent by starting one night of training.
 
-``dev.knative.sources.ping`` arrives once a night. The request never waits for training:
+``dev.knative.sources.ping`` arrives once a night. The request never waits for training, and a
+night is trained at most once, whatever the number of events:
 
 * in a cluster (``NEUROKUBE_TRAINER_MODE=cluster``, or ``KUBERNETES_SERVICE_HOST`` /
   ``NEUROKUBE_KUBECONFIG`` set) it creates a Kubernetes Job running ``python -m pipelines.nightly``
   through the API server's REST API (the service account's token, or a client-certificate
-  kubeconfig through :class:`neurokube.cluster.api.Client`). The Job's name derives from the
-  day and the event id, so a redelivered event finds its Job (409) instead of starting a second;
-* locally it starts the same command as a detached subprocess and answers at once.
+  kubeconfig through :class:`neurokube.cluster.api.Client`). The Job's name is
+  ``neurokube-nightly-<day>``, from the day alone: a second event the same night (a redelivery, or
+  another event id) gets 409 from the apiserver and is answered ``exists`` without a new Job;
+* locally it starts the same command as a detached subprocess and answers at once; a marker file
+  per day in the log directory makes a second event the same day answer ``exists`` too.
+
+No secret is ever on the command line (``kubectl get pod -o yaml`` and ``ps`` show it). The Job
+gets the object-store keys (``NEUROKUBE_STORE_ACCESS_KEY``, ``NEUROKUBE_STORE_SECRET_KEY``) and
+MLflow's optional credentials as ``secretKeyRef`` environment variables from the Secret
+``NEUROKUBE_TRAINER_SECRET``; the trainer itself never reads them. A store or tracking URL that
+embeds credentials is refused in cluster mode, and moved from argv to the environment locally.
+TLS: the CA bundle of the ConfigMap ``NEUROKUBE_TRAINER_CA_CONFIGMAP`` (key ``ca.crt``) is
+mounted into the Job and named by ``NEUROKUBE_STORE_CA_BUNDLE`` and MLflow's own
+``MLFLOW_TRACKING_SERVER_CERT_PATH``. The Job's pod runs as non-root with a read-only root file
+system (scratch space: an emptyDir at /tmp), no capabilities, RuntimeDefault seccomp and no
+service-account token, with CPU and memory requests and limits.
+
+Callers are authenticated as the binder's are (neurokube.live.auth): ``Authorization: Bearer``
+with NEUROKUBE_EVENT_TOKEN or a Knative OIDC token for NEUROKUBE_OIDC_AUDIENCE (the nightly
+PingSource's, from NEUROKUBE_OIDC_SUBJECTS); 401 otherwise, and the function refuses to start
+with neither unless NEUROKUBE_INSECURE=1.
 
 Settings come from the environment, read once at start-up (:func:`settings_from_env`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,11 +46,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from neurokube.adapters.objectstore import ACCESS_KEY_ENV, CA_BUNDLE_ENV, SECRET_KEY_ENV
 from neurokube.errors import InputError, TemporaryError
+from neurokube.live import settings as live_settings
+from neurokube.live import web
+from neurokube.live.telemetry import process_telemetry
 from neurokube.logs import configure_logging, event
 
 log = logging.getLogger("neurokube.functions.trainer")
@@ -40,6 +63,15 @@ PING_TYPE = "dev.knative.sources.ping"
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 CHILDREN: list[Any] = []
 """Local runs started by this process; reaped (``poll``) at the next start, so none stays a zombie."""
+JOB_PREFIX = "neurokube-nightly-"
+UID = 10001
+"""The image's non-root user (deploy/knative/Dockerfile)."""
+TLS_DIR = "/etc/neurokube/tls"
+"""Where the CA bundle ConfigMap is mounted in the Job (its key ``ca.crt``)."""
+STORE_SECRET_KEYS = (ACCESS_KEY_ENV, SECRET_KEY_ENV)
+"""Keys of the trainer Secret given to the Job as these environment variables (required)."""
+MLFLOW_SECRET_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+"""Keys of the trainer Secret given to the Job as MLflow's own variables when present (optional)."""
 
 
 @dataclass(frozen=True)
@@ -47,18 +79,30 @@ class TrainerSettings:
     mode: str = "local"
     """``cluster`` (create a Job) or ``local`` (start a subprocess)."""
     store: str = "out/nightly/store"
-    """Object store of the loop (path, file:// or minio://...)."""
+    """Object store of the loop (path, file://, minio:// or minios://). In cluster mode without
+    credentials: the Job gets them from ``secret``."""
     tracking_uri: str = "sqlite:///out/nightly/mlflow.db"
     namespace: str = "neurokube-system"
     image: str = "neurokube:dev"
     service_account: str = "neurokube-trainer"
     secret: str = ""
-    """Secret whose keys become the Job's environment (e.g. MinIO credentials); none if empty."""
+    """Secret with the keys NEUROKUBE_STORE_ACCESS_KEY and NEUROKUBE_STORE_SECRET_KEY (and optionally
+    MLFLOW_TRACKING_USERNAME / _PASSWORD / _TOKEN), given to the Job by ``secretKeyRef``."""
+    ca_configmap: str = ""
+    """ConfigMap whose ``ca.crt`` signs MinIO's and MLflow's certificates, mounted into the Job."""
+    mlflow_insecure_tls: bool = False
+    """Pass ``MLFLOW_TRACKING_INSECURE_TLS=true`` to the Job (certificate not checked). Never in the
+    shipped manifests; for a test server only."""
     kubeconfig: str = ""
     job_ttl_s: int = 86400
     backoff_limit: int = 1
+    active_deadline_s: int = 6 * 3600
+    """A night that runs longer is stopped (and fails): the Job never holds its CPU for a day."""
     cpu: str = "1"
+    cpu_limit: str = "2"
     memory: str = "2Gi"
+    scratch: str = "4Gi"
+    """Size limit of the Job's /tmp (emptyDir): work directory, MLflow's staging, matplotlib's cache."""
     python: str = sys.executable
     log_dir: str = "out/nightly/trainer-logs"
     extra_args: tuple[str, ...] = field(default_factory=tuple)
@@ -66,23 +110,62 @@ class TrainerSettings:
     def __post_init__(self) -> None:
         if self.mode not in ("cluster", "local"):
             raise InputError(f"NEUROKUBE_TRAINER_MODE must be cluster or local, not {self.mode!r}")
+        if self.mode != "cluster":
+            return
+        for name, url in (("NEUROKUBE_STORE", self.store), ("MLFLOW_TRACKING_URI", self.tracking_uri)):
+            if _password(url) is not None:
+                raise InputError(f"{name} must not embed credentials in cluster mode",
+                                 why="they would be on the Job's command line; put them in the Secret "
+                                     f"NEUROKUBE_TRAINER_SECRET (keys {', '.join(STORE_SECRET_KEYS + MLFLOW_SECRET_KEYS)})")
+        if self.store.startswith(("minio://", "minios://")) and not self.secret:
+            raise InputError("NEUROKUBE_TRAINER_SECRET is not set",
+                             why=f"the Job needs the MinIO keys ({', '.join(STORE_SECRET_KEYS)}) from a Secret")
 
 
 def settings_from_env(env: Mapping[str, str] = os.environ) -> TrainerSettings:
     in_cluster = bool(env.get("KUBERNETES_SERVICE_HOST") or env.get("NEUROKUBE_KUBECONFIG"))
     d = TrainerSettings()
+    insecure = env.get("MLFLOW_TRACKING_INSECURE_TLS", "false").strip().lower()
+    if insecure not in ("true", "false", ""):
+        raise InputError(f"MLFLOW_TRACKING_INSECURE_TLS must be true or false, not {insecure!r}")
     return TrainerSettings(
         mode=env.get("NEUROKUBE_TRAINER_MODE", "cluster" if in_cluster else "local"),
         store=env.get("NEUROKUBE_STORE", d.store), tracking_uri=env.get("MLFLOW_TRACKING_URI", d.tracking_uri),
         namespace=env.get("NEUROKUBE_NAMESPACE", d.namespace), image=env.get("NEUROKUBE_TRAINER_IMAGE", d.image),
         service_account=env.get("NEUROKUBE_TRAINER_SERVICE_ACCOUNT", d.service_account),
-        secret=env.get("NEUROKUBE_TRAINER_SECRET", d.secret), kubeconfig=env.get("NEUROKUBE_KUBECONFIG", ""),
+        secret=env.get("NEUROKUBE_TRAINER_SECRET", d.secret),
+        ca_configmap=env.get("NEUROKUBE_TRAINER_CA_CONFIGMAP", d.ca_configmap),
+        mlflow_insecure_tls=insecure == "true", kubeconfig=env.get("NEUROKUBE_KUBECONFIG", ""),
         log_dir=env.get("NEUROKUBE_TRAINER_LOG_DIR", d.log_dir))
 
 
+def _password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password if "://" in url else None
+    except ValueError:
+        return None
+
+
+def without_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """``url`` without ``user:password@``, and the environment that gives them instead (the object
+    store's keys for a ``minio(s)://`` URL, MLflow's basic-auth variables for an ``http(s)://`` one)."""
+    parts = urlsplit(url) if "://" in url else None
+    if parts is None or parts.password is None:
+        return url, {}
+    netloc = parts.hostname or ""
+    netloc = f"[{netloc}]" if ":" in netloc else netloc
+    netloc += f":{parts.port}" if parts.port else ""
+    clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    user, password = unquote(parts.username or ""), unquote(parts.password)
+    if parts.scheme in ("minio", "minios"):
+        return clean, {ACCESS_KEY_ENV: user, SECRET_KEY_ENV: password}
+    return clean, {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
+
+
 def nightly_argv(s: TrainerSettings, day: str, python: str = "python") -> list[str]:
-    return [python, "-m", "pipelines.nightly", "--store", s.store, "--tracking-uri", s.tracking_uri,
-            "--day", day, *s.extra_args]
+    """The command of one night; never a credential (URLs are stripped of them)."""
+    return [python, "-m", "pipelines.nightly", "--store", without_credentials(s.store)[0],
+            "--tracking-uri", without_credentials(s.tracking_uri)[0], "--day", day, *s.extra_args]
 
 
 def day_of(now_s: float) -> str:
@@ -90,30 +173,61 @@ def day_of(now_s: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(now_s - 86400))
 
 
-def job_name(day: str, event_id: str) -> str:
-    return f"neurokube-nightly-{day}-{hashlib.sha256(event_id.encode()).hexdigest()[:8]}"
+def job_name(day: str) -> str:
+    """The night's Job: from the day alone, so every event of that night names the same Job."""
+    return JOB_PREFIX + day
+
+
+def job_env(s: TrainerSettings) -> list[dict[str, Any]]:
+    """The Job's environment: scratch locations on the writable /tmp, the Secret's keys by
+    ``secretKeyRef`` (never their values), the CA bundle's path for MinIO and MLflow."""
+    env: list[dict[str, Any]] = [{"name": "HOME", "value": "/tmp"}, {"name": "TMPDIR", "value": "/tmp"},
+                                 {"name": "MPLCONFIGDIR", "value": "/tmp/matplotlib"}]
+    if s.secret:
+        env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": s.secret, "key": key, "optional": False}}}
+                for key in STORE_SECRET_KEYS]
+        env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": s.secret, "key": key, "optional": True}}}
+                for key in MLFLOW_SECRET_KEYS]
+    if s.ca_configmap:
+        env += [{"name": CA_BUNDLE_ENV, "value": f"{TLS_DIR}/ca.crt"},
+                {"name": "MLFLOW_TRACKING_SERVER_CERT_PATH", "value": f"{TLS_DIR}/ca.crt"}]
+    if s.mlflow_insecure_tls:
+        env.append({"name": "MLFLOW_TRACKING_INSECURE_TLS", "value": "true"})
+    return env
 
 
 def job_manifest(s: TrainerSettings, day: str, event_id: str) -> dict[str, Any]:
+    mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": s.scratch}}]
+    if s.ca_configmap:
+        mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
+        volumes.append({"name": "tls", "configMap": {"name": s.ca_configmap,
+                                                     "items": [{"key": "ca.crt", "path": "ca.crt"}]}})
     container: dict[str, Any] = {
-        "name": "nightly", "image": s.image, "command": nightly_argv(s, day),
-        "resources": {"requests": {"cpu": s.cpu, "memory": s.memory}, "limits": {"memory": s.memory}},
-        "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
-                            "readOnlyRootFilesystem": False, "capabilities": {"drop": ["ALL"]}},
+        "name": "nightly", "image": s.image, "command": nightly_argv(s, day), "env": job_env(s),
+        "resources": {"requests": {"cpu": s.cpu, "memory": s.memory},
+                      "limits": {"cpu": s.cpu_limit, "memory": s.memory}},
+        "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID,
+                            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
+        "volumeMounts": mounts,
     }
-    if s.secret:
-        container["envFrom"] = [{"secretRef": {"name": s.secret}}]
     labels = {"app.kubernetes.io/name": "neurokube-nightly", "app.kubernetes.io/part-of": "neurokube",
               "neurokube.io/day": day}
     return {
         "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": job_name(day, event_id), "namespace": s.namespace, "labels": labels,
+        "metadata": {"name": job_name(day), "namespace": s.namespace, "labels": labels,
                      "annotations": {"neurokube.io/ping-event-id": event_id}},
         "spec": {
             "backoffLimit": s.backoff_limit, "ttlSecondsAfterFinished": s.job_ttl_s,
+            "activeDeadlineSeconds": s.active_deadline_s,
             "template": {"metadata": {"labels": labels},
                          "spec": {"restartPolicy": "Never", "serviceAccountName": s.service_account,
-                                  "containers": [container]}},
+                                  "automountServiceAccountToken": False,
+                                  "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID,
+                                                      "fsGroup": UID,
+                                                      "seccompProfile": {"type": "RuntimeDefault"}},
+                                  "containers": [container], "volumes": volumes}},
         },
     }
 
@@ -173,14 +287,20 @@ def create_job(api: JobApi, manifest: dict) -> str:
     return "exists" if isinstance(answer, dict) and answer.get("conflict") else "created"
 
 
-def start_local(s: TrainerSettings, day: str, popen: Callable[..., Any] = subprocess.Popen) -> int:
-    """Start the night as a detached subprocess (own session, output to a log file); its pid."""
+def start_local(s: TrainerSettings, day: str, popen: Callable[..., Any] = subprocess.Popen) -> int | None:
+    """Start the night as a detached subprocess (own session, output to a log file); its pid, or
+    None when this day was started already (the marker ``nightly-<day>.started`` exists)."""
     logs = Path(s.log_dir)
     logs.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(logs / f"nightly-{day}.started", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        return None
+    secrets = {**without_credentials(s.store)[1], **without_credentials(s.tracking_uri)[1]}
     with open(logs / f"nightly-{day}.log", "ab") as out:
         proc = popen(nightly_argv(s, day, s.python), stdout=out, stderr=subprocess.STDOUT,
                      stdin=subprocess.DEVNULL, start_new_session=True,
-                     cwd=str(Path(__file__).resolve().parents[2]))
+                     cwd=str(Path(__file__).resolve().parents[2]), env={**os.environ, **secrets})
     CHILDREN[:] = [c for c in CHILDREN if c.poll() is None]
     CHILDREN.append(proc)
     return int(proc.pid)
@@ -198,12 +318,18 @@ def handle(ce_type: str, event_id: str, s: TrainerSettings, *, now_s: float | No
         event(log, "nightly job " + outcome, job=manifest["metadata"]["name"], day=day, event_id=event_id)
         return {"mode": "cluster", "day": day, "job": manifest["metadata"]["name"], "outcome": outcome}
     pid = start_local(s, day, popen)
+    if pid is None:
+        event(log, "nightly already started locally", day=day, event_id=event_id)
+        return {"mode": "local", "day": day, "outcome": "exists"}
     event(log, "nightly started locally", pid=pid, day=day, event_id=event_id)
-    return {"mode": "local", "day": day, "pid": pid}
+    return {"mode": "local", "day": day, "pid": pid, "outcome": "created"}
 
 
 SETTINGS = settings_from_env()
+AUTH_SETTINGS = live_settings.from_env()  # who may call: the same settings as the binder's
 configure_logging()
+TELEMETRY = process_telemetry()
+web.check_startup(AUTH_SETTINGS, "trainer", TELEMETRY)  # no auth and no NEUROKUBE_INSECURE=1: refuse to start
 
 
 @functions_framework.cloud_event
@@ -211,7 +337,10 @@ def on_ping(ce: CloudEvent) -> None:
     import flask
 
     try:
+        web.authenticate(flask.request, web.authenticator(AUTH_SETTINGS, "trainer"), TELEMETRY)
         handle(ce["type"], ce["id"], SETTINGS)
+    except web.HttpError as exc:
+        flask.abort(exc.status, description=exc.message)
     except InputError as exc:
         flask.abort(400, description=str(exc))
     except TemporaryError as exc:

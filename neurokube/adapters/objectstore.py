@@ -8,6 +8,12 @@ plain string-prefix match over whole keys, sorted; ``delete`` of a missing key i
 Errors: a malformed key or URL, wrong credentials or a missing bucket is an :class:`InputError`;
 an unreachable or failing server is a :class:`TemporaryError` naming the endpoint. MinIO is
 reached only through the ``minio`` SDK.
+
+Credentials and TLS (:func:`open_store`): a ``minio://`` URL may carry ``ACCESS:SECRET@``; without
+them the keys come from the environment (:data:`ACCESS_KEY_ENV`, :data:`SECRET_KEY_ENV`), so that
+a URL on a command line, in a ConfigMap or in a log holds no secret. ``minios://`` (or
+``?secure=true``) speaks HTTPS and always verifies the server's certificate, against the CA bundle
+of ``?ca=/path`` or :data:`CA_BUNDLE_ENV` when given, else the usual trust store.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import certifi
 import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
@@ -32,6 +39,15 @@ T = TypeVar("T")
 _PARTIAL = re.compile(r"^\..*\.partial$")  # LocalDirStore's temporary files
 _MISSING_CODES = ("NoSuchKey", "NoSuchObject")
 _CREDENTIAL_CODES = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+
+ACCESS_KEY_ENV = "NEUROKUBE_STORE_ACCESS_KEY"
+"""The MinIO access key, when the ``minio://`` URL carries none."""
+SECRET_KEY_ENV = "NEUROKUBE_STORE_SECRET_KEY"
+"""The MinIO secret key, when the ``minio://`` URL carries none."""
+CA_BUNDLE_ENV = "NEUROKUBE_STORE_CA_BUNDLE"
+"""PEM file of the CAs that may sign MinIO's certificate (TLS only), when the URL has no ``?ca=``."""
+_TRUE = ("1", "true", "yes")
+_FALSE = ("0", "false", "no", "")
 
 
 class MissingObject(InputError):
@@ -160,17 +176,29 @@ class MinioStore:
     """Objects in ``bucket`` of an S3 server, through the ``minio`` SDK.
 
     ``endpoint`` is ``host:port`` or a URL (``http://host:port``; ``https`` implies ``secure``).
+    With ``secure`` the server's certificate is always verified: against ``ca_bundle`` (a PEM
+    file) when given, else ``$SSL_CERT_FILE`` or certifi's bundle, as the ``minio`` SDK does.
     """
 
     CONNECT_TIMEOUT_S = 5.0
     READ_TIMEOUT_S = 120.0
 
-    def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, secure: bool = False) -> None:
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, secure: bool = False,
+                 ca_bundle: str | None = None) -> None:
         self.endpoint, self.secure = _split_endpoint(endpoint, secure)
         self.bucket = bucket
+        self.ca_bundle = ca_bundle or None
+        tls: dict[str, Any] = {}
+        if self.secure:
+            if self.ca_bundle and not Path(self.ca_bundle).is_file():
+                raise InputError(f"MinIO CA bundle {self.ca_bundle!r} is not a readable file",
+                                 why=f"set ?ca= or {CA_BUNDLE_ENV} to a PEM file of the CAs that sign MinIO's certificate")
+            tls = {"cert_reqs": "CERT_REQUIRED",
+                   "ca_certs": self.ca_bundle or os.environ.get("SSL_CERT_FILE") or certifi.where()}
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=self.CONNECT_TIMEOUT_S, read=self.READ_TIMEOUT_S),
             retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)),
+            **tls,
         )
         try:
             self._client = Minio(self.endpoint, access_key=access_key, secret_key=secret_key, secure=self.secure,
@@ -271,19 +299,23 @@ def _reason(exc: BaseException) -> str:
 # -- factory ---------------------------------------------------------------------------------------
 
 
-def open_store(target: str | Path | Mapping[str, Any]) -> ObjectStore:
+def open_store(target: str | Path | Mapping[str, Any], env: Mapping[str, str] = os.environ) -> ObjectStore:
     """A store from a path, a URL or the JSON of ``neurokube stack status --json``.
 
     * ``/some/dir``, ``./dir`` or ``file:///some/dir``: a :class:`LocalDirStore`;
-    * ``minio://ACCESS:SECRET@host:port/bucket`` (``?secure=true`` for TLS): a :class:`MinioStore`;
-    * ``{"minio": {"endpoint", "access_key", "secret_key", "bucket"}, ...}`` or the inner mapping:
-      a :class:`MinioStore`.
+    * ``minio://[ACCESS:SECRET@]host:port/bucket[?secure=true][&ca=/path/ca.pem]``: a
+      :class:`MinioStore`; ``minios://`` is the same with ``secure=true`` (HTTPS, certificate
+      verified). Without ``ACCESS:SECRET@`` the keys come from ``env`` (``NEUROKUBE_STORE_ACCESS_KEY``,
+      ``NEUROKUBE_STORE_SECRET_KEY``); without ``ca=``, the CA bundle from
+      ``NEUROKUBE_STORE_CA_BUNDLE`` (if set);
+    * ``{"minio": {"endpoint", "access_key", "secret_key", "bucket"}, ...}`` or the inner mapping
+      (optionally ``secure``, ``ca_bundle``): a :class:`MinioStore`.
     """
     if isinstance(target, Mapping):
         doc = target.get("minio", target)
         try:
             return MinioStore(doc["endpoint"], doc["access_key"], doc["secret_key"], doc["bucket"],
-                              bool(doc.get("secure", False)))
+                              bool(doc.get("secure", False)), doc.get("ca_bundle"))
         except (KeyError, TypeError) as exc:
             raise InputError("object store settings need endpoint, access_key, secret_key and bucket",
                              why=f"missing {exc}") from None
@@ -295,14 +327,63 @@ def open_store(target: str | Path | Mapping[str, Any]) -> ObjectStore:
         if parts.netloc not in ("", "localhost"):
             raise InputError(f"file URL {text!r} names a remote host")
         return LocalDirStore(unquote(parts.path))
-    if parts.scheme == "minio":
-        bucket = parts.path.strip("/")
-        if not (parts.username and parts.password and parts.hostname and bucket) or "/" in bucket:
-            raise InputError(f"bad MinIO URL {_redact(text)!r}", why="expected minio://ACCESS:SECRET@host:port/bucket")
-        secure = parse_qs(parts.query).get("secure", ["false"])[0].lower() in ("1", "true", "yes")
-        host = parts.hostname + (f":{parts.port}" if parts.port else "")
-        return MinioStore(host, unquote(parts.username), unquote(parts.password), bucket, secure)
-    raise InputError(f"unknown object store URL scheme {parts.scheme!r}", why="use a path, file:// or minio://")
+    if parts.scheme in ("minio", "minios"):
+        return _minio_from_url(text, env)
+    raise InputError(f"unknown object store URL scheme {parts.scheme!r}",
+                     why="use a path, file://, minio:// or minios://")
+
+
+def minio_url_settings(url: str, env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """The parts of a ``minio://`` / ``minios://`` URL, credentials filled in from ``env``:
+    ``endpoint``, ``access_key``, ``secret_key``, ``bucket``, ``secure``, ``ca_bundle``."""
+    parts = urlsplit(url)
+    shown = _redact(url)
+    usage = "expected minio[s]://[ACCESS:SECRET@]host:port/bucket[?secure=true&ca=/path/ca.pem]"
+    bucket = parts.path.strip("/")
+    try:
+        port = parts.port
+    except ValueError:
+        raise InputError(f"bad MinIO URL {shown!r}", why=f"the port is not a number; {usage}") from None
+    if not (parts.hostname and bucket) or "/" in bucket:
+        raise InputError(f"bad MinIO URL {shown!r}", why=usage)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(query) - {"secure", "ca"})
+    if unknown:
+        raise InputError(f"bad MinIO URL {shown!r}", why=f"unknown option {', '.join(unknown)}; {usage}")
+    secure_text = query.get("secure", ["true" if parts.scheme == "minios" else "false"])[-1].lower()
+    if secure_text not in _TRUE + _FALSE:
+        raise InputError(f"bad MinIO URL {shown!r}", why=f"secure={secure_text!r}: use true or false")
+    secure = secure_text in _TRUE
+    if parts.scheme == "minios" and not secure:
+        raise InputError(f"bad MinIO URL {shown!r}", why="minios:// always uses TLS; use minio:// for plain HTTP")
+    ca_bundle = query.get("ca", [""])[-1] or env.get(CA_BUNDLE_ENV, "") or None
+    if parts.username is not None or parts.password is not None:
+        if not (parts.username and parts.password):
+            raise InputError(f"bad MinIO URL {shown!r}", why="give both ACCESS:SECRET@ or neither")
+        access, secret = unquote(parts.username), unquote(parts.password)
+    else:
+        access, secret = env.get(ACCESS_KEY_ENV, ""), env.get(SECRET_KEY_ENV, "")
+        if not (access and secret):
+            missing = [name for name, value in ((ACCESS_KEY_ENV, access), (SECRET_KEY_ENV, secret)) if not value]
+            raise InputError(f"no credentials for MinIO URL {shown!r}",
+                             why=f"{' and '.join(missing)} unset; set both, or put ACCESS:SECRET@ in the URL")
+    host = parts.hostname + (f":{port}" if port else "")
+    return {"endpoint": host, "access_key": access, "secret_key": secret, "bucket": bucket, "secure": secure,
+            "ca_bundle": ca_bundle}
+
+
+def _minio_from_url(url: str, env: Mapping[str, str]) -> MinioStore:
+    doc = minio_url_settings(url, env)
+    return MinioStore(doc["endpoint"], doc["access_key"], doc["secret_key"], doc["bucket"], doc["secure"],
+                      doc["ca_bundle"])
+
+
+def has_credentials(url: str) -> bool:
+    """Whether ``url`` carries a password (``user:password@``): such a URL is a secret itself."""
+    try:
+        return urlsplit(str(url)).password is not None
+    except ValueError:
+        return False
 
 
 def _redact(url: str) -> str:

@@ -326,14 +326,15 @@ def run(options: BenchOptions, out: IO[str] | None = None, progress: Progress | 
         live.binder.wait_metrics_fresh(timeout_s=60)
         broker = None
         if not options.direct:
-            broker = LocalBroker(live.binder.url + "/", concurrency=options.binder_threads)
+            broker = LocalBroker(live.binder.url + "/", concurrency=options.binder_threads,
+                                 authorization=live.binder.auth_headers().get("Authorization"))
             stack.callback(broker.close)
             live.restart_adapter(sink=broker.url)
             print(f"events: receive adapter -> Broker stand-in (add and update Triggers, {options.binder_threads} "
                   "deliveries at a time) -> binder", file=out, flush=True)
         else:
             print("events: receive adapter -> binder, directly (one event at a time)", file=out, flush=True)
-        stack.enter_context(_sweep_timer(live.sweeper.url + "/", SWEEP_EVERY_S))
+        stack.enter_context(_sweep_timer(live.sweeper, SWEEP_EVERY_S))
         kube = KubeClient.from_kubeconfig(cluster.kubeconfig, timeout_s=30)
         run_id = f"bench-{int(time.time()) % 100000:05d}"
         watch = BindWatch(kube, run_id)
@@ -402,14 +403,14 @@ def _prometheus(node_names: list[str], seed: int):
 
 
 @contextmanager
-def _sweep_timer(url: str, every_s: float) -> Iterator[None]:
+def _sweep_timer(sweeper: livekit.Function, every_s: float) -> Iterator[None]:
     """Ping the sweeper every ``every_s`` like the deployed PingSource."""
     stop = threading.Event()
 
     def loop() -> None:
         while not stop.wait(every_s):
             try:
-                functions.ping(url, timeout_s=every_s)
+                sweeper.ping(timeout_s=every_s)
             except OSError:
                 pass
 

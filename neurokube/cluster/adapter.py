@@ -7,6 +7,11 @@ configuration through the environment; here we set the same variables ourselves:
   in all namespaces, i.e. ``dev.knative.apiserver.resource.add|update|delete`` events.
 * ``K_SINK``: where to POST the CloudEvents (binary content mode).
 * ``NAME`` / ``NAMESPACE``: the (imaginary) ApiServerSource object, used in event extensions.
+* ``K_AUDIENCE`` and ``K_OIDC_SERVICE_ACCOUNT``: what the ApiServerSource controller sets when
+  Knative's ``authentication-oidc`` feature is on. The adapter then asks the TokenRequest API for
+  a JWT of that ServiceAccount (in ``NAMESPACE``) for the sink's audience and sends it as
+  ``Authorization: Bearer`` with every event; the binder verifies it (neurokube.live.auth).
+  :mod:`neurokube.cluster.rbac` creates the ServiceAccount and lets the adapter request its tokens.
 * ``KUBECONFIG``: read by knative.dev/pkg/injection when not in a cluster.
 * ``PROFILING_PORT``: the pprof server always listens (on all interfaces, default 8008); we move
   it to a free port.
@@ -29,6 +34,11 @@ from neurokube.cluster.components import Launch
 DEFAULT_SINK = "http://127.0.0.1:8090/"
 SOURCE_NAME = "neurokube-pods"
 SOURCE_NAMESPACE = "default"
+#: Knative's name for the source's OIDC identity: ``<source>-oidc-<group>-<kind>``.
+OIDC_SERVICE_ACCOUNT = f"{SOURCE_NAME}-oidc-sources.knative.dev-apiserversource"
+#: The binder's audience (neurokube.cluster.functions.AUDIENCES; repeated here, since the
+#: cluster's own layer must not import the functions' wiring).
+BINDER_AUDIENCE = "serving.knative.dev/service/neurokube/neurokube-binder"
 PROBE_PORT = 8080  # hard-wired upstream
 STARTED_MARKER = "STARTING --"
 
@@ -43,8 +53,11 @@ def source_config(namespaces: list[str] | None = None) -> str:
     })
 
 
-def launch(binaries: Binaries, kubeconfig: Path, sink: str, profiling_port: int, log_path: Path) -> Launch:
+def launch(binaries: Binaries, kubeconfig: Path, sink: str, profiling_port: int, log_path: Path,
+           audience: str = BINDER_AUDIENCE) -> Launch:
     env = {
+        "K_AUDIENCE": audience,
+        "K_OIDC_SERVICE_ACCOUNT": OIDC_SERVICE_ACCOUNT,
         "NAME": SOURCE_NAME,
         "NAMESPACE": SOURCE_NAMESPACE,
         "K_SINK": sink,

@@ -11,7 +11,9 @@ at the binder (as ``cluster up --functions`` does), every event waits for the pr
 placement: a local bottleneck that the deployed topology does not have. ``LocalBroker`` restores
 that topology on 127.0.0.1: it answers the adapter with 202 as soon as an event is queued and
 delivers the matching events with ``concurrency`` threads, each on a kept-alive connection.
-Like the in-memory channel, it keeps nothing across a restart.
+Like the in-memory channel, it keeps nothing across a restart. As Knative's Broker filter does
+with OIDC on, it does not forward the sender's credential: it authenticates to the subscriber with
+its own (``authorization``, here the binder's static event token).
 """
 
 from __future__ import annotations
@@ -41,11 +43,13 @@ class BrokerStats:
 
 class LocalBroker:
     def __init__(self, subscriber: str, types: tuple[str, ...] = POD_TYPES, concurrency: int = 8,
-                 retries: int = 5, backoff_s: float = 0.2, timeout_s: float = 60.0) -> None:
+                 retries: int = 5, backoff_s: float = 0.2, timeout_s: float = 60.0,
+                 authorization: str | None = None) -> None:
         parts = urllib.parse.urlsplit(subscriber)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"subscriber must be an http URL, got {subscriber!r}")
         self.subscriber = subscriber
+        self.authorization = authorization
         self._host, self._port, self._path = parts.hostname, parts.port or 80, parts.path or "/"
         self.types = types
         self.retries = retries
@@ -130,6 +134,8 @@ class LocalBroker:
     def _deliver(self, conn: http.client.HTTPConnection | None, headers: dict[str, str],
                  body: bytes) -> http.client.HTTPConnection | None:
         forward = {k: v for k, v in headers.items() if k.startswith("ce-") or k == "content-type"}
+        if self.authorization:
+            forward["authorization"] = self.authorization
         delay = self.backoff_s
         for attempt in range(self.retries + 1):
             status = 0

@@ -4,10 +4,16 @@ What Knative does in a real cluster, done by hand on 127.0.0.1:
 
 * the binder, extender and sweeper run as ``python -m functions_framework --signature-type http``
   (gunicorn, one worker, ``threads`` threads) on free ports, never 8080 (the receive adapter's);
-* they authenticate as the ServiceAccount of deploy/knative/rbac.yaml, with a token from the
-  TokenRequest API, so the local setup proves the least-privilege role is enough;
-* the receive adapter's sink (``K_SINK``) is the binder;
-* a small timer process posts a PingSource-shaped CloudEvent to the sweeper every minute;
+* each authenticates as its own ServiceAccount of deploy/knative/rbac.yaml, with a token from the
+  TokenRequest API, so the local setup proves that each least-privilege role is enough;
+* the receive adapter's sink (``K_SINK``) is the binder, and it authenticates as Knative's does
+  with OIDC on: a JWT from the TokenRequest API for the binder's audience (:data:`AUDIENCES`),
+  which the binder verifies against the apiserver's issuer keys;
+* a small timer process posts a PingSource-shaped CloudEvent to the sweeper every minute, with
+  the static event token (``NEUROKUBE_EVENT_TOKEN``, generated per run and kept in
+  ``<state>/functions-event-token``, mode 0600, for whoever wants to post an event by hand);
+* the extender runs with ``NEUROKUBE_INSECURE=1`` on 127.0.0.1: kube-scheduler's extender client
+  can send neither a token nor a JWT (in a cluster a NetworkPolicy admits only kube-scheduler);
 * optionally kube-scheduler's configuration gets an ``extenders:`` entry pointing at the extender.
 
 Every process is recorded in ``cluster.json``, so ``cluster down`` stops them with the rest.
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -37,8 +44,10 @@ from neurokube.cluster.state import Layout
 from neurokube.errors import InputError, TemporaryError
 
 NAMESPACE = "neurokube"
-SERVICE_ACCOUNT = "neurokube-scheduler"
-IDENTITY = "neurokube-functions"  # kubeconfig name under <state>/kubeconfigs/
+#: Each function's own ServiceAccount (deploy/knative/rbac.yaml: least privilege per function).
+SERVICE_ACCOUNTS = {"binder": "neurokube-binder", "extender": "neurokube-extender", "sweeper": "neurokube-sweeper"}
+SERVICE_ACCOUNT = SERVICE_ACCOUNTS["binder"]
+_KUBECONFIG_KEY = "NK_LOCAL_KUBECONFIG_"  # + NAME: the function's own kubeconfig (not passed on as such)
 APPLY_PATCH = "application/apply-patch+yaml"
 FUNCTIONS = {  # name -> (source relative to the repository, http target)
     "binder": ("functions/binder/main.py", "binder"),
@@ -46,6 +55,10 @@ FUNCTIONS = {  # name -> (source relative to the repository, http target)
     "sweeper": ("functions/sweeper/main.py", "sweeper"),
 }
 RBAC_FILES = ("namespace.yaml", "rbac.yaml")
+#: The OIDC audience of each function: Knative's ``<group>/<kind>/<namespace>/<name>`` of its
+#: Service (deploy/knative/services.yaml), the audience its senders request tokens for.
+AUDIENCES = {name: f"serving.knative.dev/service/{NAMESPACE}/neurokube-{name}" for name in ("binder", "sweeper")}
+EVENT_TOKEN_FILE = "functions-event-token"
 AVOID_PORTS = {8080, 8008}  # the receive adapter's probe and default pprof ports
 PING_TYPE = "dev.knative.sources.ping"
 
@@ -132,32 +145,46 @@ def _apply(client: Client, doc: dict) -> str:
 
 
 def service_account_kubeconfig(client: Client, layout: Layout, ca_file: Path, server: str,
-                               expiration_s: int = 30 * 86400) -> Path:
-    """A kubeconfig that authenticates as the functions' ServiceAccount (TokenRequest API)."""
+                               expiration_s: int = 30 * 86400, account: str = SERVICE_ACCOUNT) -> Path:
+    """A kubeconfig that authenticates as ``account`` in the functions' namespace (TokenRequest API)."""
     body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
             "spec": {"expirationSeconds": expiration_s}}
     try:
-        reply = client.create(f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/{SERVICE_ACCOUNT}/token", body)
+        reply = client.create(f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/{account}/token", body)
     except ApiError as exc:
-        raise TemporaryError(f"requesting a token for {NAMESPACE}/{SERVICE_ACCOUNT} failed: {exc}") from None
-    path = layout.kubeconfig(IDENTITY)
+        raise TemporaryError(f"requesting a token for {NAMESPACE}/{account} failed: {exc}") from None
+    path = layout.kubeconfig(account)
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"apiVersion": "v1", "kind": "Config", "current-context": IDENTITY,
+    doc = {"apiVersion": "v1", "kind": "Config", "current-context": account,
            "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority": str(ca_file)}}],
-           "users": [{"name": IDENTITY, "user": {"token": reply["status"]["token"]}}],
-           "contexts": [{"name": IDENTITY, "context": {"cluster": "local", "user": IDENTITY}}]}
+           "users": [{"name": account, "user": {"token": reply["status"]["token"]}}],
+           "contexts": [{"name": account, "context": {"cluster": "local", "user": account}}]}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(yaml.safe_dump(doc))
     return path
 
 
+def service_account_kubeconfigs(client: Client, layout: Layout, ca_file: Path, server: str) -> dict[str, Path]:
+    """One kubeconfig per function, each for that function's own ServiceAccount."""
+    return {name: service_account_kubeconfig(client, layout, ca_file, server, account=account)
+            for name, account in SERVICE_ACCOUNTS.items()}
+
+
 # -- processes ---------------------------------------------------------------------------------
 
 
-def function_env(kubeconfig: Path, options: FunctionsOptions, replica: str) -> dict[str, str]:
-    env = {"KUBECONFIG": str(kubeconfig), "NEUROKUBE_REPLICA": replica, "WORKERS": "1",
-           "THREADS": str(options.threads), "PYTHONUNBUFFERED": "1", **options.env}
+def function_env(kubeconfig: Path | dict[str, Path], options: FunctionsOptions, replica: str) -> dict[str, str]:
+    """The environment the three functions share; ``NEUROKUBE_EVENT_TOKEN`` is generated unless
+    ``options.env`` gives one (the per-function authentication is :func:`auth_env`). With one
+    kubeconfig per function (:func:`service_account_kubeconfigs`), :func:`function_launch` gives
+    each function its own."""
+    kubeconfigs = kubeconfig if isinstance(kubeconfig, dict) else {}
+    default = kubeconfigs.get("binder") if kubeconfigs else kubeconfig
+    env = {"KUBECONFIG": str(default), "NEUROKUBE_REPLICA": replica, "WORKERS": "1",
+           "THREADS": str(options.threads), "PYTHONUNBUFFERED": "1",
+           "NEUROKUBE_EVENT_TOKEN": secrets.token_urlsafe(32),
+           **{_KUBECONFIG_KEY + name.upper(): str(path) for name, path in kubeconfigs.items()}, **options.env}
     if options.model_dir:
         env["NEUROKUBE_MODEL_DIR"] = str(options.model_dir)
     if options.prometheus_url:
@@ -165,7 +192,20 @@ def function_env(kubeconfig: Path, options: FunctionsOptions, replica: str) -> d
     return env
 
 
+def auth_env(name: str) -> dict[str, str]:
+    """How each function authenticates its callers locally: the binder and sweeper accept the
+    event token and OIDC tokens for their own audience; the extender is open on loopback (see
+    the module docstring). Values in the function's environment take precedence."""
+    if name == "extender":
+        return {"NEUROKUBE_INSECURE": "1"}
+    return {"NEUROKUBE_OIDC_AUDIENCE": AUDIENCES[name]}
+
+
 def function_launch(name: str, port: int, env: dict[str, str], process_name: str | None = None) -> Launch:
+    own = env.get(_KUBECONFIG_KEY + name.upper())
+    env = {**auth_env(name), **{k: v for k, v in env.items() if not k.startswith(_KUBECONFIG_KEY)}}
+    if own:
+        env["KUBECONFIG"] = own
     source, target = FUNCTIONS[name]
     argv = [sys.executable, "-m", "functions_framework", "--target", target, "--source",
             str(repo_root() / source), "--signature-type", "http", "--host", components.LOCALHOST,
@@ -175,19 +215,24 @@ def function_launch(name: str, port: int, env: dict[str, str], process_name: str
     return Launch(process_name or name, argv, lambda: _http_ok(url), 60.0, env=env)
 
 
-def timer_launch(url: str, every_s: float) -> Launch:
+def timer_launch(url: str, every_s: float, token: str) -> Launch:
     argv = [sys.executable, "-m", "neurokube.cluster.functions", "tick", "--url", url, "--every", str(every_s)]
-    return Launch("sweep-timer", argv, lambda: True, 5.0)
+    return Launch("sweep-timer", argv, lambda: True, 5.0, env={"NEUROKUBE_EVENT_TOKEN": token})
 
 
 def launches(plan_: Plan, options: FunctionsOptions, client: Client, layout: Layout, ca_file: Path,
              server: str) -> list[Launch]:
     """Grant the ServiceAccount its role, get it a token, and describe the four processes."""
     apply_manifests(client)
-    kubeconfig = service_account_kubeconfig(client, layout, ca_file, server)
-    out = [function_launch(name, plan_.ports[name], function_env(kubeconfig, options, f"local-{name}"))
+    shared = function_env(service_account_kubeconfigs(client, layout, ca_file, server), options, "")
+    token = shared["NEUROKUBE_EVENT_TOKEN"]
+    token_file = layout.root / EVENT_TOKEN_FILE
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    out = [function_launch(name, plan_.ports[name], {**shared, "NEUROKUBE_REPLICA": f"local-{name}"})
            for name in FUNCTIONS]
-    out.append(timer_launch(plan_.url("sweeper") + "/", options.sweep_every_s))
+    out.append(timer_launch(plan_.url("sweeper") + "/", options.sweep_every_s, token))
     return out
 
 

@@ -81,6 +81,7 @@ class Function:
         headers = {"ce-specversion": "1.0", "ce-type": kind, "ce-source": "https://kube-apiserver",
                    "ce-id": str(uuid.uuid4()), "ce-kind": "Pod", "Content-Type": "application/json",
                    "ce-subject": f"/apis/v1/namespaces/{pod['metadata']['namespace']}/pods/{pod['metadata']['name']}"}
+        headers.update(self.auth_headers())
         delay = 0.2
         for attempt in range(retries + 1):
             request = urllib.request.Request(self.url + "/", data=body, headers=headers, method="POST")
@@ -93,6 +94,15 @@ class Function:
             time.sleep(delay)
             delay *= 2
         raise AssertionError("unreachable")
+
+    def auth_headers(self) -> dict[str, str]:
+        """``Authorization`` with the function's static token (the event token; the extender's own)."""
+        token = self.env.get("NEUROKUBE_TOKEN" if self.name == "extender" else "NEUROKUBE_EVENT_TOKEN")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def ping(self, timeout_s: float = 120.0) -> dict:
+        """One PingSource-shaped event to this (sweeper) function, with its token."""
+        return functions.ping(self.url + "/", timeout_s=timeout_s, token=self.env.get("NEUROKUBE_EVENT_TOKEN"))
 
     def counter(self, name: str, **labels: str) -> float:
         with urllib.request.urlopen(self.url + "/metrics", timeout=10) as response:
@@ -188,9 +198,10 @@ class LiveFunctions:
 
 
 def service_account_env(cluster: RunningCluster, options: functions.FunctionsOptions) -> dict[str, str]:
-    """The functions' environment, authenticated as deploy/knative/rbac.yaml's ServiceAccount."""
+    """The functions' environment, each function authenticated as its own ServiceAccount of
+    deploy/knative/rbac.yaml."""
     functions.apply_manifests(cluster.client)
-    kubeconfig = functions.service_account_kubeconfig(cluster.client, Layout(cluster.state_dir),
+    kubeconfig = functions.service_account_kubeconfigs(cluster.client, Layout(cluster.state_dir),
                                                       certs.Pki(cluster.state_dir / "pki").ca_cert,
                                                       cluster.record.apiserver)
     return functions.function_env(kubeconfig, options, "unused")

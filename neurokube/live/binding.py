@@ -4,7 +4,7 @@
 compare-and-swap on the pod: the apiserver refuses it with 409 when the pod already has a node
 ("already assigned to node"), so a second delivery of the same event cannot move a pod, and the
 binder treats that 409 as success (delivery is at-least-once). The Binding carries the pod's
-UID, a precondition: an event about a deleted pod cannot bind a new pod of the same name.
+UID, always, as a precondition: an event about a deleted pod cannot bind a new pod of the same name.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 
+from neurokube.errors import InputError
 from neurokube.live.kube import KubeClient, KubeError
 from neurokube.live.objects import Pod
 
@@ -25,9 +26,12 @@ _NO_NAMESPACE = re.compile(r'namespaces "([^"]*)" not found')
 
 
 def binding_body(pod: Pod, node: str) -> dict:
-    meta = {"name": pod.name, "namespace": pod.namespace}
-    if pod.uid:
-        meta["uid"] = pod.uid
+    """The Binding, always with the pod's UID as its precondition (every pod placed comes from the
+    apiserver, which always has one; a pod without it is refused, never bound by name alone)."""
+    if not pod.uid:
+        raise InputError("a pod without metadata.uid cannot be bound", where=f"pod {pod.key}",
+                         why="the Binding's UID precondition is what keeps a late event from binding a new pod")
+    meta = {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid}
     return {"apiVersion": "v1", "kind": "Binding", "metadata": meta,
             "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
 

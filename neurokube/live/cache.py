@@ -380,6 +380,11 @@ class ClusterCache:
             pod = self._pods.get(uid)
             return pod.node_name if pod is not None and pod.bound else None
 
+    def pod(self, uid: str) -> Pod | None:
+        """The pod with this UID as the watch last reported it (None if the watch has not seen it)."""
+        with self._lock:
+            return self._pods.get(uid)
+
     def node(self, name: str) -> Node | None:
         with self._lock:
             return self._nodes.get(name)

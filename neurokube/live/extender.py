@@ -31,12 +31,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from neurokube.errors import InputError, NotFoundError
-from neurokube.live import binding, ledger
+from neurokube.errors import InputError, RefusedError
+from neurokube.live import binding, ledger, trust
 from neurokube.live.cache import ClusterCache, Snapshot
 from neurokube.live.decide import Decider
 from neurokube.live.feasibility import RESOURCE_REASONS, explain, fit_mask
-from neurokube.live.kube import KubeClient, KubeError
+from neurokube.live.kube import KubeClient
 from neurokube.live.ledger import Ledger
 from neurokube.live.nodetable import NodeTable
 from neurokube.live.objects import Node, Pod, namespace_name, object_name, parse_node, parse_pod
@@ -134,8 +134,10 @@ def parse_args(verb: str, doc: object) -> ExtenderArgs | BindingArgs:
 class Extender:
     def __init__(self, kube: KubeClient, cache: ClusterCache, metrics: PrometheusSource | None, decider: Decider,
                  ledger_: Ledger, telemetry: Telemetry, *, stale_after_s: float = 120.0, recent_lag_s: float = 60.0,
+                 bind_schedulers: frozenset[str] = frozenset({"default-scheduler"}),
                  clock: Callable[[], float] = time.time) -> None:
         self.kube = kube
+        self.bind_schedulers = bind_schedulers
         self.cache = cache
         self.metrics = metrics
         self.decider = decider
@@ -200,16 +202,15 @@ class Extender:
         return [{"Host": name, "Score": score} for name, score in zip(args.names, scores.tolist(), strict=True)]
 
     def bind(self, args: BindingArgs) -> dict:
+        """kube-scheduler's bind verb. The pod and node are checked against the apiserver and the
+        watch cache before any write (:func:`neurokube.live.trust.bindable_pod`): a refusal is a
+        4xx, counted by reason; a placement that fails answers ``{"Error": ...}`` as the protocol says."""
         try:
-            current = self.kube.get(binding.pod_path(args.namespace, args.name))
-        except KubeError as exc:
-            if exc.not_found:
-                raise NotFoundError(f"pod {args.namespace}/{args.name} does not exist",
-                                    why=exc.message or None) from None
+            pod = trust.bindable_pod(self.kube, self.cache, args.namespace, args.name, args.uid, args.node,
+                                     self.bind_schedulers)
+        except RefusedError as exc:
+            self.telemetry.refused.labels(reason=exc.reason).inc()
             raise
-        pod = parse_pod(current)
-        if args.uid and pod.uid and args.uid != pod.uid:
-            return {"Error": f"pod {pod.key} has UID {pod.uid}, not {args.uid}"}
         placement = self.ledger.place(pod, args.node)
         if placement.outcome == binding.BOUND or (
                 placement.outcome == binding.ALREADY_BOUND and placement.node == args.node):

@@ -4,8 +4,9 @@
   pod of this scheduler without a node and not being deleted are placed; every other pod and
   ``delete`` events are ignored (debug log). Not a pod event at all, a Reference-mode event, data
   that is not a Pod object, or a pod with bad quantities or names: InputError (400), before
-  anything else happens, so bad input never reaches the apiserver. A pod in a namespace that does
-  not exist can only be told by the apiserver (the Binding's 404): NotFoundError (404).
+  anything else happens, so bad input never reaches the apiserver. The event only names the pod:
+  what is placed is the apiserver's pod (:mod:`neurokube.live.trust`), and an event that
+  contradicts it is refused (403/410, counted by reason) before anything is written.
 * :func:`on_ping`: a PingSource event starts a sweep.
 * :func:`extender_call`: one extender verb.
 
@@ -19,11 +20,11 @@ import time
 
 from cloudevents.abstract import AnyCloudEvent
 
-from neurokube.errors import InputError, NotFoundError
-from neurokube.live import binding, runtime
+from neurokube.errors import InputError, NotFoundError, RefusedError
+from neurokube.live import binding, runtime, trust
 from neurokube.live.extender import parse_args
 from neurokube.live.objects import Pod, parse_pod
-from neurokube.live.scheduler import GONE, IGNORED, Outcome, ignore_reason
+from neurokube.live.scheduler import ALREADY_BOUND, GONE, IGNORED, Outcome, ignore_reason
 from neurokube.live.settings import Settings
 from neurokube.live.telemetry import process_telemetry
 from neurokube.logs import event
@@ -79,8 +80,28 @@ def on_pod_event(ce: AnyCloudEvent, settings: Settings, request_id: str) -> Outc
         key = _key(ce)
         event(log, "event ignored", logging.DEBUG, pod=key, reason=why, request_id=request_id)
         return Outcome(IGNORED, key, reason=why)
+    rt = runtime.current(settings)
     try:
-        outcome = runtime.current(settings).scheduler.schedule(pod, request_id)
+        actual = trust.actual_pod(pod, rt.cache, rt.kube)
+    except RefusedError as exc:
+        telemetry.events.labels(type=_type_label(ce), result="refused").inc()
+        telemetry.refused.labels(reason=exc.reason).inc()
+        event(log, "event refused", logging.WARNING, pod=pod.key, reason=exc.reason, error=str(exc),
+              request_id=request_id)
+        raise
+    except Exception:
+        telemetry.events.labels(type=_type_label(ce), result="failed").inc()
+        raise
+    if actual.bound:  # a late or repeated delivery: the apiserver has it bound already
+        telemetry.events.labels(type=_type_label(ce), result="handled").inc()
+        telemetry.bind_conflicts.labels(kind="already_assigned").inc()
+        return Outcome(ALREADY_BOUND, actual.key, actual.node_name, reason="the apiserver has it bound")
+    why = ignore_reason(actual, settings.scheduler_name)
+    if why:
+        telemetry.events.labels(type=_type_label(ce), result="ignored").inc()
+        return Outcome(IGNORED, actual.key, reason=why)
+    try:
+        outcome = rt.scheduler.schedule(actual, request_id)
     except Exception:
         telemetry.events.labels(type=_type_label(ce), result="failed").inc()
         raise

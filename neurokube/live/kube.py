@@ -118,10 +118,13 @@ class KubeClient:
         return self.request("GET", path, query=query)
 
     def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None,
-                content_type: str = JSON) -> Any:
+                content_type: str = JSON, accept: str = JSON) -> Any:
+        """One request; ``accept`` for the few documents that are not plain JSON (the issuer's
+        ``/openid/v1/jwks`` is served only as ``application/jwk-set+json``)."""
         target = path + ("?" + urllib.parse.urlencode(query) if query else "")
         data = None if body is None else json.dumps(body).encode()
         headers = self._headers(content_type if data is not None else None)
+        headers["Accept"] = accept
         for attempt in (1, 2):
             conn = self._connection()
             try:

@@ -61,7 +61,8 @@ class Runtime:
                                    telemetry, replica=replica, bind_attempts=s.bind_attempts,
                                    stale_after_s=s.prom_stale_after_s, recent_lag_s=s.recent_lag_s)
         self.extender = Extender(kube, self.cache, self.metrics, self.decider, self.ledger, telemetry,
-                                 stale_after_s=s.prom_stale_after_s, recent_lag_s=s.recent_lag_s)
+                                 stale_after_s=s.prom_stale_after_s, recent_lag_s=s.recent_lag_s,
+                                 bind_schedulers=s.extender_scheduler_names)
         self.sweeper = Sweeper(kube, self.scheduler, self.ledger, self.cache, telemetry,
                                scheduler_name=s.scheduler_name, min_age_s=s.sweep_min_age_s,
                                max_pods=s.sweep_max_pods, budget_s=s.sweep_budget_s)

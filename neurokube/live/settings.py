@@ -107,10 +107,28 @@ class Settings:
     # -- HTTP edge ------------------------------------------------------------------------------
     token: str | None = _setting("NEUROKUBE_TOKEN", None,
                                  "bearer token the extender requires on POST (constant-time compare; 401 "
-                                 "without it); unset: none")
+                                 "without it); the extender needs it, an OIDC audience or NEUROKUBE_INSECURE=1")
     event_token: str | None = _setting("NEUROKUBE_EVENT_TOKEN", None,
-                                       "bearer token the binder and sweeper require on POST (401 without it); "
-                                       "unset: none. Knative's Broker cannot send it (docs/FUNCTIONS.md)")
+                                       "bearer token the binder and sweeper accept on POST (401 without it or an "
+                                       "OIDC token); they need it, NEUROKUBE_OIDC_AUDIENCE or NEUROKUBE_INSECURE=1")
+    oidc_audience: str | None = _setting("NEUROKUBE_OIDC_AUDIENCE", None,
+                                         "accept Knative Eventing OIDC tokens (JWTs from the cluster's service-account "
+                                         "issuer) for this audience, e.g. serving.knative.dev/service/neurokube/"
+                                         "neurokube-binder; unset: none")
+    oidc_issuer: str | None = _setting("NEUROKUBE_OIDC_ISSUER", None,
+                                       "the issuer OIDC tokens must name; unset: the apiserver's "
+                                       "/.well-known/openid-configuration")
+    oidc_subjects: str = _setting("NEUROKUBE_OIDC_SUBJECTS", "",
+                                  "comma-separated JWT subjects allowed to call (e.g. "
+                                  "system:serviceaccount:neurokube:neurokube-pods-oidc-sources.knative.dev-"
+                                  "apiserversource); empty: any subject the issuer signed for the audience")
+    insecure: bool = _setting("NEUROKUBE_INSECURE", False,
+                              "accept unauthenticated requests when no token and no OIDC audience is set "
+                              "(warned at start-up, neurokube_insecure 1 in /metrics); without it such a "
+                              "function refuses to start")
+    extender_schedulers: str = _setting("NEUROKUBE_EXTENDER_SCHEDULERS", "default-scheduler",
+                                        "comma-separated spec.schedulerName values whose pods the extender's "
+                                        "/bind may bind (the kube-scheduler profiles that use the extender)")
     max_body_bytes: int = _setting("NEUROKUBE_MAX_BODY_BYTES", 16 * 1024 * 1024,
                                    "largest extender request accepted, bytes (413 above; ExtenderArgs with "
                                    "thousands of full Node objects reach megabytes)")
@@ -118,8 +136,9 @@ class Settings:
                                     "largest CloudEvent the binder and sweeper accept, bytes (413 above)")
     # -- decision log -------------------------------------------------------------------------------
     decision_log: str | None = _setting("NEUROKUBE_DECISION_LOG", None,
-                                        "object store for decision logs: a directory, file:// or "
-                                        "minio://ACCESS:SECRET@host:port/bucket; unset: not written")
+                                        "object store for decision logs: a directory, file://, "
+                                        "minio://host:port/bucket or minios:// (TLS), keys from "
+                                        "NEUROKUBE_STORE_ACCESS_KEY/_SECRET_KEY; unset: not written")
     decision_prefix: str = _setting("NEUROKUBE_DECISION_PREFIX", "decisions/live", "key prefix of the logs")
     decision_batch: int = _setting("NEUROKUBE_DECISION_BATCH", 200, "decisions per written batch")
     decision_flush_s: float = _setting("NEUROKUBE_DECISION_FLUSH_S", 30.0,
@@ -156,6 +175,27 @@ class Settings:
         values = {"label": self.prom_node_label, "window": self.prom_window, "step": self.prom_step}
         expr = string.Template(expr).safe_substitute(values)
         return string.Template(template).safe_substitute(values, expr=expr)
+
+    @property
+    def oidc_subject_list(self) -> tuple[str, ...]:
+        return tuple(s.strip() for s in self.oidc_subjects.split(",") if s.strip())
+
+    @property
+    def extender_scheduler_names(self) -> frozenset[str]:
+        return frozenset(s.strip() for s in self.extender_schedulers.split(",") if s.strip())
+
+    def static_token(self, function: str) -> str | None:
+        """The bearer token ``function`` accepts: the extender's, or the event token of the others."""
+        return self.token if function == "extender" else self.event_token
+
+    def auth_problem(self, function: str) -> str | None:
+        """Why ``function`` must not start with these settings (no way to authenticate callers and
+        no explicit NEUROKUBE_INSECURE=1), or None."""
+        if self.static_token(function) is not None or self.oidc_audience is not None or self.insecure:
+            return None
+        token_env = "NEUROKUBE_TOKEN" if function == "extender" else "NEUROKUBE_EVENT_TOKEN"
+        return (f"the {function} would accept requests from anyone: set {token_env} or NEUROKUBE_OIDC_AUDIENCE, "
+                f"or NEUROKUBE_INSECURE=1 to allow unauthenticated calls on purpose")
 
     @property
     def replica_name(self) -> str:
@@ -232,6 +272,16 @@ def validate(s: Settings) -> list[str]:
             check(len(token) >= 16, env, "use at least 16 characters")
             check(token.isascii() and token.isprintable() and " " not in token, env,
                   "use printable ASCII without spaces (it travels in an HTTP header)")
+    if s.oidc_audience is not None:
+        check(s.oidc_audience.isprintable() and " " not in s.oidc_audience, "NEUROKUBE_OIDC_AUDIENCE",
+              "must be printable without spaces")
+    if s.oidc_issuer is not None:
+        check(urlsplit(s.oidc_issuer).scheme == "https", "NEUROKUBE_OIDC_ISSUER",
+              f"{s.oidc_issuer!r} is not an https URL (service-account issuers are)")
+    check(not s.oidc_subjects or s.oidc_audience is not None, "NEUROKUBE_OIDC_SUBJECTS",
+          "needs NEUROKUBE_OIDC_AUDIENCE")
+    check(bool(s.extender_scheduler_names) and all(_DNS_LABEL.match(n) or "/" in n for n in s.extender_scheduler_names),
+          "NEUROKUBE_EXTENDER_SCHEDULERS", f"{s.extender_schedulers!r} is not a list of scheduler names")
     if s.decision_prefix:
         check(not s.decision_prefix.startswith("/") and ".." not in s.decision_prefix.split("/"),
               "NEUROKUBE_DECISION_PREFIX", "must be a relative key prefix")

@@ -56,6 +56,19 @@ class Telemetry:
                               registry=r)
         self.k8s_events = Counter("neurokube_k8s_events_total", "Kubernetes Events posted, by reason and result.",
                                   ["reason", "result"], registry=r)
+        self.auth_failures = Counter("neurokube_auth_failures_total",
+                                     "Requests refused as unauthenticated (401), by reason (missing, scheme, "
+                                     "wrong_token, malformed_jwt, unknown_key, bad_signature, expired, "
+                                     "wrong_audience, wrong_issuer, wrong_subject, keys_unavailable).",
+                                     ["reason"], registry=r)
+        self.refused = Counter("neurokube_refused_total",
+                               "Requests refused because the apiserver's objects contradict them or the function "
+                               "may not act on them, by reason (no_uid, uid_mismatch, other_scheduler, "
+                               "spec_mismatch, pod_gone, not_pending, unknown_node, other_pod).",
+                               ["reason"], registry=r)
+        self.insecure = Gauge("neurokube_insecure",
+                              "1 when this function accepts unauthenticated requests (NEUROKUBE_INSECURE=1).",
+                              registry=r)
         self._pending = Gauge("neurokube_pending_pods", "Pods for this scheduler that are not bound (watch cache).",
                               registry=r)
         self._cache_age = Gauge("neurokube_cache_age_seconds",

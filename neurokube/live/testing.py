@@ -99,6 +99,7 @@ class FakeKube:
         self.leases: dict[tuple[str, str], dict] = {}
         self.events: list[dict] = []
         self.bindings: list[tuple[str, str]] = []  # (namespace/name, node) of every successful Binding
+        self.binding_bodies: list[dict] = []  # the body of every Binding request, successful or not
         self.requests: list[tuple[str, str]] = []
         self.namespaces = set(namespaces)
         self.before: list[Callable[[str, str, object], None]] = []
@@ -128,6 +129,11 @@ class FakeKube:
             doc = copy.deepcopy(doc)
             doc["metadata"]["resourceVersion"] = self._next_rv()
             self.pods[(doc["metadata"]["namespace"], doc["metadata"]["name"])] = doc
+
+    def writes(self) -> list[tuple[str, str]]:
+        """Every request that could change the apiserver (not a GET)."""
+        with self._lock:
+            return [(m, p) for m, p in self.requests if m != "GET"]
 
     def placements(self) -> dict[str, str | None]:
         with self._lock:
@@ -197,6 +203,7 @@ class FakeKube:
         return pod
 
     def _binding(self, method, path, groups, body, query):
+        self.binding_bodies.append(copy.deepcopy(body))
         pod = self.pods.get(groups)
         name = groups[1]
         if pod is None:

@@ -2,20 +2,23 @@
 
 Errors are mapped to HTTP here and only here: an :class:`~neurokube.errors.InputError` (bad input,
 retrying is useless) answers 400 with ``{"error": message}`` (a
-:class:`~neurokube.errors.NotFoundError`, input naming an object that does not exist, 404); a
-:class:`~neurokube.errors.TemporaryError` (a dependency is down) answers 503 with ``Retry-After``,
-which Knative's delivery retries; :class:`HttpError` carries the few other statuses (401, 404,
-405, 413, 415). Anything else is a bug: it is logged with its traceback and answers 500.
-Every answer is JSON and carries the request id, which is also in every log line of the request.
+:class:`~neurokube.errors.NotFoundError`, input naming an object that does not exist, 404; a
+:class:`~neurokube.errors.RefusedError`, a request the apiserver's own objects contradict, its
+403/409/410 with a ``reason``); an apiserver's refusal (a 4xx other than 408/429 that the code did
+not handle) answers 422: final, never retried; a :class:`~neurokube.errors.TemporaryError` (a
+dependency is down, an apiserver 5xx or 429) answers 503 with ``Retry-After``, which Knative's
+delivery retries; :class:`HttpError` carries the few other statuses (401, 404, 405, 413, 415).
+Anything else is a bug: it is logged with its traceback and answers 500. Every answer is JSON and
+carries the request id, which is also in every log line of the request. Who may call at all is
+:mod:`neurokube.live.auth`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -24,7 +27,8 @@ import flask
 from cloudevents import exceptions as ce_exceptions
 from cloudevents.http import CloudEvent, from_http
 
-from neurokube.errors import InputError, NotFoundError, TemporaryError
+from neurokube.errors import ApiStatusError, InputError, NotFoundError, RefusedError, TemporaryError
+from neurokube.live import auth
 from neurokube.live.telemetry import Telemetry
 from neurokube.logs import event
 
@@ -110,29 +114,63 @@ def parse_cloud_event(request: flask.Request, max_bytes: int) -> CloudEvent:
     return ce
 
 
-def require_token(request: flask.Request, token: str | None) -> None:
-    """401 unless the request carries ``Authorization: Bearer <token>`` (when a token is set).
-
-    Both sides are hashed to 32 bytes first, so ``hmac.compare_digest`` takes the same time for a
-    wrong token of any length or content (it would return early on a length mismatch).
-    """
-    if token is None:
-        return
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if not header:
-        problem = "missing Authorization header"
-    elif scheme.lower() != "bearer":
-        problem = "the Authorization scheme must be Bearer"
-    elif not hmac.compare_digest(_digest(given.strip()), _digest(token)):
-        problem = "wrong bearer token"
-    else:
-        return
-    raise HttpError(401, f"unauthorized: {problem}", {"WWW-Authenticate": 'Bearer realm="neurokube"'})
+def authenticate(request: flask.Request, authenticator: auth.Authenticator, telemetry: Telemetry) -> auth.Principal:
+    """The caller of ``request``, or 401 with ``WWW-Authenticate`` and the reason (counted)."""
+    try:
+        return authenticator.check(request.headers.get("Authorization"))
+    except auth.Unauthorized as exc:
+        telemetry.auth_failures.labels(reason=exc.reason).inc()
+        raise HttpError(401, f"unauthorized: {exc.message}", {"WWW-Authenticate": 'Bearer realm="neurokube"'}) \
+            from None
 
 
-def _digest(text: str) -> bytes:
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()
+_authenticators: dict[tuple[object, str], auth.Authenticator] = {}
+_authenticators_lock = threading.Lock()
+
+
+def authenticator(settings, function: str) -> auth.Authenticator:
+    """The process's authenticator of ``function`` (built once per distinct settings).
+
+    The issuer's keys are read with the function's own Kubernetes credentials (a client of its
+    own, so that checking a caller never waits for or starts the watch cache)."""
+    key = (settings, function)  # frozen, hashable settings: equal settings share one authenticator
+    with _authenticators_lock:
+        found = _authenticators.get(key)
+        if found is None:
+            keys = None
+            if settings.oidc_audience is not None:
+                keys = auth.IssuerKeys(_issuer_fetcher(settings), settings.oidc_issuer)
+            found = auth.Authenticator(token=settings.static_token(function), audience=settings.oidc_audience,
+                                       keys=keys, subjects=settings.oidc_subject_list, insecure=settings.insecure)
+            _authenticators[key] = found
+        return found
+
+
+def _issuer_fetcher(settings):
+    client = None
+
+    def fetch(path: str) -> dict:
+        nonlocal client
+        if client is None:
+            from neurokube.live.kube import KubeClient
+
+            client = KubeClient.from_settings(settings.kubeconfig, settings.request_timeout_s)
+        return client.request("GET", path, accept="application/jwk-set+json, application/json")
+
+    return fetch
+
+
+def check_startup(settings, function: str, telemetry: Telemetry) -> None:
+    """At import of a function: refuse to start without a way to authenticate callers (InputError,
+    the function's start-up fails with the reason), warn and set ``neurokube_insecure`` when
+    NEUROKUBE_INSECURE=1 leaves it open."""
+    problem = settings.auth_problem(function)
+    if problem is not None:
+        raise InputError("refusing to start", where="environment", why=problem)
+    open_ = authenticator(settings, function).open
+    telemetry.insecure.set(1 if open_ else 0)
+    if open_:
+        event(log, "accepting unauthenticated requests (NEUROKUBE_INSECURE=1)", logging.WARNING, function=function)
 
 
 def metrics_response(telemetry: Telemetry) -> flask.Response:
@@ -177,8 +215,22 @@ def serve(request: flask.Request, telemetry: Telemetry, handler: Callable[[str],
     except InputError as exc:
         event(log, "bad request", logging.INFO, function=function, path=request.path, error=str(exc),
               request_id=rid)
-        status = 404 if isinstance(exc, NotFoundError) else 400
-        response = json_response({"error": str(exc), "request_id": rid}, status)
+        status = 404 if isinstance(exc, NotFoundError) else exc.status if isinstance(exc, RefusedError) else 400
+        doc = {"error": str(exc), "request_id": rid}
+        if isinstance(exc, RefusedError):
+            doc["reason"] = exc.reason
+        response = json_response(doc, status)
+    except ApiStatusError as exc:
+        if not exc.permanent:
+            event(log, "temporarily unable to serve", logging.WARNING, function=function, path=request.path,
+                  error=str(exc), request_id=rid)
+            response = json_response({"error": str(exc), "request_id": rid}, 503, {"Retry-After": "1"})
+        else:
+            # The apiserver refused (403, 422, ...): the same request would be refused again, so the
+            # answer is final (4xx), not a 503 that Knative would retry.
+            event(log, "the apiserver refused", logging.WARNING, function=function, path=request.path,
+                  error=str(exc), status=exc.status, request_id=rid)
+            response = json_response({"error": f"the apiserver refused: {exc}", "request_id": rid}, 422)
     except TemporaryError as exc:
         event(log, "temporarily unable to serve", logging.WARNING, function=function, path=request.path,
               error=str(exc), request_id=rid)
@@ -209,7 +261,7 @@ def cloud_event_endpoint(request: flask.Request, settings, telemetry: Telemetry,
         return answer
 
     def handle(request_id: str) -> flask.Response:
-        require_token(request, settings.event_token)
+        authenticate(request, authenticator(settings, function), telemetry)
         if request.path != "/":
             raise HttpError(404, f"no such path {request.path}; POST {what} to /")
         if request.method != "POST":

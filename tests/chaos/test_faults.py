@@ -58,7 +58,7 @@ import pandas as pd
 import pytest
 
 from neurokube.adapters.objectstore import MinioStore
-from neurokube.cluster import faults, functions, processes, workload
+from neurokube.cluster import faults, processes, workload
 from neurokube.cluster.api import ApiError
 from neurokube.cluster.livekit import ADD, create_pods, neurokube_pod, over_committed, pods_of
 from neurokube.errors import TemporaryError
@@ -139,7 +139,7 @@ def settle_and_check(chaos: Chaos, run: str, count: int, timeout_s: float = 150.
                                             f"{unbound[:5]}"
         if time.monotonic() >= next_sweep:
             try:
-                functions.ping(chaos.live.sweeper.url + "/", timeout_s=60)
+                chaos.live.sweeper.ping(timeout_s=60)
             except OSError:
                 pass  # the sweeper may be waiting on the same dependency; try again next round
             next_sweep = time.monotonic() + SWEEP_EVERY_S

@@ -74,14 +74,20 @@ class Answer:
         return json.loads(self.body)
 
 
+#: url -> the Authorization header its function accepts (filled by the ``live`` fixture), added by
+#: :func:`call` to every request: this module is about what authenticated callers can send.
+AUTH: dict[str, dict[str, str]] = {}
+
+
 def call(url: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
          method: str = "POST") -> Answer:
-    """One request with exactly these headers and bytes (no client-side normalisation)."""
+    """One request with exactly these headers (plus the function's credential) and bytes (no
+    client-side normalisation)."""
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
     try:
         try:
-            conn.request(method, path, body=body, headers=headers or {})
+            conn.request(method, path, body=body, headers={**AUTH.get(url, {}), **(headers or {})})
         except (BrokenPipeError, ConnectionResetError):
             pass  # answered (413) and closed before the whole body was sent: read the answer
         response = conn.getresponse()
@@ -153,6 +159,7 @@ def live(cluster: RunningCluster, tmp_path_factory) -> Live:
     fns = [Function(name, env, logs, f"{name}-bad-input") for name in ("binder", "extender", "sweeper")]
     with ThreadPoolExecutor(3) as pool:
         list(pool.map(Function.start, fns))
+    AUTH.update({fn.url: fn.auth_headers() for fn in fns})
     try:
         yield Live(cluster, *fns, sentinels=sentinels, nodes=node_docs[:5])
         for fn in fns:  # nothing the module sent made any function answer 500 or log a bug
@@ -217,7 +224,6 @@ def no_spec(live: Live) -> dict:
 def in_namespace(live: Live, namespace: str) -> dict:
     pod = live.pod()
     pod["metadata"]["namespace"] = namespace
-    pod["metadata"].pop("uid", None)
     return pod
 
 
@@ -265,7 +271,7 @@ CORPUS: dict[str, Case] = {
     "binder/pod without metadata": Case("binder", lambda lv: post_event(binary_event(
         {k: v for k, v in lv.pod().items() if k != "metadata"})), 400, "pod metadata must be a JSON object"),
     "binder/unknown namespace": Case("binder", lambda lv: post_event(binary_event(in_namespace(lv, MISSING_NAMESPACE))),
-                                     404, f"namespace '{MISSING_NAMESPACE}' does not exist"),
+                                     403, "belongs to pod nk-bad-input/sentinel-0"),
     "binder/invalid namespace name": Case("binder", lambda lv: post_event(binary_event(in_namespace(lv, "Not_A_NS"))),
                                           400, "is not a valid namespace name"),
     "binder/pod name that is a path": Case("binder", lambda lv: post_event(binary_event(
@@ -339,10 +345,12 @@ CORPUS: dict[str, Case] = {
         "/bind", {"PodName": "sentinel-0", "PodNamespace": NAMESPACE, "Node": "../../api/v1/pods"}), 400,
         "is not a valid name"),
     "extender/bind unknown namespace": Case("extender", lambda lv: post_json(
-        "/bind", {"PodName": "sentinel-0", "PodNamespace": MISSING_NAMESPACE, "Node": lv.nodes[0]["metadata"]["name"]}),
+        "/bind", {"PodName": "sentinel-0", "PodNamespace": MISSING_NAMESPACE, "PodUID": "u",
+                  "Node": lv.nodes[0]["metadata"]["name"]}),
         404, f"pod {MISSING_NAMESPACE}/sentinel-0 does not exist"),
     "extender/bind unknown pod": Case("extender", lambda lv: post_json(
-        "/bind", {"PodName": "no-such-pod", "PodNamespace": NAMESPACE, "Node": lv.nodes[0]["metadata"]["name"]}),
+        "/bind", {"PodName": "no-such-pod", "PodNamespace": NAMESPACE, "PodUID": "u",
+                  "Node": lv.nodes[0]["metadata"]["name"]}),
         404, f"pod {NAMESPACE}/no-such-pod does not exist"),
     # -- the sweeper: PingSource events ----------------------------------------------------------
     "sweeper/wrong CloudEvent type": Case("sweeper", lambda lv: post_event(binary_event(lv.pod())), 400,

@@ -119,7 +119,7 @@ def test_binder_killed_mid_stream_loses_no_pod_and_binds_none_twice(cluster, liv
     binder.start()
     pending = [p for p in pods_of(cluster.client, run).values() if not p["spec"].get("nodeName")]
     assert pending, "no event was lost while the binder was down; the test proves nothing"
-    report = functions.ping(sweeper.url + "/")
+    report = sweeper.ping()
     pods = wait_bound(cluster.client, run, 150, timeout_s=30)
     print(f"\n{len(pending)} pods were pending after the restart; sweep: {report}")
     # The sweep accounts for every pod still pending when it listed them (the restarted binder may
@@ -139,8 +139,9 @@ def test_binder_killed_mid_stream_loses_no_pod_and_binds_none_twice(cluster, liv
 
 
 def test_a_stale_event_never_binds_a_recreated_pod(cluster, live):
-    """The Binding carries the pod's UID: an old event about a deleted pod cannot place a new pod
-    that has the same name (the apiserver refuses the precondition)."""
+    """An old event about a deleted pod cannot place a new pod that has the same name: the binder
+    finds the UID is not the apiserver's pod's and answers 410 (and the Binding would carry the
+    UID as a precondition anyway)."""
     run = f"uid-{uuid.uuid4().hex[:6]}"
     manifest = neurokube_pod(f"{run}-p", 100, 64, run)
     manifest["spec"]["schedulerName"] = "nobody"  # keep the binder away from the first one
@@ -153,7 +154,7 @@ def test_a_stale_event_never_binds_a_recreated_pod(cluster, live):
     assert new["metadata"]["uid"] != old["metadata"]["uid"]
     stale = {**old, "spec": {**old["spec"], "schedulerName": "neurokube"}}
     reply = live["binder"].post_event(stale)
-    assert reply["outcome"] == "gone", reply
+    assert reply["status"] == 410 and json.loads(reply["error"])["reason"] == "uid_mismatch", reply
     assert not pods_of(cluster.client, run)[new["metadata"]["name"]]["spec"].get("nodeName")
     workload.delete_pods(cluster.client, [new["metadata"]["name"]])
 
@@ -184,7 +185,7 @@ def test_three_binders_with_stale_caches_never_over_commit(cluster, live):
     started = time.monotonic()
     with ThreadPoolExecutor(16) as pool:
         replies = list(pool.map(lambda d: d[0].post_event(d[1]), deliveries))
-    report = functions.ping(live["sweeper"].url + "/")  # whatever gave up on every try
+    report = live["sweeper"].ping()  # whatever gave up on every try
     pods = wait_bound(client, run, 500, timeout_s=60)
     elapsed = time.monotonic() - started
     bindings = sum(r.counter("neurokube_decisions_total", outcome="bound") for r in replicas) - before

@@ -1,7 +1,10 @@
 """The binder function through functions-framework's own test client, both entry points
 (``binder``, http, deployed; ``on_pod_event``, cloud_event): bad input answers 4xx with a
 message, never 500, and never reaches the apiserver; ignored pods answer 200; a pending pod is
-bound once, a redelivery is a 200 without a second binding; a missing runtime is a 503."""
+bound once, a redelivery is a 200 without a second binding; a missing runtime is a 503. Events
+that contradict the apiserver's pod are refused (403/410) before any write; without a token, an
+OIDC audience or NEUROKUBE_INSECURE=1 the function does not start. The tests that are not about
+authentication run it with NEUROKUBE_INSECURE=1."""
 
 from pathlib import Path
 
@@ -16,6 +19,11 @@ from neurokube.live.testing import FakeKube, fake_runtime, node_doc, pod_doc
 
 SOURCE = str(Path(__file__).resolve().parents[2] / "functions" / "binder" / "main.py")
 ADD = "dev.knative.apiserver.resource.add"
+
+
+@pytest.fixture(autouse=True)
+def insecure(monkeypatch):
+    monkeypatch.setenv("NEUROKUBE_INSECURE", "1")
 
 
 @pytest.fixture
@@ -217,20 +225,75 @@ def test_event_token(monkeypatch, kube, target):
         assert client.get("/healthz").status_code == 200 and client.get("/metrics").status_code == 200
 
 
-def test_a_pod_in_an_unknown_namespace_is_404(http_client, kube):
-    kube.namespaces = ("neurokube", "default")
-    original = kube._binding
-
-    def binding(method, path, groups, body, query):  # the apiserver's admission answer
-        if groups[0] not in kube.namespaces:
-            from neurokube.live.kube import KubeError
-            raise KubeError(404, "NotFound", f'namespaces "{groups[0]}" not found', method, path)
-        return original(method, path, groups, body, query)
-
-    kube._binding = binding
+def test_a_pod_in_an_unknown_namespace_is_gone(http_client, kube):
     response = post(http_client, event(pod_doc("p", namespace="nowhere")))
-    assert response.status_code == 404 and "namespace 'nowhere' does not exist" in response.json["error"]
-    assert kube.bindings == []
+    assert response.status_code == 410 and response.json["reason"] == "pod_gone", response.json
+    assert kube.bindings == [] and kube.writes() == []
+
+
+def forged(kube, change):
+    """A pending pod the apiserver has, and an event about it changed by ``change``."""
+    doc = pod_doc("real", uid="u-real")
+    kube.add_pod(doc)
+    claimed = pod_doc("real", uid="u-real")
+    change(claimed)
+    return claimed
+
+
+def _requests(cpu):
+    def change(doc):
+        doc["spec"]["containers"][0]["resources"]["requests"]["cpu"] = cpu
+    return change
+
+
+FORGERIES = {
+    "wrong UID": (lambda d: d["metadata"].update(uid="u-other"), 410, "uid_mismatch"),
+    "no UID": (lambda d: d["metadata"].pop("uid"), 400, "no_uid"),
+    "fewer CPUs than the pod asks": (_requests("10m"), 403, "spec_mismatch"),
+    "made-up toleration": (lambda d: d["spec"].update(tolerations=[{"operator": "Exists"}]), 403, "spec_mismatch"),
+    "made-up node selector": (lambda d: d["spec"].update(nodeSelector={"pool": "x"}), 403, "spec_mismatch"),
+    "another namespace": (lambda d: d["metadata"].update(namespace="kube-system"), 410, "pod_gone"),
+    "a pod that was never created": (lambda d: d["metadata"].update(name="ghost", uid="u-ghost"), 410, "pod_gone"),
+}
+
+
+@pytest.mark.parametrize("case", list(FORGERIES))
+def test_forged_events_are_refused_before_any_write(http_client, kube, case):
+    change, status, reason = FORGERIES[case]
+    before = process_telemetry().refused.labels(reason=reason)._value.get()
+    response = post(http_client, event(forged(kube, change)))
+    assert response.status_code == status and response.json["reason"] == reason, response.json
+    assert kube.bindings == [] and kube.writes() == []
+    assert process_telemetry().refused.labels(reason=reason)._value.get() == before + 1
+
+
+def test_another_schedulers_pod_claimed_as_ours_is_refused(http_client, kube):
+    kube.add_pod(pod_doc("theirs", uid="u-theirs", scheduler="default-scheduler"))
+    response = post(http_client, event(pod_doc("theirs", uid="u-theirs")))
+    assert response.status_code == 403 and response.json["reason"] == "other_scheduler"
+    assert kube.bindings == [] and kube.writes() == []
+
+
+def test_the_apiservers_pod_is_placed_not_the_events(http_client, kube):
+    """The event may be newer than the watch cache (no contradiction after a fresh GET): the
+    apiserver's pod is what is bound, with its UID as the precondition."""
+    doc = pod_doc("p", uid="u1")
+    kube.add_pod(doc)
+    response = post(http_client, event(doc))
+    assert response.status_code == 200 and response.json["outcome"] == "bound"
+    assert kube.binding_bodies[-1]["metadata"]["uid"] == "u1"
+
+
+def test_no_auth_and_no_insecure_flag_refuses_to_start(monkeypatch):
+    from neurokube.errors import InputError
+
+    monkeypatch.delenv("NEUROKUBE_INSECURE")
+    with pytest.raises(InputError, match="would accept requests from anyone"):
+        functions_framework.create_app("binder", SOURCE)
+
+
+def test_insecure_is_visible_in_metrics(http_client, kube):
+    assert "neurokube_insecure 1.0" in http_client.get("/metrics").get_data(as_text=True)
 
 
 def test_invalid_settings_stop_the_function_at_start(monkeypatch):
@@ -239,3 +302,21 @@ def test_invalid_settings_stop_the_function_at_start(monkeypatch):
     monkeypatch.setenv("NEUROKUBE_PROM_REFRESH_S", "often")
     with pytest.raises(InputError, match="NEUROKUBE_PROM_REFRESH_S='often'"):
         functions_framework.create_app("binder", SOURCE)
+
+
+@pytest.mark.parametrize("status, answer", [(403, 422), (401, 422), (500, 503), (429, 503)])
+def test_apiserver_refusals_are_final_and_outages_temporary(http_client, kube, status, answer):
+    """A 4xx from the apiserver (RBAC, admission) would be refused again: the binder answers 4xx,
+    which Knative does not retry; a 5xx or 429 is a 503, which it retries."""
+    from neurokube.live.kube import KubeError
+
+    def refuse(method, path, body):
+        if method == "POST" and path.endswith("/binding"):
+            raise KubeError(status, "Refused", "pods/binding is forbidden", method, path)
+
+    doc = pod_doc("p", uid="u1")
+    kube.add_pod(doc)
+    kube.before.append(refuse)
+    response = post(http_client, event(doc))
+    assert response.status_code == answer, response.json
+    assert kube.bindings == []

@@ -18,6 +18,12 @@ TOKEN = "s3cret-token-for-the-tests"
 TAINT = [{"key": "dedicated", "value": "ml", "effect": "NoSchedule"}]
 
 
+
+@pytest.fixture(autouse=True)
+def insecure(monkeypatch):
+    """The tests that are not about authentication run the function with NEUROKUBE_INSECURE=1."""
+    monkeypatch.setenv("NEUROKUBE_INSECURE", "1")
+
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     return write_packing_model(tmp_path_factory.mktemp("model") / "m")
@@ -98,8 +104,28 @@ def test_bind_goes_through_the_ledger(client, kube):
     kube.add_pod(pod_doc("c", "1", "1Gi", uid="uc", scheduler="default-scheduler"))
     full = client.post("/bind", json={"PodName": "c", "PodNamespace": "default", "PodUID": "uc", "Node": "small"})
     assert full.status_code == 200 and "no_room" in full.json["Error"]
-    missing = client.post("/bind", json={"PodName": "zz", "PodNamespace": "default", "PodUID": "", "Node": "empty"})
+    missing = client.post("/bind", json={"PodName": "zz", "PodNamespace": "default", "PodUID": "u", "Node": "empty"})
     assert missing.status_code == 404 and "pod default/zz does not exist" in missing.json["error"]
+
+
+BIND_REFUSALS = {
+    "unknown node": ({"PodName": "d", "PodUID": "ud", "Node": "nowhere"}, 403, "unknown_node"),
+    "no PodUID": ({"PodName": "d", "PodUID": "", "Node": "empty"}, 400, "no_uid"),
+    "wrong PodUID": ({"PodName": "d", "PodUID": "u-wrong", "Node": "empty"}, 410, "uid_mismatch"),
+    "another scheduler's pod": ({"PodName": "ours", "PodUID": "u-ours", "Node": "empty"}, 403, "other_scheduler"),
+}
+
+
+@pytest.mark.parametrize("case", list(BIND_REFUSALS))
+def test_bind_refuses_what_the_apiserver_contradicts(client, kube, case):
+    """/bind checks node, UID and scheduler before any write (kube-scheduler profiles use
+    default-scheduler; NeuroKube's own pods are the binder's, not the extender's)."""
+    kube.add_pod(pod_doc("d", "1", "1Gi", uid="ud", scheduler="default-scheduler"))
+    kube.add_pod(pod_doc("ours", "1", "1Gi", uid="u-ours", scheduler="neurokube"))
+    args, status, reason = BIND_REFUSALS[case]
+    response = client.post("/bind", json={"PodNamespace": "default", **args})
+    assert response.status_code == status and response.json["reason"] == reason, response.json
+    assert kube.bindings == [] and kube.writes() == []
 
 
 MALFORMED = {

@@ -22,6 +22,12 @@ def stamp(seconds_ago: float) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+
+@pytest.fixture(autouse=True)
+def insecure(monkeypatch):
+    """The tests that are not about authentication run the function with NEUROKUBE_INSECURE=1."""
+    monkeypatch.setenv("NEUROKUBE_INSECURE", "1")
+
 @pytest.fixture
 def kube():
     fake = FakeKube([node_doc("n0", cpu="2")], [

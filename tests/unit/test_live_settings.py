@@ -73,3 +73,39 @@ def test_reference_table_lists_every_variable():
                  "NEUROKUBE_EVENT_TOKEN", "NEUROKUBE_MAX_EVENT_BYTES"):
         assert f"`{name}`" in rendered
     assert Settings().replica_name
+
+
+@pytest.mark.parametrize("function, environ, ok", [
+    ("binder", {}, False),
+    ("binder", {"NEUROKUBE_EVENT_TOKEN": "e" * 20}, True),
+    ("binder", {"NEUROKUBE_OIDC_AUDIENCE": "serving.knative.dev/service/neurokube/neurokube-binder"}, True),
+    ("binder", {"NEUROKUBE_INSECURE": "1"}, True),
+    ("binder", {"NEUROKUBE_TOKEN": "t" * 20}, False),  # the extender's token does not open the binder
+    ("sweeper", {"NEUROKUBE_EVENT_TOKEN": "e" * 20}, True),
+    ("extender", {"NEUROKUBE_EVENT_TOKEN": "e" * 20}, False),
+    ("extender", {"NEUROKUBE_TOKEN": "t" * 20}, True),
+    ("extender", {"NEUROKUBE_INSECURE": "true"}, True),
+])
+def test_every_function_needs_auth_or_an_explicit_insecure_flag(function, environ, ok):
+    problem = from_env(environ).auth_problem(function)
+    assert (problem is None) == ok, problem
+    if not ok:
+        assert "NEUROKUBE_INSECURE=1" in problem
+
+
+@pytest.mark.parametrize("environ, message", [
+    ({"NEUROKUBE_OIDC_ISSUER": "http://plain"}, "NEUROKUBE_OIDC_ISSUER"),
+    ({"NEUROKUBE_OIDC_SUBJECTS": "system:serviceaccount:a:b"}, "needs NEUROKUBE_OIDC_AUDIENCE"),
+    ({"NEUROKUBE_OIDC_AUDIENCE": "has space"}, "NEUROKUBE_OIDC_AUDIENCE"),
+    ({"NEUROKUBE_EXTENDER_SCHEDULERS": " , "}, "NEUROKUBE_EXTENDER_SCHEDULERS"),
+    ({"NEUROKUBE_INSECURE": "maybe"}, "NEUROKUBE_INSECURE='maybe': expected true or false"),
+])
+def test_bad_auth_settings_are_refused(environ, message):
+    with pytest.raises(InputError, match=message):
+        from_env(environ)
+
+
+def test_the_documented_table_is_the_code_s():
+    """docs/FUNCTIONS.md carries the table as rendered from the code (regenerate it when a setting changes)."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "FUNCTIONS.md").read_text()
+    assert table() in docs
