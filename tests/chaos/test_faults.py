@@ -37,8 +37,8 @@ Expected behaviour, written before the tests:
 7. **every event delivered 5 times**, concurrently: one delivery binds, the other four answer
    ``already_bound`` (counted as ``neurokube_bind_conflicts_total{kind="already_assigned"}``).
 8. **events out of order**: updates before adds, a stale add after the pod was bound, an add of
-   a pod already deleted. The stale ones bind nothing (``already_bound`` / ``gone``), updates of
-   unbound pods place them, and deleted pods never get a Binding.
+   a pod already deleted. The stale ones bind nothing (``already_bound``, or 410 ``pod_gone``),
+   updates of unbound pods place them, and deleted pods never get a Binding.
 """
 
 from __future__ import annotations
@@ -388,6 +388,9 @@ def test_events_out_of_order_bind_nothing_twice(chaos: Chaos):
     live_replies = Counter(r.get("outcome", r.get("status")) for kind, name, r in replies if "-gone-" not in name)
     print(f"\nlive pods: {dict(live_replies)}; deleted pods: {dict(doomed_replies)}")
     assert live_replies["bound"] == 25 and set(live_replies) <= {"bound", "already_bound"}, live_replies
-    assert set(doomed_replies) <= {"gone", "ignored"} and doomed_replies["gone"] == 5, doomed_replies
+    # a deleted pod's add: the apiserver has no such pod, 410 (Knative does not retry it)
+    assert set(doomed_replies) <= {410, "ignored"} and doomed_replies[410] == 5, doomed_replies
+    assert all(json.loads(r["error"])["reason"] == "pod_gone" for _, name, r in replies
+               if "-gone-" in name and r.get("status") == 410)
     assert not bound_lines(chaos, f"{run}-gone")
     cleanup(chaos, run)
