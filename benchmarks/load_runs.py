@@ -61,6 +61,7 @@ from benchmarks._locust_results import (  # noqa: E402
     stage_table,
     stages,
 )
+from neurokube.cluster.functions import EVENT_TOKEN_FILE  # noqa: E402
 
 RESULTS = ROOT / "load" / "results" / "load_runs"
 SWEEP_OFF_S = "3600"
@@ -325,7 +326,8 @@ def run_ab(plan: Plan, which: set[str], work: Path, model: Path, prom: str, name
             run = Run("a", f"(a) {plan.create_pods:,} pending pods created in the cluster first, one event each",
                       "load/binder_events.py",
                       {"host": urls["binder"], "stage-seconds": plan.stage_a, "create-pods": plan.create_pods,
-                       "ok-outcomes": "bound"},
+                       "ok-outcomes": "bound",
+                       "event-token": (state / EVENT_TOKEN_FILE).read_text().strip()},
                       env={"KUBECONFIG": info["kubeconfig"]})
             before = scrape(urls["binder"])
             run_locust(run, 3 * plan.stage_a + 300)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
 import uuid
 
@@ -60,6 +61,9 @@ def _arguments(parser) -> None:
     group.add_argument("--ok-outcomes", default="bound,already_bound,unschedulable,gone",
                        help="binder outcomes counted as success (comma-separated)")
     group.add_argument("--pod-offset", type=int, default=0, help="first pod index (load-pod-NNNNNN)")
+    group.add_argument("--event-token", default=os.environ.get("NEUROKUBE_EVENT_TOKEN", ""),
+                       help="the binder's NEUROKUBE_EVENT_TOKEN (`neurokube cluster up --functions` keeps it in "
+                            "<state>/functions-event-token; default $NEUROKUBE_EVENT_TOKEN)")
     group.add_argument("--create-pods", type=int, default=0,
                        help="create this many pending pods in the --kubeconfig cluster first and announce those "
                             "(0: synthetic pods for load/local_functions.py)")
@@ -129,6 +133,8 @@ class ReceiveAdapter(FastHttpUser):
             raise StopUser()
         headers = nkload.cloudevent_headers(str(uuid.uuid4()), EVENT_TYPE, pod["metadata"]["namespace"],
                                             pod["metadata"]["name"])
+        if options is not None and options.event_token:
+            headers["Authorization"] = f"Bearer {options.event_token}"
         with self.client.post("/", json=pod, headers=headers, name="CloudEvent pod add",
                               catch_response=True) as resp:
             try:

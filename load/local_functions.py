@@ -46,6 +46,8 @@ def build_app(options: argparse.Namespace):
     from neurokube.live.telemetry import process_telemetry
 
     env = {"NEUROKUBE_REPLICA": f"local-{options.target}", "NEUROKUBE_SCHEDULED_EVENTS": "true"}
+    if not any(os.environ.get(k) for k in ("NEUROKUBE_EVENT_TOKEN", "NEUROKUBE_TOKEN", "NEUROKUBE_OIDC_AUDIENCE")):
+        env["NEUROKUBE_INSECURE"] = "1"  # 127.0.0.1 only, no cluster: the load scenarios send no credential
     fake_prom = None
     if options.prometheus == "fake":
         usage = {nkload.node_name(i): (2.0 + (i % 7), float((8 + i % 5) << 30)) for i in range(options.nodes)}
