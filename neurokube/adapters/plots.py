@@ -69,3 +69,58 @@ def plot_learning_curve(path: Path, curve: list[dict], ope: list[dict]) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+FAMILY_MARKERS = {"neurokube": "*", "default": "o", "most-allocated": "s", "tlp": "^", "lvrb": "v",
+                  "koordinator": "D", "random": "x", "oracle": "P"}
+
+
+def plot_frontier(path: Path, doc: dict, title: str = "contention against node-hours") -> Path:
+    """One panel per trace (and the sum): contention (symlog) against node-hours, pending pod-s as
+    colour, one marker per policy family, NeuroKube's Pareto front as a line, defaults labelled."""
+    from matplotlib.colors import LogNorm, Normalize
+
+    parts = [*doc["traces"].items()]
+    if len(parts) > 1:
+        parts.append(("all traces (sum)", doc["total"]))
+    fig, axes = plt.subplots(1, len(parts), figsize=(6.2 * len(parts), 5.4), squeeze=False)
+    for ax, (name, part) in zip(axes[0], parts):
+        points = part["points"]
+        pending = np.array([p["pending_pod_s"] for p in points], dtype=float)
+        low, high = float(pending.min()), float(max(pending.max(), pending.min() + 1))
+        # one outlier (a filter that leaves pods pending for days) would wash out a linear scale
+        norm = LogNorm(vmin=max(low, 1.0), vmax=high) if low > 0 and high / low > 20 else Normalize(vmin=low, vmax=high)
+        families = list(dict.fromkeys(p["family"] for p in points))
+        for fam in families:
+            ps = [p for p in points if p["family"] == fam]
+            big = fam == "neurokube"
+            sc = ax.scatter([p["node_hours"] for p in ps], [p["contention_core_s"] for p in ps],
+                            c=[p["pending_pod_s"] for p in ps], cmap="viridis", norm=norm,
+                            marker=FAMILY_MARKERS.get(fam, "o"), s=220 if big else 70,
+                            edgecolors="black", linewidths=0.6, label=fam, zorder=3)
+            for p in ps:
+                if p["default"] or big:
+                    text = p["spec"].split("node_hour_cost=")[-1] if ":" in p["spec"] and big else p["spec"]
+                    if big and ":" in p["spec"]:
+                        text = f"C={text}"
+                    ax.annotate(text, (p["node_hours"], p["contention_core_s"]), fontsize=7,
+                                xytext=(4, 4), textcoords="offset points")
+        front = {s: i for i, s in enumerate(part["fronts"].get("neurokube", []))}
+        fp = sorted((p for p in points if p["spec"] in front), key=lambda p: p["node_hours"])
+        if fp:
+            ax.plot([p["node_hours"] for p in fp], [p["contention_core_s"] for p in fp], "-", color="tab:red",
+                    linewidth=1.6, zorder=2, label="NeuroKube front")
+        ax.set_yscale("symlog", linthresh=max(1.0, min((p["contention_core_s"] for p in points
+                                                        if p["contention_core_s"] > 0), default=1.0)))
+        ax.set_xlabel("node-hours (lower is cheaper)")
+        ax.set_ylabel("CPU contention, core-s (lower is better)")
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3)
+        fig.colorbar(sc, ax=ax, label="pending pod-s")
+    axes[0][0].legend(fontsize=7, loc="best")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

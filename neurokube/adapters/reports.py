@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,15 @@ def write_json(path: Path, trace_ref: str, results: list[ReplayResult], config: 
     path.write_text(json.dumps(doc, indent=2) + "\n")
 
 
+def placements_file(policy: str) -> str:
+    """The placements file name of a policy key: ``<spec>.csv`` with ``/``, ``%`` and other characters
+    that are unsafe in a file name percent-encoded (``neurokube:model=out/m`` -> ``neurokube:model=out%2Fm.csv``)."""
+    name = quote(policy, safe=":=,.+-_@ ")
+    if name in ("", ".", ".."):
+        name = quote(name, safe="") or "_"
+    return f"{name}.csv"
+
+
 def write_placements(directory: Path, trace: Trace, result: ReplayResult) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     bound = result.node_of >= 0
@@ -51,6 +61,6 @@ def write_placements(directory: Path, trace: Trace, result: ReplayResult) -> Pat
         "node": np.where(bound, trace.nodes.name[np.maximum(result.node_of, 0)], ""),
         "bind_s": np.where(bound, result.bind_s, np.nan),
     })
-    path = directory / f"{result.policy}.csv"
+    path = directory / placements_file(result.policy)
     frame.to_csv(path, index=False)
     return path

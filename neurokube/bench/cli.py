@@ -60,6 +60,125 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the pod mix and node metrics")
     p.add_argument("--no-docs", action="store_true", help="do not rewrite the section of docs/BENCHMARKS.md")
     p.set_defaults(func=cmd_scheduling)
+    _register_frontier(commands)
+
+
+def _register_frontier(commands: argparse._SubParsersAction) -> None:
+    from neurokube.bench import frontier
+    from neurokube.cli.options import output_path, seed
+
+    p = commands.add_parser(
+        "frontier", help="every peer at several settings and NeuroKube at several node_hour_cost values: "
+                         "contention against node-hours, Pareto fronts, domination",
+        description="Replay each peer at its default and two other settings, and NeuroKube at several "
+                    "node_hour_cost values of one model, on each trace; write every point, each family's Pareto "
+                    "front, whether each peer point is dominated by a NeuroKube point (2 %% slack), and a plot.")
+    p.add_argument("--trace", type=Path, action="append", required=True, metavar="DIR", help="trace (repeatable)")
+    p.add_argument("--model", type=Path, required=True, metavar="DIR", help="NeuroKube model directory")
+    p.add_argument("--node-hour-cost", type=_cost_list, default=frontier.NODE_HOUR_COSTS, metavar="C,C,...",
+                   help="NeuroKube's rates besides its default, core-s of contention per node-hour (default "
+                        f"{','.join(f'{c:g}' for c in frontier.NODE_HOUR_COSTS)})")
+    p.add_argument("--peer", action="append", metavar="SPEC",
+                   help="peer specs to replay instead of the built-in settings (repeatable; a plain name is that "
+                        "family's default)")
+    p.add_argument("--json", type=output_path, metavar="OUT", help="write every point, the fronts and the verdicts")
+    p.add_argument("--plot", type=output_path, metavar="OUT.png", help="contention against node-hours, pending as colour")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--docs", action="store_true", help="rewrite the 'frontier' section of docs/BENCHMARKS.md")
+    p.set_defaults(func=cmd_frontier)
+
+
+def _cost_list(text: str) -> tuple[float, ...]:
+    from neurokube.cli.options import float_range
+
+    parse = float_range(0.0, 1e9)
+    values = tuple(parse(t) for t in text.split(",") if t.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} names no rate")
+    return values
+
+
+def cmd_frontier(args: argparse.Namespace) -> int:
+    from neurokube.bench import frontier
+    from neurokube.cli.outputs import Outputs
+    from neurokube.cli.policy_specs import build_policy, check_specs
+    from neurokube.sim import SimConfig, replay
+    from neurokube.trace.io import read_trace
+
+    if not (args.model / "manifest.json").is_file():
+        raise InputError("not a model directory (no manifest.json)", str(args.model))
+    peers = args.peer or [s for settings in frontier.PEER_SETTINGS.values() for s in settings]
+    texts = [*peers, *frontier.learned_specs(None, args.node_hour_cost)]
+    specs = {s.text: s for s in check_specs(texts, args.model)}
+    traces = [(t.name, read_trace(t)) for t in args.trace]
+    config = SimConfig(seed=args.seed)
+
+    def one(text: str, trace) -> dict:
+        policy = build_policy(specs[text], trace, seed=args.seed, step_s=config.step_s, model_dir=args.model)
+        metrics = dict(replay(trace, policy, config).metrics)
+        if getattr(policy, "fallbacks", 0):
+            metrics["fallback_decisions"] = int(policy.fallbacks)
+        return metrics
+
+    total = len(traces) * len(texts)
+    with progress("frontier", total=total, unit="replay") as update:
+        done = [0]
+
+        def tick(_label: str) -> None:
+            update(done[0], total)
+            done[0] += 1
+
+        doc = frontier.run(traces, texts, one, tick)
+        update(total, total)
+    doc["model"] = str(args.model)
+    doc["trace_dirs"] = [str(t) for t in args.trace]
+    text = frontier.markdown(doc)
+    print(text)
+    with Outputs() as out:
+        if args.json:
+            out.file(args.json, "--json").write_text(json.dumps(_finite(doc), indent=2) + "\n")
+        if args.plot:
+            from neurokube.adapters.plots import plot_frontier
+
+            plot_frontier(out.file(args.plot, "--plot"), doc,
+                          f"NeuroKube ({args.model.name}) across node_hour_cost against peers across settings")
+    for target in (args.json, args.plot):
+        if target:
+            print(f"wrote {target}")
+    if args.docs:
+        command = "neurokube bench frontier " + " ".join(shlex.quote(a) for a in _replayable_after(sys.argv, "frontier"))
+        body = text + (f"\n![frontier]({_relative_to_docs(args.plot)})\n" if args.plot else "")
+        path = _write_docs("frontier", "Frontier: contention against node-hours across settings", body, command)
+        print(f"wrote the 'frontier' section of {path}", file=sys.stderr)
+    return 0
+
+
+def _finite(value: object) -> object:
+    """``value`` with every non-finite float as null (strict JSON)."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _replayable_after(argv: list[str], word: str) -> list[str]:
+    try:
+        return argv[argv.index(word) + 1:]
+    except ValueError:
+        return argv[1:]
+
+
+def _relative_to_docs(path: Path) -> str:
+    import os
+
+    from neurokube.cluster.functions import repo_root
+
+    return os.path.relpath(Path(path).absolute(), repo_root() / "docs")
 
 
 def cmd_scheduling(args: argparse.Namespace) -> int:

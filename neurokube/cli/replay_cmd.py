@@ -13,7 +13,6 @@ from neurokube.cli.options import float_range, int_range, output_dir, output_pat
 from neurokube.cli.outputs import Outputs
 from neurokube.cli.progress import progress
 from neurokube.errors import InputError
-from neurokube.policies import POLICY_NAMES
 
 DEFAULT_POLICIES = ("default", "most-allocated", "tlp", "lvrb", "koordinator", "random", "oracle")
 MAX_STEP_S = 86_400
@@ -24,9 +23,10 @@ MAX_WINDOW_S = 7 * 86_400
 def register(sub: argparse._SubParsersAction) -> None:
     replay = sub.add_parser("replay", help="replay a v1 trace under one or more policies")
     replay.add_argument("--trace", type=Path, required=True, help="v1 trace directory")
-    replay.add_argument("--policy", action="append", metavar="NAME",
-                        help=f"policy to replay, repeatable (default: all of {', '.join(DEFAULT_POLICIES)}); "
-                             "'neurokube' needs --model")
+    replay.add_argument("--policy", action="append", metavar="SPEC",
+                        help=f"policy to replay, NAME[:key=value,...] with the fields of its arguments dataclass "
+                             f"(e.g. tlp:target_utilization=60, neurokube:model=DIR,node_hour_cost=60); "
+                             f"repeatable (default: all of {', '.join(DEFAULT_POLICIES)}); 'neurokube' needs a model")
     replay.add_argument("--model", type=Path, help="model directory for the neurokube policy")
     replay.add_argument("--seed", type=seed, default=0, help="tie-break and random seed (default 0)")
     replay.add_argument("--step-s", type=int_range(1, MAX_STEP_S), default=60,
@@ -55,21 +55,18 @@ def _replay(args: argparse.Namespace) -> int:
     from neurokube.sim.table import format_table
     from neurokube.trace.io import read_trace
 
-    names = args.policy or list(DEFAULT_POLICIES)
-    for name in names:
-        if name not in POLICY_NAMES and name != "neurokube":
-            raise InputError(f"unknown policy {name!r}", "--policy",
-                             f"one of {', '.join((*POLICY_NAMES, 'neurokube'))}")
-    if "neurokube" in names and args.model is None:
-        raise InputError("the neurokube policy needs a model", "--policy neurokube", "pass --model MODEL_DIR")
+    from neurokube.cli.policy_specs import build_policy, check_specs
+
+    specs = check_specs(args.policy or list(DEFAULT_POLICIES), args.model)
     config = SimConfig(step_s=args.step_s, scrape_s=args.scrape_s, window_s=args.window_s,
                        lag_s=args.scrape_s, seed=args.seed)
     trace = read_trace(args.trace)
     results = []
-    for name in names:
-        policy = _policy(name, trace, args)
-        with progress(f"replay {name}") as update:
+    for spec in specs:
+        policy = build_policy(spec, trace, seed=args.seed, step_s=args.step_s, model_dir=args.model)
+        with progress(f"replay {spec.text}") as update:
             results.append(replay(trace, policy, config, clock=time.perf_counter_ns, on_step=update))
+        results[-1].policy = spec.text  # reports key each policy by its spec, exactly as given
         fallbacks = getattr(policy, "fallbacks", None)
         if fallbacks:
             results[-1].metrics["fallback_decisions"] = int(fallbacks)
@@ -98,18 +95,8 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _policy(name: str, trace, args: argparse.Namespace):
-    if name == "neurokube":
-        from neurokube.model.policy import load_learned_policy
-
-        return load_learned_policy(args.model, trace=trace, seed=args.seed)
-    from neurokube.policies import make_policy
-
-    return make_policy(name, trace=trace, seed=args.seed, step_s=args.step_s)
-
-
 def _audit(args: argparse.Namespace) -> int:
-    from neurokube.adapters.reports import pod_keys
+    from neurokube.adapters.reports import placements_file, pod_keys
     from neurokube.sim.audit import recompute, relative_errors
     from neurokube.trace.io import read_trace
 
@@ -120,7 +107,7 @@ def _audit(args: argparse.Namespace) -> int:
     node_index = {n: i for i, n in enumerate(names)}
     worst = 0.0
     for policy, metrics in policies.items():
-        node_of, bind_s = _read_placements(args.placements / f"{policy}.csv", index, node_index)
+        node_of, bind_s = _read_placements(args.placements / placements_file(policy), index, node_index)
         again = recompute(trace, node_of, bind_s, step_s=step_s, end_s=ends[policy])
         errors = relative_errors(metrics, again)
         if not errors:
@@ -158,7 +145,8 @@ def _read_report(path: Path) -> tuple[dict[str, dict[str, float | None]], int, d
     checked: dict[str, dict[str, float | None]] = {}
     end_s: dict[str, float] = {}
     for policy, metrics in policies.items():
-        if Path(policy).name != policy or policy in ("", ".", ".."):
+        name = policy.partition(":")[0]  # a spec's values may hold paths; its file name is encoded
+        if Path(name).name != name or name in ("", ".", ".."):
             raise InputError(f"policy name {policy!r} is not a file name", str(path))
         if not isinstance(metrics, dict):
             raise InputError(f"policy {policy!r}: metrics must be an object", str(path))

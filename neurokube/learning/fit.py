@@ -13,6 +13,13 @@ from neurokube.model.reward import RewardWeights
 from neurokube.model.value_model import ValueModel
 
 
+OVERFLOW_COLUMN = "added_mem_overflow_gib_s"
+MIN_OVERFLOW = 1e-6
+MIN_OVERFLOW_ROWS = 20
+"""The memory-overflow model is fitted when at least this many decisions added some overflow;
+otherwise the model predicts none (the logs of the live binder do not carry it)."""
+
+
 @dataclass(frozen=True)
 class FitSettings:
     rounds: int = 200
@@ -50,9 +57,11 @@ def fit_value_model(decisions: pd.DataFrame, weights: RewardWeights, settings: F
         raise ValueError(f"need at least 100 decisions with outcomes to fit, have {len(usable)}")
     x = usable[list(FEATURE_COLUMNS)].to_numpy(dtype=np.float32)
     boosters = {}
-    for name, column, objective in (("contention", settings.contention_target, "tweedie"),
-                                    ("occupancy", "added_node_h", "tweedie")):
-        y = usable[column].to_numpy(dtype=np.float64)
+    targets = [("contention", settings.contention_target, "tweedie"), ("occupancy", "added_node_h", "tweedie")]
+    if OVERFLOW_COLUMN in usable and (usable[OVERFLOW_COLUMN].fillna(0) > MIN_OVERFLOW).sum() >= MIN_OVERFLOW_ROWS:
+        targets.append(("overflow", OVERFLOW_COLUMN, "tweedie"))
+    for name, column, objective in targets:
+        y = usable[column].fillna(0.0).to_numpy(dtype=np.float64)
         data = lgb.Dataset(x, label=np.maximum(y, 0.0), free_raw_data=True)
         boosters[name] = lgb.train(_params(settings, objective), data, num_boost_round=settings.rounds)
     facts = {"decisions": int(len(usable)), "fit": asdict(settings), **(info or {})}

@@ -95,7 +95,7 @@ def train(traces: list[Trace], settings: TrainSettings = TrainSettings(),
             ep = run_episode(trace, make_policy(name, trace=trace, seed=s.seed + j),
                              epsilon=s.epsilon_initial, seed=s.seed + 100 * i + j, weights=s.weights, config=s.sim)
             episodes.append(ep)
-            buffer.append(ep.decisions)
+            buffer.append(ep.training_rows())
     curve: list[dict] = []
     ope: list[dict] = []
     best: tuple[float, ValueModel] | None = None
@@ -132,7 +132,7 @@ def train(traces: list[Trace], settings: TrainSettings = TrainSettings(),
                              epsilon=s.epsilon, seed=s.seed + 1000 * (it + 1) + i, weights=s.weights,
                              config=s.sim, model_version=model.version)
             episodes.append(ep)
-            buffer.append(ep.decisions)
+            buffer.append(ep.training_rows())
     assert best is not None
     chosen = best[1]
     chosen.info["selected_iteration"] = int(chosen.info["iteration"])

@@ -40,3 +40,28 @@ def attribute(trace: Trace, result: ReplayResult, pod_index: np.ndarray, node_in
     alone = (result.node_pods[step, node] == 1).astype(np.float64)
     node_hours = np.bincount(decision, weights=alone, minlength=pod_index.size) * step_s / 3600.0
     return contention, node_hours, experienced
+
+
+def added_memory_overflow(trace: Trace, result: ReplayResult, pod_index: np.ndarray, node_index: np.ndarray,
+                          step_s: int) -> np.ndarray:
+    """Added memory overflow (GiB-seconds) of each decision: ``sum_t max(0, M_t - cap) - max(0, M_t - m_t - cap)``
+    over the pod's lifetime, the memory counterpart of added contention (the OOM risk it brought).
+
+    The replay must have been run with ``record=True``.
+    """
+    if result.node_mem is None:
+        raise ValueError("the replay was not recorded (record=True)")
+    pods = trace.pods
+    first = np.rint(result.bind_s[pod_index] / step_s).astype(np.int64)
+    length = np.ceil(np.round(pods.duration_s[pod_index] / step_s, 9)).astype(np.int64)
+    n_steps = result.node_mem.shape[0]
+    length = np.clip(length, 0, np.maximum(n_steps - first, 0))
+    decision = np.repeat(np.arange(pod_index.size), length)
+    offset = np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length)
+    step = np.repeat(first, length) + offset
+    node = node_index[decision]
+    _, own = pod_usage(pods, trace.profiles, pod_index[decision], offset * float(step_s))
+    used = result.node_mem[step, node].astype(np.float64)
+    cap = trace.nodes.memory_mib[node].astype(np.float64)
+    added = np.maximum(used - cap, 0.0) - np.maximum(used - own - cap, 0.0)
+    return np.bincount(decision, weights=added, minlength=pod_index.size) * step_s / 1024.0

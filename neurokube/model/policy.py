@@ -6,8 +6,10 @@ Safe by construction:
 - with no model, or a model that fails to load or predict, it falls back to kube-scheduler's
   default scoring, logs why once per reason, and counts every fallback in ``fallbacks_by_reason``.
 
-Candidates whose expected cost is within a small tolerance of the best are broken towards the
-node with the most requested CPU (packing), then at random.
+Candidates whose expected cost is within a small tolerance of the best are broken by the objective
+the rate implies: towards the node with the most requested CPU (packing: fewer node-hours) when a
+node-hour costs anything, towards the lowest projected CPU peak (spreading) when
+``node_hour_cost=0``; then at random.
 
 In large clusters the model scores a shortlist. Features are computed for every feasible node
 (vectorised, about 0.2 ms for 1,000 nodes). The ``shortlist`` best go to the model, half by
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +31,7 @@ from neurokube.errors import NeuroKubeError
 from neurokube.features import FEATURE_NAMES, candidate_features
 from neurokube.logs import event
 from neurokube.model.reward import RewardWeights
-from neurokube.model.value_model import ModelError, ValueModel, load_model
+from neurokube.model.value_model import ModelError, ValueModel, combine, load_model
 from neurokube.policies.base import ClusterView, PodSpec
 from neurokube.policies.common import fits
 from neurokube.policies.default import DefaultPolicy
@@ -41,12 +44,52 @@ RELATIVE_TIE = 1e-3
 ABSOLUTE_TIE = 1e-3
 
 
+@dataclass(frozen=True)
+class LearnedArgs:
+    """Arguments of the ``neurokube`` policy spec (``neurokube:model=DIR,node_hour_cost=60``).
+
+    ``node_hour_cost`` is the exchange rate applied at decision time, in core-seconds of CPU
+    contention per node-hour: the model predicts contention, node-hours (and memory overflow)
+    separately, so any rate works without retraining. ``None`` keeps the rate recorded in the
+    model's manifest, the one it was trained with (360 unless ``neurokube train
+    --node-hour-cost`` said otherwise).
+    """
+
+    model: str | None = None
+    node_hour_cost: float | None = None
+    max_wait_steps: int = 0
+    """The wait action: when every feasible node is predicted to add more than ``wait_above_core_s``
+    of contention, leave the pod pending for a step, at most this many steps in a row; then place it
+    on the best node anyway. 0 (the default) never waits."""
+    wait_above_core_s: float = 60.0
+    """Predicted added contention (core-seconds) above which a node counts as running hot."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_wait_steps <= 1440:
+            raise ValueError("max_wait_steps must be in 0..1440")
+        if not 0 <= self.wait_above_core_s <= 1e9:
+            raise ValueError("wait_above_core_s must be in [0, 1e9]")
+        if self.node_hour_cost is not None and not 0 <= self.node_hour_cost <= 1e9:
+            raise ValueError("node_hour_cost must be in [0, 1e9] core-seconds per node-hour")
+        if self.model is not None and not self.model.strip():
+            raise ValueError("model must name a directory")
+
+    def weights(self, trained: RewardWeights) -> RewardWeights:
+        """The decision-time weights: ``trained`` with this spec's node-hour rate, if it sets one."""
+        return trained if self.node_hour_cost is None else replace(trained, node_hour=self.node_hour_cost)
+
+
 class LearnedPolicy:
     name = "neurokube"
 
     def __init__(self, model: ValueModel | None, rng: np.random.Generator, fallback_reason: str = "no_model",
-                 shortlist: int = DEFAULT_SHORTLIST) -> None:
+                 shortlist: int = DEFAULT_SHORTLIST, max_wait_steps: int = 0, wait_above_core_s: float = 60.0) -> None:
         self.model = model
+        self.max_wait_steps = max_wait_steps
+        self.wait_above_core_s = wait_above_core_s
+        self.waits = 0
+        """Decisions that left a fitting pod pending (the wait action)."""
+        self._waited: dict[int, int] = {}  # pod index -> steps waited in a row
         self.shortlist = max(2, shortlist)
         self.rng = rng
         self.fallback = DefaultPolicy(rng)
@@ -87,7 +130,21 @@ class LearnedPolicy:
         """Shortlisted candidates, their features and expected costs."""
         features = candidate_features(pod, view, candidates)
         keep = self.shortlisted(features)
-        return candidates[keep], features[keep], self.model.cost(features[keep])
+        self.last_components = self.model.components(features[keep])
+        return candidates[keep], features[keep], combine(self.last_components, self.model.weights)
+
+    def _wait(self, pod: PodSpec) -> bool:
+        """The bounded wait action: True to leave ``pod`` pending this step."""
+        if self.max_wait_steps <= 0 or pod.index < 0:
+            return False
+        hot = float(self.last_components["contention"].min()) > self.wait_above_core_s
+        waited = self._waited.get(pod.index, 0)
+        if hot and waited < self.max_wait_steps:
+            self._waited[pod.index] = waited + 1
+            self.waits += 1
+            return True
+        self._waited.pop(pod.index, None)
+        return False
 
     def select(self, pod: PodSpec, view: ClusterView) -> int | None:
         if self.model is None:
@@ -102,22 +159,37 @@ class LearnedPolicy:
             return self._fall_back("predict_error", pod, view, f"{type(exc).__name__}: {exc}")
         if not np.isfinite(cost).all():
             return self._fall_back("non_finite_score", pod, view)
+        if self._wait(pod):
+            self.last = None
+            return None
         self.last = (candidates, features, cost)
         best = cost.min()
         near = np.flatnonzero(cost <= best + max(ABSOLUTE_TIE, RELATIVE_TIE * abs(best)))
-        packed = features[near, REQ_CPU_COLUMN]
-        top = near[packed == packed.max()]
+        if self.model.weights.node_hour > 0:  # ties go to fewer node-hours: the most requested node
+            packed = features[near, REQ_CPU_COLUMN]
+            top = near[packed == packed.max()]
+        else:  # node-hours are free: ties go to the least risk, the lowest projected CPU peak
+            peak = features[near, PROJ_PEAK_COLUMN]
+            top = near[peak == peak.min()]
         return int(candidates[top[self.rng.integers(top.size)] if top.size > 1 else top[0]])
 
 
 def load_learned_policy(model_dir: str | Path | None, *, trace=None, seed: int = 0,
-                        weights: RewardWeights | None = None) -> LearnedPolicy:
-    """The learned policy for ``model_dir``; a missing or broken model gives the fallback, not an error."""
+                        weights: RewardWeights | None = None, node_hour_cost: float | None = None,
+                        max_wait_steps: int = 0, wait_above_core_s: float = 60.0) -> LearnedPolicy:
+    """The learned policy for ``model_dir``; a missing or broken model gives the fallback, not an error.
+
+    ``node_hour_cost`` (core-seconds of contention per node-hour) replaces the model's trained
+    rate at decision time; ``weights`` replaces all of its weights.
+    """
     rng = np.random.default_rng(seed)
     if model_dir is None:
         return LearnedPolicy(None, rng, "no_model")
     try:
-        return LearnedPolicy(load_model(model_dir, weights), rng)
+        model = load_model(model_dir, weights)
+        if node_hour_cost is not None:
+            model.weights = replace(model.weights, node_hour=float(node_hour_cost))
+        return LearnedPolicy(model, rng, max_wait_steps=max_wait_steps, wait_above_core_s=wait_above_core_s)
     except ModelError as exc:
         reason = "model_missing" if "missing" in str(exc) or "no model" in str(exc) else "model_corrupt"
         event(log, "cannot load model, using default scoring", level=logging.WARNING, reason=reason, error=str(exc))

@@ -1,11 +1,13 @@
 """The value model: two LightGBM regressors and a manifest, saved as text (never pickle).
 
-``contention.txt`` predicts a decision's added contention (core-seconds) and ``occupancy.txt``
-its added node-hours. A candidate's expected cost is their weighted sum. The weights live in the
-manifest and can be overridden at load time, so the contention/node-hours trade-off can be
-adjusted without retraining.
+``contention.txt`` predicts a decision's added contention (core-seconds), ``occupancy.txt``
+its added node-hours and the optional ``overflow.txt`` its added memory overflow (GiB-seconds;
+a model without it predicts 0). A candidate's expected cost is their weighted sum. The weights
+live in the manifest and can be overridden at load time or per policy spec
+(``neurokube:node_hour_cost=C``), so the trade-off is chosen at decision time without retraining.
 
-A model directory holds ``manifest.json``, ``contention.txt`` and ``occupancy.txt``. The manifest
+A model directory holds ``manifest.json``, ``contention.txt``, ``occupancy.txt`` and possibly
+``overflow.txt``. The manifest
 records the format, the version, the feature names and their order, the reward weights, and
 training facts.
 
@@ -32,6 +34,9 @@ from neurokube.model.reward import RewardWeights
 
 FORMAT = "neurokube-placement-v1"
 TARGETS = ("contention", "occupancy")
+"""Every model predicts these."""
+OPTIONAL_TARGETS = ("overflow",)
+"""Predicted when the model was trained with memory-overflow outcomes; 0 otherwise."""
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".dill", ".pt", ".pth", ".sav")
 PICKLE_PROTO = b"\x80"  # the PROTO opcode that starts every pickle of protocol 2 and later
 
@@ -53,22 +58,30 @@ class ValueModel:
             out[name] = np.maximum(booster.predict(features, num_threads=1), 0.0)
         return out
 
-    def cost(self, features: np.ndarray) -> np.ndarray:
-        """Expected cost of each row (lower is better)."""
+    def components(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """The predicted cost components of each row: contention (core-s), occupancy (node-hours)
+        and overflow (memory GiB-s, zeros without an overflow model)."""
         p = self.predict(features)
-        return self.weights.cost(p["contention"], p["occupancy"])
+        if "overflow" not in p:
+            p["overflow"] = np.zeros(features.shape[0])
+        return p
+
+    def cost(self, features: np.ndarray, weights: RewardWeights | None = None) -> np.ndarray:
+        """Expected cost of each row (lower is better), under ``weights`` (default: the model's)."""
+        return combine(self.components(features), weights or self.weights)
 
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         digests = {}
-        for name in TARGETS:
+        names = [n for n in (*TARGETS, *OPTIONAL_TARGETS) if n in self.boosters]
+        for name in names:
             text = self.boosters[name].model_to_string()
             (directory / f"{name}.txt").write_text(text)
             digests[name] = hashlib.sha256(text.encode()).hexdigest()
         manifest = {
             "format": FORMAT, "version": self.version, "feature_version": FEATURE_VERSION,
-            "features": list(FEATURE_NAMES), "targets": {n: f"{n}.txt" for n in TARGETS},
+            "features": list(FEATURE_NAMES), "targets": {n: f"{n}.txt" for n in names},
             "sha256": digests, "reward_weights": self.weights.to_dict(), "info": self.info,
         }
         (directory / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
@@ -94,7 +107,7 @@ def load_model(directory: str | Path, weights: RewardWeights | None = None) -> V
     if not isinstance(targets, dict) or not isinstance(digests, dict):
         raise ModelError(f"{path}: targets and sha256 must be objects")
     boosters = {}
-    for name in TARGETS:
+    for name in (*TARGETS, *(n for n in OPTIONAL_TARGETS if n in targets)):
         file = directory / _plain_file_name(targets.get(name, f"{name}.txt"), path)
         text = _model_text(file)
         expected = digests.get(name)
@@ -113,6 +126,12 @@ def load_model(directory: str | Path, weights: RewardWeights | None = None) -> V
         raise ModelError(f"{path}: bad reward_weights ({exc})") from None
     return ValueModel(boosters=boosters, weights=weights or saved, version=str(manifest.get("version")),
                       info=manifest.get("info", {}))
+
+
+def combine(components: dict[str, np.ndarray], weights: RewardWeights) -> np.ndarray:
+    """The weighted cost of predicted components (see :meth:`ValueModel.components`)."""
+    return weights.cost(components["contention"], components["occupancy"],
+                        components.get("overflow", 0.0))
 
 
 def _plain_file_name(value: object, manifest: Path) -> str:

@@ -17,12 +17,41 @@ change the argmax. Read from pkg/scheduler/framework/plugins/noderesources/ at v
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from neurokube.policies.base import ClusterView, PodSpec
 from neurokube.policies.common import fits, pick_best
 
 MAX_NODE_SCORE = 100
+MAX_WEIGHT = 100
+"""kube-scheduler refuses plugin and resource weights above 100."""
+
+
+@dataclass(frozen=True)
+class DefaultArgs:
+    """The score knobs of a kube-scheduler profile that matter in a replay (upstream defaults).
+
+    ``fit_weight`` and ``balanced_weight`` are the profile's plugin weights of NodeResourcesFit and
+    NodeResourcesBalancedAllocation (0 disables the plugin); ``cpu_weight`` and ``memory_weight``
+    are NodeResourcesFit's ``scoringStrategy.resources`` weights.
+    """
+
+    fit_weight: int = 1
+    balanced_weight: int = 1
+    cpu_weight: int = 1
+    memory_weight: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("fit_weight", "balanced_weight"):
+            if not 0 <= getattr(self, name) <= MAX_WEIGHT:
+                raise ValueError(f"{name} must be in 0..{MAX_WEIGHT}")
+        for name in ("cpu_weight", "memory_weight"):
+            if not 1 <= getattr(self, name) <= MAX_WEIGHT:
+                raise ValueError(f"{name} must be in 1..{MAX_WEIGHT}")
+        if self.fit_weight == 0 and self.balanced_weight == 0:
+            raise ValueError("fit_weight and balanced_weight cannot both be 0")
 
 
 def least_allocated(requested: np.ndarray, capacity: np.ndarray) -> np.ndarray:
@@ -53,11 +82,20 @@ def balanced_allocation(pod: PodSpec, view: ClusterView) -> np.ndarray:
     return ((1.0 - std) * MAX_NODE_SCORE).astype(np.int64)  # int64() truncates, as in Go
 
 
-def fit_score(pod: PodSpec, view: ClusterView, per_resource=least_allocated) -> np.ndarray:
-    """NodeResourcesFit score with weights cpu:1 memory:1 over non-zero requests."""
+def fit_score(pod: PodSpec, view: ClusterView, per_resource=least_allocated,
+              cpu_weight: int = 1, memory_weight: int = 1) -> np.ndarray:
+    """NodeResourcesFit score over non-zero requests, ``(s_cpu w_cpu + s_mem w_mem) // (w_cpu + w_mem)``."""
     cpu = per_resource(view.nz_req_cpu + pod.nonzero_cpu, view.alloc_cpu)
     mem = per_resource(view.nz_req_mem + pod.nonzero_memory, view.alloc_mem)
-    return (cpu + mem) // 2
+    return (cpu * cpu_weight + mem * memory_weight) // (cpu_weight + memory_weight)
+
+
+def profile_score(pod: PodSpec, view: ClusterView, args: "DefaultArgs", per_resource=least_allocated) -> np.ndarray:
+    """The profile's total: ``fit_weight * Fit + balanced_weight * BalancedAllocation``."""
+    total = args.fit_weight * fit_score(pod, view, per_resource, args.cpu_weight, args.memory_weight)
+    if args.balanced_weight:
+        total = total + args.balanced_weight * balanced_allocation(pod, view)
+    return total
 
 
 class DefaultPolicy:
@@ -65,11 +103,12 @@ class DefaultPolicy:
 
     name = "default"
 
-    def __init__(self, rng: np.random.Generator) -> None:
+    def __init__(self, rng: np.random.Generator, args: DefaultArgs = DefaultArgs()) -> None:
         self.rng = rng
+        self.args = args
 
     def scores(self, pod: PodSpec, view: ClusterView) -> np.ndarray:
-        return fit_score(pod, view) + balanced_allocation(pod, view)
+        return profile_score(pod, view, self.args)
 
     def select(self, pod: PodSpec, view: ClusterView) -> int | None:
         return pick_best(self.scores(pod, view), fits(pod, view), self.rng)

@@ -35,6 +35,16 @@ class KoordinatorArgs:
     cpu_weight: int = 1
     memory_weight: int = 1
 
+    def __post_init__(self) -> None:
+        for name in ("cpu_factor", "memory_factor", "cpu_threshold", "memory_threshold"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1]")
+        for name in ("default_cpu_milli", "default_memory_mib", "metric_expiry_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        if self.cpu_weight < 0 or self.memory_weight < 0 or self.cpu_weight + self.memory_weight == 0:
+            raise ValueError("cpu_weight and memory_weight must not be negative, and not both 0")
+
 
 def estimate(request: np.ndarray, limit: np.ndarray, factor: float, default: float) -> np.ndarray:
     """Koordinator's per-pod usage estimate for one resource."""

@@ -10,17 +10,18 @@ import numpy as np
 
 from neurokube.policies.base import ClusterView, PodSpec
 from neurokube.policies.common import fits, pick_best
-from neurokube.policies.default import balanced_allocation, fit_score, most_allocated
+from neurokube.policies.default import DefaultArgs, most_allocated, profile_score
 
 
 class MostAllocatedPolicy:
     name = "most-allocated"
 
-    def __init__(self, rng: np.random.Generator) -> None:
+    def __init__(self, rng: np.random.Generator, args: DefaultArgs = DefaultArgs()) -> None:
         self.rng = rng
+        self.args = args
 
     def scores(self, pod: PodSpec, view: ClusterView) -> np.ndarray:
-        return fit_score(pod, view, most_allocated) + balanced_allocation(pod, view)
+        return profile_score(pod, view, self.args, most_allocated)
 
     def select(self, pod: PodSpec, view: ClusterView) -> int | None:
         return pick_best(self.scores(pod, view), fits(pod, view), self.rng)

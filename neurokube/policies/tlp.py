@@ -33,6 +33,8 @@ class TLPArgs:
     def __post_init__(self) -> None:
         if not 0 < self.target_utilization < 100:
             raise ValueError("target_utilization must be in (0, 100)")
+        if self.default_request_multiplier <= 0 or self.default_cpu_milli <= 0:
+            raise ValueError("default_request_multiplier and default_cpu_milli must be positive")
 
 
 def predicted_cpu(request: np.ndarray, limit: np.ndarray, args: TLPArgs = TLPArgs()) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 
 from neurokube.errors import NeuroKubeError
 from neurokube.policies.base import ClusterView, NodeMetrics, Policy, PodSpec
+from neurokube.policies.common import fits
 from neurokube.sim.config import SimConfig
 from neurokube.sim.metrics import MetricAccumulator
 from neurokube.sim.observe import MetricsWindow
@@ -43,6 +44,7 @@ class ReplayResult:
     series: dict[str, np.ndarray]  # per step: t_s, active_nodes, contention_core_s, hot_nodes, pending
     node_cpu: np.ndarray | None = None  # (steps, nodes) CPU usage, when recorded
     node_pods: np.ndarray | None = None  # (steps, nodes) running pods, when recorded
+    node_mem: np.ndarray | None = None  # (steps, nodes) memory usage in MiB, when recorded
 
 
 def pod_specs(trace: Trace) -> list[PodSpec]:
@@ -87,6 +89,7 @@ def replay(
     history = WorkloadHistory(int(workload_of.max()) + 1 if n_pods else 0)
     recorded_cpu: list[np.ndarray] = []
     recorded_pods: list[np.ndarray] = []
+    recorded_mem: list[np.ndarray] = []
     arrival_step = _steps(pods.creation_s, step)
     run_steps = _steps(pods.duration_s, step)
     order = np.argsort(arrival_step, kind="stable")
@@ -111,6 +114,7 @@ def replay(
     queue: deque[int] = deque()
     next_arrival = 0
     idle_steps = 0
+    waits = 0
     series: dict[str, list[float]] = {k: [] for k in
                                       ("t_s", "active_nodes", "contention_core_s", "hot_nodes", "pending")}
 
@@ -167,6 +171,8 @@ def replay(
                 else:
                     n = policy.select(s, view)
                 if n is None:
+                    if fits(s, view).any():
+                        waits += 1  # the policy chose to leave a pod pending that it could place
                     waiting.append(p)
                     continue
                 if not (0 <= n < n_nodes) or (
@@ -207,6 +213,7 @@ def replay(
         if record:
             recorded_cpu.append(node_cpu.astype(np.float32))
             recorded_pods.append(view.pod_count.astype(np.int32))
+            recorded_mem.append(node_mem.astype(np.float32))
         active = view.pod_count > 0
         contention = acc.add_step(node_cpu, node_mem, cap_cpu_f, cap_mem_f, active)
         series["t_s"].append(t)
@@ -230,9 +237,11 @@ def replay(
     waited = np.where(bind_step >= 0, bind_s, end_s) - pods.creation_s
     metrics = acc.finish(pending_pod_s=float(np.maximum(waited, 0.0).sum()),
                          unscheduled=int((bind_step < 0).sum()))
+    metrics["waits"] = waits
     return ReplayResult(
         policy=policy.name, trace=trace.name, node_of=node_of, bind_s=bind_s, end_s=end_s,
         metrics=metrics, series={k2: np.asarray(v) for k2, v in series.items()},
         node_cpu=np.vstack(recorded_cpu) if record and recorded_cpu else None,
         node_pods=np.vstack(recorded_pods) if record and recorded_pods else None,
+        node_mem=np.vstack(recorded_mem) if record and recorded_mem else None,
     )

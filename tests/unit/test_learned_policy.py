@@ -37,7 +37,8 @@ def test_model_files_are_text_and_round_trip(tiny_model):
     model, path = tiny_model
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["features"] == list(FEATURE_NAMES)
-    assert manifest["reward_weights"] == {"contention_per_core_s": 1.0, "node_hour": 360.0}
+    assert manifest["reward_weights"] == {"contention_per_core_s": 1.0, "node_hour": 360.0,
+                                          "memory_overflow_per_gib_s": 4.0}
     assert (path / "contention.txt").read_text().startswith("tree")
     x = np.random.default_rng(1).random((5, len(FEATURE_NAMES))).astype(np.float32)
     np.testing.assert_allclose(load_model(path).cost(x), model.cost(x), rtol=1e-6)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Reproduce the "frontier" section of docs/BENCHMARKS.md: build training and unseen evaluation
+# traces from ../shared/data (disjoint seeds), train one model (iteration 0 only), and replay every
+# peer at three settings and NeuroKube at six node_hour_cost values. About 22 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NK=.venv/bin/neurokube
+D=${DATA:-../shared/data}
+OUT=${OUT:-out/frontier}
+RAW="--openb-pods $D/alibaba-openb/openb_pod_list_default.csv --openb-nodes $D/alibaba-openb/openb_node_list_all_node.csv --bitbrains $D/bitbrains-rnd-2013-7"
+$NK trace build $RAW --out $OUT/train/real-0 --seed 0
+$NK trace build $RAW --out $OUT/train/real-2 --seed 2
+$NK trace build $RAW --out $OUT/eval/real-101 --seed 101
+$NK trace build $RAW --out $OUT/eval/real-202-40n --seed 202 --nodes 40 --target-load 0.75
+$NK train --trace $OUT/train/real-0 --trace $OUT/train/real-2 --out $OUT/model --iterations 0
+$NK bench frontier --trace $OUT/eval/real-101 --trace $OUT/eval/real-202-40n --model $OUT/model \
+  --json $OUT/frontier.json --plot docs/img/frontier.png "$@"
