@@ -82,7 +82,7 @@ def on_pod_event(ce: AnyCloudEvent, settings: Settings, request_id: str) -> Outc
         return Outcome(IGNORED, key, reason=why)
     rt = runtime.current(settings)
     try:
-        actual = trust.actual_pod(pod, rt.cache, rt.kube)
+        actual, source = trust.actual_pod(pod, rt.cache, rt.kube)
     except RefusedError as exc:
         telemetry.events.labels(type=_type_label(ce), result="refused").inc()
         telemetry.refused.labels(reason=exc.reason).inc()
@@ -92,6 +92,7 @@ def on_pod_event(ce: AnyCloudEvent, settings: Settings, request_id: str) -> Outc
     except Exception:
         telemetry.events.labels(type=_type_label(ce), result="failed").inc()
         raise
+    telemetry.pod_lookups.labels(source=source).inc()
     if actual.bound:  # a late or repeated delivery: the apiserver has it bound already
         telemetry.events.labels(type=_type_label(ce), result="handled").inc()
         telemetry.bind_conflicts.labels(kind="already_assigned").inc()

@@ -66,6 +66,10 @@ class Telemetry:
                                "may not act on them, by reason (no_uid, uid_mismatch, other_scheduler, "
                                "spec_mismatch, pod_gone, not_pending, unknown_node, other_pod).",
                                ["reason"], registry=r)
+        self.pod_lookups = Counter("neurokube_pod_lookups_total",
+                                   "Pods an event names, read before placing them, by source (cache: the watch "
+                                   "cache had them; apiserver: a GET, the cache had not caught up).",
+                                   ["source"], registry=r)
         self.insecure = Gauge("neurokube_insecure",
                               "1 when this function accepts unauthenticated requests (NEUROKUBE_INSECURE=1).",
                               registry=r)

@@ -61,9 +61,10 @@ def fetch_pod(kube: KubeClient, namespace: str, name: str) -> Pod | None:
         raise
 
 
-def actual_pod(claimed: Pod, cache: ClusterCache, kube: KubeClient) -> Pod:
-    """The apiserver's version of the pod an event claims, or a :class:`RefusedError` saying why
-    the claim is refused (see the module docstring)."""
+def actual_pod(claimed: Pod, cache: ClusterCache, kube: KubeClient) -> tuple[Pod, str]:
+    """The apiserver's version of the pod an event claims and where it was read (``cache`` or
+    ``apiserver``: a GET, when the watch cache has not caught up with the event), or a
+    :class:`RefusedError` saying why the claim is refused (see the module docstring)."""
     where = f"pod {claimed.key}"
     if not claimed.uid:
         raise RefusedError("the event's pod has no metadata.uid", reason=NO_UID, status=400, where=where,
@@ -71,8 +72,10 @@ def actual_pod(claimed: Pod, cache: ClusterCache, kube: KubeClient) -> Pod:
     actual = cache.pod(claimed.uid)
     if actual is not None and actual.key != claimed.key:
         raise RefusedError(f"UID {claimed.uid} belongs to pod {actual.key}", reason=OTHER_POD, where=where)
+    source = "cache"
     if actual is None or contradiction(claimed, actual) is not None:
         actual = fetch_pod(kube, claimed.namespace, claimed.name)  # the cache may lag behind the event
+        source = "apiserver"
     if actual is None:
         raise RefusedError("the apiserver has no such pod", reason=POD_GONE, status=410, where=where,
                            why="deleted since the event, or never created")
@@ -82,7 +85,7 @@ def actual_pod(claimed: Pod, cache: ClusterCache, kube: KubeClient) -> Pod:
         status = 410 if reason == UID_MISMATCH else 403
         raise RefusedError("the event does not match the apiserver's pod", reason=reason, status=status,
                            where=where, why=what)
-    return actual
+    return actual, source
 
 
 def bindable_pod(kube: KubeClient, cache: ClusterCache, namespace: str, name: str, uid: str, node: str,

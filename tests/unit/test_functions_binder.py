@@ -320,3 +320,20 @@ def test_apiserver_refusals_are_final_and_outages_temporary(http_client, kube, s
     response = post(http_client, event(doc))
     assert response.status_code == answer, response.json
     assert kube.bindings == []
+
+
+def test_the_pod_is_read_from_the_cache_when_it_has_it(http_client, kube):
+    """A GET only when the watch cache has not caught up with the event (counted by source)."""
+    doc = pod_doc("p", uid="u-cached")
+    kube.add_pod(doc)
+    live_runtime.installed().cache.apply("pods", "ADDED", doc)
+    lookups = process_telemetry().pod_lookups
+    before = {s: lookups.labels(source=s)._value.get() for s in ("cache", "apiserver")}
+    assert post(http_client, event(doc)).json["outcome"] == "bound"
+    assert ("GET", "/api/v1/namespaces/default/pods/p") not in kube.requests
+    missing = pod_doc("q", uid="u-uncached")
+    kube.add_pod(missing)
+    assert post(http_client, event(missing)).json["outcome"] == "bound"
+    assert ("GET", "/api/v1/namespaces/default/pods/q") in kube.requests
+    assert lookups.labels(source="cache")._value.get() == before["cache"] + 1
+    assert lookups.labels(source="apiserver")._value.get() == before["apiserver"] + 1
