@@ -14,20 +14,21 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-
 from neurokube.cluster import adapter, certs, components, functions, processes, rbac, workload
+from neurokube.cluster.api import ApiError
 from neurokube.cluster.build import Binaries
 from neurokube.cluster.state import Layout
 from neurokube.cluster.testing import RunningCluster
 from neurokube.live.quantity import cpu_milli, memory_bytes
+from neurokube.live.testing import FakePrometheus, write_packing_model
 
 ADD = "dev.knative.apiserver.resource.add"
 SMALL_POOL = "neurokube.io/pool"
@@ -205,6 +206,26 @@ def service_account_env(cluster: RunningCluster, options: functions.FunctionsOpt
                                                       certs.Pki(cluster.state_dir / "pki").ca_cert,
                                                       cluster.record.apiserver)
     return functions.function_env(kubeconfig, options, "unused")
+
+
+def packing_env(cluster: RunningCluster, work: Path, env: dict[str, str]) -> tuple[dict[str, str], FakePrometheus]:
+    """The functions' environment for a test (each as its own ServiceAccount) with the packing test
+    model (written under ``work``) and a Prometheus double that reports every node at 0.5 cores
+    and 2 GiB; the caller closes the double."""
+    names = [n["metadata"]["name"] for n in cluster.client.get("/api/v1/nodes")["items"]]
+    prometheus = FakePrometheus({name: (0.5, 2.0 * 2**30) for name in names})
+    model = write_packing_model(work / "champion")
+    options = functions.FunctionsOptions(model_dir=model, prometheus_url=prometheus.url, env=env)
+    return service_account_env(cluster, options), prometheus
+
+
+def ensure_namespace(client, name: str) -> None:
+    """Create the namespace unless it exists."""
+    try:
+        client.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    except ApiError as exc:
+        if not exc.conflict:
+            raise
 
 
 def start_adapter(cluster: RunningCluster, sink: str, logs: Path, name: str = "receive-adapter-test",

@@ -32,9 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from neurokube.cluster import adapter, functions
 from neurokube.cluster.api import ApiError
-from neurokube.cluster.livekit import Function, create_pods, neurokube_pod, service_account_env
+from neurokube.cluster.livekit import Function, create_pods, ensure_namespace, neurokube_pod, packing_env
 from neurokube.cluster.testing import RunningCluster
-from neurokube.live.testing import FakePrometheus, write_packing_model
 
 pytestmark = pytest.mark.e2e
 
@@ -132,14 +131,6 @@ def pod_manifest(name: str, cpu_milli: int = 100, scheduler: str = "neurokube", 
     return manifest
 
 
-def ensure_namespace(client, name: str) -> None:
-    try:
-        client.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    except ApiError as exc:
-        if not exc.conflict:
-            raise
-
-
 def lease_names(client) -> set[str]:
     return {item["metadata"]["name"] for item in
             client.get(f"/apis/coordination.k8s.io/v1/namespaces/{functions.NAMESPACE}/leases")["items"]}
@@ -160,10 +151,7 @@ def neurokube_events(client) -> list[dict]:
 def setting(cluster: RunningCluster, tmp_path_factory):
     client = cluster.client
     nodes = [n["metadata"]["name"] for n in client.get("/api/v1/nodes")["items"]]
-    prometheus = FakePrometheus({name: (0.5, 2.0 * 2**30) for name in nodes})
-    model = write_packing_model(tmp_path_factory.mktemp("model") / "champion")
-    env = service_account_env(cluster, functions.FunctionsOptions(model_dir=model, prometheus_url=prometheus.url,
-                                                                  env=ENV))
+    env, prometheus = packing_env(cluster, tmp_path_factory.mktemp("model"), ENV)
     for namespace in (NAMESPACE, OTHER_NAMESPACE):
         ensure_namespace(client, namespace)
     manifests = [

@@ -30,12 +30,11 @@ from pathlib import Path
 
 import pytest
 
-from neurokube.cluster import functions
 from neurokube.cluster.api import ApiError
-from neurokube.cluster.livekit import Function, create_pods, neurokube_pod, service_account_env
+from neurokube.cluster.livekit import Function, create_pods, ensure_namespace, neurokube_pod, packing_env
 from neurokube.cluster.testing import RunningCluster
 from neurokube.live import auth
-from neurokube.live.testing import FakePrometheus, write_packing_model
+from neurokube.live.testing import write_packing_model
 from neurokube.model.value_model import ModelError, load_model
 
 pytestmark = pytest.mark.e2e
@@ -112,15 +111,8 @@ def secured(cluster: RunningCluster, tmp_path_factory):
     """The three functions with tokens configured, as the ServiceAccount."""
     client = cluster.client
     names = [n["metadata"]["name"] for n in client.get("/api/v1/nodes")["items"]]
-    prometheus = FakePrometheus({name: (0.5, 2.0 * 2**30) for name in names})
-    model = write_packing_model(tmp_path_factory.mktemp("model") / "champion")
-    env = service_account_env(cluster, functions.FunctionsOptions(model_dir=model, prometheus_url=prometheus.url,
-                                                                  env=ENV))
-    try:
-        client.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-    except ApiError as exc:
-        if not exc.conflict:
-            raise
+    env, prometheus = packing_env(cluster, tmp_path_factory.mktemp("model"), ENV)
+    ensure_namespace(client, NAMESPACE)
     logs = tmp_path_factory.mktemp("security-logs")
     fns = {name: Function(name, env, logs, f"{name}-security") for name in ("binder", "extender", "sweeper")}
     with ThreadPoolExecutor(3) as pool:
