@@ -5,8 +5,8 @@ night is trained at most once, whatever the number of events:
 
 * in a cluster (``NEUROKUBE_TRAINER_MODE=cluster``, or ``KUBERNETES_SERVICE_HOST`` /
   ``NEUROKUBE_KUBECONFIG`` set) it creates a Kubernetes Job running ``python -m pipelines.nightly``
-  through the API server's REST API (the service account's token, or a client-certificate
-  kubeconfig through :class:`neurokube.cluster.api.Client`). The Job's name is
+  through the API server's REST API (:class:`neurokube.live.kube.KubeClient`: the service account's
+  token, or a kubeconfig). The Job's name is
   ``neurokube-nightly-<day>``, from the day alone: a second event the same night (a redelivery, or
   another event id) gets 409 from the apiserver and is answered ``exists`` without a new Job;
 * locally it starts the same command as a detached subprocess and answers at once; a marker file
@@ -33,15 +33,11 @@ Settings come from the environment, read once at start-up (:func:`settings_from_
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,15 +48,15 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from neurokube.adapters.objectstore import ACCESS_KEY_ENV, CA_BUNDLE_ENV, SECRET_KEY_ENV
-from neurokube.errors import InputError, TemporaryError
+from neurokube.errors import ApiStatusError, InputError, TemporaryError
 from neurokube.live import settings as live_settings
 from neurokube.live import web
+from neurokube.live.kube import KubeClient
 from neurokube.live.telemetry import process_telemetry
 from neurokube.logs import configure_logging, event
 
 log = logging.getLogger("neurokube.functions.trainer")
 PING_TYPE = "dev.knative.sources.ping"
-SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 CHILDREN: list[Any] = []
 """Local runs started by this process; reaped (``poll``) at the next start, so none stays a zombie."""
 JOB_PREFIX = "neurokube-nightly-"
@@ -236,51 +232,28 @@ class JobApi(Protocol):
     def create(self, path: str, body: dict) -> Any: ...
 
 
-class InClusterClient:
-    """POST with the pod's service-account token (the REST API, no Kubernetes client library)."""
+class KubeJobs:
+    """Creates Jobs with the live functions' Kubernetes client (a kubeconfig, or the pod's
+    service-account token, re-read as it rotates)."""
 
-    def __init__(self, env: Mapping[str, str] = os.environ, sa_dir: Path = SA_DIR) -> None:
-        host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT", "443")
-        if not host:
-            raise InputError("not in a cluster (KUBERNETES_SERVICE_HOST unset)")
-        self.server = f"https://{host}:{port}"
-        self._token = (sa_dir / "token").read_text().strip()
-        self._ssl = ssl.create_default_context(cafile=str(sa_dir / "ca.crt"))
+    def __init__(self, kube: KubeClient) -> None:
+        self.kube = kube
 
     def create(self, path: str, body: dict) -> Any:
-        request = urllib.request.Request(self.server + path, data=json.dumps(body).encode(), method="POST",
-                                         headers={"Authorization": f"Bearer {self._token}",
-                                                  "Content-Type": "application/json", "Accept": "application/json"})
-        try:
-            with urllib.request.urlopen(request, context=self._ssl, timeout=10) as response:
-                return json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            if exc.code == 409:
-                return {"conflict": True}
-            if 400 <= exc.code < 500:
-                raise InputError(f"the API server refused the Job ({exc.code})", why=exc.read()[:300].decode()) \
-                    from None
-            raise TemporaryError(f"kube-apiserver at {self.server}: {exc.code}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise TemporaryError(f"kube-apiserver at {self.server} unreachable: {getattr(exc, 'reason', exc)}") \
-                from None
+        return self.kube.request("POST", path, body)
 
 
 def cluster_client(s: TrainerSettings) -> JobApi:
-    if s.kubeconfig:
-        from neurokube.cluster.api import Client
-
-        return Client.from_kubeconfig(s.kubeconfig, timeout_s=10)
-    return InClusterClient()
+    return KubeJobs(KubeClient.from_settings(Path(s.kubeconfig) if s.kubeconfig else None, 10.0))
 
 
 def create_job(api: JobApi, manifest: dict) -> str:
-    from neurokube.cluster.api import ApiError
-
+    """``created``, or ``exists`` when the night's Job is there already (409). The apiserver's
+    other refusals propagate as ApiStatusError (``permanent`` for a 4xx)."""
     path = f"/apis/batch/v1/namespaces/{manifest['metadata']['namespace']}/jobs"
     try:
         answer = api.create(path, manifest)
-    except ApiError as exc:
+    except ApiStatusError as exc:
         if not exc.conflict:
             raise
         answer = {"conflict": True}
@@ -343,5 +316,7 @@ def on_ping(ce: CloudEvent) -> None:
         flask.abort(exc.status, description=exc.message)
     except InputError as exc:
         flask.abort(400, description=str(exc))
+    except ApiStatusError as exc:  # a 4xx (RBAC, admission) is final: not a 503 for Knative to redeliver
+        flask.abort(422 if exc.permanent else 503, description=str(exc))
     except TemporaryError as exc:
         flask.abort(503, description=str(exc))
