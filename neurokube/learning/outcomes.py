@@ -23,14 +23,8 @@ def attribute(trace: Trace, result: ReplayResult, pod_index: np.ndarray, node_in
     if result.node_cpu is None or result.node_pods is None:
         raise ValueError("the replay was not recorded (record=True)")
     pods = trace.pods
-    first = np.rint(result.bind_s[pod_index] / step_s).astype(np.int64)
-    length = np.ceil(np.round(pods.duration_s[pod_index] / step_s, 9)).astype(np.int64)
-    n_steps = result.node_cpu.shape[0]
-    length = np.clip(length, 0, np.maximum(n_steps - first, 0))
-    decision = np.repeat(np.arange(pod_index.size), length)
-    offset = np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length)
-    step = np.repeat(first, length) + offset
-    node = node_index[decision]
+    decision, offset, step, node = _lifetime_steps(trace, result, pod_index, node_index, step_s,
+                                                   result.node_cpu.shape[0])
     own, _ = pod_usage(pods, trace.profiles, pod_index[decision], offset * float(step_s))
     used = result.node_cpu[step, node].astype(np.float64)
     cap = trace.nodes.cpu_milli[node].astype(np.float64)
@@ -52,16 +46,23 @@ def added_memory_overflow(trace: Trace, result: ReplayResult, pod_index: np.ndar
     if result.node_mem is None:
         raise ValueError("the replay was not recorded (record=True)")
     pods = trace.pods
-    first = np.rint(result.bind_s[pod_index] / step_s).astype(np.int64)
-    length = np.ceil(np.round(pods.duration_s[pod_index] / step_s, 9)).astype(np.int64)
-    n_steps = result.node_mem.shape[0]
-    length = np.clip(length, 0, np.maximum(n_steps - first, 0))
-    decision = np.repeat(np.arange(pod_index.size), length)
-    offset = np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length)
-    step = np.repeat(first, length) + offset
-    node = node_index[decision]
+    decision, offset, step, node = _lifetime_steps(trace, result, pod_index, node_index, step_s,
+                                                   result.node_mem.shape[0])
     _, own = pod_usage(pods, trace.profiles, pod_index[decision], offset * float(step_s))
     used = result.node_mem[step, node].astype(np.float64)
     cap = trace.nodes.memory_mib[node].astype(np.float64)
     added = np.maximum(used - cap, 0.0) - np.maximum(used - own - cap, 0.0)
     return np.bincount(decision, weights=added, minlength=pod_index.size) * step_s / 1024.0
+
+
+def _lifetime_steps(trace: Trace, result: ReplayResult, pod_index: np.ndarray, node_index: np.ndarray, step_s: int,
+                    n_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every (decision, step of its pod's life) pair, flattened: the decision's index, the step's
+    offset from the pod's bind, the replay step, and the node; lives are cut at the replay's end."""
+    first = np.rint(result.bind_s[pod_index] / step_s).astype(np.int64)
+    length = np.ceil(np.round(trace.pods.duration_s[pod_index] / step_s, 9)).astype(np.int64)
+    length = np.clip(length, 0, np.maximum(n_steps - first, 0))
+    decision = np.repeat(np.arange(pod_index.size), length)
+    offset = np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length)
+    step = np.repeat(first, length) + offset
+    return decision, offset, step, node_index[decision]
