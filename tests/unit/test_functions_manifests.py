@@ -436,3 +436,14 @@ def test_the_production_overlay_pins_the_image_by_digest():
     [replacement] = overlay["replacements"]  # the trainer's Job image follows the pinned one
     [target] = replacement["targets"]
     assert target["fieldPaths"] == ["spec.template.spec.containers.[name=trainer].env.[name=NEUROKUBE_TRAINER_IMAGE].value"]
+
+
+def test_the_local_adapter_requests_tokens_for_the_binders_audience():
+    """cluster/adapter.py repeats the binder's audience (the cluster layer does not import the
+    functions' wiring); the copy must stay equal to the one the local binder accepts and to the
+    deployed one."""
+    from neurokube.cluster import adapter
+    from neurokube.cluster import functions as local_functions
+
+    deployed = from_env(function_env("neurokube-binder")).oidc_audience
+    assert adapter.BINDER_AUDIENCE == local_functions.AUDIENCES["binder"] == deployed
