@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from neurokube.adapters.objectstore import LocalDirStore, ObjectStore, open_store
+from neurokube.adapters.objectstore import LocalDirStore, ObjectStore
 from neurokube.logs import event
 from neurokube.registry import Registry
 from neurokube.trace.assemble import ArrivalSettings
@@ -29,7 +29,7 @@ from pipelines import forecasts, keys, nightly, report, snapshot
 from pipelines.settings import DAY_S, NightlySettings, SnapshotSettings
 from pipelines.simulate import day_trace, days_in, run_day
 from pipelines.spool import Spool
-from pipelines.usage import PrometheusUsage, SimulatorUsage, UsageReader
+from pipelines.usage import SimulatorUsage, UsageReader
 
 log = logging.getLogger("neurokube.pipelines.loop")
 
@@ -40,8 +40,6 @@ class LoopSettings:
     out: Path
     trace: Trace | None = None
     """The world; None: a synthetic trace of ``days`` days (``nightly.world``)."""
-    stack_state_dir: Path | None = None
-    """Use the running stack of this state directory (MinIO, Prometheus, MLflow server)."""
     nightly: NightlySettings = field(default_factory=NightlySettings)
     snapshot: SnapshotSettings = field(default_factory=SnapshotSettings)
     now_s: float | None = None
@@ -49,6 +47,10 @@ class LoopSettings:
 
 @dataclass
 class Services:
+    """Where a day's data goes and where the nights read it. :func:`local_services` keeps all of it
+    under ``out``; ``neurokube nightly --stack`` passes the running local stack's (cli/nightly_cmd.py:
+    this package never imports the local platform)."""
+
     store: ObjectStore
     registry: Registry
     reader: Callable[[object], UsageReader]
@@ -56,31 +58,13 @@ class Services:
     where: dict[str, str]
 
 
-def services(s: LoopSettings) -> Services:
-    if s.stack_state_dir is None:
-        tracking = f"sqlite:///{(s.out / 'mlflow.db').resolve()}"
-        return Services(store=LocalDirStore(s.out / "store"),
-                        registry=Registry(tracking, s.nightly.model_name, s.out / "mlartifacts"),
-                        reader=lambda usage: SimulatorUsage(usage), backfill=None,
-                        where={"store": str(s.out / "store"), "mlflow": tracking, "metrics": "simulator"})
-    from neurokube.stack import control
-    from neurokube.stack.backfill import backfill
-
-    doc = control.status(s.stack_state_dir)
-    if not doc.get("running"):
-        from neurokube.errors import TemporaryError
-
-        raise TemporaryError(f"no running data stack in {s.stack_state_dir}; run `neurokube stack up "
-                             f"--state-dir {s.stack_state_dir}` first")
-    prom = doc["prometheus"]["url"]
-    sink = io.StringIO()
-    return Services(
-        store=open_store(doc), registry=Registry(doc["mlflow"]["url"], s.nightly.model_name),
-        reader=lambda _usage: PrometheusUsage(prom, s.snapshot.queries, s.snapshot.timeout_s),
-        backfill=lambda usage, start, end: backfill(s.stack_state_dir, usage, start, end - s.snapshot.step_s,
-                                                    s.snapshot.step_s, out=sink),
-        where={"store": f"{doc['minio']['endpoint']}/{doc['minio']['bucket']}", "mlflow": doc["mlflow"]["url"],
-               "metrics": prom})
+def local_services(s: LoopSettings) -> Services:
+    """Everything under ``s.out``: a directory store, an embedded MLflow, the simulator's usage."""
+    tracking = f"sqlite:///{(s.out / 'mlflow.db').resolve()}"
+    return Services(store=LocalDirStore(s.out / "store"),
+                    registry=Registry(tracking, s.nightly.model_name, s.out / "mlartifacts"),
+                    reader=lambda usage: SimulatorUsage(usage), backfill=None,
+                    where={"store": str(s.out / "store"), "mlflow": tracking, "metrics": "simulator"})
 
 
 def world(s: LoopSettings) -> Trace:
@@ -98,7 +82,8 @@ def put_table(spool: Spool, store: ObjectStore, key: str, frame: pd.DataFrame) -
     spool.put(store, key, buffer.getvalue())
 
 
-def run(s: LoopSettings, say: Callable[[str], None] = lambda _m: None) -> list[dict]:
+def run(s: LoopSettings, say: Callable[[str], None] = lambda _m: None,
+        services: Callable[[LoopSettings], Services] = local_services) -> list[dict]:
     s.out.mkdir(parents=True, exist_ok=True)
     svc = services(s)
     svc.registry.check()

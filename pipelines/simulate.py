@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from neurokube.emulator.usage import NodeUsage, PodUsage, Snapshot
+from neurokube.adapters.usage import NodeUsage, PodUsage, Snapshot
 from neurokube.learning.outcomes import attribute
 from neurokube.model.decision_log import OUTCOME_COLUMNS, DecisionRecorder
 from neurokube.model.explore import ExploringPolicy

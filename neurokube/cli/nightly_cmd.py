@@ -44,9 +44,38 @@ def _nightly(args: argparse.Namespace) -> int:
         from neurokube.trace.io import read_trace
 
         trace = read_trace(args.trace)
-    rows = loop.run(loop.LoopSettings(days=args.days, out=args.out, trace=trace, stack_state_dir=state_dir,
-                                      nightly=settings), say=lambda m: print(m, flush=True))
+    services = loop.local_services if state_dir is None else (lambda s: _stack_services(state_dir, s))
+    rows = loop.run(loop.LoopSettings(days=args.days, out=args.out, trace=trace, nightly=settings),
+                    say=lambda m: print(m, flush=True), services=services)
     print()
     print(loop.table(rows))
     print(f"\nlearning curve: {args.out / 'learning_curve.png'}; day table: {args.out / 'days.json'}")
     return 0
+
+
+def _stack_services(state_dir: Path, s):
+    """The running local stack's MinIO, MLflow server and Prometheus (fed by the backfill) for
+    ``pipelines.loop`` (the nightly package does not import the local platform)."""
+    import io
+
+    from neurokube.adapters.objectstore import open_store
+    from neurokube.errors import TemporaryError
+    from neurokube.registry import Registry
+    from neurokube.stack import control
+    from neurokube.stack.backfill import backfill
+    from pipelines.loop import Services
+    from pipelines.usage import PrometheusUsage
+
+    doc = control.status(state_dir)
+    if not doc.get("running"):
+        raise TemporaryError(f"no running data stack in {state_dir}; run `neurokube stack up "
+                             f"--state-dir {state_dir}` first")
+    prom = doc["prometheus"]["url"]
+    sink = io.StringIO()
+    return Services(
+        store=open_store(doc), registry=Registry(doc["mlflow"]["url"], s.nightly.model_name),
+        reader=lambda _usage: PrometheusUsage(prom, s.snapshot.queries, s.snapshot.timeout_s),
+        backfill=lambda usage, start, end: backfill(state_dir, usage, start, end - s.snapshot.step_s,
+                                                    s.snapshot.step_s, out=sink),
+        where={"store": f"{doc['minio']['endpoint']}/{doc['minio']['bucket']}", "mlflow": doc["mlflow"]["url"],
+               "metrics": prom})

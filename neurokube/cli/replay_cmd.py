@@ -51,11 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _replay(args: argparse.Namespace) -> int:
     from neurokube.adapters.reports import write_json, write_placements
+    from neurokube.cli.policy_specs import build_policy, check_specs
     from neurokube.sim import SimConfig, replay
     from neurokube.sim.table import format_table
     from neurokube.trace.io import read_trace
-
-    from neurokube.cli.policy_specs import build_policy, check_specs
 
     specs = check_specs(args.policy or list(DEFAULT_POLICIES), args.model)
     config = SimConfig(step_s=args.step_s, scrape_s=args.scrape_s, window_s=args.window_s,

@@ -10,7 +10,7 @@ Modules, one concern each:
 * ``certs``, ``kubeconfig``: the throw-away PKI and per-component kubeconfigs;
 * ``components``, ``schedconfig``, ``adapter``, ``rbac``, ``crds``: how each piece is run and set up;
 * ``processes``, ``state``: detached processes and the state directory that records them;
-* ``control``: `up`, `status`, `down`; ``cli``: the ``neurokube cluster`` commands;
+* ``control``: `up`, `status`, `down` (the ``neurokube cluster`` commands are neurokube/cli/cluster_cmd.py);
 * ``api``, ``workload``: a minimal REST client, and nodes/pods with given resources;
 * ``testing``: fixtures' building blocks (a running cluster, a CloudEvents sink).
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.metrics_core import Metric
 
+from neurokube.adapters.usage import UsageSource
 from neurokube.emulator.filesource import FileSource
 from neurokube.emulator.series import Counters, families
-from neurokube.emulator.usage import UsageSource
 from neurokube.errors import NeuroKubeError
 from neurokube.logs import configure_logging, event
 

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import TypeVar
 
-from neurokube.emulator.usage import NodeUsage, PodUsage, Snapshot
+from neurokube.adapters.usage import NodeUsage, PodUsage, Snapshot
 from neurokube.errors import InputError
 from neurokube.logs import event
 

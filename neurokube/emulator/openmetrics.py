@@ -15,8 +15,8 @@ import math
 from array import array
 from typing import IO
 
+from neurokube.adapters.usage import UsageSource
 from neurokube.emulator.series import FAMILY_HELP, Counters, Labels, families
-from neurokube.emulator.usage import UsageSource
 from neurokube.errors import InputError
 
 

@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from neurokube.emulator.usage import Snapshot
+from neurokube.adapters.usage import Snapshot
 
 CONTAINER = "main"
 MIB = 1024 * 1024

@@ -14,6 +14,12 @@ With ``epsilon > 0`` a share of decisions goes to a uniformly random feasible no
 decision carries the exact propensity of each candidate and the candidates' features, for the
 decision log and off-policy evaluation. The model directory is re-checked every
 ``model_reload_s``; a new champion that fails to load leaves the current one serving.
+
+A scheduling profile (:mod:`neurokube.live.profile`) may name the policy instead: ``neurokube:...``
+sets the learned policy's arguments (e.g. ``node_hour_cost``), any other spec is that peer, built
+by the replay's registry and fed the same view. A peer reads the view's metrics as it finds them
+(no metrics: its own rule, e.g. TLP scores such a node 0), so only ``policy_declined`` applies to
+it. Every choice names the spec that decided (or ``default`` on a fallback).
 """
 
 from __future__ import annotations
@@ -30,10 +36,12 @@ import numpy as np
 from neurokube.features import FEATURE_VERSION, candidate_features
 from neurokube.live.telemetry import Telemetry
 from neurokube.logs import event
-from neurokube.model.policy import LearnedPolicy, load_learned_policy
+from neurokube.model.policy import LearnedArgs, LearnedPolicy, load_learned_policy
 from neurokube.policies.base import ClusterView, PodSpec
 from neurokube.policies.common import fits, pick_best
 from neurokube.policies.default import DefaultPolicy
+from neurokube.policies.registry import LEARNED, make_policy
+from neurokube.policies.spec import PolicySpec, typed_args
 
 log = logging.getLogger("neurokube.live.decide")
 MAX_EXTENDER_SCORE = 10
@@ -42,7 +50,7 @@ MAX_EXTENDER_SCORE = 10
 @dataclass(frozen=True)
 class Choice:
     index: int  # into the view
-    policy: str  # the policy that chose: "neurokube" or "default"
+    policy: str  # the policy that chose: "neurokube" (or the profile's spec) or "default"
     fallback: str  # why the learned policy did not ("" if it did)
     model_version: str
     candidates: np.ndarray  # view indices of the nodes that fit
@@ -53,7 +61,8 @@ class Choice:
 class Decider:
     def __init__(self, model_dir: Path | None, telemetry: Telemetry, *, seed: int = 0, epsilon: float = 0.0,
                  reload_s: float = 60.0, metrics_configured: bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, spec: PolicySpec | None = None) -> None:
+        """``spec``: the profile's policy (None: the learned policy as trained, named ``neurokube``)."""
         self.model_dir = model_dir
         self.telemetry = telemetry
         self.epsilon = epsilon
@@ -62,10 +71,25 @@ class Decider:
         self.clock = clock
         self.rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
+        self.spec = spec
+        self.peer = None
+        self.learned_args = typed_args(LearnedArgs, spec) if spec is not None and spec.name == LEARNED \
+            else LearnedArgs()
+        if spec is not None and spec.name != LEARNED:
+            self.peer = make_policy(spec, trace=None, seed=int(self.rng.integers(2**31)))
+            self.model_dir = None  # a peer needs no model: nothing to load or watch
+            self.policy = LearnedPolicy(None, self.rng, "no_model")  # never asked; keeps model_version "none"
+            event(log, "profile policy", policy=spec.text)
         self._stamp = self._manifest_stamp()
-        self.policy = self._load()
+        if self.peer is None:
+            self.policy = self._load()
         self._checked_at = clock()
         self.default = DefaultPolicy(self.rng)
+
+    @property
+    def policy_name(self) -> str:
+        """The name decisions record: the profile's spec text, or ``neurokube`` without a profile."""
+        return self.spec.text if self.spec is not None else LearnedPolicy.name
 
     # -- model ---------------------------------------------------------------------------------
 
@@ -89,8 +113,15 @@ class Decider:
             return "no_model"
         return "model_corrupt" if (Path(self.model_dir) / "manifest.json").exists() else "model_missing"
 
+    def _learned(self) -> LearnedPolicy:
+        policy = load_learned_policy(self.model_dir, seed=int(self.rng.integers(2**31)),
+                                     node_hour_cost=self.learned_args.node_hour_cost,
+                                     wait_above_core_s=self.learned_args.wait_above_core_s)
+        policy.name = self.policy_name
+        return policy
+
     def _load(self) -> LearnedPolicy:
-        policy = load_learned_policy(self.model_dir, seed=int(self.rng.integers(2**31)))
+        policy = self._learned()
         self.telemetry.model_loaded(policy.version, FEATURE_VERSION, str(self.model_dir or ""))
         event(log, "model loaded" if policy.model is not None else "no usable model, default scoring",
               model_version=policy.version, model_dir=str(self.model_dir or ""))
@@ -99,14 +130,14 @@ class Decider:
     def maybe_reload(self) -> None:
         """Called under the lock before each decision; cheap unless the period has elapsed."""
         now = self.clock()
-        if now - self._checked_at < self.reload_s:
+        if self.peer is not None or now - self._checked_at < self.reload_s:
             return
         self._checked_at = now
         stamp = self._manifest_stamp()
         if stamp == self._stamp:
             return
         self._stamp = stamp
-        candidate = load_learned_policy(self.model_dir, seed=int(self.rng.integers(2**31)))
+        candidate = self._learned()
         if candidate.model is None and self.policy.model is not None:
             event(log, "new model did not load; keeping the current one", logging.WARNING,
                   model_version=self.policy.version)
@@ -130,9 +161,11 @@ class Decider:
         with self._lock:
             self.maybe_reload()
             policy = self.policy
-            reason = self._metrics_reason(metrics_fresh)
+            reason = "" if self.peer is not None else self._metrics_reason(metrics_fresh)
             features = None
-            if reason:
+            if self.peer is not None:
+                choice = self.peer.select(pod, view)
+            elif reason:
                 choice = self.default.select(pod, view)
             else:
                 before = dict(policy.fallbacks_by_reason)
@@ -143,13 +176,14 @@ class Decider:
                 if not reason and last is not None and np.array_equal(last[0], candidates):
                     features = last[1]
             if choice is None and candidates.size:
-                # The policy's own MiB-level check disagrees with the exact filter at the edge.
+                # The policy's own MiB-level check disagrees with the exact filter at the edge, or a
+                # peer's own filter (Koordinator's load thresholds) left a pod that fits pending.
                 choice = pick_best(self.default.scores(pod, view), np.isin(np.arange(view.n_nodes), candidates),
                                    self.rng)
                 reason = reason or "policy_declined"
             if choice is None:
                 return None
-            name = "default" if reason else policy.name
+            name = "default" if reason else self.policy_name
             chosen = int(choice)
             if self.epsilon > 0 and self.rng.random() < self.epsilon:
                 chosen = int(candidates[self.rng.integers(candidates.size)])
@@ -170,6 +204,8 @@ class Decider:
         """
         out = np.zeros(view.n_nodes, dtype=np.int64)
         candidates = np.flatnonzero(fits(pod, view))
+        if self.peer is not None:
+            return self._peer_scores(pod, view, candidates, out), ""
         with self._lock:
             self.maybe_reload()
             policy = self.policy
@@ -195,3 +231,18 @@ class Decider:
             else:
                 out[shortlisted] = np.floor(MAX_EXTENDER_SCORE * (cost.max() - cost) / spread + 0.5).astype(np.int64)
         return out, ""
+
+    def _peer_scores(self, pod: PodSpec, view: ClusterView, candidates: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """A peer's own scores over the fitting nodes, stretched onto 0..10 (a peer without scores,
+        ``random``, adds nothing: all 0)."""
+        scores = getattr(self.peer, "scores", None)
+        if scores is None or candidates.size == 0:
+            return out
+        with self._lock:
+            raw = np.asarray(scores(pod, view), dtype=np.float64)[candidates]
+        spread = float(raw.max() - raw.min())
+        if spread <= 1e-12:
+            out[candidates] = MAX_EXTENDER_SCORE
+        else:
+            out[candidates] = np.floor(MAX_EXTENDER_SCORE * (raw - raw.min()) / spread + 0.5).astype(np.int64)
+        return out

@@ -7,7 +7,7 @@
 * ``services.py`` and ``promconfig.py``: each process' command line, health check and config;
 * ``procgroup.py``: stopping a recorded process together with its children;
 * ``control.py``: `up`, `status`, `down`; ``backfill.py``: past windows into Prometheus;
-* ``cli.py``: the ``neurokube stack`` commands; ``testing.py``: a stack for a ``with`` block.
+* ``testing.py``: a stack for a ``with`` block (the ``neurokube stack`` commands are neurokube/cli/stack_cmd.py).
 
 Process start, pid identity and free ports come from :mod:`neurokube.cluster`.
 """

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from neurokube.adapters.usage import UsageSource
 from neurokube.cluster.processes import print_log_tail
 from neurokube.emulator.openmetrics import write_window
-from neurokube.emulator.usage import UsageSource
 from neurokube.errors import InputError, TemporaryError
 from neurokube.logs import event
 from neurokube.stack import control, install, promconfig, state

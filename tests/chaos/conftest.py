@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pytest
 
+from neurokube.adapters.usage import NodeUsage, Snapshot
 from neurokube.cluster import functions, workload
 from neurokube.cluster.build import find_go
 from neurokube.cluster.livekit import LiveFunctions, live_functions
 from neurokube.cluster.testing import RunningCluster, running_cluster
 from neurokube.emulator.filesource import write_snapshot
-from neurokube.emulator.usage import NodeUsage, Snapshot
 from neurokube.live.testing import write_packing_model
 from neurokube.registry import Registry
 from neurokube.stack.settings import StackSettings

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from neurokube.adapters.usage import NodeUsage, PodUsage, Snapshot
 from neurokube.cluster.build import find_go
 from neurokube.emulator.filesource import write_snapshot
-from neurokube.emulator.usage import NodeUsage, PodUsage, Snapshot
 from neurokube.stack.settings import StackSettings
 from neurokube.stack.testing import RunningStack, running_stack
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_api_client import PrometheusConnect
 
-from neurokube.emulator.usage import NodeUsage, PodUsage, Snapshot
+from neurokube.adapters.usage import NodeUsage, PodUsage, Snapshot
 from neurokube.errors import InputError
 from neurokube.stack.backfill import backfill
 from tests.integration.conftest import eventually

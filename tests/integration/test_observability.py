@@ -33,8 +33,8 @@ import requests
 import yaml
 from prometheus_api_client import PrometheusConnect
 
+from neurokube.adapters.usage import Snapshot
 from neurokube.emulator.filesource import write_snapshot
-from neurokube.emulator.usage import Snapshot
 from neurokube.live.testing import write_packing_model
 from neurokube.stack import promconfig
 from tests.integration.conftest import SNAPSHOT, eventually

@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 from prometheus_api_client import PrometheusConnect
 
+from neurokube.adapters.usage import PodUsage, Snapshot
 from neurokube.emulator.filesource import write_snapshot
 from neurokube.emulator.series import SAMPLE_NAMES
-from neurokube.emulator.usage import PodUsage, Snapshot
 from tests.integration.conftest import SNAPSHOT, eventually
 
 pytestmark = pytest.mark.integration

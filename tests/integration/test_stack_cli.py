@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from neurokube.cli import stack_cmd as cli
 from neurokube.cluster.components import port_in_use
-from neurokube.stack import cli, control
+from neurokube.stack import control
 from neurokube.stack.procgroup import members
 from neurokube.stack.settings import StackSettings
 

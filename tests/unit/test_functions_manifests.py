@@ -21,12 +21,15 @@ against a real apiserver, tests/e2e/test_rbac.py the roles with `kubectl auth ca
 
 from __future__ import annotations
 
+import atexit
 import copy
 import functools
 import importlib.util
 import os
 import re
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from unittest import mock
 
@@ -369,9 +372,31 @@ def oidc_identity(obj: dict) -> str:
     return SA + f"{obj['metadata']['name']}-oidc-{group}-{obj['kind']}".lower()
 
 
+def mounted_file(name: str, path: str) -> str:
+    """The content of ``path`` in function ``name``'s container, from the ConfigMap volume mounted there."""
+    spec = knative_services()[name]["spec"]["template"]["spec"]
+    [container] = spec["containers"]
+    [mount] = [m for m in container.get("volumeMounts", []) if path.startswith(m["mountPath"].rstrip("/") + "/")]
+    [volume] = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    return by_kind("ConfigMap")[volume["configMap"]["name"]]["data"][path.removeprefix(mount["mountPath"]).strip("/")]
+
+
+@functools.cache
+def _local_copy(name: str, path: str) -> str:
+    directory = Path(tempfile.mkdtemp(prefix="neurokube-manifests-"))
+    atexit.register(shutil.rmtree, directory, True)
+    local = directory / Path(path).name
+    local.write_text(mounted_file(name, path))
+    return str(local)
+
+
 def function_env(name: str) -> dict[str, str]:
+    """The function's environment; a mounted profile file is read from its ConfigMap (a local copy)."""
     [container] = knative_services()[name]["spec"]["template"]["spec"]["containers"]
-    return {**by_kind("ConfigMap")["neurokube-functions"]["data"], **literal_env(container)}
+    env = {**by_kind("ConfigMap")["neurokube-functions"]["data"], **literal_env(container)}
+    if "NEUROKUBE_PROFILE" in env:
+        env["NEUROKUBE_PROFILE"] = _local_copy(name, env["NEUROKUBE_PROFILE"])
+    return env
 
 
 @pytest.mark.parametrize("name, function", [("neurokube-binder", "binder"), ("neurokube-sweeper", "sweeper"),
@@ -380,6 +405,18 @@ def test_each_function_starts_with_its_settings(name, function):
     settings = from_env(function_env(name))  # raises InputError naming the variable otherwise
     assert settings.scheduler_name == "neurokube" and settings.ledger_namespace == "neurokube"
     assert settings.auth_problem(function) is None
+
+
+@pytest.mark.parametrize("name", ["neurokube-binder", "neurokube-sweeper", "neurokube-extender"])
+def test_each_function_reads_the_deployed_profile(name):
+    """NEUROKUBE_PROFILE points into a mounted ConfigMap, whose file has a valid profile for the
+    function's scheduler name (the learned policy, as without a profile)."""
+    from neurokube.live.profile import profile_for
+
+    settings = from_env(function_env(name))
+    assert settings.profile is not None
+    profile = profile_for(settings.profile, settings.scheduler_name)
+    assert profile.policy.text == "neurokube"
 
 
 def test_binder_and_sweeper_accept_exactly_their_senders():

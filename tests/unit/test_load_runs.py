@@ -15,7 +15,7 @@ import pytest
 
 from benchmarks import _locust_results as lr
 from benchmarks import load_runs
-from neurokube.cluster import cli as cluster_cli
+from neurokube.cli import cluster_cmd as cluster_cli
 from neurokube.cluster.state import ClusterRecord
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from neurokube.adapters.objectstore import LocalDirStore
-from neurokube.emulator.usage import NodeUsage, Snapshot
+from neurokube.adapters.usage import NodeUsage, Snapshot
 from neurokube.errors import InputError, TemporaryError
 from pipelines import keys, snapshot
 from pipelines.settings import PrometheusQueries, SnapshotSettings

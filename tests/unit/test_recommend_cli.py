@@ -1,8 +1,6 @@
 """``neurokube recommend``: trains on two synthetic traces, evaluates on a third, writes exactly
 the documented JSON keys and a recommendations CSV; reloads the saved models; bad input (no
 models, evaluation trace among the training traces) is one line and exit 2.
-
-The command is added to the parser here because cli/main.py's COMMAND_MODULES is owned elsewhere.
 """
 
 import csv
@@ -17,12 +15,6 @@ REQUIRED = {
     "rightsizing": {"slack_core_h", "requested_slack_core_h", "throttled_s", "vpa_slack_core_h", "vpa_throttled_s"},
     "bottleneck": {"precision", "recall"},
 }
-
-
-@pytest.fixture(autouse=True)
-def with_recommend(monkeypatch):
-    if "neurokube.cli.recommend_cmd" not in cli.COMMAND_MODULES:
-        monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "neurokube.cli.recommend_cmd"))
 
 
 @pytest.fixture(scope="module")

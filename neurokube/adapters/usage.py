@@ -1,8 +1,11 @@
-"""What the metrics emulator needs to know: per-node and per-pod usage at a point in time.
+"""Per-node and per-pod usage at a point in time: what a metrics source exposes.
 
-A :class:`UsageSource` is the seam. The file-driven source (``filesource.py``) serves a snapshot
-that tests or operators write; the simulator can implement the same one-method protocol to replay
-simulated days into a real Prometheus, live or through the backfill.
+A :class:`UsageSource` is the seam between whoever knows the usage and whoever exposes or reads
+it. The metrics emulator (``neurokube.emulator``) and the Prometheus backfill (``neurokube.stack``)
+serve a source as node-exporter, cAdvisor and kube-state-metrics series; the file-driven source
+(``emulator/filesource.py``) serves a snapshot that tests or operators write; the simulated days
+of the learning loop (``pipelines/simulate.py``, ``pipelines/usage.py``) implement it from a
+replay. Plain types only, so both the local platform and the production pipelines may use them.
 """
 
 from __future__ import annotations

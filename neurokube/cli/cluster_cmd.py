@@ -66,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = commands.add_parser("status", help=f"what runs (exit status {NOT_RUNNING} if the cluster is not up)")
     _state_dir_arg(p)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.add_argument("--kubeconfig", metavar="FILE[:FILE...]",
+                   help="ask the apiserver as this kubeconfig's user (any kubeconfig the official client reads: "
+                        "tokens, exec credential plugins, KUBECONFIG-style lists); default: the cluster's admin")
     p.set_defaults(func=cmd_status)
 
     p = commands.add_parser("crds", help="install the Knative Serving and Eventing CRDs into the running cluster")
@@ -139,7 +142,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 @_handler
 def cmd_status(args: argparse.Namespace) -> int:
-    doc = control.status(_state_dir(args))
+    doc = control.status(_state_dir(args), kubeconfig=args.kubeconfig)
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
