@@ -157,9 +157,9 @@ class Cluster:
                        timeout=120)
 
     def client(self):
-        from neurokube.cluster.api import Client
+        from neurokube.adapters.kube import KubeClient
 
-        return Client.from_kubeconfig(self.info["kubeconfig"], timeout_s=60.0)
+        return KubeClient.from_kubeconfig(self.info["kubeconfig"], timeout_s=60.0)
 
 
 def wait_fresh(url: str, timeout_s: float = 90.0) -> bool:

@@ -11,7 +11,7 @@ invariants (all bound, no node over-committed) can be checked afterwards; every 
 label ``neurokube.io/load-run=<run>`` (logged at the start).
 
 The apiserver and credentials come from ``--kubeconfig`` (default ``$KUBECONFIG``), read with
-NeuroKube's own client (neurokube.live.kube); only a loopback apiserver is accepted.
+NeuroKube's own client (neurokube.adapters.kube); only a loopback apiserver is accepted.
 
 Resolution: polling adds up to one poll interval (default 0.1 s) to each sample.
 

@@ -14,7 +14,7 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 from nkload import POD_NAMESPACE, Limits, Stage, breach, require_loopback, stage_at
 
-from neurokube.live.kube import KubeClient, KubeError
+from neurokube.adapters.kube import KubeClient, KubeError
 
 log = logging.getLogger("neurokube.load")
 

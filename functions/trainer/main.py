@@ -5,7 +5,7 @@ night is trained at most once, whatever the number of events:
 
 * in a cluster (``NEUROKUBE_TRAINER_MODE=cluster``, or ``KUBERNETES_SERVICE_HOST`` /
   ``NEUROKUBE_KUBECONFIG`` set) it creates a Kubernetes Job running ``python -m pipelines.nightly``
-  through the API server's REST API (:class:`neurokube.live.kube.KubeClient`: the service account's
+  through the API server's REST API (:class:`neurokube.adapters.kube.KubeClient`: the service account's
   token, or a kubeconfig). The Job's name is
   ``neurokube-nightly-<day>``, from the day alone: a second event the same night (a redelivery, or
   another event id) gets 409 from the apiserver and is answered ``exists`` without a new Job;
@@ -47,11 +47,11 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from neurokube.adapters.kube import KubeClient
 from neurokube.adapters.objectstore import ACCESS_KEY_ENV, CA_BUNDLE_ENV, SECRET_KEY_ENV
 from neurokube.errors import ApiStatusError, InputError, TemporaryError
 from neurokube.live import settings as live_settings
 from neurokube.live import web
-from neurokube.live.kube import KubeClient
 from neurokube.live.telemetry import process_telemetry
 from neurokube.logs import configure_logging, event
 

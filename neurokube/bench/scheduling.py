@@ -43,6 +43,7 @@ from typing import IO
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from neurokube.adapters.kube import KubeClient, KubeError
 from neurokube.bench import stats
 from neurokube.cluster import components, control, functions, livekit, processes, rbac, schedconfig, workload
 from neurokube.cluster.broker import LocalBroker
@@ -50,7 +51,6 @@ from neurokube.cluster.build import Binaries
 from neurokube.cluster.state import Layout
 from neurokube.cluster.testing import RunningCluster
 from neurokube.errors import InputError, TemporaryError
-from neurokube.live.kube import KubeClient, KubeError
 
 LABEL = "neurokube-bench"
 NAMESPACE = "default"

@@ -1,6 +1,7 @@
 """A throw-away PKI for one local cluster: a CA, the apiserver's serving certificate, one client
 certificate per component, a front-proxy (request-header) CA and client, and the service-account
-signing key pair.
+signing key pair; and a static admin bearer token (``--token-auth-file``) for clients that
+authenticate with a token, as exec credential plugins of managed clusters do.
 
 Client identities follow the bootstrap RBAC of kube-apiserver: the CN is the user name and the
 O entries are groups (``system:kube-scheduler`` and ``system:kube-controller-manager`` have their
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALIDITY = dt.timedelta(days=365)
 FRONT_PROXY_CLIENT = "front-proxy-client"
+TOKEN_USER = "neurokube-token-admin"  # the user of the static admin token (tokens.csv)
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,16 @@ class Pki:
     def front_proxy_client_key(self) -> Path:
         return self.root / "front-proxy-client.key"
 
+    @property
+    def token_file(self) -> Path:
+        """The apiserver's static token file (``--token-auth-file``): one admin token, for clients
+        that authenticate with a bearer token (exec credential plugins, as managed clusters do)."""
+        return self.root / "tokens.csv"
+
+    @property
+    def admin_token(self) -> Path:
+        return self.root / "admin.token"
+
     def client_cert(self, name: str) -> Path:
         return self.root / f"{name}.crt"
 
@@ -121,6 +134,10 @@ def generate(root: Path, service_ip: str) -> Pki:
                                           "neurokube-front-proxy-ca", now)
     _issue(pki.front_proxy_client_cert, pki.front_proxy_client_key, proxy_ca_cert, proxy_ca_key, now,
            Identity(FRONT_PROXY_CLIENT), ExtendedKeyUsageOID.CLIENT_AUTH)
+
+    token = secrets.token_urlsafe(32)
+    _write_private(pki.admin_token, token + "\n")
+    _write_private(pki.token_file, f'{token},{TOKEN_USER},{TOKEN_USER},"system:masters"\n')
 
     # Service-account tokens are signed with RS256, the algorithm every verifier supports.
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -191,6 +208,11 @@ def _write_key(path: Path, key) -> None:
                              serialization.NoEncryption())
     path.touch(mode=0o600, exist_ok=True)
     path.write_bytes(data)
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.touch(mode=0o600, exist_ok=True)
+    path.write_text(text)
 
 
 def _write_cert(path: Path, cert: x509.Certificate) -> None:

@@ -90,6 +90,7 @@ def kube_apiserver(binaries: Binaries, layout: Layout, pki: Pki, ports: dict[str
         f"--tls-cert-file={pki.serving_cert}",
         f"--tls-private-key-file={pki.serving_key}",
         f"--client-ca-file={pki.ca_cert}",
+        f"--token-auth-file={pki.token_file}",
         f"--requestheader-client-ca-file={pki.front_proxy_ca_cert}",
         f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
         "--requestheader-username-headers=X-Remote-User",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from neurokube.adapters import statedir
+from neurokube.adapters.kube import KubeClient, KubeError
 from neurokube.cluster import (
     adapter,
     build,
@@ -33,7 +34,6 @@ from neurokube.cluster import (
     state,
     workload,
 )
-from neurokube.cluster.api import ApiError, Client
 from neurokube.cluster.build import Binaries
 from neurokube.cluster.processes import Process, exited_with, is_running, print_log_tail, start, stop
 from neurokube.cluster.state import ClusterRecord, Layout
@@ -109,7 +109,7 @@ def _start(layout: Layout, binaries: Binaries, options: UpOptions, out: IO[str])
         functions={name: fn_plan.url(name) for name in functions.FUNCTIONS} if fn_plan is not None else None,
     )
     state.save(layout, record)
-    client = Client(server, str(pki.ca_cert), str(pki.client_cert("admin")), str(pki.client_key("admin")))
+    client = KubeClient.from_kubeconfig(layout.admin_kubeconfig, timeout_s=30.0)
     try:
         _launch(layout, record, components.etcd(binaries, layout, ports), out)
         _launch(layout, record, components.kube_apiserver(binaries, layout, pki, ports, lambda: _readyz(client)), out)
@@ -187,7 +187,7 @@ def stage_files(layout: Layout) -> list[Path]:
     return [layout.config / "kwok" / f"{name}.yaml" for name in STAGE_FILES]
 
 
-def readyz(client: Client) -> bool:
+def readyz(client: KubeClient) -> bool:
     """The apiserver answers ``/readyz`` with ``ok``."""
     return _readyz(client)
 
@@ -207,21 +207,21 @@ def _env(extra: dict[str, str] | None) -> dict[str, str] | None:
     return {**os.environ, **extra} if extra else None
 
 
-def _readyz(client: Client) -> bool:
+def _readyz(client: KubeClient) -> bool:
     try:
         return client.request("GET", "/readyz", raw=True).strip() == "ok"
     except TemporaryError:
         return False
 
 
-def _wait_default_service_account(client: Client, record: ClusterRecord, timeout_s: float = 60.0) -> None:
+def _wait_default_service_account(client: KubeClient, record: ClusterRecord, timeout_s: float = 60.0) -> None:
     """Pods cannot be created in a namespace before its `default` ServiceAccount exists."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             client.get("/api/v1/namespaces/default/serviceaccounts/default")
             return
-        except ApiError as exc:
+        except KubeError as exc:
             if not exc.not_found:
                 raise TemporaryError(f"checking the default service account failed: {exc}") from None
         if time.monotonic() > deadline:
@@ -231,7 +231,7 @@ def _wait_default_service_account(client: Client, record: ClusterRecord, timeout
         time.sleep(0.25)
 
 
-def _create_nodes(client: Client, nodes: list[workload.NodeSpec], layout: Layout) -> None:
+def _create_nodes(client: KubeClient, nodes: list[workload.NodeSpec], layout: Layout) -> None:
     workload.create_nodes(client, nodes)
     try:
         workload.wait_nodes_schedulable(client, len(nodes), timeout_s=60.0 + 0.2 * len(nodes))
@@ -276,13 +276,14 @@ def unhealthy(record: ClusterRecord) -> list[str]:
     return [p.name for p in record.processes if not is_running(p)]
 
 
-def admin_client(record: ClusterRecord, timeout_s: float = 30.0) -> Client:
-    pki = certs.Pki(Path(record.state_dir) / "pki")
-    return Client(record.apiserver, str(pki.ca_cert), str(pki.client_cert("admin")), str(pki.client_key("admin")),
-                  timeout_s)
+def admin_client(record: ClusterRecord, timeout_s: float = 30.0) -> KubeClient:
+    return KubeClient.from_kubeconfig(record.kubeconfig, timeout_s=timeout_s)
 
 
-def status(state_dir: Path) -> dict:
+def status(state_dir: Path, kubeconfig: str | None = None) -> dict:
+    """The cluster's processes, and its nodes as the apiserver reports them to ``kubeconfig`` (default:
+    the admin kubeconfig of the state directory; any kubeconfig the official client reads works,
+    exec credential plugins included)."""
     layout = Layout(state_dir)
     record = state.load(layout)
     if record is None or not record.processes:
@@ -301,11 +302,11 @@ def status(state_dir: Path) -> dict:
     }
     if procs.get("kube-apiserver", {}).get("running"):
         try:
-            client = admin_client(record, timeout_s=5.0)
+            client = KubeClient.from_kubeconfig(kubeconfig or record.kubeconfig, timeout_s=5.0)
             nodes = client.get("/api/v1/nodes")["items"]
             doc["nodes"] = {"total": len(nodes), "ready": sum(1 for n in nodes if workload.is_ready(n)),
                             "schedulable": sum(1 for n in nodes if workload.is_schedulable(n))}
-        except TemporaryError as exc:
+        except (TemporaryError, KubeError) as exc:
             doc["apiserver_error"] = str(exc)
     return doc
 

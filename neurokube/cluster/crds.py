@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from neurokube.cluster.api import ApiError, Client
+from neurokube.adapters.kube import KubeClient, KubeError
 from neurokube.errors import InputError, TemporaryError
 
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
@@ -34,7 +34,7 @@ def manifests(crds_dir: Path) -> list[dict]:
     return docs
 
 
-def install(client: Client, crds_dir: Path, timeout_s: float = 60.0) -> list[str]:
+def install(client: KubeClient, crds_dir: Path, timeout_s: float = 60.0) -> list[str]:
     """Server-side apply every CRD (idempotent) and wait until all are Established."""
     names = []
     for doc in manifests(crds_dir):
@@ -42,7 +42,7 @@ def install(client: Client, crds_dir: Path, timeout_s: float = 60.0) -> list[str
         query = urllib.parse.urlencode({"fieldManager": FIELD_MANAGER, "force": "true"})
         try:
             client.request("PATCH", f"{CRD_PATH}/{name}?{query}", doc, content_type=APPLY_PATCH)
-        except ApiError as exc:
+        except KubeError as exc:
             raise TemporaryError(f"installing CRD {name} failed: {exc}") from None
         names.append(name)
     deadline = time.monotonic() + timeout_s

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import yaml
 
+from neurokube.adapters.kube import KubeClient, KubeError
 from neurokube.cluster import components, paths, schedconfig
-from neurokube.cluster.api import ApiError, Client
 from neurokube.cluster.components import Launch
 from neurokube.cluster.state import Layout
 from neurokube.errors import InputError, TemporaryError
@@ -113,7 +113,7 @@ def extender_config(plan_: Plan, options: FunctionsOptions) -> schedconfig.Exten
 # -- credentials -------------------------------------------------------------------------------
 
 
-def apply_manifests(client: Client, files: tuple[str, ...] = RBAC_FILES) -> list[str]:
+def apply_manifests(client: KubeClient, files: tuple[str, ...] = RBAC_FILES) -> list[str]:
     """Server-side apply deploy/knative/<files> (idempotent); returns ``kind/name`` of each object."""
     applied = []
     for name in files:
@@ -127,7 +127,7 @@ def apply_manifests(client: Client, files: tuple[str, ...] = RBAC_FILES) -> list
     return applied
 
 
-def _apply(client: Client, doc: dict) -> str:
+def _apply(client: KubeClient, doc: dict) -> str:
     api_version, kind = doc["apiVersion"], doc["kind"]
     meta = doc["metadata"]
     plural = {"Namespace": "namespaces", "ServiceAccount": "serviceaccounts", "ClusterRole": "clusterroles",
@@ -139,19 +139,19 @@ def _apply(client: Client, doc: dict) -> str:
     try:
         client.request("PATCH", f"{collection}/{meta['name']}?fieldManager=neurokube&force=true", doc,
                        content_type=APPLY_PATCH)
-    except ApiError as exc:
+    except KubeError as exc:
         raise TemporaryError(f"applying {kind} {meta['name']} failed: {exc}") from None
     return f"{kind}/{meta['name']}"
 
 
-def service_account_kubeconfig(client: Client, layout: Layout, ca_file: Path, server: str,
+def service_account_kubeconfig(client: KubeClient, layout: Layout, ca_file: Path, server: str,
                                expiration_s: int = 30 * 86400, account: str = SERVICE_ACCOUNT) -> Path:
     """A kubeconfig that authenticates as ``account`` in the functions' namespace (TokenRequest API)."""
     body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
             "spec": {"expirationSeconds": expiration_s}}
     try:
         reply = client.create(f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/{account}/token", body)
-    except ApiError as exc:
+    except KubeError as exc:
         raise TemporaryError(f"requesting a token for {NAMESPACE}/{account} failed: {exc}") from None
     path = layout.kubeconfig(account)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +165,7 @@ def service_account_kubeconfig(client: Client, layout: Layout, ca_file: Path, se
     return path
 
 
-def service_account_kubeconfigs(client: Client, layout: Layout, ca_file: Path, server: str) -> dict[str, Path]:
+def service_account_kubeconfigs(client: KubeClient, layout: Layout, ca_file: Path, server: str) -> dict[str, Path]:
     """One kubeconfig per function, each for that function's own ServiceAccount."""
     return {name: service_account_kubeconfig(client, layout, ca_file, server, account=account)
             for name, account in SERVICE_ACCOUNTS.items()}
@@ -220,7 +220,7 @@ def timer_launch(url: str, every_s: float, token: str) -> Launch:
     return Launch("sweep-timer", argv, lambda: True, 5.0, env={"NEUROKUBE_EVENT_TOKEN": token})
 
 
-def launches(plan_: Plan, options: FunctionsOptions, client: Client, layout: Layout, ca_file: Path,
+def launches(plan_: Plan, options: FunctionsOptions, client: KubeClient, layout: Layout, ca_file: Path,
              server: str) -> list[Launch]:
     """Grant the ServiceAccount its role, get it a token, and describe the four processes."""
     apply_manifests(client)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from neurokube.adapters.kube import KubeError
 from neurokube.cluster import adapter, certs, components, functions, processes, rbac, workload
-from neurokube.cluster.api import ApiError
 from neurokube.cluster.build import Binaries
 from neurokube.cluster.state import Layout
 from neurokube.cluster.testing import RunningCluster
@@ -223,7 +223,7 @@ def ensure_namespace(client, name: str) -> None:
     """Create the namespace unless it exists."""
     try:
         client.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    except ApiError as exc:
+    except KubeError as exc:
         if not exc.conflict:
             raise
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from neurokube.adapters.kube import KubeClient, KubeError
 from neurokube.cluster.adapter import OIDC_SERVICE_ACCOUNT, SOURCE_NAMESPACE
-from neurokube.cluster.api import ApiError, Client
 from neurokube.cluster.certs import CLIENTS
 from neurokube.errors import TemporaryError
 
@@ -19,7 +19,7 @@ ADAPTER_RULES = [
 ]
 
 
-def grant_adapter(client: Client) -> None:
+def grant_adapter(client: KubeClient) -> None:
     """The adapter's ClusterRole, its OIDC ServiceAccount and the right to request that account's
     tokens (``serviceaccounts/token`` create, on that one name only); idempotent."""
     user = CLIENTS["receive-adapter"].user
@@ -38,7 +38,7 @@ def grant_adapter(client: Client) -> None:
                        (f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings", token_binding)):
         try:
             client.create(path, body)
-        except ApiError as exc:
+        except KubeError as exc:
             if not exc.conflict:
                 raise TemporaryError(f"granting the receive adapter its OIDC identity failed: {exc}") from None
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
@@ -51,6 +51,6 @@ def grant_adapter(client: Client) -> None:
                        ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding)):
         try:
             client.create(path, body)
-        except ApiError as exc:
+        except KubeError as exc:
             if not exc.conflict:
                 raise TemporaryError(f"granting the receive adapter its role failed: {exc}") from None

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from neurokube.adapters.kube import KubeClient
 from neurokube.cluster import control, workload
-from neurokube.cluster.api import Client
 from neurokube.cluster.build import Binaries
 from neurokube.cluster.state import ClusterRecord
 
@@ -73,7 +73,7 @@ class EventSink:
 @dataclass(frozen=True)
 class RunningCluster:
     record: ClusterRecord
-    client: Client
+    client: KubeClient
 
     @property
     def kubeconfig(self) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from neurokube.cluster.api import ApiError, Client
+from neurokube.adapters.kube import KubeClient, KubeError
 from neurokube.errors import InputError, TemporaryError
 
 DEFAULT_MAX_PODS = 110  # the kubelet's default --max-pods
@@ -152,7 +152,7 @@ def pod_manifest(spec: PodSpec) -> dict:
 # -- calls -------------------------------------------------------------------------------------
 
 
-def create_nodes(client: Client, specs: Iterable[NodeSpec]) -> int:
+def create_nodes(client: KubeClient, specs: Iterable[NodeSpec]) -> int:
     """Create the nodes (existing ones are left as they are). Returns how many were created.
 
     New nodes get pod CIDRs after those of the fake nodes already in the cluster.
@@ -164,31 +164,31 @@ def create_nodes(client: Client, specs: Iterable[NodeSpec]) -> int:
         try:
             client.create("/api/v1/nodes", node_manifest(spec, index))
             created += 1
-        except ApiError as exc:
+        except KubeError as exc:
             if not exc.conflict:
                 raise TemporaryError(f"creating node {spec.name} failed: {exc}") from None
     return created
 
 
-def create_pods(client: Client, specs: Iterable[PodSpec]) -> list[str]:
+def create_pods(client: KubeClient, specs: Iterable[PodSpec]) -> list[str]:
     """Create the pods; returns their names. An existing pod of the same name is an error."""
     names = []
     for spec in specs:
         path = f"/api/v1/namespaces/{spec.namespace}/pods"
         try:
             client.create(path, pod_manifest(spec))
-        except ApiError as exc:
+        except KubeError as exc:
             raise TemporaryError(f"creating pod {spec.namespace}/{spec.name} failed: {exc}") from None
         names.append(spec.name)
     return names
 
 
-def schedulable_nodes(client: Client, label_selector: str = NODE_LABEL) -> list[str]:
+def schedulable_nodes(client: KubeClient, label_selector: str = NODE_LABEL) -> list[str]:
     nodes = client.get("/api/v1/nodes", labelSelector=label_selector)["items"]
     return sorted(node["metadata"]["name"] for node in nodes if is_schedulable(node))
 
 
-def wait_nodes_schedulable(client: Client, count: int, timeout_s: float = 120.0) -> list[str]:
+def wait_nodes_schedulable(client: KubeClient, count: int, timeout_s: float = 120.0) -> list[str]:
     """Wait until ``count`` fake nodes are Ready *and* free of the lifecycle taints.
 
     A new Node is created with the ``node.kubernetes.io/not-ready:NoSchedule`` taint (admission
@@ -206,7 +206,7 @@ def wait_nodes_schedulable(client: Client, count: int, timeout_s: float = 120.0)
         time.sleep(0.5)
 
 
-def pod_placements(client: Client, namespace: str = "default",
+def pod_placements(client: KubeClient, namespace: str = "default",
                    label_selector: str | None = None) -> dict[str, str | None]:
     """Pod name -> node name (None while unscheduled)."""
     query = {"labelSelector": label_selector} if label_selector else {}
@@ -214,7 +214,7 @@ def pod_placements(client: Client, namespace: str = "default",
     return {pod["metadata"]["name"]: pod["spec"].get("nodeName") for pod in pods}
 
 
-def wait_pods(client: Client, names: Iterable[str], namespace: str = "default", phase: str | None = None,
+def wait_pods(client: KubeClient, names: Iterable[str], namespace: str = "default", phase: str | None = None,
               scheduled: bool = True, timeout_s: float = 60.0) -> dict[str, dict]:
     """Wait until every named pod is bound to a node (and, if given, in ``phase``); returns the pods."""
     wanted = set(names)
@@ -232,12 +232,12 @@ def wait_pods(client: Client, names: Iterable[str], namespace: str = "default", 
         time.sleep(0.25)
 
 
-def delete_pods(client: Client, names: Iterable[str], namespace: str = "default") -> None:
+def delete_pods(client: KubeClient, names: Iterable[str], namespace: str = "default") -> None:
     for name in names:
         try:
             client.delete(f"/api/v1/namespaces/{namespace}/pods/{urllib.parse.quote(name)}",
                           {"gracePeriodSeconds": 0})
-        except ApiError as exc:
+        except KubeError as exc:
             if not exc.not_found:
                 raise
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 import urllib.parse
 
+from neurokube.adapters.kube import KubeClient, KubeError
 from neurokube.errors import InputError
-from neurokube.live.kube import KubeClient, KubeError
 from neurokube.live.objects import Pod
 
 BOUND = "bound"

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from neurokube.adapters.kube import KubeClient
 from neurokube.errors import InputError, TemporaryError
-from neurokube.live.kube import KubeClient
 from neurokube.live.nodetable import NodeTable
 from neurokube.live.objects import Node, Pod, parse_node, parse_pod
 from neurokube.logs import event

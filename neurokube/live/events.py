@@ -15,8 +15,8 @@ import threading
 import time
 import urllib.parse
 
+from neurokube.adapters.kube import KubeClient
 from neurokube.errors import TemporaryError
-from neurokube.live.kube import KubeClient
 from neurokube.live.objects import Pod
 from neurokube.live.telemetry import Telemetry
 from neurokube.logs import event

@@ -31,12 +31,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from neurokube.adapters.kube import KubeClient
 from neurokube.errors import InputError, RefusedError
 from neurokube.live import binding, ledger, trust
 from neurokube.live.cache import ClusterCache, Snapshot
 from neurokube.live.decide import Decider
 from neurokube.live.feasibility import RESOURCE_REASONS, explain, fit_mask
-from neurokube.live.kube import KubeClient
 from neurokube.live.ledger import Ledger
 from neurokube.live.nodetable import NodeTable
 from neurokube.live.objects import Node, Pod, namespace_name, object_name, parse_node, parse_pod

@@ -54,10 +54,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from neurokube.adapters.kube import KubeClient, KubeError
 from neurokube.errors import InputError, TemporaryError
 from neurokube.live import binding, failpoints
 from neurokube.live.feasibility import admits, resource_shortfalls
-from neurokube.live.kube import KubeClient, KubeError
 from neurokube.live.objects import Pod, parse_node, parse_pod
 from neurokube.logs import event
 

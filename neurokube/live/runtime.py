@@ -19,6 +19,7 @@ import threading
 import zlib
 from pathlib import Path
 
+from neurokube.adapters.kube import KubeClient
 from neurokube.errors import NeuroKubeError, TemporaryError
 from neurokube.live import failpoints, heap
 from neurokube.live.cache import ClusterCache
@@ -26,8 +27,8 @@ from neurokube.live.decide import Decider
 from neurokube.live.decisions import DecisionLog
 from neurokube.live.events import EventRecorder
 from neurokube.live.extender import Extender
-from neurokube.live.kube import KubeClient
 from neurokube.live.ledger import Ledger
+from neurokube.live.profile import profile_for
 from neurokube.live.prometheus import PrometheusSource
 from neurokube.live.scheduler import Scheduler
 from neurokube.live.settings import Settings
@@ -48,7 +49,8 @@ class Runtime:
         self.cache = ClusterCache(kube, s.scheduler_name, s.resync_s, on_listed=heap.settle)
         self.metrics = PrometheusSource(s, self._node_names) if s.prometheus_url else None
         self.decider = Decider(s.model_dir, telemetry, seed=s.seed ^ zlib.crc32(replica.encode()), epsilon=s.epsilon,
-                               reload_s=s.model_reload_s, metrics_configured=s.prometheus_url is not None)
+                               reload_s=s.model_reload_s, metrics_configured=s.prometheus_url is not None,
+                               spec=profile_for(s.profile, s.scheduler_name).policy if s.profile else None)
         self.ledger = Ledger(kube, s.ledger_namespace, replica, ttl_s=s.reservation_ttl_s, abort_s=s.bind_abort_s,
                              retries=s.conflict_retries)
         self.events = EventRecorder(kube, s.scheduler_name, replica, telemetry)
@@ -95,7 +97,8 @@ class Runtime:
         if self.champion is not None:
             self.champion.start()
         event(log, "live runtime started", replica=self.settings.replica_name, apiserver=self.kube.server,
-              model_version=self.decider.model_version, prometheus=self.settings.prometheus_url,
+              policy=self.decider.policy_name, model_version=self.decider.model_version,
+              prometheus=self.settings.prometheus_url,
               decision_log=bool(self.settings.decision_log))
 
     def ready(self) -> None:
@@ -135,7 +138,9 @@ def current(settings: Settings, wait: bool = True) -> Runtime:
     with _lock:
         if _runtime is None or _pid != os.getpid():
             try:
-                kube = KubeClient.from_settings(settings.kubeconfig, settings.request_timeout_s)
+                kube = KubeClient.from_settings(settings.kubeconfig, settings.request_timeout_s,
+                                                user_agent="neurokube-live", qps=settings.kube_qps,
+                                                burst=settings.kube_burst)
                 runtime = Runtime(settings, kube)
             except NeuroKubeError as exc:
                 raise TemporaryError(f"cannot start the live runtime: {exc}") from None

@@ -19,9 +19,9 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from neurokube.adapters.kube import KubeClient
 from neurokube.errors import InputError, TemporaryError
 from neurokube.live.cache import ClusterCache
-from neurokube.live.kube import KubeClient
 from neurokube.live.ledger import Ledger
 from neurokube.live.objects import Pod, parse_pod
 from neurokube.live.scheduler import Scheduler

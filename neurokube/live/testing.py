@@ -24,8 +24,8 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 
+from neurokube.adapters.kube import KubeError
 from neurokube.features import FEATURE_NAMES
-from neurokube.live.kube import KubeError
 from neurokube.model.reward import RewardWeights
 from neurokube.model.value_model import ValueModel
 

@@ -23,10 +23,10 @@ lookups.
 
 from __future__ import annotations
 
+from neurokube.adapters.kube import KubeClient, KubeError
 from neurokube.errors import NotFoundError, RefusedError
 from neurokube.live import binding
 from neurokube.live.cache import ClusterCache
-from neurokube.live.kube import KubeClient, KubeError
 from neurokube.live.objects import Pod, parse_pod
 
 NO_UID, UID_MISMATCH, OTHER_POD, OTHER_SCHEDULER, SPEC_MISMATCH, POD_GONE, NOT_PENDING, UNKNOWN_NODE = (

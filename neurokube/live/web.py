@@ -152,7 +152,7 @@ def _issuer_fetcher(settings):
     def fetch(path: str) -> dict:
         nonlocal client
         if client is None:
-            from neurokube.live.kube import KubeClient
+            from neurokube.adapters.kube import KubeClient
 
             client = KubeClient.from_settings(settings.kubeconfig, settings.request_timeout_s)
         return client.request("GET", path, accept="application/jwk-set+json, application/json")

@@ -57,9 +57,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from neurokube.adapters.kube import KubeError
 from neurokube.adapters.objectstore import MinioStore
 from neurokube.cluster import faults, processes, workload
-from neurokube.cluster.api import ApiError
 from neurokube.cluster.livekit import ADD, create_pods, neurokube_pod, over_committed, pods_of
 from neurokube.errors import TemporaryError
 from neurokube.stack import control as stack_control
@@ -92,7 +92,7 @@ def create_through(client, docs: list[dict], gap_s: float = 0.0, deadline_s: flo
             try:
                 client.create("/api/v1/namespaces/default/pods", doc)
                 break
-            except ApiError as exc:
+            except KubeError as exc:
                 if exc.status == 409:  # an earlier try got through before the connection broke
                     break
                 if exc.status < 500 or time.monotonic() - started > deadline_s:

@@ -33,8 +33,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from neurokube.adapters.kube import KubeError
 from neurokube.cluster import functions, processes
-from neurokube.cluster.api import ApiError
 from neurokube.cluster.livekit import Function, create_pods, neurokube_pod, service_account_env
 from neurokube.cluster.testing import RunningCluster
 from neurokube.live.testing import FakePrometheus, write_packing_model
@@ -152,7 +152,7 @@ def live(cluster: RunningCluster, tmp_path_factory) -> Live:
     logs = tmp_path_factory.mktemp("bad-input-logs")
     try:
         client.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-    except ApiError as exc:
+    except KubeError as exc:
         if not exc.conflict:
             raise
     sentinels = create_pods(client, [pending_pod(f"sentinel-{i}") for i in range(SENTINELS)])
@@ -172,7 +172,7 @@ def live(cluster: RunningCluster, tmp_path_factory) -> Live:
         prometheus.close()
         try:
             client.delete(f"/api/v1/namespaces/{NAMESPACE}", {"gracePeriodSeconds": 0})
-        except ApiError:
+        except KubeError:
             pass
         for name in pods_in_namespace(client):  # the namespace goes away after its pods
             client.delete(f"/api/v1/namespaces/{NAMESPACE}/pods/{name}", {"gracePeriodSeconds": 0})

@@ -30,8 +30,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from neurokube.adapters.kube import KubeError
 from neurokube.cluster import adapter, functions
-from neurokube.cluster.api import ApiError
 from neurokube.cluster.livekit import Function, create_pods, ensure_namespace, neurokube_pod, packing_env
 from neurokube.cluster.testing import RunningCluster
 
@@ -184,7 +184,7 @@ def setting(cluster: RunningCluster, tmp_path_factory):
         for namespace in (NAMESPACE, OTHER_NAMESPACE):
             try:
                 client.delete(f"/api/v1/namespaces/{namespace}", {"gracePeriodSeconds": 0})
-            except ApiError:
+            except KubeError:
                 pass
 
 
@@ -224,7 +224,7 @@ def reborn_event(setting: Setting) -> dict:
         while True:
             try:
                 client.get(path)
-            except ApiError as exc:
+            except KubeError as exc:
                 if exc.not_found:
                     break
                 raise

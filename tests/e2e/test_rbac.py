@@ -40,8 +40,8 @@ from unittest import mock
 import pytest
 import yaml
 
+from neurokube.adapters.kube import KubeError
 from neurokube.cluster import certs, functions
-from neurokube.cluster.api import ApiError
 from neurokube.cluster.build import Binaries
 from neurokube.cluster.testing import RunningCluster
 
@@ -131,7 +131,7 @@ class Account:
 
     def request(self, method: str, path: str, body: dict | None = None) -> dict:
         """One request with this account's token (a connection of its own, closed after);
-        an error status raises :class:`ApiError`."""
+        an error status raises :class:`KubeError`."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.cluster.record.apiserver + path, data=data, method=method,
                                          headers={"Authorization": f"Bearer {self._token}",
@@ -142,7 +142,7 @@ class Account:
         except urllib.error.HTTPError as exc:
             with exc:
                 status = json.loads(exc.read() or b"{}")
-            raise ApiError(exc.code, status.get("reason", ""), status.get("message", ""), method, path) from None
+            raise KubeError(exc.code, status.get("reason", ""), status.get("message", ""), method, path) from None
 
     def kubectl(self, *args: str) -> subprocess.CompletedProcess:
         binary = Binaries(Path(self.cluster.record.bin_dir)).path("kubectl")
@@ -322,11 +322,11 @@ def test_the_launcher_creates_one_job_per_night(accounts, cluster):
         jobs = cluster.client.get(path, labelSelector=f"neurokube.io/day={day}")["items"]
         assert [j["metadata"]["name"] for j in jobs] == [name]
         assert jobs[0]["metadata"]["annotations"]["neurokube.io/ping-event-id"] == "ev-1"
-        with pytest.raises(ApiError) as refused:
+        with pytest.raises(KubeError) as refused:
             launcher.account.request("GET", f"{path}/{name}")
         assert refused.value.status == 403
     finally:
         try:
             cluster.client.delete(f"{path}/{name}", {"propagationPolicy": "Background"})
-        except ApiError:
+        except KubeError:
             pass

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from neurokube.cluster.api import ApiError
+from neurokube.adapters.kube import KubeError
 from neurokube.cluster.livekit import Function, create_pods, ensure_namespace, neurokube_pod, packing_env
 from neurokube.cluster.testing import RunningCluster
 from neurokube.live import auth
@@ -129,7 +129,7 @@ def secured(cluster: RunningCluster, tmp_path_factory):
 def delete_namespace(client) -> None:
     try:
         client.delete(f"/api/v1/namespaces/{NAMESPACE}", {"gracePeriodSeconds": 0})
-    except ApiError:
+    except KubeError:
         pass
     for pod in client.get(f"/api/v1/namespaces/{NAMESPACE}/pods")["items"]:
         client.delete(f"/api/v1/namespaces/{NAMESPACE}/pods/{pod['metadata']['name']}", {"gracePeriodSeconds": 0})

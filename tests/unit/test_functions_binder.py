@@ -308,7 +308,7 @@ def test_invalid_settings_stop_the_function_at_start(monkeypatch):
 def test_apiserver_refusals_are_final_and_outages_temporary(http_client, kube, status, answer):
     """A 4xx from the apiserver (RBAC, admission) would be refused again: the binder answers 4xx,
     which Knative does not retry; a 5xx or 429 is a 503, which it retries."""
-    from neurokube.live.kube import KubeError
+    from neurokube.adapters.kube import KubeError
 
     def refuse(method, path, body):
         if method == "POST" and path.endswith("/binding"):

@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from neurokube.adapters.kube import KubeError
 from neurokube.errors import TemporaryError
 from neurokube.live import binding, ledger
-from neurokube.live.kube import KubeError
 from neurokube.live.ledger import ANNOTATION, Ledger, Reservation, parse_reservations
 from neurokube.live.objects import parse_pod
 from neurokube.live.quantity import cpu_milli

@@ -34,7 +34,7 @@ import pytest
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 
-from neurokube.cluster.api import ApiError
+from neurokube.adapters.kube import KubeError
 from neurokube.errors import InputError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,7 +61,7 @@ class FakeApi:
         self.calls.append((path, body))
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         if self.conflict or key in self.jobs:
-            raise ApiError(409, "AlreadyExists", f'jobs.batch "{key[1]}" already exists', "POST", path)
+            raise KubeError(409, "AlreadyExists", f'jobs.batch "{key[1]}" already exists', "POST", path)
         self.jobs[key] = body
         return body
 
