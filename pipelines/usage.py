@@ -5,6 +5,7 @@ Both give the same frame, one row per (``ts``, ``node``): ``cpu_used_milli``,
 
 Prometheus over HTTPS is verified by default (``verify=True``: the usual trust store; a path:
 that CA bundle). Turning verification off is an explicit ``verify=False`` and is logged.
+A bearer token can come from a file (``token_file``), as in the live functions.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from neurokube.emulator.usage import UsageSource
+from neurokube.adapters.prometheus import connect
+from neurokube.adapters.usage import UsageSource
 from neurokube.errors import InputError, TemporaryError
 from neurokube.logs import event
 from pipelines.settings import PrometheusQueries
@@ -42,27 +44,17 @@ class PrometheusUsage:
 
     ``verify``: check Prometheus' TLS certificate (``True``, the default, against the usual trust
     store; a path: against that PEM CA bundle; ``False``: not at all, logged as a warning).
+    ``token_file``: a bearer token sent with every query, re-read as it rotates. Both mean what
+    the live settings NEUROKUBE_PROM_CA_FILE, NEUROKUBE_PROM_INSECURE_SKIP_VERIFY and
+    NEUROKUBE_PROM_TOKEN_FILE mean (one client: :func:`neurokube.adapters.prometheus.connect`).
     """
 
     def __init__(self, url: str, queries: PrometheusQueries = PrometheusQueries(), timeout_s: float = 30.0,
-                 client=None, verify: bool | str = True) -> None:
+                 client=None, verify: bool | str = True, token_file: Path | None = None) -> None:
         self.url = url
         self.queries = queries
-        if verify is False and url.lower().startswith("https://"):
-            event(log, "TLS certificate checks of Prometheus are off", level=logging.WARNING, url=url)
-        if isinstance(verify, str) and not Path(verify).is_file():
-            raise InputError(f"Prometheus CA bundle {verify!r} is not a readable file", where=url,
-                             why="give a PEM file of the CAs that sign Prometheus' certificate, or verify=True")
         self.verify = verify
-        self.client = client or self._connect(timeout_s)
-
-    def _connect(self, timeout_s: float):
-        import requests
-        from prometheus_api_client import PrometheusConnect
-
-        session = requests.Session()
-        session.verify = self.verify
-        return PrometheusConnect(url=self.url, timeout=timeout_s, session=session)
+        self.client = client or connect(url, timeout_s, verify=verify, token_file=token_file)
 
     def read(self, start_s: float, end_s: float, step_s: int) -> pd.DataFrame:
         columns = {}
@@ -87,6 +79,8 @@ class PrometheusUsage:
                 end_time=datetime.fromtimestamp(end_s, timezone.utc), step=f"{step_s}s")
         except PrometheusApiClientException as exc:
             raise InputError("Prometheus refused the query", where=self.url, why=f"{query}: {exc}") from None
+        except TemporaryError:  # the bearer token file could not be read
+            raise
         except Exception as exc:  # noqa: BLE001 - requests raises many types for a dead server
             raise TemporaryError(f"Prometheus at {self.url} is unreachable: {type(exc).__name__}: {exc}") from None
         index, values = [], []

@@ -1,22 +1,30 @@
 """Start detached server processes, recognise them later by pid, and stop them.
 
 A pid alone is not an identity: after a reboot or a long time it may name another program. Each
-started process is therefore recorded with its executable path and its kernel start time
-(``/proc/<pid>/stat`` field 22), and is only signalled while both still match.
+started process is therefore recorded with its executable path and its kernel start time (clock
+ticks since boot, ``/proc/<pid>/stat`` field 22, as psutil reads it), and is only signalled while
+both still match. Process inspection and signalling go through psutil, whose ``Process`` also
+refuses to signal a pid that was reused after it was looked up.
+
+Waiting for a stopped process polls :func:`is_running` rather than using ``psutil.wait_procs``:
+a zombie counts as gone here (a process started by an earlier CLI run is reparented, and in a
+container without a reaping init it stays a zombie), where ``wait_procs`` would wait for it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
+import psutil
+
 STOP_GRACE_S = 10.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 #: Popen objects of the processes this interpreter started, kept so that they are not garbage
 #: collected while running (which warns) and so that their exit status can be collected.
@@ -27,7 +35,7 @@ _children: dict[int, subprocess.Popen] = {}
 class Process:
     name: str
     pid: int
-    start_ticks: int  # /proc/<pid>/stat starttime, to tell a reused pid apart
+    start_ticks: int  # kernel start time, clock ticks since boot, to tell a reused pid apart
     executable: str
     log: str
 
@@ -50,25 +58,29 @@ def start(name: str, argv: list[str], log_path: Path, cwd: Path, env: dict[str, 
             start_new_session=True,  # survives the CLI; Ctrl-C in the terminal does not reach it
         )
     _children[proc.pid] = proc
-    return Process(name, proc.pid, _start_ticks(proc.pid) or 0, argv[0], str(log_path))
+    try:
+        ticks = _start_ticks(psutil.Process(proc.pid))
+    except psutil.NoSuchProcess:  # exited at once; recorded so that its log is shown
+        ticks = 0
+    return Process(name, proc.pid, ticks, argv[0], str(log_path))
 
 
 def is_running(process: Process) -> bool:
-    ticks = _start_ticks(process.pid)
-    if ticks is None or ticks != process.start_ticks or not _runs(process.pid, process.executable):
-        return False
-    return _state(process.pid) not in ("Z", "X")  # a zombie has exited
+    return _handle(process) is not None
 
 
 def stop(process: Process, grace_s: float = STOP_GRACE_S) -> str:
     """SIGTERM, then SIGKILL after ``grace_s``. Returns what happened, for the user."""
-    if not is_running(process):
+    handle = _handle(process)
+    if handle is None:
         _reap(process.pid)  # killed by someone else (a test's SIGKILL): collect its status
         return "not running"
-    _signal(process.pid, signal.SIGTERM)
+    with contextlib.suppress(psutil.NoSuchProcess):  # gone (or its pid reused) since the check
+        handle.terminate()
     if _wait_gone(process, grace_s):
         return "stopped"
-    _signal(process.pid, signal.SIGKILL)
+    with contextlib.suppress(psutil.NoSuchProcess):
+        handle.kill()
     return "killed" if _wait_gone(process, 5.0) else "still running after SIGKILL"
 
 
@@ -77,6 +89,7 @@ def _wait_gone(process: Process, timeout_s: float) -> bool:
     while True:
         _reap(process.pid)
         if not is_running(process):
+            _reap(process.pid)  # it may have become a zombie since the first look
             return True
         if time.monotonic() >= deadline:
             return False
@@ -89,9 +102,18 @@ def exited_with(process: Process) -> int | None:
     return child.poll() if child is not None else None
 
 
-def _signal(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
+def _handle(process: Process) -> psutil.Process | None:
+    """The running process ``process`` records: None if it exited, is a zombie, or its pid now
+    names another program (another start time or executable)."""
+    try:
+        handle = psutil.Process(process.pid)
+        if _start_ticks(handle) != process.start_ticks or not _runs(handle, process.executable):
+            return None
+        if handle.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):  # a zombie has exited
+            return None
+    except (psutil.NoSuchProcess, psutil.AccessDenied):  # exited meanwhile, or not ours to inspect
+        return None
+    return handle
 
 
 def _reap(pid: int) -> None:
@@ -101,32 +123,16 @@ def _reap(pid: int) -> None:
         del _children[pid]
 
 
-def _runs(pid: int, executable: str) -> bool:
-    try:
-        exe = os.readlink(f"/proc/{pid}/exe")
-    except OSError:  # exited meanwhile, or not ours to inspect
-        return False
-    # A binary replaced by a rebuild while running shows as "<path> (deleted)".
-    return exe.removesuffix(" (deleted)") == os.path.realpath(executable)
+def _runs(handle: psutil.Process, executable: str) -> bool:
+    # psutil drops the " (deleted)" of a binary replaced by a rebuild while running.
+    return handle.exe() == os.path.realpath(executable)
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may contain spaces.
-    return raw[raw.rindex(")") + 2:].split()
-
-
-def _start_ticks(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    return int(fields[19]) if fields else None  # field 22 overall
-
-
-def _state(pid: int) -> str | None:
-    fields = _stat_fields(pid)
-    return fields[0] if fields else None
+def _start_ticks(handle: psutil.Process) -> int:
+    """The kernel start time in clock ticks since boot, the unit of recorded processes (state files
+    written before psutil keep working). psutil gives it as boot time + ticks / CLK_TCK; both boot
+    times are read from /proc/stat moments apart, so the rounding recovers the exact tick count."""
+    return round((handle.create_time() - psutil.boot_time()) * CLOCK_TICKS)
 
 
 def print_log_tail(log_path: Path, out: IO[str], lines: int = 20) -> None:

@@ -10,23 +10,30 @@ Degrade, don't fail: a refresh that fails keeps the previous values, which age. 
 older than ``prom_stale_after_s`` (or before the first success) :meth:`MetricsSnapshot.fresh`
 is false and the decision falls back to default scoring, counted as ``prometheus_unavailable``.
 Only the two mean queries are required; a failing optional query leaves its statistic at zero.
+
+The HTTP client is prometheus-api-client's (:func:`neurokube.adapters.prometheus.connect`):
+certificates are checked by default (``NEUROKUBE_PROM_CA_FILE`` names a CA bundle,
+``NEUROKUBE_PROM_INSECURE_SKIP_VERIFY`` turns the check off, warned), and
+``NEUROKUBE_PROM_TOKEN_FILE`` sends a bearer token re-read as it rotates. A certificate that does
+not verify, or a token file that cannot be read, is one more way of being unavailable.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import math
+import re
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from prometheus_api_client import PrometheusApiClientException
 
+from neurokube.adapters.prometheus import connect
 from neurokube.errors import TemporaryError
 from neurokube.live.settings import STATISTICS, Settings
 from neurokube.logs import event
@@ -127,6 +134,10 @@ class PrometheusSource:
         self.nodes = nodes
         self.clock = clock
         self.queries = {stat: settings.query(stat) for stat in STATISTICS}
+        verify = False if settings.prom_insecure_skip_verify else settings.prom_ca_file or True
+        # No retries: the next refresh is the retry, and stale metrics are already handled.
+        self.client = connect(self.url, settings.prom_timeout_s, verify=verify,
+                              token_file=settings.prom_token_file, retry=0)
         self._latest = MetricsSnapshot()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -139,6 +150,7 @@ class PrometheusSource:
 
     def close(self) -> None:
         self._stop.set()
+        self.client.close()
 
     def latest(self) -> MetricsSnapshot:
         with self._lock:
@@ -186,25 +198,20 @@ class PrometheusSource:
             self._stop.wait(period if latest.refreshed_at else min(1.0, period))
 
     def _query(self, query: str) -> list[dict]:
-        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+        """One instant query's vector; every failure is a TemporaryError naming the server."""
         try:
-            with urllib.request.urlopen(url, timeout=self.settings.prom_timeout_s) as response:
-                doc = json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            try:
-                detail = json.loads(exc.read()).get("error", "")
-            except (ValueError, OSError):
-                detail = ""
-            raise TemporaryError(f"Prometheus {self.url}: HTTP {exc.code} {detail}".rstrip()) from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise TemporaryError(f"Prometheus {self.url} unreachable: {getattr(exc, 'reason', exc)}") from None
-        if not isinstance(doc, dict) or doc.get("status") != "success":
-            detail = doc.get("error") if isinstance(doc, dict) else doc
-            raise TemporaryError(f"Prometheus {self.url}: query failed: {detail}")
-        data = doc.get("data") or {}
-        if data.get("resultType") != "vector":
-            raise TemporaryError(f"Prometheus {self.url}: expected a vector, got {data.get('resultType')}")
-        return data.get("result") or []
+            result = self.client.custom_query(query)
+        except PrometheusApiClientException as exc:
+            raise TemporaryError(f"Prometheus {self.url}: {_refusal(exc)}") from None
+        except TemporaryError:  # the bearer token file could not be read
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # requests' connection, TLS and timeout errors are OSErrors; a 200 that is not a
+            # Prometheus answer fails to decode (ValueError) or lacks data.result (KeyError, TypeError)
+            raise TemporaryError(f"Prometheus {self.url} unreachable: {_root(exc)}") from None
+        if not isinstance(result, list) or not all(isinstance(s, dict) and "value" in s for s in result):
+            raise TemporaryError(f"Prometheus {self.url}: expected a vector, got {str(result)[:200]}")
+        return result
 
     def _by_node(self, series: list[dict], names: dict[str, str]) -> dict[str, float]:
         label, strip = self.settings.prom_node_label, self.settings.prom_strip_port
@@ -221,3 +228,28 @@ class PrometheusSource:
             if node is not None and math.isfinite(value):
                 out[node] = out.get(node, 0.0) + value
         return out
+
+
+def _root(exc: BaseException) -> str:
+    """The innermost cause ("[Errno 111] Connection refused", "[SSL: CERTIFICATE_VERIFY_FAILED] ..."),
+    not requests' wrapper with the whole query URL."""
+    seen = {id(exc)}
+    while (inner := exc.__cause__ or exc.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        exc = inner
+    return f"{type(exc).__name__}: {exc}"
+
+
+_STATUS = re.compile(r"^HTTP Status Code (\d+) \((b['\"].*['\"])\)$", re.S)
+
+
+def _refusal(exc: PrometheusApiClientException) -> str:
+    """``HTTP 400 <Prometheus' error>`` from the client's ``HTTP Status Code 400 (b'{...}')``."""
+    match = _STATUS.match(str(exc))
+    if match is None:
+        return str(exc)
+    try:
+        detail = json.loads(ast.literal_eval(match.group(2))).get("error", "")
+    except (ValueError, SyntaxError, AttributeError):
+        detail = ""
+    return f"HTTP {match.group(1)} {detail}".rstrip()

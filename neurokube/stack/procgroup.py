@@ -6,6 +6,10 @@ started in its own session (:func:`neurokube.cluster.processes.start`), so its p
 its pid, and the group is what we signal. The group is signalled only while the recorded leader
 still matches its recorded start time; if the leader is gone, the group id cannot have been reused
 while members remain, so the leftover members are ours and are stopped too.
+
+Processes are listed and inspected through psutil. It has no notion of a process group, so
+membership is ``os.getpgid`` of each pid, and the group is signalled with ``os.killpg`` (one
+system call, which also reaches a member forked while the others are being signalled).
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
+
+import psutil
 
 from neurokube.cluster.processes import STOP_GRACE_S, Process, exited_with, is_running
 
@@ -21,16 +26,12 @@ from neurokube.cluster.processes import STOP_GRACE_S, Process, exited_with, is_r
 def members(pgid: int) -> list[int]:
     """Pids in process group ``pgid`` (zombies excluded)."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for proc in psutil.process_iter(["status"]):
         try:
-            raw = (entry / "stat").read_text()
-        except OSError:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+                found.append(proc.pid)
+        except OSError:  # exited meanwhile
             continue
-        fields = raw[raw.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            found.append(int(entry.name))
     return found
 
 
@@ -60,7 +61,7 @@ def _wait_group_gone(process: Process, timeout_s: float) -> bool:
 
 
 def _alive(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists()
+    return psutil.pid_exists(pid)
 
 
 def _killpg(pgid: int, sig: signal.Signals) -> None:

@@ -1,6 +1,7 @@
 """Kubernetes quantities: the apiserver's grammar, exact values rounded up to millicores and
 bytes like MilliValue()/Value(), and a clear InputError for malformed, negative or absurd ones."""
 
+import math
 from fractions import Fraction
 
 import pytest
@@ -53,3 +54,45 @@ def test_exact_and_helpers():
 def test_the_field_is_named_in_the_message():
     with pytest.raises(InputError, match="spec.x.cpu 'lots'"):
         cpu_milli("lots", "spec.x.cpu")
+
+
+# -- generated quantities against an exact oracle built from their parts ----------------------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_SUFFIX = {"": Fraction(1), "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000),
+           "k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12),
+           "P": Fraction(10**15), "E": Fraction(10**18), "Ki": Fraction(2**10), "Mi": Fraction(2**20),
+           "Gi": Fraction(2**30), "Ti": Fraction(2**40), "Pi": Fraction(2**50), "Ei": Fraction(2**60)}
+
+
+@st.composite
+def quantities(draw):
+    """(text, exact value): digits (long mantissas too), an optional fraction, and a suffix or exponent."""
+    whole = draw(st.text("0123456789", min_size=1, max_size=30))
+    frac = draw(st.text("0123456789", max_size=30))
+    number = f"{whole}.{frac}" if frac or draw(st.booleans()) else whole
+    value = Fraction(int(whole)) + (Fraction(int(frac), 10 ** len(frac)) if frac else 0)
+    if draw(st.booleans()):
+        suffix = draw(st.sampled_from(sorted(_SUFFIX)))
+        scale = _SUFFIX[suffix]
+    else:
+        exponent = draw(st.integers(-12, 12))
+        suffix = draw(st.sampled_from(["e", "E"])) + (f"+{exponent}" if exponent >= 0 and draw(st.booleans())
+                                                       else str(exponent))
+        scale = Fraction(10) ** exponent
+    return number + suffix, value * scale
+
+
+@given(quantities())
+def test_generated_quantities_are_exact_and_rounded_up(case):
+    text, exact = case
+    milli, n_bytes = math.ceil(exact * 1000), math.ceil(exact)
+    if milli > 2**63 - 1:
+        with pytest.raises(InputError, match="absurdly large"):
+            cpu_milli(text)
+    else:
+        assert cpu_milli(text) == milli
+    if n_bytes <= 2**63 - 1:
+        assert memory_bytes(text) == n_bytes and parse_quantity(text) == exact

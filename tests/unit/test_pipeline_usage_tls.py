@@ -1,7 +1,7 @@
 """pipelines/usage.py checks Prometheus' certificate by default: against a real HTTPS server whose
 certificate comes from a private CA, the default reader refuses it (TemporaryError naming the
 server), a reader given that CA bundle reads the series, and ``verify=False`` (explicit, logged)
-reads them without checking."""
+reads them without checking; a bearer token file is sent as ``Authorization: Bearer``."""
 
 from __future__ import annotations
 
@@ -56,3 +56,12 @@ def test_turning_it_off_is_explicit_and_logged(prometheus, caplog):
 def test_a_missing_ca_bundle_is_refused(tmp_path):
     with pytest.raises(InputError, match="CA bundle .* is not a readable file"):
         PrometheusUsage("https://prometheus:9090", verify=str(tmp_path / "absent.pem"))
+
+
+def test_a_bearer_token_file_is_sent(prometheus, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("pipeline-token-0123456789\n")
+    reader = PrometheusUsage(f"https://127.0.0.1:{prometheus.port}", timeout_s=5, verify=prometheus.ca_bundle,
+                             token_file=token)
+    assert len(reader.read(T0, T0 + 120, 60)) == 2
+    assert set(prometheus.authorization) == {"Bearer pipeline-token-0123456789"}

@@ -20,11 +20,13 @@ class TlsServer:
     def __init__(self, pki_dir: Path, answer: Answer) -> None:
         self.pki = certs.generate(pki_dir, "10.0.0.1")  # serving cert for 127.0.0.1 / localhost
         self.paths: list[str] = []
-        paths = self.paths
+        self.authorization: list[str | None] = []  # the Authorization header of each request
+        paths, authorization = self.paths, self.authorization
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 paths.append(self.path)
+                authorization.append(self.headers.get("Authorization"))
                 status, kind, body = answer(self.path)
                 self.send_response(status)
                 self.send_header("Content-Type", kind)

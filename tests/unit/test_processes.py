@@ -1,0 +1,94 @@
+"""Process supervision of the local platform (cluster/processes.py, stack/procgroup.py), on real
+processes: a started process is recognised by pid, start time and executable; a record whose pid
+now names another start time or program is "not running" and is never signalled; stop is SIGTERM
+then SIGKILL for a process that ignores SIGTERM; a process group's members include forked
+children, and stopping the group stops them too, also when the leader is already gone."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import psutil
+import pytest
+
+from neurokube.cluster import processes
+from neurokube.stack import procgroup
+
+SH = shutil.which("sh")
+SLEEP = shutil.which("sleep")
+
+
+@pytest.fixture()
+def started(tmp_path):
+    records = []
+
+    def start(argv: list[str]) -> processes.Process:
+        record = processes.start("t", argv, tmp_path / "t.log", tmp_path)
+        records.append(record)
+        return record
+
+    yield start
+    for record in records:  # never leave a process behind, whatever the test did
+        procgroup.stop_group(record, grace_s=0.5)
+
+
+def wait_for(condition, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_started_process_is_recognised_and_stopped(started):
+    record = started([SLEEP, "30"])
+    assert processes.is_running(record)
+    raw = Path(f"/proc/{record.pid}/stat").read_text()
+    assert record.start_ticks == int(raw[raw.rindex(")") + 2:].split()[19])  # the unit of older state files
+    assert processes.stop(record) == "stopped" and not processes.is_running(record)
+    assert processes.stop(record) == "not running"
+
+
+@pytest.mark.parametrize("change", [{"start_ticks": -1}, {"executable": "/bin/true"}])
+def test_a_reused_pid_is_not_ours_and_is_not_signalled(started, change):
+    record = started([SLEEP, "30"])
+    other = replace(record, **{k: (record.start_ticks - 1 if v == -1 else v) for k, v in change.items()})
+    assert not processes.is_running(other)
+    assert processes.stop(other) == "not running"
+    assert processes.is_running(record)  # the real owner of the pid was left alone
+
+
+def test_sigterm_ignored_means_sigkill(started):
+    record = started([SH, "-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done"])
+    wait_for(lambda: "ready" in Path(record.log).read_text().splitlines())  # the trap is set
+    assert processes.stop(record, grace_s=0.3) == "killed"
+    assert not processes.is_running(record)
+
+
+def test_a_group_is_its_leader_and_forked_children(started):
+    record = started([SH, "-c", f"{SLEEP} 30 & {SLEEP} 30 & wait"])
+    wait_for(lambda: len(procgroup.members(record.pid)) == 3)
+    children = [p.pid for p in psutil.Process(record.pid).children()]
+    assert sorted(procgroup.members(record.pid)) == sorted([record.pid, *children])
+    assert procgroup.stop_group(record, grace_s=2) == "stopped"
+    assert procgroup.members(record.pid) == []
+
+
+def test_leftover_members_are_stopped_when_the_leader_is_gone(started):
+    record = started([SH, "-c", f"{SLEEP} 30 & wait"])
+    wait_for(lambda: len(procgroup.members(record.pid)) == 2)
+    os.kill(record.pid, signal.SIGKILL)  # the leader dies, its child stays in the group
+    wait_for(lambda: processes.exited_with(record) is not None)  # reaped: the pid is free
+    assert len(procgroup.members(record.pid)) == 1
+    assert procgroup.stop_group(record, grace_s=2) == "stopped"
+    assert procgroup.members(record.pid) == []
+
+
+def test_a_group_of_nothing_is_not_running(started):
+    record = started([SLEEP, "30"])
+    assert processes.stop(record) == "stopped"
+    assert procgroup.stop_group(record) == "not running"
