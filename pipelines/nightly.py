@@ -135,6 +135,16 @@ def _per_day(snapshots, step_s: int) -> list[dict]:
     return rows
 
 
+def day_arg(text: str) -> str:
+    """An argparse type: a UTC day ``YYYY-MM-DD``, or ``yesterday`` (the day before now, UTC)."""
+    if text == "yesterday":
+        return time.strftime("%Y-%m-%d", time.gmtime(time.time() - DAY_S))
+    try:
+        return time.strftime("%Y-%m-%d", time.strptime(text, "%Y-%m-%d"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day (YYYY-MM-DD or yesterday)") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """The Job: one night for ``--day`` (default: yesterday, UTC)."""
     from neurokube.errors import PermanentError, TemporaryError
@@ -148,12 +158,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="MLflow server URL (https://...; CA bundle in $MLFLOW_TRACKING_SERVER_CERT_PATH) "
                         "or sqlite:///path")
     p.add_argument("--artifact-root", type=Path, help="artifact directory for an embedded (sqlite) MLflow")
-    p.add_argument("--day", default=time.strftime("%Y-%m-%d", time.gmtime(time.time() - DAY_S)))
+    p.add_argument("--day", type=day_arg, default="yesterday", help="the night, UTC: YYYY-MM-DD or yesterday (default)")
     p.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "neurokube-nightly")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model-name", default=NightlySettings.model_name,
+                   help=f"registered model to train, register and promote (default {NightlySettings.model_name})")
     args = p.parse_args(argv)
     configure_logging()
-    settings = NightlySettings(world=WorldSettings(seed=args.seed))
+    settings = NightlySettings(world=WorldSettings(seed=args.seed), model_name=args.model_name)
     try:
         args.work_dir.mkdir(parents=True, exist_ok=True)
         result = run_night(open_store(args.store, os.environ), Registry(args.tracking_uri, settings.model_name,

@@ -100,8 +100,12 @@ class Registry:
         """Fail fast with a :class:`TemporaryError` when a tracking server does not answer."""
         if not self.uri.startswith(("http://", "https://")):
             return
+        import ssl
+
+        # The CA bundle MLflow's own client verifies an https:// server with (the Job sets it).
+        context = ssl.create_default_context(cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None)
         try:
-            with urllib.request.urlopen(self.uri.rstrip("/") + "/health", timeout=5) as response:
+            with urllib.request.urlopen(self.uri.rstrip("/") + "/health", timeout=5, context=context) as response:
                 response.read()
         except (urllib.error.URLError, OSError) as exc:
             raise TemporaryError(f"MLflow at {self.uri} is unavailable: {getattr(exc, 'reason', exc)}") from None
