@@ -9,24 +9,25 @@ exits 2, a :class:`TemporaryError` exits 1; nothing prints a traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from neurokube import __version__
+from neurokube.cli import (
+    bench_cmd,
+    cluster_cmd,
+    nightly_cmd,
+    recommend_cmd,
+    replay_cmd,
+    stack_cmd,
+    trace_cmd,
+    train_cmd,
+)
 from neurokube.errors import ApiStatusError, PermanentError, TemporaryError
 
 #: Modules that contribute sub-commands, in help order.
-COMMAND_MODULES: tuple[str, ...] = (
-    "neurokube.cli.trace_cmd",
-    "neurokube.cli.replay_cmd",
-    "neurokube.cli.train_cmd",
-    "neurokube.cli.nightly_cmd",
-    "neurokube.cli.recommend_cmd",
-    "neurokube.cluster.cli",
-    "neurokube.stack.cli",
-    "neurokube.bench.cli",
-)
+COMMAND_MODULES = (trace_cmd, replay_cmd, train_cmd, nightly_cmd, recommend_cmd, cluster_cmd, stack_cmd, bench_cmd)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,15 +45,13 @@ def one_line(exc: BaseException | str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="neurokube", description="A learned, load-aware scheduler for Kubernetes.")
     parser.add_argument("--version", action="version", version=f"neurokube {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, third-party libraries' included (MLflow, urllib3, ...)")
+    parser.add_argument("--log-format", choices=("auto", "text", "json"), default="auto",
+                        help="log lines on stderr: text for a person, JSON lines for a machine; "
+                             "auto (default) is text on a terminal, JSON otherwise")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue  # command group not installed in this build
-            raise
+    for module in COMMAND_MODULES:
         module.register(sub)
     return parser
 
@@ -60,9 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from neurokube.logs import configure_logging
+    from neurokube.logs import choose_format, configure_logging
 
-    configure_logging(debug=args.verbose)
+    if not args.verbose:  # MLflow sets its logger's level when first imported, from this variable
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    configure_logging(debug=args.verbose, fmt=choose_format(args.log_format, sys.stderr.isatty()))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -42,6 +42,11 @@ class Settings:
     # -- scheduling ------------------------------------------------------------------------------
     scheduler_name: str = _setting("NEUROKUBE_SCHEDULER_NAME", "neurokube",
                                    "spec.schedulerName of the pods the binder and sweeper place")
+    profile: Path | None = _setting("NEUROKUBE_PROFILE", None,
+                                    "scheduling profile file (YAML, one document per profile: schedulerName, "
+                                    "policy); the profile of NEUROKUBE_SCHEDULER_NAME chooses the policy, e.g. "
+                                    "tlp:target_utilization=60; unset: the learned policy with its trained "
+                                    "settings (docs/FUNCTIONS.md, Profiles)")
     model_dir: Path | None = _setting("NEUROKUBE_MODEL_DIR", None,
                                       "champion model directory (manifest.json + LightGBM text); unset or "
                                       "missing: default scoring, counted as fallback reason no_model/model_missing")
@@ -61,6 +66,11 @@ class Settings:
     kubeconfig: Path | None = _setting("KUBECONFIG", None,
                                        "kubeconfig file; unset: the in-cluster service-account credentials")
     request_timeout_s: float = _setting("NEUROKUBE_REQUEST_TIMEOUT_S", 10.0, "timeout of one API request, seconds")
+    kube_qps: float = _setting("NEUROKUBE_KUBE_QPS", 0.0,
+                               "client-side limit of Kubernetes API requests per second (token bucket); 0: none "
+                               "(the apiserver's Priority and Fairness still applies; a 429 is retried after its "
+                               "Retry-After)")
+    kube_burst: int = _setting("NEUROKUBE_KUBE_BURST", 100, "requests allowed at once above NEUROKUBE_KUBE_QPS")
     resync_s: float = _setting("NEUROKUBE_RESYNC_S", 300.0,
                                "seconds between full re-lists of nodes and pods by the watch cache")
     sync_timeout_s: float = _setting("NEUROKUBE_SYNC_TIMEOUT_S", 20.0,
@@ -101,6 +111,16 @@ class Settings:
                                          "metrics older than this are stale: default scoring, fallback reason "
                                          "prometheus_unavailable")
     prom_timeout_s: float = _setting("NEUROKUBE_PROM_TIMEOUT_S", 5.0, "timeout of one Prometheus query, seconds")
+    prom_token_file: Path | None = _setting("NEUROKUBE_PROM_TOKEN_FILE", None,
+                                            "file holding a bearer token sent to Prometheus (Authorization: Bearer), "
+                                            "re-read every minute as projected service-account tokens rotate; unset: "
+                                            "no Authorization header")
+    prom_ca_file: Path | None = _setting("NEUROKUBE_PROM_CA_FILE", None,
+                                         "PEM bundle of the CAs that sign Prometheus' certificate (https URLs); "
+                                         "unset: the system trust store")
+    prom_insecure_skip_verify: bool = _setting("NEUROKUBE_PROM_INSECURE_SKIP_VERIFY", False,
+                                               "do not check Prometheus' TLS certificate (warned at start-up); "
+                                               "certificates are checked by default")
     recent_lag_s: float = _setting("NEUROKUBE_RECENT_LAG_S", 60.0,
                                    "pods bound less than this before the newest refresh count as recent "
                                    "(their usage is not in the metrics yet)")
@@ -231,6 +251,13 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     settings = Settings(**values) if not problems else None
     if settings is not None:
         problems += validate(settings)
+    if settings is not None and settings.profile is not None:
+        from neurokube.live.profile import profile_for  # reads and checks the file: start-up refuses a bad one
+
+        try:
+            profile_for(settings.profile, settings.scheduler_name)
+        except InputError as exc:
+            problems.append(f"NEUROKUBE_PROFILE: {exc}")
     if problems:
         raise InputError("invalid settings", where="environment", why="; ".join(problems))
     return settings
@@ -245,13 +272,14 @@ def validate(s: Settings) -> list[str]:
 
     for f in fields(Settings):
         value = getattr(s, f.name)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and f.name not in ("seed", "epsilon"):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and f.name not in ("seed", "epsilon", "kube_qps"):
             check(value > 0, f.metadata["env"], f"must be positive, got {value}")
     check(bool(_DNS_LABEL.match(s.scheduler_name)) or "/" in s.scheduler_name, "NEUROKUBE_SCHEDULER_NAME",
           f"{s.scheduler_name!r} is not a valid scheduler name")
     check(bool(_DNS_LABEL.match(s.ledger_namespace)), "NEUROKUBE_LEDGER_NAMESPACE",
           f"{s.ledger_namespace!r} is not a namespace name")
     check(0.0 <= s.epsilon <= 1.0, "NEUROKUBE_EPSILON", f"must be in [0, 1], got {s.epsilon}")
+    check(s.kube_qps >= 0.0, "NEUROKUBE_KUBE_QPS", f"must be 0 (no limit) or positive, got {s.kube_qps}")
     check(s.mlflow_uri is None or s.model_dir is not None, "NEUROKUBE_MLFLOW_URI",
           "needs NEUROKUBE_MODEL_DIR, where the champion is kept")
     check(s.bind_abort_s + s.request_timeout_s < s.reservation_ttl_s, "NEUROKUBE_BIND_ABORT_S",
@@ -267,6 +295,10 @@ def validate(s: Settings) -> list[str]:
         check(bool(_DURATION.match(value)), env, f"{value!r} is not a Prometheus duration like 5m")
     check(s.prom_stale_after_s > s.prom_refresh_s, "NEUROKUBE_PROM_STALE_AFTER_S",
           "must be longer than the refresh period")
+    check(s.prom_ca_file is None or not s.prom_insecure_skip_verify, "NEUROKUBE_PROM_INSECURE_SKIP_VERIFY",
+          "contradicts NEUROKUBE_PROM_CA_FILE (a CA bundle is for checking the certificate); set one of them")
+    check(s.prom_ca_file is None or s.prom_ca_file.is_file(), "NEUROKUBE_PROM_CA_FILE",
+          f"{s.prom_ca_file} is not a readable file")
     for env, token in (("NEUROKUBE_TOKEN", s.token), ("NEUROKUBE_EVENT_TOKEN", s.event_token)):
         if token is not None:
             check(len(token) >= 16, env, "use at least 16 characters")

@@ -4,6 +4,8 @@ field validation, so every securityContext, resource, volume, delivery and Netwo
 one the CRD schemas or the built-in APIs know), and so do the ``kubectl kustomize`` output of
 deploy/knative and of the production overlay (images pinned by digest, also in the trainer's
 NEUROKUBE_TRAINER_IMAGE), and the Job the trainer creates. A misspelt field is refused.
+deploy/observability's kustomize output (the alerts and dashboard ConfigMaps) validates too, in its
+namespace and in one an overlay sets.
 tests/e2e/test_rbac.py checks the roles of rbac.yaml with ``kubectl auth can-i``."""
 
 from __future__ import annotations
@@ -137,3 +139,30 @@ def test_a_broken_manifest_is_refused(installed, tmp_path):
         result = kubectl(installed, "apply", "--dry-run=server", "--validate=strict", "-f",
                          str(tmp_path / "broken.yaml"))
         assert result.returncode != 0 and wrong.split(":")[0] in result.stderr, result.stderr
+
+
+def test_the_observability_kustomize_output_validates_server_side(cluster, tmp_path):
+    """deploy/observability renders two ConfigMaps (alerts, dashboard; no promtool tests) in its
+    namespace, or in the one an overlay sets, and both pass server-side validation there."""
+    observability = KNATIVE.parent / "observability"
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "namespace": "neurokube-observability-e2e", "resources": [os.path.relpath(observability, overlay)]}))
+    for directory, namespace in ((observability, "monitoring"), (overlay, "neurokube-observability-e2e")):
+        built = kubectl(cluster, "kustomize", str(directory))
+        assert built.returncode == 0, built.stderr
+        docs = [d for d in yaml.safe_load_all(built.stdout) if d]
+        assert sorted((d["kind"], d["metadata"]["name"], d["metadata"]["namespace"]) for d in docs) == [
+            ("ConfigMap", "neurokube-alerts", namespace), ("ConfigMap", "neurokube-dashboard", namespace)]
+        data = {d["metadata"]["name"]: d["data"] for d in docs}
+        assert data["neurokube-dashboard"] == {"neurokube-dashboard.json":
+                                               (observability / "neurokube-dashboard.json").read_text()}
+        assert data["neurokube-alerts"] == {"neurokube-alerts.yaml":
+                                            (observability / "neurokube-alerts.yaml").read_text()}
+        created = kubectl(cluster, "create", "namespace", namespace)
+        assert created.returncode == 0 or "AlreadyExists" in created.stderr, created.stderr
+        lines = dry_run(cluster, "-f", "-", stdin=built.stdout)
+        assert sorted(lines) == ["configmap/neurokube-alerts created (server dry run)",
+                                 "configmap/neurokube-dashboard created (server dry run)"]

@@ -428,6 +428,7 @@ def _parser_with(func):
 
     parser = argparse.ArgumentParser(prog="neurokube")
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--log-format", default="auto")
     parser.add_argument("cmd")
     parser.set_defaults(func=func)
     return parser
