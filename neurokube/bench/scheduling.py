@@ -82,6 +82,7 @@ class BenchOptions:
     seed: int = 0
     direct: bool = False  # the receive adapter posts straight to the binder (no Broker stand-in)
     rounds: int = 1  # kube-scheduler then NeuroKube (then the extender), this many times; medians reported
+    kubeconfig: Path | None = None  # the bench's own requests as this user (default: the cluster's admin)
 
     def __post_init__(self) -> None:
         if self.nodes < 1 or self.pods < 1:
@@ -92,6 +93,9 @@ class BenchOptions:
             raise InputError("--rounds must be positive")
         if self.rate < 0:
             raise InputError("--rate must not be negative")
+        if self.kubeconfig is not None and self.state_dir is None:
+            raise InputError("--kubeconfig needs --state-dir", why="a kubeconfig names a cluster that already runs; "
+                             "start it with `neurokube cluster up --state-dir DIR` first")
         if self.model_dir is not None and not (self.model_dir / "manifest.json").is_file():
             raise InputError("not a model directory", where=str(self.model_dir),
                              why="expected manifest.json and the LightGBM files of a trained champion "
@@ -335,7 +339,7 @@ def run(options: BenchOptions, out: IO[str] | None = None, progress: Progress | 
         else:
             print("events: receive adapter -> binder, directly (one event at a time)", file=out, flush=True)
         stack.enter_context(_sweep_timer(live.sweeper, SWEEP_EVERY_S))
-        kube = KubeClient.from_kubeconfig(cluster.kubeconfig, timeout_s=30)
+        kube = KubeClient.from_kubeconfig(options.kubeconfig or cluster.kubeconfig, timeout_s=30)
         run_id = f"bench-{int(time.time()) % 100000:05d}"
         watch = BindWatch(kube, run_id)
         stack.callback(watch.close)
@@ -367,7 +371,9 @@ def _cluster(options: BenchOptions, work: Path, out: IO[str]) -> Iterator[tuple[
     record = result.record
     started = not result.already_running
     try:
-        cluster = RunningCluster(record, control.admin_client(record))
+        client = (KubeClient.from_kubeconfig(options.kubeconfig, timeout_s=30.0) if options.kubeconfig
+                  else control.admin_client(record))
+        cluster = RunningCluster(record, client)
         if result.already_running:
             names = {p.name for p in record.processes}
             if names & set(functions.FUNCTIONS):

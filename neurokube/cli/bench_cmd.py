@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--state-dir", type=Path, metavar="DIR",
                    help="use the cluster running in DIR (left running), or start one there (taken down); default: "
                         "a temporary cluster")
+    p.add_argument("--kubeconfig", type=Path, metavar="FILE",
+                   help="the bench's own API requests (pods, watches, cleanup) as this kubeconfig's user, e.g. an "
+                        "exec credential plugin's; with --state-dir of a running cluster (default: its admin)")
     p.add_argument("--model", type=Path, metavar="DIR",
                    help="a trained champion model directory (default: a small generated packing model)")
     p.add_argument("--extender", action="store_true",
@@ -188,7 +191,7 @@ def cmd_scheduling(args: argparse.Namespace) -> int:
         nodes=args.nodes, pods=args.pods, state_dir=args.state_dir.absolute() if args.state_dir else None,
         model_dir=args.model, extender=args.extender, threads=args.threads, rate=float(args.rate),
         binder_threads=args.binder_threads, timeout_s=float(args.timeout), seed=args.seed,
-        direct=args.direct, rounds=args.rounds)
+        direct=args.direct, rounds=args.rounds, kubeconfig=args.kubeconfig)
     try:
         result = scheduling.run(options, out=sys.stderr, progress=progress)
     except OSError as exc:

@@ -2,8 +2,10 @@
 plugin (as gke-gcloud-auth-plugin, ``aws eks get-token`` and kubelogin are), which prints an
 ``ExecCredential`` with a bearer token that the apiserver accepts (``--token-auth-file``).
 
-The same kubeconfig works for ``neurokube cluster status`` and for the binder, which lists and
-watches through it and binds a pod; a plugin that fails is one clear line and exit 2."""
+The same kubeconfig works for ``neurokube cluster status``, for the binder, which lists and
+watches through it and binds a pod, and for ``neurokube bench scheduling --kubeconfig`` on a small
+cluster of its own (every pod bound in both phases); a plugin that fails is one clear line and
+exit 2."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import yaml
 
 from neurokube.cluster import certs, functions, workload
 from neurokube.cluster.livekit import Function, neurokube_pod, wait_bound
-from neurokube.cluster.testing import RunningCluster
+from neurokube.cluster.testing import RunningCluster, running_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -108,3 +110,17 @@ def test_the_binder_runs_on_an_exec_plugin_kubeconfig(cluster, tmp_path):
     finally:
         binder.stop()
     assert os.path.getsize(tmp_path / "runs") > 0
+
+
+def test_the_bench_runs_on_an_exec_plugin_kubeconfig(tmp_path):
+    state = tmp_path / "cluster"
+    with running_cluster(state, workload.uniform_nodes(5), start_adapter=False) as small:
+        config = exec_kubeconfig(small, tmp_path)
+        out = tmp_path / "bench.json"
+        proc = subprocess.run([NEUROKUBE, "bench", "scheduling", "--state-dir", str(state), "--nodes", "5",
+                               "--pods", "10", "--kubeconfig", str(config), "--no-docs", "--json", str(out)],
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        doc = json.loads(out.read_text())
+        assert doc["kube_scheduler"]["bound"] == doc["neurokube"]["bound"] == 10
+        assert (tmp_path / "runs").read_text().count("run") >= 1  # the bench's client ran the plugin
