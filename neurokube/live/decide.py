@@ -168,10 +168,8 @@ class Decider:
             elif reason:
                 choice = self.default.select(pod, view)
             else:
-                before = dict(policy.fallbacks_by_reason)
                 choice = policy.select(pod, view)
-                after = policy.fallbacks_by_reason
-                reason = next((r for r in after if after[r] != before.get(r, 0)), "")
+                reason = str(policy.last_fallback or "")  # the cycle's enum reason, "" if the model decided
                 last = policy.last
                 if not reason and last is not None and np.array_equal(last[0], candidates):
                     features = last[1]

@@ -1,10 +1,15 @@
 """The ``neurokube`` placement policy: the lowest expected cost under the value model.
 
+A framework profile (:mod:`neurokube.policies.framework`): the NodeResourcesFit filter, the
+:class:`ValueScore` score plugin and, as the profile's fallback, kube-scheduler's default scoring.
 Safe by construction:
 - it only ever considers nodes where the requests fit (NodeResourcesFit), so it never picks an
   infeasible node;
-- with no model, or a model that fails to load or predict, it falls back to kube-scheduler's
-  default scoring, logs why once per reason, and counts every fallback in ``fallbacks_by_reason``.
+- with no model, or a model that fails to load or predict, the score plugin fails with an enum
+  reason (``no_model``, ``model_missing``, ``model_corrupt``, ``predict_error``,
+  ``non_finite_score``) and the cycle's fallback rule scores with the default profile; the policy
+  logs why once per reason and counts every fallback in ``fallbacks_by_reason``. Without a model
+  every decision counts, one that fits nowhere too.
 
 Candidates whose expected cost is within a small tolerance of the best are broken by the objective
 the rate implies: towards the node with the most requested CPU (packing: fewer node-hours) when a
@@ -33,8 +38,8 @@ from neurokube.logs import event
 from neurokube.model.reward import RewardWeights
 from neurokube.model.value_model import ModelError, ValueModel, combine, load_model
 from neurokube.policies.base import ClusterView, PodSpec
-from neurokube.policies.common import fits
-from neurokube.policies.default import DefaultPolicy
+from neurokube.policies.default import FIT_FILTER, DefaultArgs, kube_profile
+from neurokube.policies.framework import CycleResult, CycleState, FrameworkPolicy, Profile, Reason, Status, Weighted
 
 log = logging.getLogger(__name__)
 REQ_CPU_COLUMN = FEATURE_NAMES.index("req_cpu_frac_after")
@@ -79,39 +84,27 @@ class LearnedArgs:
         return trained if self.node_hour_cost is None else replace(trained, node_hour=self.node_hour_cost)
 
 
-class LearnedPolicy:
-    name = "neurokube"
+class ValueScore:
+    """Score plugin: minus the value model's expected cost, over a shortlist of the feasible nodes.
 
-    def __init__(self, model: ValueModel | None, rng: np.random.Generator, fallback_reason: str = "no_model",
+    Nodes off the shortlist score ``-inf``. It is also the profile's host selector: near-ties in
+    cost go to the node the objective prefers, then at random. It fails with an enum reason when
+    there is no model, the model raises, or it predicts a non-finite cost, and returns ``Wait``
+    for the bounded wait action.
+    """
+
+    name = "NeuroKubeValue"
+
+    def __init__(self, model: ValueModel | None, missing_reason: Reason = Reason.NO_MODEL,
                  shortlist: int = DEFAULT_SHORTLIST, max_wait_steps: int = 0, wait_above_core_s: float = 60.0) -> None:
         self.model = model
+        self.missing_reason = Reason(missing_reason)
+        self.shortlist = max(2, shortlist)
         self.max_wait_steps = max_wait_steps
         self.wait_above_core_s = wait_above_core_s
         self.waits = 0
-        """Decisions that left a fitting pod pending (the wait action)."""
         self._waited: dict[int, int] = {}  # pod index -> steps waited in a row
-        self.shortlist = max(2, shortlist)
-        self.rng = rng
-        self.fallback = DefaultPolicy(rng)
-        self.fallbacks_by_reason: Counter[str] = Counter()
-        self._model_missing_reason = fallback_reason if model is None else ""
-        self.last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # candidates, features, cost
-
-    @property
-    def fallbacks(self) -> int:
-        return sum(self.fallbacks_by_reason.values())
-
-    @property
-    def version(self) -> str:
-        return self.model.version if self.model is not None else "none"
-
-    def _fall_back(self, reason: str, pod: PodSpec, view: ClusterView, detail: str = "") -> int | None:
-        if reason not in self.fallbacks_by_reason:
-            event(log, "learned policy falling back to default scoring", level=logging.WARNING,
-                  reason=reason, detail=detail)
-        self.fallbacks_by_reason[reason] += 1
-        self.last = None
-        return self.fallback.select(pod, view)
+        self.last_components: dict[str, np.ndarray] | None = None
 
     def shortlisted(self, features: np.ndarray) -> np.ndarray:
         """Rows of ``features`` the model should score (all of them in small clusters)."""
@@ -146,23 +139,26 @@ class LearnedPolicy:
         self._waited.pop(pod.index, None)
         return False
 
-    def select(self, pod: PodSpec, view: ClusterView) -> int | None:
+    def score(self, pod: PodSpec, view: ClusterView, nodes: np.ndarray, state: CycleState) -> np.ndarray | Status:
         if self.model is None:
-            return self._fall_back(self._model_missing_reason, pod, view)
-        candidates = np.flatnonzero(fits(pod, view))
-        if candidates.size == 0:
-            self.last = None
-            return None
+            return Status.error(self.missing_reason, plugin=self.name)
         try:
-            candidates, features, cost = self.costs(pod, view, candidates)
+            kept, features, cost = self.costs(pod, view, nodes)
         except Exception as exc:  # noqa: BLE001 - the AI layer may fail; scheduling may not
-            return self._fall_back("predict_error", pod, view, f"{type(exc).__name__}: {exc}")
+            return Status.error(Reason.PREDICT_ERROR, f"{type(exc).__name__}: {exc}", self.name)
         if not np.isfinite(cost).all():
-            return self._fall_back("non_finite_score", pod, view)
+            return Status.error(Reason.NON_FINITE_SCORE, plugin=self.name)
         if self._wait(pod):
-            self.last = None
-            return None
-        self.last = (candidates, features, cost)
+            return Status.wait(Reason.WAITING, plugin=self.name)
+        state[self.name] = (kept, features, cost)
+        out = np.full(nodes.size, -np.inf)
+        out[np.searchsorted(nodes, kept)] = -cost
+        return out
+
+    def select_host(self, candidates: np.ndarray, totals: np.ndarray, state: CycleState,
+                    rng: np.random.Generator) -> int:
+        """Among costs within a small tolerance of the best: the objective's preference, then random."""
+        kept, features, cost = state[self.name]
         best = cost.min()
         near = np.flatnonzero(cost <= best + max(ABSOLUTE_TIE, RELATIVE_TIE * abs(best)))
         if self.model.weights.node_hour > 0:  # ties go to fewer node-hours: the most requested node
@@ -171,7 +167,86 @@ class LearnedPolicy:
         else:  # node-hours are free: ties go to the least risk, the lowest projected CPU peak
             peak = features[near, PROJ_PEAK_COLUMN]
             top = near[peak == peak.min()]
-        return int(candidates[top[self.rng.integers(top.size)] if top.size > 1 else top[0]])
+        return int(kept[top[rng.integers(top.size)] if top.size > 1 else top[0]])
+
+
+class LearnedPolicy(FrameworkPolicy):
+    name = "neurokube"
+
+    def __init__(self, model: ValueModel | None, rng: np.random.Generator, fallback_reason: str = "no_model",
+                 shortlist: int = DEFAULT_SHORTLIST, max_wait_steps: int = 0, wait_above_core_s: float = 60.0) -> None:
+        self.plugin = ValueScore(model, Reason(fallback_reason) if model is None else Reason.NO_MODEL,
+                                 shortlist, max_wait_steps, wait_above_core_s)
+        self.rng = rng
+        self.profile = Profile(filters=(FIT_FILTER,), scores=(Weighted(self.plugin),),
+                               fallback=kube_profile(DefaultArgs()).scores, selector=self.plugin)
+        self.fallbacks_by_reason: Counter[str] = Counter()
+        self.last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # candidates, features, cost
+        self.last_fallback: Reason | None = None
+        """Why the latest decision fell back (None: the model decided, or nothing fitted with a model)."""
+
+    @property
+    def model(self) -> ValueModel | None:
+        return self.plugin.model
+
+    @property
+    def shortlist(self) -> int:
+        return self.plugin.shortlist
+
+    @property
+    def max_wait_steps(self) -> int:
+        return self.plugin.max_wait_steps
+
+    @property
+    def wait_above_core_s(self) -> float:
+        return self.plugin.wait_above_core_s
+
+    @property
+    def _waited(self) -> dict[int, int]:
+        """Pods waiting now -> steps waited in a row (the wait action's state, in the plugin)."""
+        return self.plugin._waited
+
+    @property
+    def waits(self) -> int:
+        """Decisions that left a fitting pod pending (the wait action)."""
+        return self.plugin.waits
+
+    @property
+    def last_components(self) -> dict[str, np.ndarray] | None:
+        return self.plugin.last_components
+
+    @property
+    def fallbacks(self) -> int:
+        return sum(self.fallbacks_by_reason.values())
+
+    @property
+    def version(self) -> str:
+        return self.model.version if self.model is not None else "none"
+
+    def shortlisted(self, features: np.ndarray) -> np.ndarray:
+        return self.plugin.shortlisted(features)
+
+    def costs(self, pod: PodSpec, view: ClusterView, candidates: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Shortlisted candidates, their features and expected costs (raises if the model does)."""
+        return self.plugin.costs(pod, view, candidates)
+
+    def cycle(self, pod: PodSpec, view: ClusterView) -> CycleResult:
+        """Run the cycle and account for it: ``last``, ``last_fallback`` and the fallback counts."""
+        result = super().cycle(pod, view)
+        failed = result.fallback
+        reason = failed.reason if failed is not None else None
+        if reason is None and self.model is None:  # without a model every decision is a fallback
+            reason = self.plugin.missing_reason
+        self.last_fallback = reason
+        if reason is not None:
+            label = str(reason)  # the plain label: an enum member hashes by its name, not its value
+            if label not in self.fallbacks_by_reason:
+                event(log, "learned policy falling back to default scoring", level=logging.WARNING,
+                      reason=label, detail=failed.message if failed is not None else "")
+            self.fallbacks_by_reason[label] += 1
+        self.last = result.state.get(self.plugin.name) if reason is None and result.choice is not None else None
+        return result
 
 
 def load_learned_policy(model_dir: str | Path | None, *, trace=None, seed: int = 0,
@@ -191,9 +266,9 @@ def load_learned_policy(model_dir: str | Path | None, *, trace=None, seed: int =
             model.weights = replace(model.weights, node_hour=float(node_hour_cost))
         return LearnedPolicy(model, rng, max_wait_steps=max_wait_steps, wait_above_core_s=wait_above_core_s)
     except ModelError as exc:
-        reason = "model_missing" if "missing" in str(exc) or "no model" in str(exc) else "model_corrupt"
-        event(log, "cannot load model, using default scoring", level=logging.WARNING, reason=reason, error=str(exc))
-        return LearnedPolicy(None, rng, reason)
+        event(log, "cannot load model, using default scoring", level=logging.WARNING, reason=str(exc.reason),
+              error=str(exc))
+        return LearnedPolicy(None, rng, exc.reason)
     except NeuroKubeError as exc:  # pragma: no cover - defensive
         event(log, "cannot load model, using default scoring", level=logging.WARNING, error=str(exc))
-        return LearnedPolicy(None, rng, "model_corrupt")
+        return LearnedPolicy(None, rng, Reason.MODEL_CORRUPT)

@@ -31,6 +31,7 @@ import numpy as np
 from neurokube.errors import PermanentError
 from neurokube.features import FEATURE_NAMES, FEATURE_VERSION
 from neurokube.model.reward import RewardWeights
+from neurokube.policies.framework import Reason
 
 FORMAT = "neurokube-placement-v1"
 TARGETS = ("contention", "occupancy")
@@ -42,7 +43,15 @@ PICKLE_PROTO = b"\x80"  # the PROTO opcode that starts every pickle of protocol 
 
 
 class ModelError(PermanentError):
-    """A model directory is missing, incomplete, corrupt or for other features."""
+    """A model directory is missing, incomplete, corrupt or for other features.
+
+    ``reason`` says which, as the framework's enum (``model_missing``: no manifest at all;
+    ``model_corrupt``: anything else), so no caller reads the message to tell.
+    """
+
+    def __init__(self, message: str, reason: Reason = Reason.MODEL_CORRUPT) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -95,7 +104,7 @@ def load_model(directory: str | Path, weights: RewardWeights | None = None) -> V
     try:
         manifest = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ModelError(f"no model at {directory} (manifest.json missing)") from None
+        raise ModelError(f"no model at {directory} (manifest.json missing)", Reason.MODEL_MISSING) from None
     except (OSError, ValueError) as exc:
         raise ModelError(f"{path}: unreadable manifest ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:

@@ -1,10 +1,17 @@
-"""Pieces every policy shares: the request-fit filter and a seeded argmax with random ties."""
+"""Pieces every policy shares: the request-fit test and a seeded argmax with random ties.
+
+The request-fit test is also the NodeResourcesFit filter plugin every framework profile starts
+with (:class:`neurokube.policies.default.NodeResourcesFit`); the argmax is the framework's
+:func:`~neurokube.policies.framework.select_host`, kept here under its old name for callers that
+hold a full score vector and a mask.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from neurokube.policies.base import ClusterView, PodSpec
+from neurokube.policies.framework import select_host
 
 
 def fits(pod: PodSpec, view: ClusterView) -> np.ndarray:
@@ -20,13 +27,7 @@ def pick_best(scores: np.ndarray, feasible: np.ndarray, rng: np.random.Generator
     which is a uniform choice among the tied nodes, as here.
     """
     candidates = np.flatnonzero(feasible)
-    if candidates.size == 0:
-        return None
-    s = scores[candidates]
-    best = candidates[s == s.max()]
-    if best.size == 1:
-        return int(best[0])
-    return int(best[rng.integers(best.size)])
+    return select_host(candidates, scores[candidates], rng)
 
 
 def go_round(x: np.ndarray | float) -> np.ndarray:

@@ -13,16 +13,28 @@ change the argmax. Read from pkg/scheduler/framework/plugins/noderesources/ at v
   ``f = min(req / alloc, 1)``, ``std = |f_cpu - f_mem| / 2``, score ``int64((1 - std) * 100)``;
   it is skipped (contributes nothing) for BestEffort pods.
 * Highest total wins; ties are broken uniformly at random.
+
+As framework plugins (:mod:`neurokube.policies.framework`): :class:`NodeResourcesFit` is the
+filter every profile starts with (:data:`FIT_FILTER`) and, with a strategy, a score plugin;
+:class:`BalancedAllocation` is the other score plugin of the default profile.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from neurokube.policies.base import ClusterView, PodSpec
-from neurokube.policies.common import fits, pick_best
+from neurokube.policies.framework import (
+    Filtered,
+    Profile,
+    Reason,
+    ScoredPolicy,
+    Status,
+    Weighted,
+)
 
 MAX_NODE_SCORE = 100
 MAX_WEIGHT = 100
@@ -98,7 +110,74 @@ def profile_score(pod: PodSpec, view: ClusterView, args: "DefaultArgs", per_reso
     return total
 
 
-class DefaultPolicy:
+LEAST_ALLOCATED, MOST_ALLOCATED = "LeastAllocated", "MostAllocated"
+STRATEGIES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    LEAST_ALLOCATED: least_allocated, MOST_ALLOCATED: most_allocated}
+
+
+@dataclass(frozen=True)
+class FitArgs:
+    """NodeResourcesFit's ``scoringStrategy``: its type and its resource weights (upstream defaults)."""
+
+    strategy: str = LEAST_ALLOCATED
+    cpu_weight: int = 1
+    memory_weight: int = 1
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}")
+        for name in ("cpu_weight", "memory_weight"):
+            if not 1 <= getattr(self, name) <= MAX_WEIGHT:
+                raise ValueError(f"{name} must be in 1..{MAX_WEIGHT}")
+
+
+class NodeResourcesFit:
+    """Filter: the requests fit allocatable minus bound requests. Score: the Fit strategy."""
+
+    name = "NodeResourcesFit"
+
+    def __init__(self, args: FitArgs = FitArgs()) -> None:
+        self.args = args
+        self.per_resource = STRATEGIES[args.strategy]
+
+    def filter(self, pod: PodSpec, view: ClusterView, state) -> Filtered:
+        short_cpu = view.req_cpu + pod.cpu_request_milli > view.alloc_cpu
+        short_mem = view.req_mem + pod.memory_request_mib > view.alloc_mem
+        return Filtered(~short_cpu & ~short_mem,
+                        {Reason.INSUFFICIENT_CPU: short_cpu, Reason.INSUFFICIENT_MEMORY: short_mem})
+
+    def score(self, pod: PodSpec, view: ClusterView, nodes: np.ndarray, state) -> np.ndarray:
+        return fit_score(pod, view, self.per_resource, self.args.cpu_weight, self.args.memory_weight)[nodes]
+
+
+FIT_FILTER = NodeResourcesFit()
+"""The feasibility filter every profile shares (its arguments only matter for scoring)."""
+
+
+class BalancedAllocation:
+    """Score: how evenly CPU and memory requests fill the node; BestEffort pods skip it."""
+
+    name = "NodeResourcesBalancedAllocation"
+
+    def score(self, pod: PodSpec, view: ClusterView, nodes: np.ndarray, state) -> np.ndarray | Status:
+        if pod.cpu_request_milli == 0 and pod.memory_request_mib == 0:
+            return Status.skip(Reason.BEST_EFFORT_POD, self.name)
+        return balanced_allocation(pod, view)[nodes]
+
+
+def kube_profile(args: DefaultArgs, strategy: str = LEAST_ALLOCATED) -> Profile:
+    """A kube-scheduler profile: the Fit filter; Fit (``strategy``) and BalancedAllocation scores,
+    each at its weight (0 leaves a plugin out)."""
+    scores = []
+    if args.fit_weight:
+        fit = NodeResourcesFit(FitArgs(strategy, args.cpu_weight, args.memory_weight))
+        scores.append(Weighted(fit, args.fit_weight))
+    if args.balanced_weight:
+        scores.append(Weighted(BalancedAllocation(), args.balanced_weight))
+    return Profile(filters=(FIT_FILTER,), scores=tuple(scores))
+
+
+class DefaultPolicy(ScoredPolicy):
     """kube-scheduler default profile: LeastAllocated + BalancedAllocation."""
 
     name = "default"
@@ -106,9 +185,4 @@ class DefaultPolicy:
     def __init__(self, rng: np.random.Generator, args: DefaultArgs = DefaultArgs()) -> None:
         self.rng = rng
         self.args = args
-
-    def scores(self, pod: PodSpec, view: ClusterView) -> np.ndarray:
-        return profile_score(pod, view, self.args)
-
-    def select(self, pod: PodSpec, view: ClusterView) -> int | None:
-        return pick_best(self.scores(pod, view), fits(pod, view), self.rng)
+        self.profile = kube_profile(args, LEAST_ALLOCATED)

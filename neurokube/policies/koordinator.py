@@ -8,7 +8,10 @@ capped at its limit when it has one; a pod without a request counts 250m / 200 M
   or when its metrics are older than 180 s. A node that has never reported is let through.
 * Score: ``sum_r w_r * (alloc - est) * 100 / alloc / sum_r w_r`` (int64, weights cpu 1, memory 1).
 
-Feasibility by requests (NodeResourcesFit) applies as well.
+Feasibility by requests (NodeResourcesFit) applies as well. As a framework plugin
+(:class:`LoadAware`) the filter and the score share one estimate per cycle, and every node the
+filter rejects is charged to a named reason (cpu or memory threshold, expired metrics), as
+upstream's ``ErrReason...`` constants do.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from neurokube.policies.base import ClusterView, PodSpec
-from neurokube.policies.common import fits, pick_best
+from neurokube.policies.default import FIT_FILTER
+from neurokube.policies.framework import CycleState, Filtered, Profile, Reason, ScoredPolicy, Weighted
 
 MB_IN_MIB = 1e6 / 2**20
 
@@ -61,14 +65,16 @@ def _score(alloc: np.ndarray, est: np.ndarray) -> np.ndarray:
     return (alloc - used) * 100 // np.maximum(alloc, 1)
 
 
-class KoordinatorPolicy:
-    name = "koordinator"
+class LoadAware:
+    """Koordinator LoadAwareScheduling: a filter (load thresholds, metric expiry) and a score."""
 
-    def __init__(self, rng: np.random.Generator, args: KoordinatorArgs = KoordinatorArgs()) -> None:
-        self.rng = rng
+    name = "LoadAwareScheduling"
+
+    def __init__(self, args: KoordinatorArgs = KoordinatorArgs()) -> None:
         self.args = args
 
     def estimated_usage(self, pod: PodSpec, view: ClusterView) -> tuple[np.ndarray, np.ndarray]:
+        """Estimated CPU (millicores) and memory (MiB) per node with the pod placed there."""
         a = self.args
         cpu = view.metrics.cpu_mean + view.per_node(
             estimate(view.recent_cpu_request, view.recent_cpu_limit, a.cpu_factor, a.default_cpu_milli))
@@ -79,22 +85,50 @@ class KoordinatorPolicy:
                                    a.default_memory_mib))
         return cpu, mem
 
-    def feasible(self, pod: PodSpec, view: ClusterView, cpu: np.ndarray, mem: np.ndarray) -> np.ndarray:
+    def _estimate(self, pod: PodSpec, view: ClusterView, state: CycleState) -> tuple[np.ndarray, np.ndarray]:
+        """The estimate, computed once per cycle and shared by filter and score."""
+        if self.name not in state:
+            state[self.name] = self.estimated_usage(pod, view)
+        return state[self.name]
+
+    def load_feasible(self, view: ClusterView, cpu: np.ndarray, mem: np.ndarray) -> Filtered:
         a = self.args
         reported = view.metrics.samples > 0
-        fresh = ~reported | (view.metrics.age_s <= a.metric_expiry_s)
-        under = (cpu <= a.cpu_threshold * view.alloc_cpu) & (mem <= a.memory_threshold * view.alloc_mem)
-        return fits(pod, view) & fresh & (under | ~reported)
+        within = view.metrics.age_s <= a.metric_expiry_s
+        cpu_under = cpu <= a.cpu_threshold * view.alloc_cpu
+        mem_under = mem <= a.memory_threshold * view.alloc_mem
+        fresh = ~reported | within
+        under = cpu_under & mem_under
+        return Filtered(fresh & (under | ~reported), {
+            Reason.METRICS_EXPIRED: reported & ~within,
+            Reason.CPU_LOAD_THRESHOLD_EXCEEDED: reported & ~cpu_under,
+            Reason.MEMORY_LOAD_THRESHOLD_EXCEEDED: reported & ~mem_under,
+        })
 
-    def scores(self, pod: PodSpec, view: ClusterView) -> np.ndarray:
-        cpu, mem = self.estimated_usage(pod, view)
+    def filter(self, pod: PodSpec, view: ClusterView, state: CycleState) -> Filtered:
+        return self.load_feasible(view, *self._estimate(pod, view, state))
+
+    def node_scores(self, view: ClusterView, cpu: np.ndarray, mem: np.ndarray) -> np.ndarray:
         a = self.args
         total = a.cpu_weight * _score(view.alloc_cpu, cpu) + a.memory_weight * _score(view.alloc_mem, mem)
         return total // (a.cpu_weight + a.memory_weight)
 
-    def select(self, pod: PodSpec, view: ClusterView) -> int | None:
-        cpu, mem = self.estimated_usage(pod, view)
-        a = self.args
-        total = a.cpu_weight * _score(view.alloc_cpu, cpu) + a.memory_weight * _score(view.alloc_mem, mem)
-        score = total // (a.cpu_weight + a.memory_weight)
-        return pick_best(score, self.feasible(pod, view, cpu, mem), self.rng)
+    def score(self, pod: PodSpec, view: ClusterView, nodes: np.ndarray, state: CycleState) -> np.ndarray:
+        return self.node_scores(view, *self._estimate(pod, view, state))[nodes]
+
+
+class KoordinatorPolicy(ScoredPolicy):
+    name = "koordinator"
+
+    def __init__(self, rng: np.random.Generator, args: KoordinatorArgs = KoordinatorArgs()) -> None:
+        self.rng = rng
+        self.args = args
+        self.plugin = LoadAware(args)
+        self.profile = Profile(filters=(FIT_FILTER, self.plugin), scores=(Weighted(self.plugin),))
+
+    def estimated_usage(self, pod: PodSpec, view: ClusterView) -> tuple[np.ndarray, np.ndarray]:
+        return self.plugin.estimated_usage(pod, view)
+
+    def feasible(self, pod: PodSpec, view: ClusterView, cpu: np.ndarray, mem: np.ndarray) -> np.ndarray:
+        """NodeResourcesFit and LoadAware's filter together, for a given estimate."""
+        return FIT_FILTER.filter(pod, view, CycleState()).feasible & self.plugin.load_feasible(view, cpu, mem).feasible

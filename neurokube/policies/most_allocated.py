@@ -8,20 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from neurokube.policies.base import ClusterView, PodSpec
-from neurokube.policies.common import fits, pick_best
-from neurokube.policies.default import DefaultArgs, most_allocated, profile_score
+from neurokube.policies.default import MOST_ALLOCATED, DefaultArgs, kube_profile
+from neurokube.policies.framework import ScoredPolicy
 
 
-class MostAllocatedPolicy:
+class MostAllocatedPolicy(ScoredPolicy):
     name = "most-allocated"
 
     def __init__(self, rng: np.random.Generator, args: DefaultArgs = DefaultArgs()) -> None:
         self.rng = rng
         self.args = args
-
-    def scores(self, pod: PodSpec, view: ClusterView) -> np.ndarray:
-        return profile_score(pod, view, self.args, most_allocated)
-
-    def select(self, pod: PodSpec, view: ClusterView) -> int | None:
-        return pick_best(self.scores(pod, view), fits(pod, view), self.rng)
+        self.profile = kube_profile(args, MOST_ALLOCATED)

@@ -4,6 +4,10 @@ Each name maps to a factory and its arguments dataclass, whose defaults are upst
 name builds exactly the policy it always did. The learned policy (``neurokube``) is not built
 here: it needs a model directory read at the edge (``neurokube.model.policy.LearnedArgs``), so
 the CLI resolves it.
+
+A new scoring plugin needs one module and one line here: ``"name": Entry(ArgsClass,
+score_plugin(PluginClass))`` builds a policy whose profile is the NodeResourcesFit filter plus
+that plugin (docs/ARCHITECTURE.md, "Adding a scoring plugin").
 """
 
 from __future__ import annotations
@@ -23,9 +27,6 @@ from neurokube.policies.spec import FLAG, PolicySpec, parse_spec, typed_args
 from neurokube.policies.tlp import TLPArgs
 from neurokube.trace.model import Trace
 
-POLICY_NAMES: tuple[str, ...] = (
-    "default", "most-allocated", "tlp", "lvrb", "koordinator", "random", "oracle",
-)
 PEER_POLICIES: tuple[str, ...] = ("default", "tlp", "lvrb", "koordinator")
 """The hand-written schedulers NeuroKube must beat."""
 LEARNED = "neurokube"
@@ -37,6 +38,21 @@ class Entry:
 
     args: type | None
     factory: Callable[..., Policy]
+
+
+def score_plugin(plugin: Callable[..., Any]) -> Callable[..., Policy]:
+    """A factory for a policy whose profile is the shared Fit filter plus one score plugin.
+
+    ``plugin`` is called with the spec's arguments dataclass (without, when it has none) and must
+    return a score plugin (:class:`~neurokube.policies.framework.ScorePlugin`).
+    """
+    def factory(rng, args, trace, step_s):
+        from neurokube.policies.default import FIT_FILTER
+        from neurokube.policies.framework import Profile, ProfilePolicy, Weighted
+
+        built = plugin(args) if args is not None else plugin()
+        return ProfilePolicy(built.name, Profile(filters=(FIT_FILTER,), scores=(Weighted(built),)), rng, args)
+    return factory
 
 
 def _default(rng, args, trace, step_s):
@@ -83,11 +99,11 @@ REGISTRY: dict[str, Entry] = {
     "random": Entry(None, _random),
     "oracle": Entry(None, _oracle),
 }
-assert tuple(REGISTRY) == POLICY_NAMES
+POLICY_NAMES: tuple[str, ...] = tuple(REGISTRY)
 
 
 def unknown_policy(name: str, *, learned: bool = False) -> InputError:
-    names = (*POLICY_NAMES, LEARNED) if learned else POLICY_NAMES
+    names = (*REGISTRY, LEARNED) if learned else tuple(REGISTRY)
     return InputError(f"unknown policy {name!r}", FLAG, f"one of {', '.join(names)}")
 
 
@@ -108,6 +124,6 @@ def make_policy(spec: PolicySpec | str, *, trace: Trace, seed: int = 0, step_s: 
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     args = policy_args(spec)
     policy = REGISTRY[spec.name].factory(np.random.default_rng(seed), args, trace, step_s)
-    if not spec.plain:
+    if not spec.plain or policy.name != spec.name:
         policy.name = spec.text
     return policy

@@ -8,7 +8,8 @@ bound since the newest scrape are added to their node with the same prediction. 
           = round(X * (100 - U) / (100 - X))     if X < U <= 100
           = 0                                    if U > 100
 
-A node without metrics scores 0. It is a score plugin: feasibility is NodeResourcesFit's.
+A node without metrics scores 0. It is a score plugin (:class:`TargetLoadPacking`): feasibility is
+NodeResourcesFit's.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from neurokube.policies.base import ClusterView, PodSpec
-from neurokube.policies.common import fits, go_round, pick_best
+from neurokube.policies.common import go_round
+from neurokube.policies.default import FIT_FILTER
+from neurokube.policies.framework import Profile, ScoredPolicy, Weighted
 
 DEFAULT_REQUEST_MULTIPLIER = 1.5
 DEFAULT_CPU_MILLI = 1000
@@ -54,14 +57,16 @@ def target_load_score(utilization: np.ndarray, target: float) -> np.ndarray:
     return np.where(u > 100.0, 0.0, go_round(score)).astype(np.int64)
 
 
-class TargetLoadPackingPolicy:
-    name = "tlp"
+class TargetLoadPacking:
+    """Score plugin: the TLP curve of each node's predicted CPU utilisation (0 without metrics)."""
 
-    def __init__(self, rng: np.random.Generator, args: TLPArgs = TLPArgs()) -> None:
-        self.rng = rng
+    name = "TargetLoadPacking"
+
+    def __init__(self, args: TLPArgs = TLPArgs()) -> None:
         self.args = args
 
-    def scores(self, pod: PodSpec, view: ClusterView) -> np.ndarray:
+    def node_scores(self, pod: PodSpec, view: ClusterView) -> np.ndarray:
+        """The score of every view node."""
         recent = view.per_node(predicted_cpu(view.recent_cpu_request, view.recent_cpu_limit, self.args))
         mine = float(predicted_cpu(pod.cpu_request_milli, pod.cpu_limit_milli, self.args))
         used = view.metrics.cpu_mean + recent + mine
@@ -69,5 +74,14 @@ class TargetLoadPackingPolicy:
         score = target_load_score(u, self.args.target_utilization)
         return np.where(view.metrics.samples > 0, score, 0)
 
-    def select(self, pod: PodSpec, view: ClusterView) -> int | None:
-        return pick_best(self.scores(pod, view), fits(pod, view), self.rng)
+    def score(self, pod: PodSpec, view: ClusterView, nodes: np.ndarray, state) -> np.ndarray:
+        return self.node_scores(pod, view)[nodes]
+
+
+class TargetLoadPackingPolicy(ScoredPolicy):
+    name = "tlp"
+
+    def __init__(self, rng: np.random.Generator, args: TLPArgs = TLPArgs()) -> None:
+        self.rng = rng
+        self.args = args
+        self.profile = Profile(filters=(FIT_FILTER,), scores=(Weighted(TargetLoadPacking(args)),))

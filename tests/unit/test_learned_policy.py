@@ -116,3 +116,59 @@ def test_shortlist_bounds_the_model_rows(tiny_model):
     candidates, features, cost = policy.last
     assert len(candidates) <= 16 and chosen in candidates
     assert chosen < 100  # one of the least loaded nodes
+
+
+def test_value_score_fails_with_enum_reasons_and_the_cycle_falls_back(tiny_model):
+    from neurokube.model.policy import ValueScore
+    from neurokube.policies.framework import Code, CycleState, Reason
+
+    model, _ = tiny_model
+
+    class Exploding:
+        def predict(self, *_a, **_k):
+            raise RuntimeError("boom")
+
+    class NaN:
+        def predict(self, x, *_a, **_k):
+            return np.full(len(x), np.nan)
+
+    view = make_view([4000, 4000], [8000, 8000], [3000, 0], [0, 0])
+    pod, nodes = PodSpec(500, 100), np.array([0, 1])
+    for plugin, reason, message in [
+        (ValueScore(None), Reason.NO_MODEL, ""),
+        (ValueScore(None, Reason.MODEL_CORRUPT), Reason.MODEL_CORRUPT, ""),
+        (ValueScore(ValueModel({"contention": Exploding(), "occupancy": Exploding()}, RewardWeights())),
+         Reason.PREDICT_ERROR, "RuntimeError: boom"),
+        (ValueScore(ValueModel({"contention": NaN(), "occupancy": NaN()}, RewardWeights())),
+         Reason.NON_FINITE_SCORE, ""),
+    ]:
+        status = plugin.score(pod, view, nodes, CycleState())
+        assert (status.code, status.reason, status.message, status.plugin) == (
+            Code.ERROR, reason, message, "NeuroKubeValue")
+    scored = ValueScore(model).score(pod, view, np.array([1]), CycleState())
+    assert scored.shape == (1,) and np.isfinite(scored).all()
+
+    policy = LearnedPolicy(ValueModel({"contention": NaN(), "occupancy": NaN()}, RewardWeights()),
+                           np.random.default_rng(0))
+    result = policy.cycle(pod, view)
+    assert result.choice == 1 and result.status.ok
+    assert result.fallback.reason is Reason.NON_FINITE_SCORE and policy.last_fallback is Reason.NON_FINITE_SCORE
+    assert policy.fallbacks_by_reason == {"non_finite_score": 1} and policy.last is None
+    full = make_view([4000, 4000], [8000, 8000], [4000, 4000], [0, 0])
+    assert policy.cycle(pod, full).fallback is None  # nothing fits: no score plugin ran, no fallback
+    no_model = LearnedPolicy(None, np.random.default_rng(0), "model_missing")
+    assert no_model.select(pod, full) is None
+    assert no_model.fallbacks_by_reason == {"model_missing": 1}  # without a model every decision counts
+
+
+def test_model_error_carries_its_reason(tiny_model, tmp_path):
+    from neurokube.policies.framework import Reason
+
+    with pytest.raises(ModelError) as missing:
+        load_model(tmp_path / "nowhere")
+    assert missing.value.reason is Reason.MODEL_MISSING
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelError) as corrupt:
+        load_model(tmp_path / "bad")
+    assert corrupt.value.reason is Reason.MODEL_CORRUPT
