@@ -8,8 +8,10 @@ functions wired to all of it, as in production:
 * the model is the MLflow champion (``models:/neurokube-placement@champion``), polled every 2 s;
 * the binder carries the ``exit before bind`` failpoint (armed by creating its trigger file).
 
-One of each per session; the tests run in file order and each leaves the cluster as it found it
-(its pods deleted, every dependency running again).
+One of each for the chaos package, taken down when its last test ends (not at the end of the
+session: the stack scrapes every second and the functions poll, which would load the machine under
+the e2e and integration tiers that run next). The tests run in file order and each leaves the
+cluster as it found it (its pods deleted, every dependency running again).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def _require_go() -> None:
                     "MinIO cannot be built")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     _require_go()
     snapshot = tmp_path_factory.mktemp("chaos-emulator") / "snapshot.json"
@@ -69,7 +71,7 @@ def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSta
         yield stack
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chaos_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
     _require_go()
     with running_cluster(tmp_path_factory.mktemp("chaos-cluster"), NODES, start_adapter=False) as cluster:
@@ -85,7 +87,7 @@ def _register_champion(mlflow_url: str, model_dir: Path) -> str:
     return version
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chaos(chaos_cluster: RunningCluster, chaos_stack: RunningStack,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chaos]:
     work = tmp_path_factory.mktemp("chaos-live")
