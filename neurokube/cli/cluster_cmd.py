@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from neurokube.cli.options import positive_int
+from neurokube.cli.options import add_state_dir, positive_int, print_processes, resolve_state_dir, usage
 from neurokube.cluster import adapter, build, control, functions, paths, schedconfig, workload
 from neurokube.errors import TemporaryError
 
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="A real Kubernetes control plane on 127.0.0.1 with KWOK fake nodes; no containers.",
     )
     commands = group.add_subparsers(dest="cluster_command", metavar="COMMAND")
-    group.set_defaults(func=lambda args: _usage(group))
+    group.set_defaults(func=lambda args: usage(group))
 
     p = commands.add_parser("build", help="build the pinned binaries (cached per pin set)")
     p.add_argument("--force", action="store_true", help="rebuild even if the binaries are cached")
@@ -199,23 +199,12 @@ def _print_status(doc: dict) -> None:
         print(f"  event sink  {doc['sink']}")
     for name, url in (doc.get("functions") or {}).items():
         print(f"  {name:<11} {url}")
-    for name, proc in doc["components"].items():
-        state = "running" if proc["running"] else "NOT RUNNING"
-        print(f"  {name:<24} pid {proc['pid']:<8} {state:<12} {proc['log']}")
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
+    print_processes(doc["components"], 24)
 
 
 def _state_dir_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
-                        help="where certificates, configs, pids and logs live "
-                             "(default $NEUROKUBE_STATE_DIR or ~/.local/state/neurokube/cluster)")
+    add_state_dir(parser, "certificates, configs, pids and logs", "$NEUROKUBE_STATE_DIR or ~/.local/state/neurokube/cluster")
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
-    return (args.state_dir or paths.default_state_dir()).expanduser().absolute()
-
-
+    return resolve_state_dir(args, paths.default_state_dir)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -140,3 +141,31 @@ def output_dir(text: str) -> Path:
     if problem:
         raise argparse.ArgumentTypeError(f"{text!r} cannot be written: {problem}")
     return path
+
+
+# -- shared by the platform command groups (cluster_cmd, stack_cmd) ------------------------------
+
+
+def usage(parser: argparse.ArgumentParser) -> int:
+    """A command group called without a command: its help on stderr, exit 2."""
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def add_state_dir(parser: argparse.ArgumentParser, holds: str, default: str) -> None:
+    """``--state-dir DIR``: where the group keeps ``holds``; ``default`` names the default place."""
+    parser.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
+                        help=f"where {holds} live (default {default})")
+
+
+def resolve_state_dir(args: argparse.Namespace, default: Callable[[], Path]) -> Path:
+    """``--state-dir`` as an absolute path, else ``default()``."""
+    return (args.state_dir or default()).expanduser().absolute()
+
+
+def print_processes(components: dict[str, dict], width: int) -> None:
+    """One line per recorded process: name, pid, running or not, its log."""
+    for name, proc in components.items():
+        state = "running" if proc["running"] else "NOT RUNNING"
+        print(f"  {name:<{width}} pid {proc['pid']:<8} {state:<12} {proc['log']}")
+

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from neurokube.cli.options import positive_float
+from neurokube.cli.options import add_state_dir, positive_float, print_processes, resolve_state_dir, usage
 from neurokube.emulator.filesource import FileSource
 from neurokube.stack import backfill, build, control, install
 from neurokube.stack.settings import StackSettings, default_state_dir
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "no containers.",
     )
     commands = group.add_subparsers(dest="stack_command", metavar="COMMAND")
-    group.set_defaults(func=lambda args: _usage(group))
+    group.set_defaults(func=lambda args: usage(group))
 
     p = commands.add_parser("install", help="install Prometheus (Debian package) and build MinIO (cached per pin)")
     p.add_argument("--force-build", action="store_true", help="rebuild MinIO even if it is cached")
@@ -160,23 +160,12 @@ def _print_status(doc: dict) -> None:
           f"{doc['scrape_interval']})")
     print(f"  mlflow      {doc['mlflow']['url']}")
     print(f"  emulator    {doc['emulator']['url']}  serving {doc['emulator']['source']}")
-    for name, proc in doc["components"].items():
-        state = "running" if proc["running"] else "NOT RUNNING"
-        print(f"  {name:<11} pid {proc['pid']:<8} {state:<12} {proc['log']}")
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
+    print_processes(doc["components"], 11)
 
 
 def _state_dir_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
-                        help="where credentials, data, pids and logs live "
-                             "(default $NEUROKUBE_STATE_DIR/stack or ~/.local/state/neurokube/stack)")
+    add_state_dir(parser, "credentials, data, pids and logs", "$NEUROKUBE_STATE_DIR/stack or ~/.local/state/neurokube/stack")
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
-    return (args.state_dir or default_state_dir()).expanduser().absolute()
-
-
+    return resolve_state_dir(args, default_state_dir)
