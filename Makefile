@@ -6,7 +6,7 @@ NK := $(VENV)/bin/neurokube
 STAMP := $(VENV)/.installed
 OUT ?= out/demo
 
-.PHONY: demo test unit e2e integration binaries stack-install install forecast-bench clean help
+.PHONY: demo test unit e2e integration binaries stack-install install forecast-bench load clean help
 
 help:
 	@echo "make demo   - the main job end to end on embedded defaults (writes $(OUT)/)"
@@ -55,6 +55,11 @@ integration: stack-install
 
 test: binaries stack-install
 	$(VENV)/bin/pytest -q tests
+
+# Load-test without reading docs/OPERATIONS.md: a local cluster with the functions, the three Locust
+# scenarios headless at a modest size, HTML reports + CSVs + summary.md under out/load/, cluster down.
+load: binaries
+	$(VENV)/bin/python benchmarks/load_runs.py --quick --out out/load
 
 forecast-bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/forecast_quality.py

@@ -1,7 +1,9 @@
 """Load runs with Locust against the local control plane: the three scenarios of load/, headless.
 
-Usage: .venv/bin/python benchmarks/load_runs.py [--quick] [--scenarios a,b,c] [--nodes 50]
+Usage: .venv/bin/python benchmarks/load_runs.py [--quick] [--scenarios a,b,c] [--nodes 50] [--out DIR]
 Writes the "load-runs" section of docs/BENCHMARKS.md (not with ``--quick``, unless ``--write``).
+``make load`` is ``--quick --out out/load``: a modest run whose Locust HTML reports, CSVs, logs and
+``summary.md`` land in ``out/load/``.
 
 * (b) extender ``/prioritize`` and (a) binder CloudEvents run against the functions of one cluster
   started with ``neurokube cluster up --functions --no-adapter``: Locust plays the receive adapter
@@ -14,8 +16,9 @@ Writes the "load-runs" section of docs/BENCHMARKS.md (not with ``--quick``, unle
 * Both clusters get the test packing model (``--model-dir``) and a loopback Prometheus double
   answering for every node (``--prometheus-url``), so the learned path is what is measured.
 
-Each Locust run writes CSV (``--csv PREFIX --csv-full-history``) and its log under
-load/results/load_runs/ (git-ignored); benchmarks/_locust_results.py reads them back:
+Each Locust run writes CSV (``--csv PREFIX --csv-full-history``), its HTML report (``--html``) and
+its log under ``--out`` (default load/results/load_runs/, git-ignored); benchmarks/_locust_results.py
+reads them back:
 ``PREFIX_stats.csv`` (whole run), ``PREFIX_stats_history.csv`` (per stage: the 1-second rows,
 stage boundaries from the stage length, +-1 s; p50 and p99 are Locust's current 10-second window
 at the end of the stage), ``PREFIX_failures.csv``, and the log for the guard's verdict.
@@ -100,7 +103,8 @@ class Run:
                 out.append(f"--{key}")
             else:
                 out += [f"--{key}", str(value)]
-        return out + ["--csv", str(self.prefix.relative_to(ROOT)), "--csv-full-history"]
+        prefix = _shown(self.prefix)
+        return out + ["--csv", prefix, "--csv-full-history", "--html", f"{prefix}.html"]
 
     def limits(self) -> Limits:
         conf = {**conf_values(ROOT / self.conf), **{k: str(v) for k, v in self.options.items()}}
@@ -123,6 +127,11 @@ class Placeholders:
         for value in sorted(self.names, key=len, reverse=True):
             text = text.replace(value, self.names[value])
         return text
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it (Locust runs there), else absolute."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _bin(name: str) -> str:
@@ -403,6 +412,7 @@ def _note(run: Run, total: Totals | None, problems: list[str]) -> None:
 
 
 def main(argv: Iterable[str] | None = None) -> int:
+    global RESULTS  # --out: where every run of this process writes
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short stages and a small cluster (smoke run)")
@@ -411,7 +421,12 @@ def main(argv: Iterable[str] | None = None) -> int:
     ap.add_argument("--create-pods", type=int, default=None,
                     help="(a): pending pods to create (default 2000; quick 600)")
     ap.add_argument("--write", action="store_true", help="write docs/BENCHMARKS.md also with --quick")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="directory for Locust's CSVs, HTML reports, logs and summary.md "
+                         "(default load/results/load_runs)")
     args = ap.parse_args(list(argv) if argv is not None else None)
+    if args.out is not None:
+        RESULTS = args.out.resolve()
     which = {s.strip() for s in args.scenarios.split(",") if s.strip()}
     if not which or which - {"a", "b", "c"}:
         ap.error(f"--scenarios takes a, b and c, got {args.scenarios!r}")
@@ -459,6 +474,9 @@ def main(argv: Iterable[str] | None = None) -> int:
         "**Problems seen in this run:** " + ("; ".join(problems) if problems else "none") + ".",
     ])
     print(body)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "summary.md").write_text(f"# Load runs\n\n`{command}`\n\n{body}\n")
+    print(f"reports: {_shown(RESULTS)}/ (summary.md, <scenario>.html, <scenario>_stats*.csv, <scenario>.log)")
     if not args.quick or args.write:
         from benchmarks._report import write_section
 

@@ -113,6 +113,7 @@ class PhaseRecord:
     placements: dict[str, str]
     created_wall: dict[str, float]  # time.time() when each create returned (to line up with logs)
     profile: dict = field(default_factory=dict)
+    api_requests: dict | None = None  # stats.api_requests_per_pod over the phase; None: /metrics unreadable
 
 
 @dataclass
@@ -140,8 +141,20 @@ class BenchResult:
                  "creation": {"threads": self.options.threads, "rate_per_s": self.options.rate or "max"},
                  "binder_threads": self.options.binder_threads,
                  "profile": {name: phase.profile for name, phase in self.phases.items() if phase.profile},
-                 "rounds": [{name: phase.result.to_json() for name, phase in r.items()} for r in self.rounds]}
-        return stats.to_json(self.results, self.options.nodes, extra)
+                 "rounds": [{name: {**phase.result.to_json(), "api_requests_per_pod": phase.api_requests}
+                             for name, phase in r.items()} for r in self.rounds]}
+        doc = stats.to_json(self.results, self.options.nodes, extra)
+        for name, requests in self.api_requests().items():
+            doc[name]["api_requests_per_pod"] = requests
+        return doc
+
+    def api_requests(self) -> dict[str, dict | None]:
+        """Per scheduler, the apiserver's requests per bound pod: medians over the rounds (None if unread)."""
+        out: dict[str, dict | None] = {}
+        for name in self.rounds[0]:
+            found = [r[name].api_requests for r in self.rounds if r[name].api_requests is not None]
+            out[name] = stats.median_requests(found) if found else None
+        return out
 
 
 # -- the pods ---------------------------------------------------------------------------------------
@@ -239,6 +252,22 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for sample in family.samples:
             out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return out
+
+
+def apiserver_requests(kube: KubeClient) -> dict[tuple[str, str, str], float] | None:
+    """The apiserver's own ``apiserver_request_total`` per (verb, resource, subresource), summed
+    over the other labels; None when /metrics cannot be read (a user without the permission)."""
+    try:
+        text = kube.request("GET", "/metrics", accept="text/plain", raw=True)
+    except (KubeError, TemporaryError):
+        return None
+    out: dict[tuple[str, str, str], float] = defaultdict(float)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "apiserver_request_total":
+                labels = sample.labels
+                out[(labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))] += sample.value
+    return dict(out)
 
 
 def delta(before: dict, after: dict, name: str, **labels: str) -> float:
@@ -483,6 +512,7 @@ def _phase(ctx: _Context, name: str, scheduler_name: str, round_: int) -> PhaseR
     binder_log = Path(live.logs) / f"{live.binder.label}.log"
     log_offset = binder_log.stat().st_size if binder_log.exists() else 0
     before = {"binder": scrape(live.binder.url), "sweeper": scrape(live.sweeper.url)}
+    requests_before = apiserver_requests(cluster.client)
     broker_before = _broker_snapshot(broker)
     created, created_wall = _create(kube, docs, options, progress, name)
     deadline = time.monotonic() + options.phase_timeout_s
@@ -498,6 +528,7 @@ def _phase(ctx: _Context, name: str, scheduler_name: str, round_: int) -> PhaseR
                                      f"{options.phase_timeout_s:.0f}s (logs: {live.logs})")
             time.sleep(0.1)
     after = _settled_metrics(live, before, len(docs) if name == stats.NEUROKUBE else None)
+    requests_after = apiserver_requests(cluster.client)
     with watch._lock:
         first_seen = {n: watch.seen.get(n, created[n]) for n in names}
         bound_at = {n: watch.bound[n] for n in names}
@@ -515,13 +546,16 @@ def _phase(ctx: _Context, name: str, scheduler_name: str, round_: int) -> PhaseR
                                  "(expected exactly one each)")
         profile = _neurokube_profile(before, after, result, binder_log, log_offset, created_wall, created, bound_at)
         profile["delivery"] = _delivery_profile(broker, broker_before)
+    requests = (stats.api_requests_per_pod(requests_before, requests_after, result.bound)
+                if requests_before is not None and requests_after is not None else None)
     print(f"  {result.bound}/{result.pods} bound, {result.pods_per_s:.1f} pods/s, p50 {result.p50_ms:.0f} ms, "
-          f"p99 {result.p99_ms:.0f} ms (created in {result.create_span_s:.1f}s); no node over allocatable",
+          f"p99 {result.p99_ms:.0f} ms (created in {result.create_span_s:.1f}s); no node over allocatable; "
+          + (f"apiserver writes per pod {requests['writes']:.2f}" if requests else "apiserver /metrics not readable"),
           file=out, flush=True)
     _delete_all(kube, run_id)
     _wait_gone(kube, run_id, progress)
     _wait_delivered(live.binder.url)
-    return PhaseRecord(name, result, placements, created_wall, profile)
+    return PhaseRecord(name, result, placements, created_wall, profile, requests)
 
 
 def _create(kube: KubeClient, docs: list[dict], options: BenchOptions, progress: Progress,
@@ -699,12 +733,33 @@ def markdown(result: BenchResult, command: str) -> str:
         f"p99 {r['p99']:.2f} x.",
         "",
         stats.goals_table(found),
+        *_requests_lines(result),
     ]
     profile = result.phases[stats.NEUROKUBE].profile
     if profile:
         lines += ["", "Where NeuroKube's time goes (binder /metrics and decision log over its last phase):", "",
                   profile_text(profile)]
     return "\n".join(lines)
+
+
+def _requests_lines(result: BenchResult) -> list[str]:
+    """The apiserver's requests per bound pod, by verb, per scheduler (its own apiserver_request_total)."""
+    found = {name: r for name, r in result.api_requests().items() if r is not None}
+    if not found:
+        return []
+    verbs = sorted({v for r in found.values() for v in r["by_verb"]})
+    lines = ["", "Requests the apiserver served per bound pod during each phase (its own `apiserver_request_total`, "
+             "everyone's requests: the bench's creates, KWOK's status updates and the controllers' are the same "
+             "in every phase; the difference is the scheduler's):", "",
+             "| scheduler | writes | " + " | ".join(verbs) + " |", "|---|---:|" + "---:|" * len(verbs)]
+    for name, r in found.items():
+        lines.append(f"| {stats.LABELS[name]} | {r['writes']:.2f} | "
+                     + " | ".join(f"{r['by_verb'].get(v, 0.0):.2f}" for v in verbs) + " |")
+    last = result.phases
+    detail = "; ".join(f"{stats.LABELS[name]}: " + ", ".join(f"{k} {v:.2f}" for k, v in
+                                                           list((phase.api_requests or {}).get("by_request", {}).items())[:6])
+                       for name, phase in last.items() if phase.api_requests)
+    return lines + ["", f"Largest requests per pod in the last round: {detail}."]
 
 
 def _rounds_lines(result: BenchResult) -> list[str]:

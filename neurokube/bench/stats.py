@@ -85,15 +85,56 @@ def median_of(rounds: Sequence[PhaseResult]) -> PhaseResult:
         raise ValueError("no rounds")
     if len({r.scheduler for r in rounds}) != 1:
         raise ValueError("rounds of different schedulers")
-
-    def median(values: list[float]) -> float:
-        ordered = sorted(values)
-        mid = len(ordered) // 2
-        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
     fields = ("pods_per_s", "p50_ms", "p99_ms", "max_ms", "mean_ms", "span_s", "create_span_s")
     return PhaseResult(rounds[0].scheduler, min(r.pods for r in rounds), min(r.bound for r in rounds),
-                       **{f: median([getattr(r, f) for r in rounds]) for f in fields})
+                       **{f: _median([getattr(r, f) for r in rounds]) for f in fields})
+
+
+def _median(values: Sequence[float]) -> float:
+    """The middle value (odd count) or the mean of the two middle values."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+# -- API requests per bound pod -----------------------------------------------------------------------
+
+WRITE_VERBS = ("POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION")
+"""The apiserver's ``verb`` label values that change state (``APPLY`` is server-side apply)."""
+
+RequestCounts = Mapping[tuple[str, str, str], float]
+"""``apiserver_request_total`` summed per (verb, resource, subresource), as read from /metrics."""
+
+
+def api_requests_per_pod(before: RequestCounts, after: RequestCounts, pods: int) -> dict:
+    """What the apiserver served during a phase, per bound pod: ``by_verb``, ``by_request``
+    (``"POST pods/binding"``; only requests of at least 0.005 per pod) and ``writes`` (the verbs of
+    :data:`WRITE_VERBS`). Everyone's requests are in the counter (the bench's creates, KWOK's status
+    updates, the controllers), the same for every scheduler: differences between phases are the
+    schedulers'."""
+    if pods <= 0:
+        raise ValueError("no bound pods")
+    by_verb: dict[str, float] = {}
+    by_request: dict[str, float] = {}
+    for key, value in after.items():
+        d = value - before.get(key, 0.0)
+        if d <= 0:
+            continue
+        verb, resource, subresource = key
+        by_verb[verb] = by_verb.get(verb, 0.0) + d
+        name = f"{verb} {resource}/{subresource}" if subresource else f"{verb} {resource}"
+        by_request[name] = by_request.get(name, 0.0) + d
+    return {"by_verb": {k: round(v / pods, 3) for k, v in sorted(by_verb.items())},
+            "writes": round(sum(v for k, v in by_verb.items() if k in WRITE_VERBS) / pods, 3),
+            "by_request": {k: round(v / pods, 3) for k, v in sorted(by_request.items(), key=lambda kv: -kv[1])
+                           if v / pods >= 0.005}}
+
+
+def median_requests(rounds: Sequence[dict]) -> dict:
+    """The per-verb and write medians over rounds of :func:`api_requests_per_pod` results."""
+    verbs = sorted({v for r in rounds for v in r["by_verb"]})
+    return {"by_verb": {v: round(_median([r["by_verb"].get(v, 0.0) for r in rounds]), 3) for v in verbs},
+            "writes": round(_median([r["writes"] for r in rounds]), 3)}
 
 
 # -- goals ------------------------------------------------------------------------------------------

@@ -50,6 +50,18 @@ def test_every_pod_was_bound_in_both_phases(bench):
     assert delivered.get("add:handled", 0) >= PODS - doc["profile"]["neurokube"]["sweeper_bound"]
 
 
+def test_the_apiserver_counts_requests_per_bound_pod(bench):
+    """From the apiserver's own apiserver_request_total: each scheduler issued at least one Binding per pod, and
+    the bench created each pod once (POST pods), in both phases and in the round's record."""
+    _, doc = bench
+    for name in ("kube_scheduler", "neurokube"):
+        requests = doc[name]["api_requests_per_pod"]
+        assert requests["by_verb"]["POST"] >= 2.0  # the create and the Binding, at least
+        assert requests["writes"] >= requests["by_verb"]["POST"]
+        last = doc["rounds"][-1][name]["api_requests_per_pod"]
+        assert last["by_request"]["POST pods/binding"] >= 1.0 and last["by_request"]["POST pods"] >= 1.0
+
+
 def test_the_table_and_the_model_are_reported(bench):
     result, doc = bench
     assert "| kube-scheduler (default profile) |" in result.stdout and "| NeuroKube binder |" in result.stdout

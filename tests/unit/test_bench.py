@@ -82,6 +82,26 @@ def phase(name, pods_per_s, p50, p99):
     return stats.PhaseResult(name, 100, 100, pods_per_s, p50, p99, p99, p50, 100 / pods_per_s, 1.0)
 
 
+def test_api_requests_per_bound_pod_by_verb_request_and_writes():
+    before = {("POST", "pods", ""): 100.0, ("GET", "nodes", ""): 7.0, ("LIST", "pods", ""): 3.0}
+    after = {("POST", "pods", ""): 120.0, ("POST", "pods", "binding"): 20.0, ("PUT", "leases", ""): 10.0,
+             ("GET", "nodes", ""): 47.0, ("LIST", "pods", ""): 3.0, ("APPLY", "pods", "status"): 20.0,
+             ("WATCH", "pods", ""): 0.05}
+    got = stats.api_requests_per_pod(before, after, 20)
+    assert got["by_verb"] == {"APPLY": 1.0, "GET": 2.0, "POST": 2.0, "PUT": 0.5, "WATCH": 0.003}
+    assert got["writes"] == 3.5  # POST 2 + PUT 0.5 + APPLY 1; reads and watches are not writes
+    assert list(got["by_request"])[:2] == ["GET nodes", "POST pods"]  # largest first
+    assert got["by_request"]["POST pods/binding"] == 1.0 and "WATCH pods" not in got["by_request"]  # < 0.005
+    with pytest.raises(ValueError):
+        stats.api_requests_per_pod(before, after, 0)
+
+
+def test_api_requests_over_rounds_are_medians():
+    rounds = [{"by_verb": {"POST": 2.0, "GET": 1.0}, "writes": 2.0}, {"by_verb": {"POST": 4.0}, "writes": 4.0},
+              {"by_verb": {"POST": 3.0, "GET": 5.0}, "writes": 3.0}]
+    assert stats.median_requests(rounds) == {"by_verb": {"GET": 1.0, "POST": 3.0}, "writes": 3.0}
+
+
 def test_goals_met():
     results = {stats.KUBE_SCHEDULER: phase(stats.KUBE_SCHEDULER, 40.0, 300, 1000),
                stats.NEUROKUBE: phase(stats.NEUROKUBE, 40.0, 350, 1500)}

@@ -149,7 +149,8 @@ def test_run_renders_the_locust_command_and_its_limits() -> None:
     assert argv[:5] == ["-f", "load/extender_prioritize.py", "--config", "load/extender_prioritize.conf",
                         "--headless"]
     assert argv[argv.index("--nodes") + 1] == "5000"
-    assert argv[-3:] == ["--csv", "load/results/load_runs/b5000", "--csv-full-history"]
+    assert argv[-5:] == ["--csv", "load/results/load_runs/b5000", "--csv-full-history",
+                         "--html", "load/results/load_runs/b5000.html"]
     assert run.limits() == lr.Limits(0.01, 5000.0)  # the override wins over the config file's 1500
     assert run.stage_seconds() == 3
     default = load_runs.Run("c", "t", "load/end_to_end.py", {"keep-pods": True})
@@ -213,3 +214,13 @@ def test_cluster_record_keeps_the_function_urls_and_status_prints_them() -> None
                                    "components": {"binder": {"pid": 1, "running": True, "log": "l"}},
                                    "functions": urls})
     assert "binder      http://127.0.0.1:4001" in out.getvalue()
+
+
+def test_results_outside_the_repository_are_named_absolutely(monkeypatch, tmp_path) -> None:
+    """``--out`` (``make load`` uses out/load): inside the repository Locust gets a relative prefix, outside an
+    absolute one, since it runs with the repository as its working directory."""
+    monkeypatch.setattr(load_runs, "RESULTS", load_runs.ROOT / "out" / "load")
+    run = load_runs.Run("a", "t", "load/binder_events.py", {})
+    assert run.argv()[-5:] == ["--csv", "out/load/a", "--csv-full-history", "--html", "out/load/a.html"]
+    monkeypatch.setattr(load_runs, "RESULTS", tmp_path)
+    assert run.argv()[-4:] == [str(tmp_path / "a"), "--csv-full-history", "--html", f"{tmp_path / 'a'}.html"]
