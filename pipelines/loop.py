@@ -5,6 +5,11 @@ requires) is replayed with the champion of the night before; its decision logs a
 the store, its usage to the metrics path (the stack's Prometheus through the emulator's
 OpenMetrics backfill, or the simulator directly), the snapshot step writes that day's partitions,
 and the night trains, evaluates, registers and maybe promotes.
+
+Like for like: each day's pods are also replayed under kube-scheduler's default scoring (no
+exploration, nothing logged), and the table and the learning curve show the served policy's ratio
+to it. The days' workloads differ (one day can simply be lighter than another), so a gain is read
+from the ratios, not from the absolute numbers.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import pandas as pd
 
 from neurokube.adapters.objectstore import LocalDirStore, ObjectStore
 from neurokube.logs import event
+from neurokube.policies.registry import make_policy
 from neurokube.registry import Registry
+from neurokube.sim import SimConfig, replay
 from neurokube.trace.assemble import ArrivalSettings
 from neurokube.trace.model import Trace
 from neurokube.trace.synth import SynthSettings, synth_trace
@@ -82,6 +89,23 @@ def put_table(spool: Spool, store: ObjectStore, key: str, frame: pd.DataFrame) -
     spool.put(store, key, buffer.getvalue())
 
 
+BASELINE = "default"
+"""The like-for-like reference each day is also replayed with: kube-scheduler's default scoring."""
+
+
+def baseline_day(day: Trace, seed: int) -> dict[str, float]:
+    """The day's pods under :data:`BASELINE`: contention, node-hours and pending time."""
+    metrics = replay(day, make_policy(BASELINE, trace=day, seed=seed), SimConfig()).metrics
+    return {k: float(metrics[k]) for k in ("contention_core_s", "node_hours", "pending_pod_s")}
+
+
+def ratio(value: float, reference: float) -> float | None:
+    """``value / reference``; 1.0 when both are 0, None when only the reference is (no ratio)."""
+    if reference == 0:
+        return 1.0 if value == 0 else None
+    return value / reference
+
+
 def run(s: LoopSettings, say: Callable[[str], None] = lambda _m: None,
         services: Callable[[LoopSettings], Services] = local_services) -> list[dict]:
     s.out.mkdir(parents=True, exist_ok=True)
@@ -105,12 +129,14 @@ def run(s: LoopSettings, say: Callable[[str], None] = lambda _m: None,
         serving = f"v{served[0]}" if served else "no model (default scoring)"
         say(f"day {d + 1}/{s.days} ({date}): replaying with {serving}")
         t0 = time.monotonic()
-        day = run_day(day_trace(trace, d), served[1] if served else None, start_epoch_s=start,
+        pods = day_trace(trace, d)
+        day = run_day(pods, served[1] if served else None, start_epoch_s=start,
                       epsilon=s.nightly.world.epsilon, seed=s.nightly.world.seed + d, weights=s.nightly.weights)
+        reference = baseline_day(pods, s.nightly.world.seed + d)
         spool.deliver(svc.store)
-        put_table(spool, svc.store, keys.table_key("decisions", "decisions", date), day.decisions)
-        put_table(spool, svc.store, keys.table_key("decisions", "candidates", date), day.candidates)
-        put_table(spool, svc.store, keys.table_key("outcomes", "outcomes", date), day.outcomes)
+        put_table(spool, svc.store, keys.sim_key("decisions", "decisions", date), day.decisions)
+        put_table(spool, svc.store, keys.sim_key("decisions", "candidates", date), day.candidates)
+        put_table(spool, svc.store, keys.sim_key("outcomes", "outcomes", date), day.outcomes)
         if svc.backfill is not None:
             say(f"  backfilling {date} into Prometheus")
             svc.backfill(day.usage, start, start + DAY_S)
@@ -122,6 +148,8 @@ def run(s: LoopSettings, say: Callable[[str], None] = lambda _m: None,
         row = {"day": d + 1, "date": date, "served": f"v{served[0]}" if served else "default",
                "contention_core_s": day.metrics["contention_core_s"], "node_hours": day.metrics["node_hours"],
                "pending_pod_s": day.metrics["pending_pod_s"], "cost": day.metrics["cost"],
+               **{f"{BASELINE}_{k}": v for k, v in reference.items()},
+               **{f"{k}_ratio": ratio(day.metrics[k], v) for k, v in reference.items()},
                "fallback_decisions": day.fallbacks, "decisions": len(day.decisions),
                "snapshot_rows": snap.rows, "sim_cpu_core_s": day.usage.day_cpu_core_s,
                "snapshot_cpu_core_s": snap.cpu_core_s, "new_version": f"v{night.version}",
@@ -133,17 +161,26 @@ def run(s: LoopSettings, say: Callable[[str], None] = lambda _m: None,
         rows.append(row)
         say(f"  v{night.version} {'PROMOTED' if night.promoted else 'kept out'}: {night.reason}")
     (s.out / "days.json").write_text(json.dumps({"days": rows, "where": svc.where}, indent=2) + "\n")
-    report.plot_days(s.out / "learning_curve.png", rows, "the nightly loop: metric per simulated day")
+    report.plot_days(s.out / "learning_curve.png", rows, "the nightly loop: metric per simulated day",
+                     baseline=BASELINE)
     return rows
 
 
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def table(rows: list[dict]) -> str:
-    head = (f"{'day':>3}  {'date':10}  {'served':>8}  {'contention core-s':>17}  {'node-hours':>10}  "
-            f"{'pending pod-s':>13}  {'fallbacks':>9}  {'new':>5}  promoted  champion  forecast (RMSE vs persistence)")
+    """The day table; ``/default`` columns are the served policy's ratio to :data:`BASELINE` on the same pods."""
+    head = (f"{'day':>3}  {'date':10}  {'served':>8}  {'contention core-s':>17}  {'/default':>8}  {'node-hours':>10}  "
+            f"{'/default':>8}  {'pending pod-s':>13}  {'/default':>8}  {'fallbacks':>9}  {'new':>5}  promoted  "
+            "champion  forecast (RMSE vs persistence)")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['day']:>3}  {r['date']:10}  {r['served']:>8}  {r['contention_core_s']:>17,.0f}  "
-                     f"{r['node_hours']:>10,.1f}  {r['pending_pod_s']:>13,.0f}  {r['fallback_decisions']:>9,d}  "
+                     f"{_x(r.get('contention_core_s_ratio')):>8}  {r['node_hours']:>10,.1f}  "
+                     f"{_x(r.get('node_hours_ratio')):>8}  {r['pending_pod_s']:>13,.0f}  "
+                     f"{_x(r.get('pending_pod_s_ratio')):>8}  {r['fallback_decisions']:>9,d}  "
                      f"{r['new_version']:>5}  {'yes' if r['promoted'] else 'no':>8}  {r['champion']:>8}  "
                      + (f"{r['forecast_version']} {r['rmse_15m_vs_persistence']:.2f}x"
                         f"{' promoted' if r['forecast_promoted'] else ''}"

@@ -13,17 +13,45 @@ from neurokube.features import FEATURE_NAMES  # noqa: E402
 from neurokube.model.value_model import ValueModel  # noqa: E402
 
 
-def plot_days(path: Path, rows: list[dict], title: str) -> Path:
-    """Contention and node-hours per day; each point labelled with the model that served the day."""
+def plot_days(path: Path, rows: list[dict], title: str, baseline: str | None = None) -> Path:
+    """Contention and node-hours per day; each point labelled with the model that served the day.
+
+    With ``baseline`` (rows carrying ``<baseline>_<metric>`` and ``<metric>_ratio``), the same pods'
+    numbers under that policy are drawn dashed, and a second panel shows the served policy's ratio
+    to it per day: the like-for-like reading, where 1.0 is "as good as the baseline".
+    """
     x = list(range(1, len(rows) + 1))
-    fig, ax1 = plt.subplots(figsize=(8, 4.2))
-    ax1.plot(x, [r["contention_core_s"] for r in rows], "o-", color="tab:red", label="contention (core-s)")
+    labels = [f"{r['date']}\n{r['served']}" for r in rows]
+    paired = baseline is not None and all("contention_core_s_ratio" in r for r in rows)
+    fig, axes = plt.subplots(1, 2 if paired else 1, figsize=(13 if paired else 8, 4.2), squeeze=False)
+    ax1 = axes[0][0]
+    ax1.plot(x, [r["contention_core_s"] for r in rows], "o-", color="tab:red", label="contention, served")
     ax1.set_ylabel("CPU contention (core-s per day)", color="tab:red")
     ax1.set_xlabel("day")
-    ax1.set_xticks(x, [f"{r['date']}\n{r['served']}" for r in rows], fontsize=8)
+    ax1.set_xticks(x, labels, fontsize=8)
     twin = ax1.twinx()
-    twin.plot(x, [r["node_hours"] for r in rows], "s--", color="tab:blue", label="node-hours")
+    twin.plot(x, [r["node_hours"] for r in rows], "s-", color="tab:blue", label="node-hours, served")
     twin.set_ylabel("node-hours per day", color="tab:blue")
+    if paired:
+        ax1.plot(x, [r[f"{baseline}_contention_core_s"] for r in rows], "o:", color="tab:red", alpha=0.6,
+                 label=f"contention, {baseline}")
+        twin.plot(x, [r[f"{baseline}_node_hours"] for r in rows], "s:", color="tab:blue", alpha=0.6,
+                  label=f"node-hours, {baseline}")
+        handles = ax1.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        ax1.legend(handles=handles, fontsize=7, loc="upper left")
+        ax2 = axes[0][1]
+        for key, style, name in (("contention_core_s_ratio", "o-", "contention"),
+                                 ("node_hours_ratio", "s-", "node-hours"),
+                                 ("pending_pod_s_ratio", "^-", "pending time")):
+            values = [r.get(key) for r in rows]
+            ax2.plot(x, [float("nan") if v is None else v for v in values], style, label=name)
+        ax2.axhline(1.0, color="grey", lw=1, ls="--")
+        ax2.set_xticks(x, labels, fontsize=8)
+        ax2.set_xlabel("day")
+        ax2.set_ylabel(f"served / {baseline} on the same pods")
+        ax2.set_title(f"like for like: ratio to {baseline} (below 1 is better)")
+        ax2.legend(fontsize=8)
+        ax2.grid(alpha=0.3)
     ax1.set_title(title)
     ax1.grid(alpha=0.3)
     fig.tight_layout()

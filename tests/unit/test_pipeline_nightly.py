@@ -45,6 +45,26 @@ def test_days_are_served_by_the_previous_nights_champion(ran):
     assert "promoted" in loop.table(rows)
 
 
+def test_each_day_is_also_replayed_under_default_scoring(ran):
+    """Like for like: every day carries the same pods' numbers under default scoring and the ratios to them."""
+    _, rows, _ = ran
+    for r in rows:
+        for key in ("contention_core_s", "node_hours", "pending_pod_s"):
+            assert r[f"default_{key}"] >= 0
+            assert r[f"{key}_ratio"] == pytest.approx(loop.ratio(r[key], r[f"default_{key}"]))
+        assert r["default_node_hours"] > 0
+    # the two days have different pods, so their baselines differ: the ratio, not the absolute number, compares them
+    assert rows[0]["default_contention_core_s"] != rows[1]["default_contention_core_s"]
+    line = loop.table(rows).splitlines()[2]
+    assert f"{rows[0]['contention_core_s_ratio']:.2f}x" in line
+
+
+def test_ratio_edges():
+    assert loop.ratio(3.0, 2.0) == 1.5
+    assert loop.ratio(0.0, 0.0) == 1.0
+    assert loop.ratio(1.0, 0.0) is None
+
+
 def test_store_and_outputs(ran):
     out, rows, _ = ran
     from neurokube.adapters.objectstore import LocalDirStore
