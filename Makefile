@@ -54,7 +54,7 @@ integration: stack-install
 	$(VENV)/bin/pytest -q -m integration tests/integration
 
 test: binaries stack-install
-	$(VENV)/bin/pytest -q tests
+	$(VENV)/bin/pytest -q --durations=40 tests
 
 # Load-test without reading docs/OPERATIONS.md: a local cluster with the functions, the three Locust
 # scenarios headless at a modest size, HTML reports + CSVs + summary.md under out/load/, cluster down.

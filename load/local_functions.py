@@ -64,7 +64,9 @@ def build_app(options: argparse.Namespace):
     if options.model_reload_s is not None:
         env["NEUROKUBE_MODEL_RELOAD_S"] = str(options.model_reload_s)
     if options.decision_log:
-        env.update({"NEUROKUBE_DECISION_LOG": str(options.decision_log), "NEUROKUBE_DECISION_FLUSH_S": "1"})
+        spool = tempfile.mkdtemp(prefix="neurokube-load-spool-")  # this run's own: no records of an earlier run
+        env.update({"NEUROKUBE_DECISION_LOG": str(options.decision_log), "NEUROKUBE_DECISION_FLUSH_S": "1",
+                    "NEUROKUBE_DECISION_SPOOL_DIR": spool})
     os.environ.update(env)
 
     kube = testing.FakeKube(nodes=[nkload.node_doc(i) for i in range(options.nodes)],

@@ -34,7 +34,7 @@ from neurokube.registry import Registry
 from neurokube.trace.assemble import ArrivalSettings
 from neurokube.trace.model import Trace
 from neurokube.trace.synth import SynthSettings, synth_trace
-from pipelines import dataset, evaluate, ingest, register, report, train
+from pipelines import attribute, dataset, evaluate, ingest, register, report, train
 from pipelines.settings import DAY_S, NightlySettings, WorldSettings
 
 log = logging.getLogger("neurokube.pipelines.nightly")
@@ -72,7 +72,8 @@ def run_night(store: ObjectStore, registry: Registry, day: str, held_out: Trace,
     registry.check()
     days = lookback(day, s.lookback_days)
     data = ingest.read(store, days)
-    joined, stats = dataset.join(data["decisions"], data["outcomes"], s.weights)
+    outcomes, attributed = attribute.outcomes(data.tables, s.attribution, snapshot_step_s)
+    joined, stats = dataset.join(data["decisions"], outcomes, s.weights)
     per_day = _per_day(data["snapshots"], snapshot_step_s)
     served = registry.load(work_dir / "champion-cache", s.alias)
     champion = served[1] if served else None
@@ -83,12 +84,14 @@ def run_night(store: ObjectStore, registry: Registry, day: str, held_out: Trace,
                     **{f"fit.{k}": v for k, v in dataclasses.asdict(s.fit).items()},
                     **{f"weights.{k}": v for k, v in s.weights.to_dict().items()},
                     **{f"promotion.{k}": v for k, v in dataclasses.asdict(s.promotion).items()},
-                    "held_out_trace": held_out.name, "held_out_pods": len(held_out.pods)})
+                    "held_out_trace": held_out.name, "held_out_pods": len(held_out.pods),
+                    "attribution.replace_simulated": s.attribution.replace_simulated})
         model = train.fit(joined, s.weights, s.fit, version=f"nightly-{day}-{run.run_id[:8]}", days=days)
         judged = evaluate.evaluate(model, champion, joined, data["candidates"], held_out, s.weights,
                                    seed=s.world.seed, ope_sample=s.ope_sample)
         verdict = register.decide(judged.replay, s.promotion)
-        metrics = {**{f"data.{k}": v for k, v in stats.items()}, "data.quarantined": len(data.quarantined),
+        metrics = {**{f"data.{k}": v for k, v in stats.items()}, **{f"data.{k}": v for k, v in attributed.items()},
+                   "data.quarantined": len(data.quarantined),
                    "data.objects": data.objects, "data.snapshot_rows": len(data["snapshots"]),
                    **{f"ope.{k}": v for k, v in judged.ope.items()},
                    **{f"replay.{p}.{k}": v for p, m in judged.replay.items() for k, v in m.items()

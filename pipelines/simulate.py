@@ -104,6 +104,7 @@ def run_day(trace: Trace, champion: ValueModel | None, *, start_epoch_s: int, ep
     behaviour = ExploringPolicy(learned, epsilon, np.random.default_rng(seed + 10_007), recorder)
     result = replay(trace, behaviour, config, record=True)
     decisions = recorder.decisions()
+    decisions["ts_s"] = decisions["ts_s"].astype(float) + start_epoch_s  # epoch seconds, as the live log has them
     outcomes = pd.DataFrame({c: pd.Series(dtype="float64") for c in OUTCOME_TABLE_COLUMNS})
     if len(decisions):
         pod_index, node_index = recorder.indices()

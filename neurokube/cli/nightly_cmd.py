@@ -14,6 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stack", action="store_true",
                    help="use the running data stack (MinIO, Prometheus via backfill, MLflow server)")
     p.add_argument("--state-dir", type=Path, help="the stack's state directory (with --stack)")
+    p.add_argument("--cluster", metavar="NAME",
+                   help='with --stack: label the backfilled series cluster="NAME" and read only those back '
+                        "(a Prometheus shared with other clusters or runs); default: no label, every series")
     p.add_argument("--out", type=output_dir, default="out/nightly",
                    help="plots, day table, spool, model cache; embedded MLflow and store (default out/nightly)")
     p.add_argument("--trace", type=Path, metavar="DIR", help="the world's trace (default: a synthetic one)")
@@ -27,10 +30,14 @@ def _nightly(args: argparse.Namespace) -> int:
 
     from neurokube.errors import InputError
     from pipelines import loop
-    from pipelines.settings import NightlySettings, WorldSettings
+    from pipelines.settings import NightlySettings, PrometheusQueries, SnapshotSettings, WorldSettings
 
     if args.state_dir and not args.stack:
         raise InputError("--state-dir needs --stack")
+    if args.cluster is not None and not args.stack:
+        raise InputError("--cluster needs --stack")
+    selector = "" if args.cluster is None else PrometheusQueries(selector=f'cluster="{args.cluster}"').selector
+    snapshot = SnapshotSettings(queries=PrometheusQueries(selector=selector))
     state_dir = None
     if args.stack:
         from neurokube.stack.settings import default_state_dir
@@ -45,7 +52,7 @@ def _nightly(args: argparse.Namespace) -> int:
 
         trace = read_trace(args.trace)
     services = loop.local_services if state_dir is None else (lambda s: _stack_services(state_dir, s))
-    rows = loop.run(loop.LoopSettings(days=args.days, out=args.out, trace=trace, nightly=settings),
+    rows = loop.run(loop.LoopSettings(days=args.days, out=args.out, trace=trace, nightly=settings, snapshot=snapshot),
                     say=lambda m: print(m, flush=True), services=services)
     print()
     print(loop.table(rows))
@@ -64,6 +71,7 @@ def _stack_services(state_dir: Path, s):
     from neurokube.stack import control
     from neurokube.stack.backfill import backfill
     from pipelines.loop import Services
+    from pipelines.settings import selector_labels
     from pipelines.usage import PrometheusUsage
 
     doc = control.status(state_dir)
@@ -72,10 +80,11 @@ def _stack_services(state_dir: Path, s):
                              f"--state-dir {state_dir}` first")
     prom = doc["prometheus"]["url"]
     sink = io.StringIO()
+    labels = selector_labels(s.snapshot.queries.selector)  # what the backfill attaches, the reader selects
     return Services(
         store=open_store(doc), registry=Registry(doc["mlflow"]["url"], s.nightly.model_name),
         reader=lambda _usage: PrometheusUsage(prom, s.snapshot.queries, s.snapshot.timeout_s),
         backfill=lambda usage, start, end: backfill(state_dir, usage, start, end - s.snapshot.step_s,
-                                                    s.snapshot.step_s, out=sink),
+                                                    s.snapshot.step_s, out=sink, labels=labels),
         where={"store": f"{doc['minio']['endpoint']}/{doc['minio']['bucket']}", "mlflow": doc["mlflow"]["url"],
                "metrics": prom})

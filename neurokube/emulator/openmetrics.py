@@ -12,12 +12,15 @@ Memory grows with series x steps (8 bytes a sample); a day of 100 nodes at a 60 
 from __future__ import annotations
 
 import math
+import re
 from array import array
 from typing import IO
 
 from neurokube.adapters.usage import UsageSource
-from neurokube.emulator.series import FAMILY_HELP, Counters, Labels, families
+from neurokube.emulator.series import FAMILY_HELP, SERIES_LABELS, Counters, Labels, families
 from neurokube.errors import InputError
+
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 def timestamps(start_s: float, end_s: float, step_s: float) -> list[float]:
@@ -31,9 +34,13 @@ def timestamps(start_s: float, end_s: float, step_s: float) -> list[float]:
 
 def write_window(source: UsageSource, start_s: float, end_s: float, step_s: float, out: IO[str],
                  extra_labels: dict[str, str] | None = None) -> int:
-    """Write every family over the window to ``out``; return the number of samples written."""
+    """Write every family over the window to ``out``; return the number of samples written.
+
+    ``extra_labels`` go on every series: the backfill's ``job``, and the cluster's own label (e.g.
+    ``cluster``), so that one Prometheus can hold several clusters with the same node names and a
+    snapshot selects its own (pipelines/settings.py, ``PrometheusQueries.selector``)."""
     times = timestamps(start_s, end_s, step_s)
-    extra = tuple(sorted((extra_labels or {}).items()))
+    extra = check_labels(extra_labels or {})
     counters = Counters()
     # family -> series labels -> one value per timestamp (NaN where the series did not exist)
     values: dict[str, dict[Labels, array]] = {name: {} for name in FAMILY_HELP}
@@ -62,6 +69,20 @@ def write_window(source: UsageSource, start_s: float, end_s: float, step_s: floa
                     written += 1
     out.write("# EOF\n")
     return written
+
+
+def check_labels(labels: dict[str, str]) -> Labels:
+    """``labels`` as sorted pairs; InputError for a name that is not a label name, is reserved
+    (``__``), or is one the series carry already (it would be written twice)."""
+    for name, value in labels.items():
+        if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
+            raise InputError(f"{name!r} is not a label name to attach to the series",
+                             why="use [a-zA-Z_][a-zA-Z0-9_]*, not starting with __")
+        if name in SERIES_LABELS:
+            raise InputError(f"the series carry a label {name!r} already", why="attach another name, e.g. cluster")
+        if not isinstance(value, str):
+            raise InputError(f"label {name}={value!r} is not a string")
+    return tuple(sorted(labels.items()))
 
 
 def _render(labels: Labels) -> str:

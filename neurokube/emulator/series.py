@@ -68,6 +68,10 @@ FAMILY_HELP: dict[str, tuple[Kind, str]] = {
         "gauge", "The allocatable for different resources of a node (emulated kube-state-metrics)."),
 }
 
+#: Every label name the emulated series carry themselves; a label attached to all of them (a
+#: cluster's, the backfill's job) must be another one.
+SERIES_LABELS = frozenset({"cpu", "instance", "mode", "container", "namespace", "node", "pod", "resource", "unit"})
+
 #: Every sample name the emulator exposes, for tests and docs.
 SAMPLE_NAMES = tuple(f"{name}_total" if kind == "counter" else name for name, (kind, _) in FAMILY_HELP.items())
 

@@ -17,6 +17,12 @@ confirms them), so concurrent decisions in one replica see each other. Assumptio
 
 Terminal pods (Succeeded, Failed) hold no resources, as in kube-scheduler, whose informer skips
 them. A pod being deleted still does until it is gone.
+
+Workloads (``namespace/owner``, :attr:`Pod.workload`) get dense integer ids, stable for the life
+of the process, so the per-workload usage history (``live/prometheus.py``), the recent pods and the
+pod being placed index the same arrays. The metrics thread reads :meth:`ClusterCache.workload_pods`:
+every pod the cache knows plus the pods deleted in the last ``gone_keep_s`` (their usage series
+are still in Prometheus' history window).
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ log = logging.getLogger("neurokube.live.cache")
 
 ASSUME_TTL_S = 30.0
 RECENT_KEEP_S = 900.0
+GONE_KEEP_S = 86400.0
+GONE_MAX = 200_000  # deleted pods remembered at most (their workload and CPU request)
 PAGE = 500
 RESOURCES = {"nodes": "/api/v1/nodes", "pods": "/api/v1/pods"}
 _USAGE_FIELDS = 7  # cpu, memory, nz_cpu, nz_memory, pods, cpu_limit_sum, unlimited_pods
@@ -57,6 +65,7 @@ class RecentPod:
     cpu_limit: int
     memory_limit: int
     bound_at: float
+    workload: int = -1  # dense workload id (ClusterCache.workload_id)
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,7 @@ class RecentColumns:
     memory: np.ndarray
     cpu_limit: np.ndarray
     memory_limit: np.ndarray
+    workload: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -120,7 +130,8 @@ class Snapshot:
             cpu=np.fromiter((p.cpu for p in recent), dtype=np.int64, count=n),
             memory=np.fromiter((p.memory for p in recent), dtype=np.int64, count=n),
             cpu_limit=np.fromiter((p.cpu_limit for p in recent), dtype=np.int64, count=n),
-            memory_limit=np.fromiter((p.memory_limit for p in recent), dtype=np.int64, count=n))
+            memory_limit=np.fromiter((p.memory_limit for p in recent), dtype=np.int64, count=n),
+            workload=np.fromiter((p.workload for p in recent), dtype=np.int64, count=n))
         if len(self._recent_memo) >= 4:
             self._recent_memo.clear()
         self._recent_memo[since] = columns
@@ -138,9 +149,10 @@ def usage_of(pod: Pod) -> tuple[int, ...]:
 
 class ClusterCache:
     def __init__(self, kube: KubeClient | None, scheduler_name: str, resync_s: float = 300.0,
-                 clock: Callable[[], float] = time.time, on_listed: Callable[[], None] | None = None) -> None:
+                 clock: Callable[[], float] = time.time, on_listed: Callable[[], None] | None = None,
+                 gone_keep_s: float = GONE_KEEP_S) -> None:
         """``on_listed`` runs in the watch thread after every full list (the runtime settles the
-        heap there: neurokube.live.heap)."""
+        heap there: neurokube.live.heap); deleted pods are remembered for ``gone_keep_s``."""
         self.kube = kube
         self.scheduler_name = scheduler_name
         self.resync_s = resync_s
@@ -155,6 +167,10 @@ class ClusterCache:
         # uid -> the pod as recently bound: bound in the last RECENT_KEEP_S and still holding its
         # node. In bind-time order; kept up to date per event, so a snapshot copies it as it is.
         self._recent: OrderedDict[str, RecentPod] = OrderedDict()
+        self._workload_ids: dict[str, int] = {}  # namespace/owner -> dense id, never reused
+        self.gone_keep_s = gone_keep_s
+        # "namespace/name" of deleted pods -> (workload id, CPU request, deleted at), oldest first
+        self._gone: OrderedDict[str, tuple[int, int, float]] = OrderedDict()
         # Read side (see the module docstring): rebuilt lazily after changes, guarded by _lock.
         self._table: NodeTable | None = None  # None: the node set changed
         self._matrix: np.ndarray | None = None  # _USAGE_FIELDS x nodes, rows of _table; None: rebuild
@@ -203,11 +219,14 @@ class ClusterCache:
                     self._nodes = nodes
                     self._nodes_changed()
             else:
-                old_bound_at = self._bound_at
+                old_bound_at, old_pods = self._bound_at, self._pods
                 self._pods, self._usage, self._bound_at = {}, {}, {}
                 self._matrix = None
                 for doc in items:
                     self._apply_pod("ADDED", doc, initial=True)
+                for uid, pod in old_pods.items():  # deleted while the watch was down
+                    if uid not in self._pods:
+                        self._bury(pod)
                 self._bound_at = {uid: t for uid, t in old_bound_at.items() if uid in self._pods}
                 self._recent = OrderedDict()
                 for uid in sorted(self._bound_at, key=self._bound_at.__getitem__):
@@ -262,6 +281,7 @@ class ClusterCache:
             event(log, "ignoring a pod the cache cannot read", logging.WARNING, error=str(exc))
             return False
         uid = pod.uid or pod.key
+        self._workload_id(pod.workload)
         old = self._pods.pop(uid, None)
         visible = uid in self._assumed or _holds(pod)
         if old is not None and _holds(old):
@@ -270,6 +290,7 @@ class ClusterCache:
         if kind == "DELETED":
             self._bound_at.pop(uid, None)
             self._assumed.pop(uid, None)
+            self._bury(pod)
         else:
             self._pods[uid] = pod
             if _holds(pod):
@@ -302,7 +323,8 @@ class ClusterCache:
                 del self._recent[uid]
             return
         r = pod.resources
-        entry = RecentPod(pod.node_name, r.cpu, r.memory, r.cpu_limit, r.memory_limit, at)
+        entry = RecentPod(pod.node_name, r.cpu, r.memory, r.cpu_limit, r.memory_limit, at,
+                          self._workload_id(pod.workload))
         if old is not None and old.bound_at == at:
             self._recent[uid] = entry  # same place in the order
             return
@@ -312,6 +334,40 @@ class ClusterCache:
         self._recent[uid] = entry
         if last is not None and last.bound_at > at:  # a clock step back, or an old bind time revived
             self._recent = OrderedDict(sorted(self._recent.items(), key=lambda item: item[1].bound_at))
+
+    # -- workloads -------------------------------------------------------------------------------
+
+    def workload_id(self, workload: str) -> int:
+        """The dense id of ``namespace/owner`` (a new one for a workload not seen before)."""
+        with self._lock:
+            return self._workload_id(workload)
+
+    def _workload_id(self, workload: str) -> int:
+        wid = self._workload_ids.get(workload)
+        if wid is None:
+            wid = self._workload_ids[workload] = len(self._workload_ids)
+        return wid
+
+    def _bury(self, pod: Pod) -> None:
+        """Remember a deleted pod's workload and CPU request while its usage is in the history."""
+        key = pod.key
+        self._gone.pop(key, None)
+        self._gone[key] = (self._workload_id(pod.workload), pod.resources.cpu, self.clock())
+        while len(self._gone) > GONE_MAX:
+            self._gone.popitem(last=False)
+
+    def workload_pods(self) -> tuple[dict[str, tuple[int, int]], int]:
+        """``namespace/name`` -> (workload id, CPU request in millicores) of every pod known or
+        deleted in the last ``gone_keep_s``, and how many workload ids there are. For the metrics
+        thread (a copy, O(pods)); a pod name reused later maps to its newest pod."""
+        with self._lock:
+            horizon = self.clock() - self.gone_keep_s
+            while self._gone and next(iter(self._gone.values()))[2] < horizon:
+                self._gone.popitem(last=False)
+            out = {key: (wid, cpu) for key, (wid, cpu, _) in self._gone.items()}
+            for pod in self._pods.values():
+                out[pod.key] = (self._workload_ids[pod.workload], pod.resources.cpu)
+            return out, len(self._workload_ids)
 
     # -- assumptions -----------------------------------------------------------------------------
 

@@ -1,78 +1,90 @@
-"""Keep the binder's model directory on the MLflow champion.
+"""Follow the MLflow champion: poll the registry, load the new version, hot-swap it in memory.
 
-The binder already hot-reloads its model directory when ``manifest.json`` changes (see
-:mod:`neurokube.live.decide`). This thread closes the loop with the registry:
-1. Every ``poll_s`` it asks MLflow which version the ``champion`` alias names.
-2. When that version is new, it downloads it into a local cache (:meth:`Registry.load`).
-3. It copies it into the model directory, the boosters first and ``manifest.json`` last (an
-   atomic rename).
+With ``NEUROKUBE_MLFLOW_URI`` set, the functions serve ``models:/<NEUROKUBE_MODEL_NAME>@champion``
+from the tracking server; no model volume is involved:
+1. Every ``poll_s`` (the first check at start) this thread asks MLflow which version the
+   ``champion`` alias names.
+2. When that version is new, it downloads the MLflow Model into a temporary directory (``TMPDIR``)
+   and reads the value model out of it (:meth:`Registry.fetch`; the model's code file is never
+   run), checking the feature set the model declares against this build's
+   (:data:`neurokube.features.FEATURE_VERSION`).
+3. It hands the model to :meth:`Decider.install`, which swaps it in atomically: the next decision
+   uses it, without a restart.
 
-The binder therefore never sees a manifest whose model files are not in place. If MLflow is
-down, the current model keeps serving and the failure is logged and counted. A version that
-fails to load is refused by the binder's own reload, which also keeps the current model.
+Each check is counted in ``neurokube_champion_checks_total`` by result: ``installed``,
+``unchanged``, ``failed`` (MLflow unreachable or refusing: the current model, or default scoring
+when there is none yet, keeps serving), ``feature_mismatch`` (the champion declares another
+feature version or feature names: refused, the current model keeps serving) and ``invalid`` (its
+files are missing or corrupt: refused likewise). A refused version is not downloaded again; the
+next promotion is.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from neurokube.errors import NeuroKubeError
 from neurokube.logs import event
+from neurokube.model.value_model import ModelError, ValueModel
+from neurokube.registry.placement import FeatureMismatch
 
 log = logging.getLogger("neurokube.live.champion")
-MANIFEST = "manifest.json"
 
 
 class ChampionSync:
-    def __init__(self, registry, model_dir: Path, cache_dir: Path, poll_s: float = 60.0,
-                 alias: str = "champion", telemetry=None) -> None:
-        self.registry, self.model_dir, self.cache_dir = registry, Path(model_dir), Path(cache_dir)
-        self.poll_s, self.alias, self.telemetry = poll_s, alias, telemetry
+    def __init__(self, registry, install: Callable[[ValueModel, str], None], *, poll_s: float = 60.0,
+                 alias: str = "champion", telemetry=None, work_dir: Path | None = None) -> None:
+        """``install(model, source)`` receives each new champion (``source``: its ``models:/`` URI)."""
+        self.registry, self.install = registry, install
+        self.poll_s, self.alias, self.telemetry, self.work_dir = poll_s, alias, telemetry, work_dir
         self.version: str | None = None
+        self.refused: dict[str, str] = {}  # version -> result (feature_mismatch, invalid)
         self.failures = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def poll_once(self) -> bool:
-        """One check; True when a new champion was written to the model directory."""
+        """One check; True when a new champion was installed."""
         try:
-            found = self.registry.load(self.cache_dir, self.alias)
+            version = self.registry.alias(self.alias)
+            if version is None or version == self.version:
+                self._count("unchanged")
+                return False
+            if version in self.refused:
+                self._count(self.refused[version])
+                return False
+            loaded = self.registry.fetch(version, self.work_dir)
+        except FeatureMismatch as exc:
+            return self._refuse(version, "feature_mismatch", str(exc))
+        except ModelError as exc:
+            return self._refuse(version, "invalid", str(exc))
         except NeuroKubeError as exc:
             self.failures += 1
             self._count("failed")
             event(log, "champion check failed, the current model keeps serving", level=logging.WARNING,
                   error=str(exc), failures=self.failures)
             return False
-        if found is None or found[0] == self.version:
-            self._count("unchanged")
-            return False
-        version, _model = found
-        self._install(self.cache_dir / f"v{version}")
-        event(log, "champion installed", version=version, previous=self.version, model_dir=str(self.model_dir))
+        source = self.registry.model_uri(version=version)
+        self.install(loaded.model, source)
+        event(log, "champion installed", version=version, previous=self.version, source=source,
+              model_version=loaded.model.version, format=loaded.format)
         self.version = version
         self._count("installed")
         return True
 
+    def _refuse(self, version: str, result: str, why: str) -> bool:
+        self.refused[version] = result
+        self._count(result)
+        event(log, "champion refused, the current model keeps serving", level=logging.WARNING, version=version,
+              result=result, error=why, serving=self.version)
+        return False
+
     def _count(self, result: str) -> None:
         if self.telemetry is not None:
             self.telemetry.champion_checks.labels(result=result).inc()
-
-    def _install(self, source: Path) -> None:
-        self.model_dir.mkdir(parents=True, exist_ok=True)
-        for path in sorted(source.iterdir()):
-            if path.name != MANIFEST and path.is_file():
-                self._replace(path, self.model_dir / path.name)
-        self._replace(source / MANIFEST, self.model_dir / MANIFEST)
-
-    @staticmethod
-    def _replace(src: Path, dst: Path) -> None:
-        tmp = dst.with_name(f".{dst.name}.tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
 
     def start(self) -> None:
         self._stop.clear()
@@ -87,5 +99,19 @@ class ChampionSync:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.poll_once()
+            try:
+                self.poll_once()
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive any one check
+                self.failures += 1
+                self._count("failed")
+                event(log, "champion check crashed, the current model keeps serving", level=logging.ERROR,
+                      error=f"{type(exc).__name__}: {exc}", failures=self.failures)
             self._stop.wait(self.poll_s)
+
+
+def from_settings(settings, decider, telemetry) -> ChampionSync:
+    """The champion thread of a function: ``NEUROKUBE_MLFLOW_URI``'s ``NEUROKUBE_MODEL_NAME``."""
+    from neurokube.registry import Registry
+
+    return ChampionSync(Registry(settings.mlflow_uri, settings.model_name), decider.install,
+                        poll_s=settings.champion_poll_s, telemetry=telemetry)

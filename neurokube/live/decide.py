@@ -12,8 +12,15 @@ LeastAllocated + BalancedAllocation) and counts the reason when:
 
 With ``epsilon > 0`` a share of decisions goes to a uniformly random feasible node; every
 decision carries the exact propensity of each candidate and the candidates' features, for the
-decision log and off-policy evaluation. The model directory is re-checked every
-``model_reload_s``; a new champion that fails to load leaves the current one serving.
+decision log and off-policy evaluation.
+
+The model comes from one of two places:
+* the MLflow champion (``NEUROKUBE_MLFLOW_URI``): :class:`~neurokube.live.champion.ChampionSync`
+  loads each new version in the background and calls :meth:`Decider.install`, which swaps the
+  policy under the decision lock, so every decision sees either the old model or the new one;
+* a local model directory (``NEUROKUBE_MODEL_DIR``), re-checked every ``model_reload_s``; a new
+  model there that fails to load leaves the current one serving. With MLflow configured too, the
+  directory is the model served until the first champion arrives, and is no longer watched after.
 
 A scheduling profile (:mod:`neurokube.live.profile`) may name the policy instead: ``neurokube:...``
 sets the learned policy's arguments (e.g. ``node_hour_cost``), any other spec is that peer, built
@@ -28,7 +35,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +44,7 @@ from neurokube.features import FEATURE_VERSION, candidate_features
 from neurokube.live.telemetry import Telemetry
 from neurokube.logs import event
 from neurokube.model.policy import LearnedArgs, LearnedPolicy, load_learned_policy
+from neurokube.model.value_model import ValueModel
 from neurokube.policies.base import ClusterView, PodSpec
 from neurokube.policies.common import fits, pick_best
 from neurokube.policies.default import DefaultPolicy
@@ -126,6 +134,27 @@ class Decider:
         event(log, "model loaded" if policy.model is not None else "no usable model, default scoring",
               model_version=policy.version, model_dir=str(self.model_dir or ""))
         return policy
+
+    def install(self, model: ValueModel, source: str) -> None:
+        """Serve ``model`` from the next decision on (the MLflow champion; ``source`` its URI).
+
+        The swap is atomic: the policy is built outside the lock and replaced under it. The local
+        model directory, if any, is no longer watched. A profile's peer policy ignores models."""
+        if self.peer is not None:
+            return
+        if self.learned_args.node_hour_cost is not None:
+            model = replace(model, weights=replace(model.weights, node_hour=float(self.learned_args.node_hour_cost)))
+        with self._lock:
+            seed = int(self.rng.integers(2**31))
+        policy = LearnedPolicy(model, np.random.default_rng(seed), wait_above_core_s=self.learned_args.wait_above_core_s)
+        policy.name = self.policy_name
+        with self._lock:
+            self.policy = policy
+            self.model_dir = None
+            self._stamp = None
+        self.telemetry.model_loaded(policy.version, FEATURE_VERSION, source)
+        self.telemetry.model_reloads.labels(result="loaded").inc()
+        event(log, "model installed", model_version=policy.version, source=source)
 
     def maybe_reload(self) -> None:
         """Called under the lock before each decision; cheap unless the period has elapsed."""

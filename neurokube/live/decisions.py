@@ -1,4 +1,5 @@
-"""The live decision log: one record per binding, in the replay's schema, batched to an object store.
+"""The live decision log: one record per binding, in the replay's schema, spooled to local disk
+before the request is answered, shipped to an object store in idempotent Parquet parts.
 
 Records are built with :class:`~neurokube.model.decision_log.DecisionRecorder` itself, so the
 columns, their order and their meaning are those of the simulator's experience, and the learning
@@ -7,28 +8,41 @@ Live specifics: ``source`` is ``live``, ``decision_id`` is ``live:<replica>:<uui
 replicas and restarts), ``pod_uid`` is filled, ``workload`` is ``namespace/owner``, ``ts_s`` is
 epoch seconds, and the outcome columns stay empty until outcomes are joined.
 
-Recording is O(1) in the request path (the features are already computed); a background thread
-writes a batch every ``decision_batch`` records or ``decision_flush_s`` seconds as
-``<prefix>/<YYYY-MM-DD>/<replica>-<epoch ms>-<n>.{decisions,candidates}.parquet``. A failing store
-keeps the batch for the next attempt; beyond ``decision_max_buffered`` the oldest records are
-dropped and counted: the log may lose records, scheduling never waits for it.
+Durability (:mod:`neurokube.live.spool`): :meth:`DecisionLog.record` encodes the record (a few
+microseconds: a small JSON head and the raw arrays) and appends it to the open segment of a
+local spool with one ``write(2)``, before the caller answers. The page cache outlives the
+process, so SIGKILL or an OOM kill loses no record once ``record`` has returned; a sealed
+segment is fsync-ed. A background shipper seals the open segment every ``decision_batch``
+records or ``decision_flush_s`` seconds and turns each sealed segment, oldest first, into
+``<prefix>/date=<YYYY-MM-DD>/live-<replica>-<spool id>-<segment>.{candidates,decisions}.parquet``
+(one pair per UTC day in the segment; :func:`neurokube.adapters.decision_store.part_key`). The key
+is a function of the segment alone, so a segment shipped twice (a crash between the put and the
+delete) overwrites the same objects. A segment is deleted only after the store accepted both
+tables; while the store is down the segments wait on disk and the shipper retries. A new process
+resumes the slot the killed one held and ships what it left, its unsealed tail included. The
+spool is bounded (``decision_spool_max_bytes``): when full, the oldest segments are dropped and
+counted, so scheduling never waits for the log and the disk never fills.
 """
 
 from __future__ import annotations
 
 import io
-import itertools
+import json
 import logging
+import struct
+import tempfile
 import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from neurokube.adapters.decision_store import part_key, safe_writer
 from neurokube.errors import NeuroKubeError
+from neurokube.live.spool import Segment, Spool
 from neurokube.live.telemetry import Telemetry
 from neurokube.logs import event
 from neurokube.model.decision_log import (
@@ -41,6 +55,7 @@ from neurokube.policies.base import PodSpec
 
 log = logging.getLogger("neurokube.live.decisions")
 SOURCE = "live"
+SPOOL_NAME = "neurokube-decision-spool"
 
 
 @dataclass(frozen=True)
@@ -111,94 +126,204 @@ def to_parquet(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
+
+
+# -- the spool's record format ---------------------------------------------------------------------
+_HEAD = struct.Struct("<BI")  # format version, length of the JSON head
+_VERSION = 1
+
+
+def encode(d: LiveDecision) -> bytes:
+    """One record: a JSON head (ids, names, the pod's requests) and the two arrays' raw bytes."""
+    s = d.spec
+    propensity, features = np.asarray(d.propensity), np.asarray(d.features)
+    head = json.dumps([d.decision_id, d.ts_s, d.pod, d.pod_uid, d.workload,
+                       [int(s.cpu_request_milli), int(s.memory_request_mib), int(s.cpu_limit_milli),
+                        int(s.memory_limit_mib), int(s.qos)], d.policy, d.model_version, d.fallback,
+                       list(d.node_names), int(d.chosen), propensity.dtype.str, features.dtype.str,
+                       list(features.shape)], separators=(",", ":")).encode()
+    return b"".join((_HEAD.pack(_VERSION, len(head)), head, propensity.tobytes(), features.tobytes()))
+
+
+def decode(payload: bytes) -> LiveDecision:
+    """The inverse of :func:`encode`; ValueError for a record it cannot read."""
+    version, length = _HEAD.unpack_from(payload, 0)
+    if version != _VERSION:
+        raise ValueError(f"unknown decision record version {version}")
+    at = _HEAD.size + length
+    (decision_id, ts_s, pod, pod_uid, workload, spec, policy, model_version, fallback, names, chosen,
+     propensity_dtype, features_dtype, shape) = json.loads(payload[_HEAD.size:at])
+    propensity = np.frombuffer(payload, dtype=np.dtype(propensity_dtype), count=len(names), offset=at).copy()
+    at += propensity.nbytes
+    features = np.frombuffer(payload, dtype=np.dtype(features_dtype), count=int(np.prod(shape)), offset=at)
+    if at + features.nbytes != len(payload):
+        raise ValueError("decision record has trailing bytes")
+    return LiveDecision(decision_id, float(ts_s), pod, pod_uid, workload, PodSpec(*spec), policy, model_version,
+                        fallback, tuple(names), int(chosen), propensity, features.reshape(shape).copy())
+
+
+def day_of(ts_s: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ts_s))
+
+
+class _Undecodable(Exception):
+    """A sealed segment whose records cannot be turned into tables (never a store problem)."""
+
+
 class DecisionLog:
-    def __init__(self, store, prefix: str, replica: str, telemetry: Telemetry, *, batch: int = 200,
-                 flush_s: float = 30.0, max_buffered: int = 20000) -> None:
-        """``store`` is an ObjectStore (put_bytes) or None to keep nothing."""
+    def __init__(self, store, prefix: str, replica: str, telemetry: Telemetry, *, spool_dir: Path | None = None,
+                 max_bytes: int = 256 * 1024 * 1024, batch: int = 200, flush_s: float = 30.0,
+                 segment_bytes: int = 8 * 1024 * 1024) -> None:
+        """``store`` is an ObjectStore (put_bytes) or None to keep nothing.
+
+        ``spool_dir`` (default ``$TMPDIR/neurokube-decision-spool``) holds ``<replica>/<slot>/``;
+        ``max_bytes`` bounds it; a segment is sealed and shipped at ``batch`` records,
+        ``segment_bytes`` bytes or ``flush_s`` seconds, whichever comes first."""
         self.store = store
         self.prefix = prefix.strip("/")
-        self.replica = "".join(c if c.isalnum() or c in "-_." else "-" for c in replica) or "replica"
+        self.replica = safe_writer(replica or "replica")
         self.telemetry = telemetry
-        self.batch = batch
         self.flush_s = flush_s
-        self.max_buffered = max_buffered
-        self._pending: deque[LiveDecision] = deque()
-        self._lock = threading.Lock()
-        self._write_lock = threading.Lock()
+        self.spool_dir = Path(spool_dir) if spool_dir is not None else Path(tempfile.gettempdir()) / SPOOL_NAME
+        counter = telemetry.decision_log
+        self._spooled, self._written = counter.labels(result="spooled"), counter.labels(result="written")
+        self._dropped, self._rejected = counter.labels(result="dropped"), counter.labels(result="rejected")
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._written = 0
+        self._ship_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self.spool: Spool | None = None
+        self.writer = ""
+        if store is None:
+            return
+        try:
+            self.spool = Spool(self.spool_dir, self.replica, max_bytes=max_bytes, segment_records=batch,
+                               segment_bytes=segment_bytes, on_drop=lambda records, _size: self._dropped.inc(records))
+        except OSError as exc:  # no writable spool: scheduling goes on, every record is counted as dropped
+            event(log, "decision spool unavailable; decision records are dropped (counted)", logging.ERROR,
+                  directory=str(self.spool_dir), error=str(exc))
+            return
+        self.writer = f"{SOURCE}-{self.replica}-{self.spool.id}"
+        telemetry.watch_spool(lambda: self.spool.used_bytes, lambda: self.spool.segments)
 
     @property
     def enabled(self) -> bool:
         return self.store is not None
 
     def start(self) -> None:
-        if self.enabled and self._thread is None:
+        if self.spool is not None and self._thread is None:
             self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
             self._thread.start()
 
     def record(self, decision: LiveDecision) -> None:
-        if not self.enabled:
+        """Spool one record (on disk when this returns); never raises, never waits for the store."""
+        if self.spool is None:
+            if self.store is not None:
+                self._dropped.inc()
             return
-        with self._lock:
-            self._pending.append(decision)
-            dropped = 0
-            while len(self._pending) > self.max_buffered:
-                self._pending.popleft()
-                dropped += 1
-            full = len(self._pending) >= self.batch
-        if dropped:
-            self.telemetry.decision_log.labels(result="dropped").inc(dropped)
+        try:
+            full = self.spool.append(encode(decision))
+        except (OSError, ValueError, TypeError) as exc:
+            self._dropped.inc()
+            event(log, "decision record not spooled", logging.WARNING, decision_id=decision.decision_id,
+                  error=f"{type(exc).__name__}: {exc}")
+            return
+        self._spooled.inc()
         if full:
             self._wake.set()
 
-    def flush(self) -> int:
-        """Write everything pending now (the thread does this on its own); returns records written."""
-        if not self.enabled:
-            return 0
-        total = 0
-        with self._write_lock:
-            while True:
-                with self._lock:
-                    batch = list(itertools.islice(self._pending, self.batch))
-                if not batch:
-                    return total
-                try:
-                    self._write(batch)
-                except (NeuroKubeError, OSError) as exc:
-                    self.telemetry.decision_log.labels(result="failed_write").inc(len(batch))
-                    event(log, "decision log write failed; keeping the batch", logging.WARNING, error=str(exc),
-                          pending=len(self._pending))
-                    return total
-                written = {id(d) for d in batch}
-                with self._lock:  # the batch is still at the head, unless overflow dropped some of it
-                    while self._pending and id(self._pending[0]) in written:
-                        self._pending.popleft()
-                total += len(batch)
-                self.telemetry.decision_log.labels(result="written").inc(len(batch))
+    def pending(self) -> list[LiveDecision]:
+        """The records spooled and not shipped yet, oldest first."""
+        return [decode(p) for p in self.spool.unshipped()] if self.spool is not None else []
 
-    def close(self) -> None:
+    def flush(self) -> int:
+        """Seal the open segment and ship every sealed one now; returns the records written."""
+        if self.spool is None:
+            return 0
+        self.spool.seal()
+        return self.ship()
+
+    def ship(self) -> int:
+        """Ship the sealed segments, oldest first; stop at the first store failure (retried later)."""
+        total = 0
+        with self._ship_lock:
+            for segment in self.spool.sealed():
+                try:
+                    parts = self._tables(segment)
+                except FileNotFoundError:  # dropped by the bound meanwhile (counted there)
+                    continue
+                except _Undecodable as exc:
+                    self.spool.reject(segment)
+                    self._rejected.inc(segment.records)
+                    event(log, "decision segment cannot be read; moved to rejected/", logging.ERROR,
+                          segment=segment.path.name, records=segment.records, error=str(exc))
+                    continue
+                try:
+                    for key, data in parts:
+                        self.store.put_bytes(key, data)
+                except (NeuroKubeError, OSError) as exc:
+                    self.telemetry.decision_ship_failures.inc()
+                    event(log, "decision log ship failed; the segments wait on disk", logging.WARNING,
+                          error=str(exc), segments=self.spool.segments, bytes=self.spool.used_bytes)
+                    return total
+                self.spool.remove(segment)
+                written = segment.records
+                total += written
+                self._written.inc(written)
+                event(log, "decision segment shipped", logging.DEBUG, segment=segment.seq, records=written,
+                      keys=len(parts))
+        return total
+
+    def close(self, ship_s: float = 5.0) -> None:
+        """Stop the shipper, seal, try one last shipment; what fails waits on disk for the next process."""
         self._stop.set()
         self._wake.set()
-        self.flush()
+        if self._thread is not None:
+            self._thread.join(timeout=ship_s)
+        if self.spool is None:
+            return
+        try:
+            self.flush()
+        finally:
+            self.spool.close()
 
-    def _write(self, batch: list[LiveDecision]) -> None:
-        decisions, candidates = frames(batch)
-        stamp = time.gmtime(batch[0].ts_s)
-        self._written += 1
-        stem = (f"{self.prefix}/{time.strftime('%Y-%m-%d', stamp)}/"
-                f"{self.replica}-{int(time.time() * 1000)}-{self._written}")
-        self.store.put_bytes(f"{stem}.candidates.parquet", to_parquet(candidates))
-        self.store.put_bytes(f"{stem}.decisions.parquet", to_parquet(decisions))
-        event(log, "decision log batch written", logging.DEBUG, key=f"{stem}.decisions.parquet", records=len(batch))
+    def _tables(self, segment: Segment) -> list[tuple[str, bytes]]:
+        """(key, Parquet bytes) per table and UTC day of a segment, candidates before decisions."""
+        payloads = self.spool.read(segment)
+        try:
+            days: dict[str, list[LiveDecision]] = {}
+            for payload in payloads:
+                d = decode(payload)
+                days.setdefault(day_of(d.ts_s), []).append(d)
+            out = []
+            for day, batch in sorted(days.items()):
+                decisions, candidates = frames(batch)
+                out.append((part_key(self.prefix, day, self.writer, segment.seq, "candidates"),
+                            to_parquet(candidates)))
+                out.append((part_key(self.prefix, day, self.writer, segment.seq, "decisions"),
+                            to_parquet(decisions)))
+            return out
+        except Exception as exc:  # noqa: BLE001 - any failure to decode or tabulate is the segment's
+            raise _Undecodable(f"{type(exc).__name__}: {exc}") from None
 
     def _run(self) -> None:
+        tick = min(self.flush_s, 1.0)
+        backoff, next_try = 0.0, 0.0
         while not self._stop.is_set():
-            self._wake.wait(self.flush_s)
+            self._wake.wait(tick)
             self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
-                self.flush()
-            except Exception as exc:  # noqa: BLE001 - the writer thread must survive
-                event(log, "decision log writer error", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+                if self.spool.due(self.flush_s):
+                    self.spool.seal()
+                if not self.spool.sealed() or time.monotonic() < next_try:
+                    continue
+                self.ship()
+                if self.spool.sealed():  # the store refused: retry later, backing off up to flush_s
+                    backoff = min(max(backoff * 2, tick), max(self.flush_s, 1.0))
+                    next_try = time.monotonic() + backoff
+                else:
+                    backoff, next_try = 0.0, 0.0
+            except Exception as exc:  # noqa: BLE001 - the shipper thread must survive
+                event(log, "decision log shipper error", logging.ERROR, error=f"{type(exc).__name__}: {exc}")

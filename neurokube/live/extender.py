@@ -194,7 +194,8 @@ class Extender:
                 latest = self.metrics.latest() if self.metrics is not None else None
                 fresh = latest is not None and latest.fresh(now, self.stale_after_s)
                 view = build_view(snapshot, rows[positions], latest, now, self.recent_lag_s)
-                view_scores, reason = self.decider.scores(pod_spec(args.pod), view, fresh)
+                spec = pod_spec(args.pod, self.cache.workload_id(args.pod.workload))
+                view_scores, reason = self.decider.scores(spec, view, fresh)
                 scores[positions] = view_scores
                 event(log, "prioritized", logging.DEBUG, pod=args.pod.key, nodes=len(args.names),
                       feasible=int(positions.size), fallback=reason or None,

@@ -11,6 +11,20 @@ older than ``prom_stale_after_s`` (or before the first success) :meth:`MetricsSn
 is false and the decision falls back to default scoring, counted as ``prometheus_unavailable``.
 Only the two mean queries are required; a failing optional query leaves its statistic at zero.
 
+The same thread refreshes the per-workload usage history every ``prom_history_refresh_s``: what
+the replay's :class:`~neurokube.sim.workloads.WorkloadHistory` holds (one sample per running pod
+per scrape, summed per workload), read as six instant queries over the pods' usage series
+(``prom_pod_cpu_usage``, ``prom_pod_memory_usage``; cAdvisor's by default): per pod, the number of
+samples (one per ``prom_history_step`` while the pod ran, counted on the memory series), the mean,
+mean square and maximum of its CPU and the mean and maximum of its memory over
+``prom_history_window``. The CPU is ``irate`` (the last scrape interval, as the replay's sample is
+the usage at that scrape; ``rate`` under-reports where a series starts or ends, by 4 % over a
+dozen scrapes in tests/e2e/test_feature_parity.py), kept only where the memory series is. Series are matched to pods by their ``namespace`` and ``pod`` labels and
+pods to workloads by the watch cache (deleted pods included: ``ClusterCache.workload_pods``);
+:func:`neurokube.features.history.workload_usage` adds them up as the replay does. A failing
+history query degrades to no history (every workload unseen, as the replay's prior), counted in
+``neurokube_workload_history_refreshes_total{result="failed"}``.
+
 The HTTP client is prometheus-api-client's (:func:`neurokube.adapters.prometheus.connect`):
 certificates are checked by default (``NEUROKUBE_PROM_CA_FILE`` names a CA bundle,
 ``NEUROKUBE_PROM_INSECURE_SKIP_VERIFY`` turns the check off, warned), and
@@ -25,6 +39,7 @@ import json
 import logging
 import math
 import re
+import string
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,9 +50,10 @@ from prometheus_api_client import PrometheusApiClientException
 
 from neurokube.adapters.prometheus import connect
 from neurokube.errors import TemporaryError
+from neurokube.features.history import PodSummaries, workload_usage
 from neurokube.live.settings import STATISTICS, Settings
 from neurokube.logs import event
-from neurokube.policies.base import NodeMetrics
+from neurokube.policies.base import NodeMetrics, WorkloadUsage
 
 log = logging.getLogger("neurokube.live.prometheus")
 
@@ -48,6 +64,23 @@ _COLUMNS = (("cpu_mean", 1000.0), ("cpu_max", 1000.0), ("cpu_std", 1000.0), ("cp
             ("mem_mean", 1 / MIB), ("mem_max", 1 / MIB), ("mem_std", 1 / MIB), ("mem_trend", 1 / MIB),
             ("cpu_samples", 1.0))
 _MEMO_ENTRIES = 4
+# per-pod history statistic <- (usage expression, PromQL function over the window, scale)
+_HISTORY = (("samples", "memory", "count_over_time", 1.0), ("cpu_mean", "cpu", "avg_over_time", 1000.0),
+            ("cpu_sq_mean", "cpu_sq", "avg_over_time", 1e6), ("cpu_max", "cpu", "max_over_time", 1000.0),
+            ("mem_mean", "memory", "avg_over_time", 1 / MIB), ("mem_max", "memory", "max_over_time", 1 / MIB))
+
+
+def history_queries(settings: Settings) -> dict[str, str]:
+    """The six per-pod queries of the usage history (statistic -> PromQL)."""
+    values = {"window": settings.prom_window, "step": settings.prom_step}
+    cpu = string.Template(settings.prom_pod_cpu_usage).safe_substitute(values)
+    memory = string.Template(settings.prom_pod_memory_usage).safe_substitute(values)
+    # CPU only where the pod's memory series is (staleness-aware: a range selector such as irate's
+    # would go on returning a pod that ended for the length of its range).
+    cpu = f"({cpu}) and on (namespace, pod) ({memory})"
+    exprs = {"cpu": cpu, "cpu_sq": f"({cpu}) ^ 2", "memory": memory}
+    span = f"[{settings.prom_history_window}:{settings.prom_history_step}]"
+    return {stat: f"{function}(({exprs[expr]}){span})" for stat, expr, function, _ in _HISTORY}
 
 
 @dataclass(frozen=True)
@@ -62,6 +95,8 @@ class MetricsSnapshot:
     refreshed_at: float = 0.0  # wall-clock seconds; 0: never
     values: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     error: str = ""
+    workloads: WorkloadUsage | None = None
+    """Per-workload usage history, indexed by the watch cache's workload ids (None: none)."""
     _memo: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def age_s(self, now: float) -> float:
@@ -125,8 +160,12 @@ def node_key(value: str, strip_port: bool) -> str:
 
 class PrometheusSource:
     def __init__(self, settings: Settings, nodes: Callable[[], dict[str, str]],
-                 clock: Callable[[], float] = time.time) -> None:
-        """``nodes()`` maps every node name and node address to the node's name."""
+                 clock: Callable[[], float] = time.time,
+                 pods: Callable[[], tuple[dict[str, tuple[int, int]], int]] | None = None,
+                 telemetry=None) -> None:
+        """``nodes()`` maps every node name and node address to the node's name; ``pods()`` maps
+        ``namespace/name`` to (workload id, CPU request) and gives the number of workload ids
+        (:meth:`ClusterCache.workload_pods`; None: no usage history)."""
         if settings.prometheus_url is None:
             raise ValueError("no Prometheus URL")
         self.settings = settings
@@ -134,6 +173,11 @@ class PrometheusSource:
         self.nodes = nodes
         self.clock = clock
         self.queries = {stat: settings.query(stat) for stat in STATISTICS}
+        self.pods = pods
+        self.telemetry = telemetry
+        self.history_queries = history_queries(settings)
+        self._history: WorkloadUsage | None = None
+        self._history_at = -math.inf  # clock() of the last history attempt
         verify = False if settings.prom_insecure_skip_verify else settings.prom_ca_file or True
         # No retries: the next refresh is the retry, and stale metrics are already handled.
         self.client = connect(self.url, settings.prom_timeout_s, verify=verify,
@@ -172,11 +216,14 @@ class PrometheusSource:
                     errors.append(str(exc))
                     break
                 event(log, "optional Prometheus query failed", logging.DEBUG, statistic=stat, error=str(exc))
+        if self.pods is not None and started - self._history_at >= self.settings.prom_history_refresh_s:
+            self._refresh_history(started)
         with self._lock:
             if errors:
-                self._latest = MetricsSnapshot(self._latest.refreshed_at, self._latest.values, errors[0])
+                self._latest = MetricsSnapshot(self._latest.refreshed_at, self._latest.values, errors[0],
+                                               self._history)
             else:
-                self._latest = MetricsSnapshot(started, values)
+                self._latest = MetricsSnapshot(started, values, workloads=self._history)
             latest = self._latest
         if errors and not self._failing:
             event(log, "Prometheus unavailable; decisions fall back to default scoring once metrics are stale",
@@ -185,6 +232,44 @@ class PrometheusSource:
             event(log, "Prometheus is back", url=self.url, nodes=len(values.get("cpu_mean", {})))
         self._failing = bool(errors)
         return latest
+
+    def _refresh_history(self, started: float) -> None:
+        """Replace the per-workload usage history; a failing query leaves none (every workload
+        unseen) until the next attempt, one node refresh later."""
+        pods, n_workloads = self.pods()
+        if not n_workloads:  # the watch cache has not listed pods yet: try again next round
+            return
+        try:
+            by_pod = {stat: self._by_pod(self._query(query)) for stat, query in self.history_queries.items()}
+        except TemporaryError as exc:
+            self._history = None
+            self._count_history("failed")
+            event(log, "workload usage history unavailable; every workload counts as unseen", logging.WARNING,
+                  url=self.url, error=str(exc))
+            return
+        self._history = workload_usage(summaries(by_pod, pods), n_workloads)
+        self._history_at = started
+        self._count_history("refreshed")
+        event(log, "workload usage history refreshed", logging.DEBUG, pods=len(by_pod["samples"]),
+              workloads=int((self._history.samples > 0).sum()))
+
+    def _count_history(self, result: str) -> None:
+        if self.telemetry is not None:
+            self.telemetry.workload_history.labels(result=result).inc()
+
+    @staticmethod
+    def _by_pod(series: list[dict]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for s in series:
+            labels = s.get("metric") or {}
+            namespace, pod = labels.get("namespace"), labels.get("pod")
+            try:
+                value = float((s.get("value") or [None, "nan"])[1])
+            except (TypeError, ValueError, IndexError):
+                continue
+            if namespace and pod and math.isfinite(value):
+                out[f"{namespace}/{pod}"] = value
+        return out
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -228,6 +313,19 @@ class PrometheusSource:
             if node is not None and math.isfinite(value):
                 out[node] = out.get(node, 0.0) + value
         return out
+
+
+def summaries(by_pod: Mapping[str, Mapping[str, float]], pods: Mapping[str, tuple[int, int]]) -> PodSummaries:
+    """Per-pod history statistics (statistic -> ``namespace/name`` -> value in cores, bytes or a
+    count) as :class:`PodSummaries` in millicores and MiB, for the pods of known workloads that
+    have every statistic."""
+    keys = [key for key in by_pod.get("samples", {}) if key in pods and all(key in by_pod[s] for s, *_ in _HISTORY)]
+    n = len(keys)
+    columns = {stat: np.fromiter((by_pod[stat][k] for k in keys), dtype=np.float64, count=n) * scale
+               for stat, _, _, scale in _HISTORY}
+    return PodSummaries(workload=np.fromiter((pods[k][0] for k in keys), dtype=np.int64, count=n),
+                        cpu_request=np.fromiter((pods[k][1] for k in keys), dtype=np.float64, count=n),
+                        **columns)
 
 
 def _root(exc: BaseException) -> str:

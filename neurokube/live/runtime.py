@@ -3,9 +3,10 @@
 :func:`current` builds the process's :class:`Runtime` on first use, *after* gunicorn has forked
 its worker (threads started in the master would not survive the fork), and rebuilds it if the
 pid changes. It starts the watch cache, the Prometheus refresher, the Event poster and the
-decision-log writer; each request then waits (up to ``sync_timeout_s``) for the first list.
-A runtime that cannot be built (no credentials, unreachable apiserver) is a TemporaryError:
-the request gets a 503 and the next one tries again.
+decision-log shipper (building the runtime resumes the decision spool: segments a killed
+predecessor left are shipped first); each request then waits (up to ``sync_timeout_s``) for
+the first list. A runtime that cannot be built (no credentials, unreachable apiserver) is a
+TemporaryError: the request gets a 503 and the next one tries again.
 
 Tests install their own runtime with :func:`install`.
 """
@@ -17,7 +18,6 @@ import logging
 import os
 import threading
 import zlib
-from pathlib import Path
 
 from neurokube.adapters.kube import KubeClient
 from neurokube.errors import NeuroKubeError, TemporaryError
@@ -47,7 +47,8 @@ class Runtime:
         self.kube = kube
         replica = s.replica_name
         self.cache = ClusterCache(kube, s.scheduler_name, s.resync_s, on_listed=heap.settle)
-        self.metrics = PrometheusSource(s, self._node_names) if s.prometheus_url else None
+        self.metrics = PrometheusSource(s, self._node_names, pods=self.cache.workload_pods,
+                                        telemetry=telemetry) if s.prometheus_url else None
         self.decider = Decider(s.model_dir, telemetry, seed=s.seed ^ zlib.crc32(replica.encode()), epsilon=s.epsilon,
                                reload_s=s.model_reload_s, metrics_configured=s.prometheus_url is not None,
                                spec=profile_for(s.profile, s.scheduler_name).policy if s.profile else None)
@@ -57,8 +58,8 @@ class Runtime:
         if not s.scheduled_events:
             self.events.scheduled = lambda pod, node: None  # type: ignore[method-assign]
         self.decisions = DecisionLog(_open_store(s.decision_log), s.decision_prefix, replica, telemetry,
-                                     batch=s.decision_batch, flush_s=s.decision_flush_s,
-                                     max_buffered=s.decision_max_buffered)
+                                     spool_dir=s.decision_spool_dir, max_bytes=s.decision_spool_max_bytes,
+                                     batch=s.decision_batch, flush_s=s.decision_flush_s)
         self.scheduler = Scheduler(self.cache, self.metrics, self.decider, self.ledger, self.events, self.decisions,
                                    telemetry, replica=replica, bind_attempts=s.bind_attempts,
                                    stale_after_s=s.prom_stale_after_s, recent_lag_s=s.recent_lag_s)
@@ -69,13 +70,10 @@ class Runtime:
                                scheduler_name=s.scheduler_name, min_age_s=s.sweep_min_age_s,
                                max_pods=s.sweep_max_pods, budget_s=s.sweep_budget_s)
         self.champion = None
-        if s.mlflow_uri and s.model_dir:
-            from neurokube.live.champion import ChampionSync
-            from neurokube.registry import Registry
+        if s.mlflow_uri:  # the MLflow champion, hot-swapped into the Decider (neurokube.live.champion)
+            from neurokube.live.champion import from_settings
 
-            self.champion = ChampionSync(Registry(s.mlflow_uri, s.model_name), s.model_dir,
-                                         Path(s.model_dir).parent / f".{Path(s.model_dir).name}-cache",
-                                         poll_s=s.champion_poll_s, telemetry=telemetry)
+            self.champion = from_settings(s, self.decider, telemetry)
         metrics_age = (lambda: self.metrics.latest().age_s(self.cache.clock())) if self.metrics else None
         telemetry.watch(self.cache.pending_count, self.cache.age_s, metrics_age)
 
@@ -88,7 +86,7 @@ class Runtime:
         return names
 
     def start(self) -> None:
-        atexit.register(self.close)  # flush the decision log when the worker exits
+        atexit.register(self.close)  # ship what the decision spool holds when the worker exits (else: next start)
         self.cache.start()
         if self.metrics is not None:
             self.metrics.start()
@@ -99,7 +97,9 @@ class Runtime:
         event(log, "live runtime started", replica=self.settings.replica_name, apiserver=self.kube.server,
               policy=self.decider.policy_name, model_version=self.decider.model_version,
               prometheus=self.settings.prometheus_url,
-              decision_log=bool(self.settings.decision_log))
+              decision_log=bool(self.settings.decision_log),
+              decision_spool=str(self.decisions.spool.dir) if self.decisions.spool is not None else None,
+              decision_spool_resumed=self.decisions.spool.resumed if self.decisions.spool is not None else 0)
 
     def ready(self) -> None:
         """Wait for the watch cache's first list; TemporaryError (503) if it does not come in time."""

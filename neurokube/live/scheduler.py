@@ -77,11 +77,12 @@ def ignore_reason(pod: Pod, scheduler_name: str) -> str:
     return ""
 
 
-def pod_spec(pod: Pod) -> PodSpec:
-    """The policy's view of a pod (MiB rounded up, as the ClusterView's requests are)."""
+def pod_spec(pod: Pod, workload: int = -1) -> PodSpec:
+    """The policy's view of a pod (MiB rounded up, as the ClusterView's requests are); ``workload``:
+    its workload's id in the view's usage history (ClusterCache.workload_id)."""
     r = pod.resources
     return PodSpec(cpu_request_milli=r.cpu, memory_request_mib=mib_up(r.memory), cpu_limit_milli=r.cpu_limit,
-                   memory_limit_mib=mib_up(r.memory_limit), qos=pod.qos)
+                   memory_limit_mib=mib_up(r.memory_limit), qos=pod.qos, workload=workload)
 
 
 class Scheduler:
@@ -134,7 +135,7 @@ class Scheduler:
                     latest = self.metrics.latest() if self.metrics is not None else None
                     fresh = latest is not None and latest.fresh(now, self.stale_after_s)
                     view = build_view(snapshot, feasible, latest, now, self.recent_lag_s)
-                    spec = pod_spec(pod)
+                    spec = pod_spec(pod, self.cache.workload_id(pod.workload))
                     choice = self.decider.choose(spec, view, fresh)
                     if choice is not None:
                         node = snapshot.nodes[feasible[choice.index]].name

@@ -48,13 +48,18 @@ class Settings:
                                     "tlp:target_utilization=60; unset: the learned policy with its trained "
                                     "settings (docs/FUNCTIONS.md, Profiles)")
     model_dir: Path | None = _setting("NEUROKUBE_MODEL_DIR", None,
-                                      "champion model directory (manifest.json + LightGBM text); unset or "
-                                      "missing: default scoring, counted as fallback reason no_model/model_missing")
+                                      "local model directory (manifest.json + LightGBM text), the option without "
+                                      "a tracking server; with NEUROKUBE_MLFLOW_URI too, the model served until "
+                                      "the first champion arrives; unset or missing (and no champion): default "
+                                      "scoring, counted as fallback reason no_model/model_missing")
     model_reload_s: float = _setting("NEUROKUBE_MODEL_RELOAD_S", 60.0,
-                                     "seconds between checks of the model's manifest.json for a new version")
+                                     "seconds between checks of NEUROKUBE_MODEL_DIR's manifest.json for a new "
+                                     "version")
     mlflow_uri: str | None = _setting("NEUROKUBE_MLFLOW_URI", None,
-                                      "MLflow tracking URI; when set, the champion (models:/<model>@champion) is "
-                                      "kept in NEUROKUBE_MODEL_DIR, which must be set too")
+                                      "MLflow tracking URI (http(s)://; CA bundle in MLFLOW_TRACKING_SERVER_CERT_PATH); "
+                                      "when set, the functions serve models:/<NEUROKUBE_MODEL_NAME>@champion, "
+                                      "loaded in memory (downloaded through TMPDIR) and hot-swapped when the alias "
+                                      "moves; no model directory is needed")
     model_name: str = _setting("NEUROKUBE_MODEL_NAME", "neurokube-placement", "registered model to follow")
     champion_poll_s: float = _setting("NEUROKUBE_CHAMPION_POLL_S", 60.0,
                                       "seconds between checks of the champion alias in MLflow")
@@ -159,13 +164,22 @@ class Settings:
                                         "object store for decision logs: a directory, file://, "
                                         "minio://host:port/bucket or minios:// (TLS), keys from "
                                         "NEUROKUBE_STORE_ACCESS_KEY/_SECRET_KEY; unset: not written")
-    decision_prefix: str = _setting("NEUROKUBE_DECISION_PREFIX", "decisions/live", "key prefix of the logs")
-    decision_batch: int = _setting("NEUROKUBE_DECISION_BATCH", 200, "decisions per written batch")
+    decision_prefix: str = _setting("NEUROKUBE_DECISION_PREFIX", "decisions",
+                                    "key prefix of the logs: parts go to <prefix>/date=YYYY-MM-DD/ (the nightly "
+                                    "ingest reads decisions/; a prefix under decisions/ would be quarantined)")
+    decision_batch: int = _setting("NEUROKUBE_DECISION_BATCH", 200,
+                                   "decisions per spool segment (one segment = one Parquet part in the store)")
     decision_flush_s: float = _setting("NEUROKUBE_DECISION_FLUSH_S", 30.0,
-                                       "a partial batch is written after this many seconds")
-    decision_max_buffered: int = _setting("NEUROKUBE_DECISION_MAX_BUFFERED", 20000,
-                                          "decisions kept while the store is down; older ones are dropped "
-                                          "(counted)")
+                                       "a segment with records is sealed and shipped after this many seconds; also "
+                                       "the longest wait between retries while the store is down")
+    decision_spool_dir: Path | None = _setting("NEUROKUBE_DECISION_SPOOL_DIR", None,
+                                               "local directory where decisions are spooled before the answer "
+                                               "(one <replica>/<slot>/ per process; keep it across container "
+                                               "restarts, e.g. an emptyDir); unset: "
+                                               "$TMPDIR/neurokube-decision-spool")
+    decision_spool_max_bytes: int = _setting("NEUROKUBE_DECISION_SPOOL_MAX_BYTES", 256 * 1024 * 1024,
+                                             "bound of one process's spool, bytes; when full the oldest segments "
+                                             "are dropped (counted as dropped)")
     # -- sweeper ---------------------------------------------------------------------------------
     sweep_min_age_s: float = _setting("NEUROKUBE_SWEEP_MIN_AGE_S", 5.0,
                                       "the sweeper leaves pods younger than this to the binder, seconds")
@@ -182,6 +196,26 @@ class Settings:
     replica: str = _setting("NEUROKUBE_REPLICA", "",
                             "this replica's name in leases, events and logs; default the host name")
     debug: bool = _setting("NEUROKUBE_DEBUG", False, "debug logs (ignored events are logged at debug)")
+    # -- per-workload usage history (issue 12: the replay's WorkloadUsage, read from Prometheus) -----
+    prom_pod_cpu_usage: str = _setting(
+        "NEUROKUBE_PROM_POD_CPU_USAGE",
+        'sum by (namespace, pod) (irate(container_cpu_usage_seconds_total{container!="",container!="POD"}[2m]))',
+        "PromQL of each pod's CPU usage in cores, one series per pod with `namespace` and `pod` labels "
+        "(cAdvisor; irate: the usage over the last scrape interval, as the replay samples it)")
+    prom_pod_memory_usage: str = _setting(
+        "NEUROKUBE_PROM_POD_MEMORY_USAGE",
+        'sum by (namespace, pod) (container_memory_working_set_bytes{container!="",container!="POD"})',
+        "PromQL of each pod's memory usage in bytes, one series per pod with `namespace` and `pod` labels "
+        "(cAdvisor's working set)")
+    prom_history_window: str = _setting("NEUROKUBE_PROM_HISTORY_WINDOW", "6h",
+                                        "how far back the per-workload usage history reaches (Prometheus "
+                                        "duration); pods that ended earlier are forgotten")
+    prom_history_step: str = _setting("NEUROKUBE_PROM_HISTORY_STEP", "1m",
+                                      "one history sample per pod and step (Prometheus duration); the replay "
+                                      "takes one per scrape, 60 s, so counts agree at the default")
+    prom_history_refresh_s: float = _setting("NEUROKUBE_PROM_HISTORY_REFRESH_S", 300.0,
+                                             "seconds between refreshes of the per-workload usage history "
+                                             "(in the metrics thread)")
 
     def query(self, statistic: str) -> str:
         """The PromQL of one statistic (``cpu_mean``, ...), with the templates filled in."""
@@ -280,8 +314,11 @@ def validate(s: Settings) -> list[str]:
           f"{s.ledger_namespace!r} is not a namespace name")
     check(0.0 <= s.epsilon <= 1.0, "NEUROKUBE_EPSILON", f"must be in [0, 1], got {s.epsilon}")
     check(s.kube_qps >= 0.0, "NEUROKUBE_KUBE_QPS", f"must be 0 (no limit) or positive, got {s.kube_qps}")
-    check(s.mlflow_uri is None or s.model_dir is not None, "NEUROKUBE_MLFLOW_URI",
-          "needs NEUROKUBE_MODEL_DIR, where the champion is kept")
+    if s.mlflow_uri is not None:
+        parts = urlsplit(s.mlflow_uri)
+        check((parts.scheme in ("http", "https") and bool(parts.netloc)) or parts.scheme in ("sqlite", "file"),
+              "NEUROKUBE_MLFLOW_URI", f"{s.mlflow_uri!r} is not an MLflow tracking URI (http(s)://host:port, or "
+                                      "sqlite:/// for an embedded store)")
     check(s.bind_abort_s + s.request_timeout_s < s.reservation_ttl_s, "NEUROKUBE_BIND_ABORT_S",
           f"abort ({s.bind_abort_s}s) + request timeout ({s.request_timeout_s}s) must stay below the "
           f"reservation TTL ({s.reservation_ttl_s}s)")
@@ -291,7 +328,9 @@ def validate(s: Settings) -> list[str]:
               f"{s.prometheus_url!r} is not an http(s) URL")
     check(bool(_PROM_LABEL.match(s.prom_node_label)), "NEUROKUBE_PROM_NODE_LABEL",
           f"{s.prom_node_label!r} is not a Prometheus label name")
-    for env, value in (("NEUROKUBE_PROM_WINDOW", s.prom_window), ("NEUROKUBE_PROM_STEP", s.prom_step)):
+    for env, value in (("NEUROKUBE_PROM_WINDOW", s.prom_window), ("NEUROKUBE_PROM_STEP", s.prom_step),
+                       ("NEUROKUBE_PROM_HISTORY_WINDOW", s.prom_history_window),
+                       ("NEUROKUBE_PROM_HISTORY_STEP", s.prom_history_step)):
         check(bool(_DURATION.match(value)), env, f"{value!r} is not a Prometheus duration like 5m")
     check(s.prom_stale_after_s > s.prom_refresh_s, "NEUROKUBE_PROM_STALE_AFTER_S",
           "must be longer than the refresh period")
@@ -317,6 +356,11 @@ def validate(s: Settings) -> list[str]:
     if s.decision_prefix:
         check(not s.decision_prefix.startswith("/") and ".." not in s.decision_prefix.split("/"),
               "NEUROKUBE_DECISION_PREFIX", "must be a relative key prefix")
+        check(s.decision_prefix.strip("/") == "decisions" or not s.decision_prefix.startswith("decisions/"),
+              "NEUROKUBE_DECISION_PREFIX", f"{s.decision_prefix!r} is under decisions/, where the nightly ingest "
+              "reads only decisions/date=YYYY-MM-DD/ and quarantines other keys; use decisions")
+    check(s.decision_spool_max_bytes >= 1024 * 1024, "NEUROKUBE_DECISION_SPOOL_MAX_BYTES",
+          f"must be at least 1 MiB (1048576), got {s.decision_spool_max_bytes}")
     return problems
 
 

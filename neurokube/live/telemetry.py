@@ -36,12 +36,14 @@ class Telemetry:
         self.fallbacks = Counter("neurokube_fallbacks_total",
                                  "Decisions where the learned policy was not used, by reason.", ["reason"],
                                  registry=r)
-        self.model = Info("neurokube_model", "The model in use (version, feature version, directory).", registry=r)
+        self.model = Info("neurokube_model", "The model in use (version, feature version, directory or models:/ URI of the champion).", registry=r)
         self.model_reloads = Counter("neurokube_model_reloads_total", "Attempts to load a new champion.",
                                      ["result"], registry=r)
         self.champion_checks = Counter("neurokube_champion_checks_total",
                                        "Checks of the MLflow champion alias by result (unchanged, installed, "
-                                       "failed: the registry was unreachable and the current model kept serving).",
+                                       "failed: the registry was unreachable and the current model kept serving, "
+                                       "feature_mismatch / invalid: the champion declares other features or its "
+                                       "files are corrupt, refused and the current model kept serving).",
                                        ["result"], registry=r)
         self.events = Counter("neurokube_cloudevents_total", "CloudEvents received, by type and result "
                               "(handled, ignored, rejected, failed).", ["type", "result"], registry=r)
@@ -50,8 +52,24 @@ class Telemetry:
         self.extender_seconds = Histogram("neurokube_extender_duration_seconds", "Extender request latency by verb.",
                                           ["verb"], buckets=LATENCY_BUCKETS, registry=r)
         self.decision_log = Counter("neurokube_decision_log_records_total",
-                                    "Decision-log records by result (written, dropped, failed_write).",
-                                    ["result"], registry=r)
+                                    "Decision-log records by result: spooled (on local disk before the answer), "
+                                    "written (accepted by the object store), dropped (the spool was full or "
+                                    "unwritable), rejected (a spooled segment that could not be decoded, kept in "
+                                    "the spool's rejected/ directory).", ["result"], registry=r)
+        self.decision_ship_failures = Counter("neurokube_decision_log_ship_failures_total",
+                                              "Shipments of spooled decision segments the object store refused "
+                                              "(the segments stay on disk and are retried).", registry=r)
+        self._spool_bytes = Gauge("neurokube_decision_spool_bytes",
+                                  "Bytes of decision records spooled on local disk and not yet shipped.", registry=r)
+        self._spool_segments = Gauge("neurokube_decision_spool_segments",
+                                     "Spool segments (files) waiting to be shipped, the open one included.",
+                                     registry=r)
+        self.snapshot_partitions = Counter("neurokube_snapshot_partitions_total",
+                                           "Usage snapshot partitions by result: written to the store, spooled "
+                                           "(the store was down; the fallback), delivered from the spool.",
+                                           ["result"], registry=r)
+        self.snapshot_rows = Counter("neurokube_snapshot_rows_total", "Rows of usage snapshot partitions written.",
+                                     registry=r)
         self.sweeps = Counter("neurokube_sweep_pods_total", "Pods handled by the sweeper, by outcome.", ["outcome"],
                               registry=r)
         self.k8s_events = Counter("neurokube_k8s_events_total", "Kubernetes Events posted, by reason and result.",
@@ -70,6 +88,10 @@ class Telemetry:
                                    "Pods an event names, read before placing them, by source (cache: the watch "
                                    "cache had them; apiserver: a GET, the cache had not caught up).",
                                    ["source"], registry=r)
+        self.workload_history = Counter("neurokube_workload_history_refreshes_total",
+                                        "Refreshes of the per-workload usage history from Prometheus by result "
+                                        "(refreshed; failed: no history, every workload unseen).", ["result"],
+                                        registry=r)
         self.insecure = Gauge("neurokube_insecure",
                               "1 when this function accepts unauthenticated requests (NEUROKUBE_INSECURE=1).",
                               registry=r)
@@ -93,6 +115,11 @@ class Telemetry:
             self._cache_age.labels(resource=resource).set_function(lambda r=resource: cache_age(r))
         if metrics_age is not None:
             self._metrics_age.set_function(metrics_age)
+
+    def watch_spool(self, used_bytes: Callable[[], float], segments: Callable[[], float]) -> None:
+        """Bind the decision spool's gauges to it."""
+        self._spool_bytes.set_function(used_bytes)
+        self._spool_segments.set_function(segments)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

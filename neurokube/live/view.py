@@ -6,6 +6,11 @@ anything the view says fits also fits in bytes. Pods bound after ``refreshed_at 
 are the *recent* pods: their usage is not in the metrics yet, and the features add them to the
 node's projected load (the burst-on-a-cold-node failure of load-aware schedulers).
 
+The per-workload usage history is the metrics snapshot's (refreshed in the metrics thread, indexed
+by the watch cache's workload ids); the recent pods carry their workload ids from the cache, and
+the pod being placed gets its own from :meth:`ClusterCache.workload_id` (``scheduler.pod_spec``).
+So the view holds everything the replay's does (``sim/engine.py``).
+
 Everything is column arithmetic on the snapshot's node table, its recent pods as arrays and the
 metrics' columns: no per-node Python, so a view of 1,000 nodes costs tens of microseconds.
 """
@@ -45,6 +50,7 @@ def build_view(snapshot: Snapshot, nodes: np.ndarray, metrics: MetricsSnapshot |
         metrics=node_metrics,
         lim_cpu=snapshot.lim_cpu[nodes].astype(np.int64),
         unlimited_pods=snapshot.unlimited[nodes].astype(np.int64),
+        workloads=metrics.workloads if metrics is not None else None,
     )
     if not snapshot.recent:
         return view
@@ -63,5 +69,5 @@ def build_view(snapshot: Snapshot, nodes: np.ndarray, metrics: MetricsSnapshot |
         view.recent_cpu_limit = recent.cpu_limit[take]
         view.recent_mem_limit = _mib_up(recent.memory_limit[take])
         view.recent_bind_s = recent.bound_at[take]
-        view.recent_workload = np.full(int(take.sum()), -1, dtype=np.int64)
+        view.recent_workload = recent.workload[take]
     return view

@@ -4,8 +4,13 @@
   (``sqlite:///path/mlflow.db``, with ``artifact_root`` for the artifacts).
 * Unavailable server -> :class:`TemporaryError` (checked up front by :meth:`Registry.check`,
   and for every call); a request MLflow rejects -> :class:`InputError`.
-* Model versions point at a run's ``model/`` artifact directory: ``manifest.json``,
-  ``contention.txt``, ``occupancy.txt`` as written by :meth:`ValueModel.save`.
+* ``neurokube-placement`` versions are MLflow Models (:mod:`neurokube.registry.placement`): a
+  pyfunc defined as code with the value model's files as artifacts, logged by :meth:`RunLog.model`
+  as the run's output and registered from ``models:/<model_id>``. ``models:/<name>@champion`` is a
+  URI ``mlflow.pyfunc.load_model`` and ``mlflow models serve`` take.
+* Other models (``neurokube-forecast``) are plain files under the run's ``model/`` artifacts
+  (:meth:`RunLog.files`); a version is registered from that directory, as placement versions were
+  before the MLflow Model format (:meth:`Registry.load` still reads those).
 """
 
 from __future__ import annotations
@@ -16,14 +21,17 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from neurokube.errors import InputError, TemporaryError
+from neurokube.features import FEATURE_NAMES, FEATURE_VERSION
 from neurokube.logs import event
-from neurokube.model.value_model import ValueModel, load_model
+from neurokube.model.value_model import ValueModel
+from neurokube.registry import placement
 
 log = logging.getLogger("neurokube.registry")
 T = TypeVar("T")
@@ -39,8 +47,8 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 class RunLog:
     """What a pipeline may log to its run."""
 
-    def __init__(self, client: Any, run_id: str) -> None:
-        self._client, self.run_id = client, run_id
+    def __init__(self, client: Any, run_id: str, tracking_uri: str) -> None:
+        self._client, self.run_id, self._uri = client, run_id, tracking_uri
 
     def params(self, values: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -61,12 +69,43 @@ class RunLog:
     def artifact(self, path: Path, directory: str | None = None) -> None:
         _call("log artifact", lambda: self._client.log_artifact(self.run_id, str(path), directory))
 
-    def model(self, model: ValueModel) -> None:
-        """The model's own files under ``model/`` (no pickle)."""
+    def model(self, model: ValueModel) -> str:
+        """The value model as an MLflow Model named ``model``, the run's output; its ``models:/`` URI.
+
+        A pyfunc from code (:data:`placement.CODE_FILE`), the value model's files as the artifact
+        ``value_model``, the feature signature, an input example and the feature version as
+        metadata. MLflow loads it once and predicts the example before it is stored.
+        """
+        import lightgbm
+        import numpy
+        import pandas
+        from mlflow.entities import LoggedModelOutput
+
+        with warnings.catch_warnings():  # importing mlflow.pyfunc warns about MLflow's own type hints
+            warnings.simplefilter("ignore", UserWarning)
+            import mlflow.pyfunc
+
+        run = _call("get run", lambda: self._client.get_run(self.run_id))
+        logged = _call("create logged model", lambda: self._client.create_logged_model(
+            run.info.experiment_id, name=MODEL_ARTIFACT, source_run_id=self.run_id, model_type="neurokube-placement",
+            params={"value_model_version": model.version}))
         with tempfile.TemporaryDirectory() as tmp:
-            model.save(Path(tmp) / MODEL_ARTIFACT)
-            _call("log model", lambda: self._client.log_artifacts(self.run_id, str(Path(tmp) / MODEL_ARTIFACT),
-                                                                  MODEL_ARTIFACT))
+            model.save(Path(tmp) / placement.VALUE_MODEL)
+            previous = _set_uris(self._uri)
+            try:
+                _call("log model", lambda: mlflow.pyfunc.log_model(
+                    name=MODEL_ARTIFACT, model_id=logged.model_id, python_model=str(placement.CODE_FILE),
+                    artifacts={placement.VALUE_MODEL: str(Path(tmp) / placement.VALUE_MODEL)},
+                    signature=placement.signature(), input_example=placement.input_example(),
+                    metadata={"feature_version": FEATURE_VERSION, "features": list(FEATURE_NAMES),
+                              "value_model_version": model.version},
+                    pip_requirements=[f"mlflow=={mlflow.__version__}", f"lightgbm=={lightgbm.__version__}",
+                                      f"numpy=={numpy.__version__}", f"pandas=={pandas.__version__}"]))
+            finally:
+                _set_uris(*previous)
+        _call("link model to run", lambda: self._client.log_outputs(
+            self.run_id, [LoggedModelOutput(logged.model_id, step=0)]))
+        return f"models:/{logged.model_id}"
 
     def files(self, directory: Path, artifact_path: str = MODEL_ARTIFACT) -> None:
         """Every file of ``directory`` under ``artifact_path`` (a model that is not a ValueModel)."""
@@ -125,7 +164,7 @@ class Registry:
         run = _call("start run", lambda: self.client.create_run(experiment_id, run_name=run_name))
         status = "FAILED"
         try:
-            yield RunLog(self.client, run.info.run_id)
+            yield RunLog(self.client, run.info.run_id, self.uri)
             status = "FINISHED"
         finally:
             try:
@@ -143,7 +182,10 @@ class Registry:
     # -- registry ------------------------------------------------------------------------------
 
     def register(self, run_id: str) -> str:
-        """A new version of the model from the run's ``model/`` artifacts; returns its number."""
+        """A new version of the model from the run; returns its number.
+
+        The run's logged model (:meth:`RunLog.model`, ``models:/<model_id>``) when it has one, else
+        its ``model/`` artifact directory (:meth:`RunLog.files`)."""
         from mlflow.exceptions import MlflowException
 
         try:
@@ -152,9 +194,16 @@ class Registry:
             if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise _mapped("get registered model", exc) from None
             _call("create registered model", lambda: self.client.create_registered_model(self.model_name))
-        source = _call("get run", lambda: self.client.get_run(run_id)).info.artifact_uri + f"/{MODEL_ARTIFACT}"
-        version = _call("create model version", lambda: self.client.create_model_version(
-            self.model_name, source=source, run_id=run_id))
+        run = _call("get run", lambda: self.client.get_run(run_id))
+        outputs = run.outputs.model_outputs if run.outputs is not None else []
+        model_id = max(outputs, key=lambda o: o.step).model_id if outputs else None
+        source = f"models:/{model_id}" if model_id else f"{run.info.artifact_uri}/{MODEL_ARTIFACT}"
+        previous = _set_uris(self.uri)  # an embedded registry looks the logged model up in the global store
+        try:
+            version = _call("create model version", lambda: self.client.create_model_version(
+                self.model_name, source=source, run_id=run_id, model_id=model_id))
+        finally:
+            _set_uris(*previous)
         return str(version.version)
 
     def alias(self, alias: str = "champion") -> str | None:
@@ -182,18 +231,34 @@ class Registry:
         found = _call("search versions", lambda: self.client.search_model_versions(f"name='{self.model_name}'"))
         return sorted((str(v.version) for v in found), key=int)
 
+    def model_uri(self, alias: str | None = "champion", version: str | None = None) -> str:
+        """``models:/<name>/<version>`` or ``models:/<name>@<alias>``."""
+        return f"models:/{self.model_name}/{version}" if version else f"models:/{self.model_name}@{alias}"
+
     def download(self, dest: Path, alias: str | None = "champion", version: str | None = None) -> Path:
-        """The model files of ``models:/<name>@<alias>`` (or ``/<version>``) in ``dest``."""
+        """The files of ``models:/<name>@<alias>`` (or ``/<version>``) in ``dest``: an MLflow Model
+        (``MLmodel``, the code file, ``artifacts/value_model/``), or a version's plain files."""
         import mlflow.artifacts
 
-        uri = f"models:/{self.model_name}/{version}" if version else f"models:/{self.model_name}@{alias}"
+        uri = self.model_uri(alias, version)
         dest.mkdir(parents=True, exist_ok=True)
-        previous = _set_uris(self.uri)
+        previous = _set_uris(self.uri)  # models:/ resolves through the global registry URI
         try:
             return Path(_call(f"download {uri}", lambda: mlflow.artifacts.download_artifacts(
                 artifact_uri=uri, dst_path=str(dest))))
         finally:
             _set_uris(*previous)
+
+    def fetch(self, version: str, work_dir: Path | None = None) -> placement.LoadedModel:
+        """Version ``version`` loaded into memory (:func:`placement.read_model`: no code is run), its
+        files removed again. :class:`placement.FeatureMismatch` when it declares other features,
+        :class:`~neurokube.model.value_model.ModelError` when its files are corrupt,
+        :class:`TemporaryError` when MLflow does not answer."""
+        staging = Path(tempfile.mkdtemp(prefix=f"neurokube-v{version}-", dir=work_dir))
+        try:
+            return placement.read_model(self.download(staging, version=version))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def load(self, cache_dir: Path, alias: str = "champion") -> tuple[str, ValueModel] | None:
         """The aliased version and its model, cached in ``cache_dir/<version>``; None without alias."""
@@ -201,7 +266,7 @@ class Registry:
         if version is None:
             return None
         target = cache_dir / f"v{version}"
-        if not (target / "manifest.json").is_file():
+        if not any((target / name).is_file() for name in (placement.MLMODEL, placement.LEGACY_MANIFEST)):
             cache_dir.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".v{version}-", dir=cache_dir))
             try:
@@ -210,7 +275,7 @@ class Registry:
                 files.rename(target)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-        return version, load_model(target)
+        return version, placement.read_model(target).model
 
 
 def _set_uris(tracking: str, registry: str | None = None) -> tuple[str, str]:

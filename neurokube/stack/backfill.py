@@ -23,13 +23,14 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from neurokube.adapters.usage import UsageSource
 from neurokube.cluster.processes import print_log_tail
-from neurokube.emulator.openmetrics import write_window
+from neurokube.emulator.openmetrics import check_labels, write_window
 from neurokube.errors import InputError, TemporaryError
 from neurokube.logs import event
 from neurokube.stack import control, install, promconfig, state
@@ -50,13 +51,18 @@ class BackfillResult:
 
 
 def backfill(state_dir: Path, source: UsageSource, start_s: float, end_s: float, step_s: float = 60.0,
-             out: IO[str] | None = None, now_s: float | None = None, restart: bool = True) -> BackfillResult:
+             out: IO[str] | None = None, now_s: float | None = None, restart: bool = True,
+             labels: Mapping[str, str] | None = None) -> BackfillResult:
     """Write the window ``[start_s, end_s]`` sampled every ``step_s`` into the running stack's Prometheus.
 
     With ``restart`` (the default) the window is queryable when this returns; without, Prometheus
-    picks the blocks up at its next rescan, within about a minute.
+    picks the blocks up at its next rescan, within about a minute. ``labels`` go on every series
+    besides ``job``: a cluster's own label (``{"cluster": "prod-eu-1"}``), so that snapshots of that
+    cluster select exactly these series (``PrometheusQueries.selector``).
     """
     out = out or sys.stderr
+    extra = {**(labels or {}), "job": promconfig.EMULATOR_JOB}
+    check_labels(extra)
     layout = Layout(state_dir)
     now_s = time.time() if now_s is None else now_s
     with state.locked(layout):
@@ -74,7 +80,7 @@ def backfill(state_dir: Path, source: UsageSource, start_s: float, end_s: float,
         work.mkdir(parents=True)
         openmetrics = work / "window.om"
         with open(openmetrics, "w") as handle:
-            samples = write_window(source, start_s, end_s, step_s, handle, {"job": promconfig.EMULATOR_JOB})
+            samples = write_window(source, start_s, end_s, step_s, handle, extra)
         if samples == 0:
             raise InputError("the usage source has no nodes or pods in the window", why="nothing to backfill")
         print(f"  wrote {samples} samples to {openmetrics}", file=out, flush=True)

@@ -4,7 +4,8 @@ functions wired to all of it, as in production:
 * the binder and sweeper run as functions-framework processes with the least-privilege
   ServiceAccount, fed by a real Knative receive adapter;
 * node metrics come from the stack's Prometheus (scraping the metrics emulator every second);
-* decisions are logged to the stack's MinIO (a batch every second);
+* decisions are spooled under the package's work directory and shipped to the stack's MinIO (a
+  segment every second), under the key layout the nightly ingest reads;
 * the model is the MLflow champion (``models:/neurokube-placement@champion``), polled every 2 s;
 * the binder carries the ``exit before bind`` failpoint (armed by creating its trigger file).
 
@@ -31,6 +32,7 @@ from neurokube.cluster.livekit import LiveFunctions, live_functions
 from neurokube.cluster.testing import RunningCluster, running_cluster
 from neurokube.emulator.filesource import write_snapshot
 from neurokube.live.testing import write_packing_model
+from neurokube.model.value_model import load_model
 from neurokube.registry import Registry
 from neurokube.stack.settings import StackSettings
 from neurokube.stack.testing import RunningStack, running_stack
@@ -81,7 +83,7 @@ def chaos_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningC
 def _register_champion(mlflow_url: str, model_dir: Path) -> str:
     registry = Registry(mlflow_url, MODEL_NAME)
     with registry.run("neurokube-chaos", "packing-champion") as run:
-        run.files(model_dir)
+        run.model(load_model(model_dir))  # an MLflow Model, as the nightly logs it
     version = registry.register(run.run_id)
     registry.set_alias(version)
     return version
@@ -94,16 +96,17 @@ def chaos(chaos_cluster: RunningCluster, chaos_stack: RunningStack,
     source = write_packing_model(work / "registered")
     _register_champion(chaos_stack.endpoints["mlflow"]["url"], source)
     champion_dir = work / "champion"
-    shutil.copytree(source, champion_dir)  # what the last sync left: the champion keeps serving
+    shutil.copytree(source, champion_dir)  # the start-up model until the first champion check answers
     minio = chaos_stack.endpoints["minio"]
     store = (f"minio://{minio['access_key']}:{minio['secret_key']}@"
              f"{minio['endpoint'].removeprefix('http://')}/{minio['bucket']}")
     trigger = work / "exit-before-bind"
-    prefix = "decisions/chaos"
+    prefix = "decisions"  # where the nightly ingest reads (NEUROKUBE_DECISION_PREFIX's default)
     env = {
         "NEUROKUBE_SWEEP_MIN_AGE_S": "2", "NEUROKUBE_PROM_REFRESH_S": "1", "NEUROKUBE_PROM_STALE_AFTER_S": "4",
         "NEUROKUBE_PROM_WINDOW": "30s", "NEUROKUBE_DECISION_LOG": store, "NEUROKUBE_DECISION_PREFIX": prefix,
         "NEUROKUBE_DECISION_FLUSH_S": "1", "NEUROKUBE_DECISION_BATCH": "50",
+        "NEUROKUBE_DECISION_SPOOL_DIR": str(work / "spool"),  # kept across a killed and restarted binder
         "NEUROKUBE_MLFLOW_URI": chaos_stack.endpoints["mlflow"]["url"], "NEUROKUBE_CHAMPION_POLL_S": "2",
         "NEUROKUBE_FAILPOINT_EXIT_BEFORE_BIND": str(trigger), "NEUROKUBE_REQUEST_TIMEOUT_S": "10",
     }

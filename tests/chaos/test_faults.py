@@ -20,9 +20,10 @@ Expected behaviour, written before the tests:
    the sweeper. Nothing is bound twice: a replayed or late event finds the pod bound.
 2. **etcd paused 10 s** (SIGSTOP): apiserver calls hang instead of failing; creations issued
    during the pause complete after it. Bindings in flight wait, then succeed or are retried.
-3. **MinIO down**: scheduling does not wait for the decision log. Writes fail and are counted
-   (``neurokube_decision_log_records_total{result="failed_write"}``), the records stay
-   buffered, and once MinIO is back every decision of the test is in the bucket.
+3. **MinIO down**: scheduling does not wait for the decision log. Shipments fail and are counted
+   (``neurokube_decision_log_ship_failures_total``), the records stay spooled on local disk, and
+   once MinIO is back every decision of the test is in the bucket (test_decision_spool.py adds a
+   binder SIGKILL and a long outage).
 4. **MLflow down**: the champion check fails and is counted
    (``neurokube_champion_checks_total{result="failed"}``); the current model keeps serving, so
    decisions are still made by the learned policy; the check succeeds again once MLflow is back.
@@ -232,7 +233,7 @@ def test_etcd_paused_10s_loses_no_pod(chaos: Chaos):
 def test_minio_down_decisions_buffered_then_written(chaos: Chaos):
     binder = chaos.live.binder
     run = new_run("nominio")
-    failed_before = binder.counter("neurokube_decision_log_records_total", result="failed_write")
+    failed_before = binder.counter("neurokube_decision_log_ship_failures_total")
     dropped_before = binder.counter("neurokube_decision_log_records_total", result="dropped")
     stack_control.stop_service(chaos.stack.state_dir, "minio")
     try:
@@ -240,8 +241,8 @@ def test_minio_down_decisions_buffered_then_written(chaos: Chaos):
         started = time.monotonic()
         pods = settle_and_check(chaos, run, 30)
         bound_in = time.monotonic() - started
-        eventually(lambda: binder.counter("neurokube_decision_log_records_total", result="failed_write")
-                   > failed_before, 30, "a counted failed write")
+        eventually(lambda: binder.counter("neurokube_decision_log_ship_failures_total") > failed_before, 30,
+                   "a counted failed shipment")
     finally:
         stack_control.start_service(chaos.stack.state_dir, "minio")
     print(f"\n30 pods bound {bound_in:.1f}s after creation with MinIO down")

@@ -62,6 +62,7 @@ NEEDED: dict[str, tuple[dict[str, set[str]], dict[str, set[str]]]] = {
     "neurokube-trainer-launcher": ({}, {"jobs.batch": {"create"}}),
     "neurokube-trainer": ({}, {}),
     "neurokube-dead-letter": ({}, {}),
+    "neurokube-snapshot": ({}, {}),  # reads Prometheus, writes MinIO; the token only verifies OIDC callers
     "neurokube-pod-events": ({"pods": {"get", "list", "watch"}, "events": {"create", "patch"}}, {}),
 }
 SELF_REVIEWS = {"selfsubjectaccessreviews.authorization.k8s.io", "selfsubjectrulesreviews.authorization.k8s.io",

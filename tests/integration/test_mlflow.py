@@ -3,7 +3,10 @@
 * an experiment, a run with a parameter, a metric and an artifact, read back through the server;
 * artifacts travel through the server's artifact proxy (mlflow-artifacts:/) into the state dir;
 * a model version registered from the run's artifacts gets the alias `champion`, and
-  ``models:/<name>@champion`` resolves to it and downloads the model file.
+  ``models:/<name>@champion`` resolves to it and downloads the model file;
+* the placement model as the nightly logs it (an MLflow Model: pyfunc from code, LightGBM text
+  inside) goes through the server's artifact proxy, and the binder's champion thread loads it
+  from ``models:/<name>@champion`` into a Decider that had no model directory.
 """
 
 from __future__ import annotations
@@ -12,9 +15,16 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
+
+import mlflow
+from neurokube.live.champion import ChampionSync
+from neurokube.live.decide import Decider
+from neurokube.live.telemetry import Telemetry
+from neurokube.live.testing import write_packing_model
+from neurokube.model.value_model import load_model
+from neurokube.registry import Registry
 
 pytestmark = pytest.mark.integration
 
@@ -65,3 +75,20 @@ def test_run_artifact_and_registry_alias(tracking: str, stack, tmp_path: Path) -
     downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}@champion",
                                                           dst_path=str(tmp_path / "download")))
     assert (downloaded / "model.txt").read_text() == "weights: 0.25, 0.75\n"
+
+
+def test_the_placement_champion_through_the_server(stack, tmp_path: Path) -> None:
+    url = stack.endpoints["mlflow"]["url"]
+    registry = Registry(url, f"it-placement-{uuid.uuid4().hex[:8]}")
+    model = load_model(write_packing_model(tmp_path / "packing", version="it-champion"))
+    with registry.run("it-placement", "champion") as run:
+        uri = run.model(model)
+    registry.set_alias(registry.register(run.run_id))
+    assert registry.client.get_model_version(registry.model_name, registry.alias()).source == uri
+    assert any(p.name == "MLmodel" for p in stack.layout.mlflow_artifacts.rglob("MLmodel"))  # via the proxy
+
+    telemetry = Telemetry()
+    decider = Decider(None, telemetry)
+    assert ChampionSync(registry, decider.install, telemetry=telemetry).poll_once() is True
+    assert decider.model_version == "it-champion"
+    assert telemetry.champion_checks.labels(result="installed")._value.get() == 1

@@ -3,7 +3,7 @@
 * ``mlflow run mlflow/ -e nightly --env-manager local`` on one small simulated day in the session
   MinIO bucket trains a night: the project's run (its own experiment) finishes with the entry
   point's parameters; the night's run (experiment ``neurokube-nightly``) finishes with its params,
-  metrics and model files; a new version of the model it names (``model_name``, one of its own here) is registered and tagged for
+  metrics and its MLflow Model (the run's logged model output); a new version of the model it names (``model_name``, one of its own here) is registered and tagged for
   that day, and the ``champion`` alias names it exactly when it was promoted;
 * a day that is not a date fails the project run (exit code and run status), and no new version
   is registered.
@@ -53,7 +53,7 @@ def seed_day(store, day: str, spool_dir: Path) -> None:
     for kind, table, frame in (("decisions", "decisions", simulated.decisions),
                                ("decisions", "candidates", simulated.candidates),
                                ("outcomes", "outcomes", simulated.outcomes)):
-        loop.put_table(spool, store, keys.table_key(kind, table, day), frame)
+        loop.put_table(spool, store, keys.sim_key(kind, table, day), frame)
     snapshot.run(SimulatorUsage(simulated.usage), store, start, start + DAY_S, SnapshotSettings(), spool_dir)
 
 
@@ -104,9 +104,13 @@ def test_the_nightly_entry_point_trains_and_registers_a_night(stack, tmp_path: P
     assert client.get_experiment(run.info.experiment_id).name == settings.experiment
     assert run.data.params["day"] == DAY and run.data.params["model_name"] == MODEL
     assert run.data.metrics["data.decisions"] > 100 and "replay.candidate.cost" in run.data.metrics
-    assert {a.path for a in client.list_artifacts(run.info.run_id, "model")} == {
-        "model/manifest.json", "model/contention.txt", "model/occupancy.txt"}
+    [output] = run.outputs.model_outputs  # the night's MLflow Model, logged as the run's output
+    logged = client.get_logged_model(output.model_id)
+    assert logged.name == "model" and logged.source_run_id == run.info.run_id
     assert run.data.tags["neurokube.version"] == night["version"]
+    assert client.get_model_version(MODEL, night["version"]).source == f"models:/{output.model_id}"
+    files = registry.download(tmp_path / "version", version=night["version"])
+    assert (files / "MLmodel").is_file() and (files / "artifacts" / "value_model" / "manifest.json").is_file()
 
     assert set(registry.versions()) - before == {night["version"]}
     tags = registry.version_tags(night["version"])

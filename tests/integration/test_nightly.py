@@ -1,8 +1,10 @@
 """The nightly loop on the real stack (MinIO, Prometheus fed by the emulator's backfill, MLflow server).
 
-* ``neurokube nightly --days 3 --stack`` leaves 3 dates x 24 hourly snapshot partitions, each day's
-  rows read back from Prometheus (10 nodes x 1440 steps), and each day's decision logs in the
-  MinIO bucket; 3 MLflow runs; a registered model whose ``champion`` alias points at the best
+* ``neurokube nightly --days 3 --stack --cluster it-nightly`` leaves 3 dates x 24 hourly snapshot
+  partitions, each day's rows read back from Prometheus (10 nodes x 1440 steps: only its own
+  cluster's series, whatever else the session's Prometheus holds for those days, e.g.
+  test_backfill's window, which reaches into yesterday when the suite runs before 06:00 UTC), and
+  each day's decision logs in the MinIO bucket; 3 MLflow runs; a registered model whose ``champion`` alias points at the best
   version under the promotion rule; the learning curve;
 * MinIO unreachable during a snapshot: the partitions are spooled, and the next run delivers them
   into the real bucket with every row.
@@ -28,6 +30,7 @@ from pipelines.settings import NightlySettings, SnapshotSettings
 from pipelines.usage import SimulatorUsage
 
 pytestmark = pytest.mark.integration
+CLUSTER = "it-nightly"  # the label of this test's series in the session's shared Prometheus
 
 
 def nightly(argv: list[str]) -> int:
@@ -43,22 +46,21 @@ def rows(store, keys: list[str]) -> int:
 
 def test_three_nights_on_the_stack(stack, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    assert nightly(["nightly", "--days", "3", "--stack", "--state-dir", str(stack.state_dir), "--out", str(out)]) == 0
+    assert nightly(["nightly", "--days", "3", "--stack", "--cluster", CLUSTER, "--state-dir", str(stack.state_dir),
+                    "--out", str(out)]) == 0
     store = open_store(stack.endpoints)
-    dates = sorted({k.split("/")[1] for k in store.list("snapshots/")})
-    assert len(dates) >= 3
-    for date in dates[-3:]:
+    days = json.loads((out / "days.json").read_text())["days"]
+    assert len(days) == 3
+    for date in (f"date={day['date']}" for day in days):  # this run's days, not whatever else the bucket holds
         parts = store.list(f"snapshots/{date}/")
         assert len(parts) == 24
         frame = pd.concat([pd.read_parquet(io.BytesIO(store.get_bytes(k))) for k in parts])
         assert len(frame) == 10 * 1440 and frame["cpu_used_milli"].sum() > 0  # from Prometheus, not zeros
         day = date.removeprefix("date=")
-        assert store.exists(f"decisions/date={day}/decisions.parquet")
-        assert store.exists(f"decisions/date={day}/candidates.parquet")
-        assert store.exists(f"outcomes/date={day}/outcomes.parquet")
+        assert store.exists(f"decisions/date={day}/sim-000000.decisions.parquet")
+        assert store.exists(f"decisions/date={day}/sim-000000.candidates.parquet")
+        assert store.exists(f"outcomes/date={day}/sim-000000.outcomes.parquet")
 
-    days = json.loads((out / "days.json").read_text())["days"]
-    assert len(days) == 3
     for day in days:  # what Prometheus gave back is what the simulator used (rate() smooths the edges)
         assert day["snapshot_cpu_core_s"] == pytest.approx(day["sim_cpu_core_s"], rel=0.03)
 

@@ -101,7 +101,7 @@ def pod_specs() -> dict[str, dict]:
 
 FUNCTION_ACCOUNTS = {"neurokube-binder": "neurokube-binder", "neurokube-sweeper": "neurokube-sweeper",
                      "neurokube-extender": "neurokube-extender", "trainer": "neurokube-trainer-launcher",
-                     "neurokube-dead-letter": "neurokube-dead-letter"}
+                     "neurokube-dead-letter": "neurokube-dead-letter", "neurokube-snapshot": "neurokube-snapshot"}
 PLACING = {("", "nodes", "get"), ("", "nodes", "list"), ("", "nodes", "watch"), ("", "pods/binding", "create")}
 #: (cluster-wide rules, rules in the ledger namespace) per ServiceAccount, as (apiGroup, resource, verb).
 NEEDED = {
@@ -115,6 +115,7 @@ NEEDED = {
     "neurokube-trainer-launcher": (set(), {("batch", "jobs", "create")}),
     "neurokube-trainer": (set(), set()),
     "neurokube-dead-letter": (set(), set()),
+    "neurokube-snapshot": (set(), set()),  # reads Prometheus and writes MinIO; its token only checks OIDC callers
     "neurokube-pod-events": ({("", "pods", v) for v in ("get", "list", "watch")}
                              | {("", "events", "create"), ("", "events", "patch")}, set()),
 }
@@ -265,6 +266,8 @@ def test_sources_and_triggers():
     assert pings["neurokube-sweep"]["spec"]["sink"]["ref"]["name"] == "neurokube-sweeper"
     assert pings["neurokube-nightly-training"]["spec"]["schedule"] == "0 2 * * *"
     assert pings["neurokube-nightly-training"]["spec"]["sink"]["ref"]["name"] == "trainer"
+    assert pings["neurokube-snapshot"]["spec"]["schedule"] == "*/15 * * * *"
+    assert pings["neurokube-snapshot"]["spec"]["sink"]["ref"]["name"] == "neurokube-snapshot"
 
 
 def test_every_trigger_retries_then_dead_letters():
@@ -322,7 +325,7 @@ def test_each_service_admits_only_the_knative_data_plane(service):
         for peer in peers(rule):
             admitted.setdefault(peer, set()).update(p["port"] for p in rule["ports"])
     expected = {**{peer: {8012, 8013, 8112} for peer in DATA_PLANE}, **{peer: {9090} for peer in AUTOSCALER}}
-    if service in ("neurokube-binder", "neurokube-sweeper", "neurokube-extender"):
+    if service in ("neurokube-binder", "neurokube-sweeper", "neurokube-extender", "neurokube-snapshot"):
         expected.update({peer: {8080, 9091} for peer in PROMETHEUS})  # the functions' /metrics
     assert admitted == expected, service
 
@@ -340,7 +343,7 @@ SCHEDULING = {"neurokube-binder", "neurokube-extender", "neurokube-sweeper"}
 
 def test_services():
     services = knative_services()
-    assert set(services) == SCHEDULING | {"trainer", "neurokube-dead-letter"}
+    assert set(services) == SCHEDULING | {"trainer", "neurokube-dead-letter", "neurokube-snapshot"}
     for name, svc in services.items():
         assert svc["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local", name
         spec = svc["spec"]["template"]["spec"]
@@ -441,6 +444,29 @@ def test_the_trainer_accepts_exactly_the_nightly_ping():
     assert trainer.oidc_audience == "serving.knative.dev/service/neurokube/trainer"
     assert ping["spec"]["sink"].get("audience") == trainer.oidc_audience
     assert trainer.oidc_subject_list == (oidc_identity(ping),)
+
+
+def test_the_snapshot_function_starts_and_accepts_exactly_its_ping():
+    """Its environment (the Secret's keys stand in) passes both settings validations, one replica
+    writes at a time, and the PingSource's OIDC identity is the one subject it accepts."""
+    from pipelines.settings import snapshot_function_settings
+
+    svc = knative_services()["neurokube-snapshot"]
+    spec = svc["spec"]["template"]["spec"]
+    [container] = spec["containers"]
+    env = {**literal_env(container), "NEUROKUBE_STORE_ACCESS_KEY": "k", "NEUROKUBE_STORE_SECRET_KEY": "s"}
+    settings, snapshot = from_env(env), snapshot_function_settings(env)
+    assert settings.prometheus_url and snapshot.store.startswith("minios://") and snapshot.hours >= 1
+    assert str(snapshot.snapshot.spool_dir).startswith("/tmp/")  # the writable emptyDir
+    assert env["FUNCTION_TARGET"] == "snapshot" and env["FUNCTION_SIGNATURE_TYPE"] == "http"
+    assert spec["containerConcurrency"] == int(env["THREADS"]) * int(env["WORKERS"]) == 1
+    annotations = svc["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["autoscaling.knative.dev/min-scale"] == annotations["autoscaling.knative.dev/max-scale"] == "1"
+    ping = by_kind("PingSource")["neurokube-snapshot"]
+    assert settings.auth_problem("snapshot") is None and not settings.insecure
+    assert settings.oidc_audience == "serving.knative.dev/service/neurokube/neurokube-snapshot"
+    assert ping["spec"]["sink"].get("audience") == settings.oidc_audience
+    assert settings.oidc_subject_list == (oidc_identity(ping),)
 
 
 def test_config_map_holds_no_credentials():

@@ -180,7 +180,8 @@ def test_the_decision_log_records_the_profile_s_spec(model, tmp_path):
     kube = FakeKube([node_doc(f"n{i}") for i in range(3)], [])
     path = write(tmp_path, "schedulerName: neurokube\npolicy: lvrb:safe_variance_margin=2\n")
     runtime = fake_runtime(kube, Settings(model_dir=model, profile=path, replica="r1",
-                                          decision_log=str(tmp_path / "log"), decision_batch=1000))
+                                          decision_log=str(tmp_path / "log"), decision_batch=1000,
+                                          decision_spool_dir=tmp_path / "spool"))
     doc = pod_doc("p", "500m", "256Mi", uid="uid-p")
     kube.add_pod(doc)
     outcome = runtime.scheduler.schedule(parse_pod(doc), "req-1")

@@ -47,13 +47,14 @@ def fallbacks(runtime, reason):
 def test_learned_policy_places_and_logs_in_the_replay_schema(model, prom, tmp_path):
     kube = cluster()
     runtime = fake_runtime(kube, Settings(model_dir=model, prometheus_url=prom.url, replica="r1",
-                                          decision_log=str(tmp_path / "log"), decision_batch=1000))
+                                          decision_log=str(tmp_path / "log"), decision_batch=1000,
+                                          decision_spool_dir=tmp_path / "spool"))
     runtime.metrics.refresh()
     outcome = runtime.scheduler.schedule(submit(kube, "p"), "req-1")
     assert (outcome.outcome, outcome.node, outcome.policy, outcome.fallback) == (BOUND, "n1", "neurokube", "")
     assert outcome.model_version == "packing-test" and kube.bindings == [("default/p", "n1")]
     assert runtime.decisions.flush() == 1
-    files = sorted((tmp_path / "log" / "decisions" / "live").rglob("*.parquet"))
+    files = sorted((tmp_path / "log" / "decisions").rglob("*.parquet"))
     assert [f.name.split(".", 1)[1] for f in files] == ["candidates.parquet", "decisions.parquet"]
     decisions = pd.read_parquet(files[1])
     candidates = pd.read_parquet(files[0])
@@ -165,14 +166,14 @@ def test_contention_everywhere_is_temporary():
     assert kube.bindings == []
 
 
-def test_exploration_logs_exact_propensities(model, prom):
+def test_exploration_logs_exact_propensities(model, prom, tmp_path):
     kube = cluster()
     runtime = fake_runtime(kube, Settings(model_dir=model, prometheus_url=prom.url, replica="r", epsilon=0.5,
-                                          decision_log="/unused"))
+                                          decision_log="/unused", decision_spool_dir=tmp_path / "spool"))
     runtime.metrics.refresh()
     for i in range(6):
         runtime.scheduler.schedule(submit(kube, f"p{i}", cpu="100m"))
-    batch = list(runtime.decisions._pending)
+    batch = runtime.decisions.pending()  # spooled on disk, not shipped
     assert len(batch) == 6
     for d in batch:
         assert np.isclose(d.propensity.sum(), 1.0) and d.propensity.min() == pytest.approx(0.5 / d.propensity.size)

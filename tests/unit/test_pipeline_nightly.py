@@ -4,7 +4,7 @@
   a fallback), day 2 by the night's champion when it was promoted;
 * the store holds 24 snapshot partitions and the decision logs of each day;
 * MLflow holds one run per night with params, metrics and the three plots, one model version per
-  night (model files, no pickle), tags saying whether and why each was promoted, and the alias on
+  night (an MLflow Model: a pyfunc from code with the LightGBM text inside, no pickle), tags saying whether and why each was promoted, and the alias on
   the newest promoted version;
 * the per-day table and learning curve are written;
 * ``python -m pipelines.nightly`` (the Job) trains one more night from the same store, and exits 1
@@ -72,9 +72,9 @@ def test_store_and_outputs(ran):
     store = LocalDirStore(out / "store")
     for day in ("2024-03-07", "2024-03-08"):
         assert len(store.list(f"snapshots/date={day}/")) == 24
-        assert store.list(f"decisions/date={day}/") == [f"decisions/date={day}/candidates.parquet",
-                                                        f"decisions/date={day}/decisions.parquet"]
-        assert store.exists(f"outcomes/date={day}/outcomes.parquet")
+        assert store.list(f"decisions/date={day}/") == [f"decisions/date={day}/sim-000000.candidates.parquet",
+                                                        f"decisions/date={day}/sim-000000.decisions.parquet"]
+        assert store.exists(f"outcomes/date={day}/sim-000000.outcomes.parquet")
     assert sum(r["snapshot_rows"] for r in rows) == 2 * 24 * 60 * 6
     for r in rows:  # the snapshots add up to the simulator's own usage
         assert r["snapshot_cpu_core_s"] == pytest.approx(r["sim_cpu_core_s"], rel=1e-5) and r["sim_cpu_core_s"] > 0
@@ -91,9 +91,12 @@ def test_mlflow_runs_versions_and_alias(ran):
         assert "ope.dr" in run.data.metrics and "replay.candidate.cost" in run.data.metrics
         plots = {a.path for a in registry.client.list_artifacts(run.info.run_id, "plots")}
         assert plots == {"plots/learning_curve.png", "plots/feature_importance.png", "plots/replay_comparison.png"}
-        model = {a.path for a in registry.client.list_artifacts(run.info.run_id, "model")}
-        assert model == {"model/manifest.json", "model/contention.txt", "model/occupancy.txt"}
+        [output] = run.outputs.model_outputs  # the night's MLflow Model (a pyfunc from code, no pickle)
+        assert registry.client.get_logged_model(output.model_id).source_run_id == run.info.run_id
     assert registry.versions() == ["1", "2"]
+    for version in registry.versions():
+        assert registry.client.get_model_version(settings.model_name, version).source.startswith("models:/m-")
+        assert registry.fetch(version).format == "mlflow-pyfunc"
     for row in rows:
         tags = registry.version_tags(row["new_version"][1:])
         assert tags["promoted"] == str(row["promoted"]).lower() and tags["reason"] == row["reason"]
