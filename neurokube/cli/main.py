@@ -17,6 +17,7 @@ from neurokube import __version__
 from neurokube.cli import (
     bench_cmd,
     cluster_cmd,
+    loop_cmd,
     nightly_cmd,
     recommend_cmd,
     replay_cmd,
@@ -27,7 +28,8 @@ from neurokube.cli import (
 from neurokube.errors import ApiStatusError, PermanentError, TemporaryError
 
 #: Modules that contribute sub-commands, in help order.
-COMMAND_MODULES = (trace_cmd, replay_cmd, train_cmd, nightly_cmd, recommend_cmd, cluster_cmd, stack_cmd, bench_cmd)
+COMMAND_MODULES = (trace_cmd, replay_cmd, train_cmd, nightly_cmd, loop_cmd, recommend_cmd, cluster_cmd, stack_cmd,
+                   bench_cmd)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,45 @@
+"""A live run's outcomes, read back from Prometheus, in the replay's units (docs/METRICS.md).
+
+The series the emulator served for the run are read per scrape step (``irate`` of cAdvisor's CPU
+counters: the emulator integrates usage piecewise-constantly between scrapes, so the last two
+samples give the usage of that step), and the run's wall seconds count ``speed`` trace seconds:
+
+* ``contention_core_s``: sum over steps and nodes of max(0, CPU usage - allocatable) x step / 1000;
+* ``node_hours``: node-steps with a running pod (a working set on the node) x step / 3600;
+* ``pending_pod_s``: creation-to-binding waits as the apiserver's watch saw them (a pod never bound
+  waits until the run's end), from :class:`~neurokube.liveloop.driver.RunResult`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from pipelines.settings import PrometheusQueries
+
+#: Per-step CPU usage (the last two samples: one scrape step of the emulator's counters).
+STEP_CPU = "sum by ({by}) (irate(container_cpu_usage_seconds_total{{{selector}}}[{rate_window}])) * 1000"
+
+
+def queries(selector: str = "", scrape_s: float = 1.0) -> PrometheusQueries:
+    """The snapshot queries with per-step CPU: ``irate`` over a window holding a few scrapes."""
+    return dataclasses.replace(PrometheusQueries(), cpu_used_milli=STEP_CPU, selector=selector,
+                               rate_window=f"{max(3, int(np.ceil(3 * scrape_s)))}s")
+
+
+def from_usage(frame: pd.DataFrame, step_s: float, speed: float) -> dict[str, float]:
+    """Contention and node-hours of a usage frame (pipelines.usage.COLUMNS, one row per step and node)."""
+    if frame.empty:
+        return {"contention_core_s": 0.0, "node_hours": 0.0}
+    over = np.maximum(frame["cpu_used_milli"].to_numpy(float) - frame["cpu_alloc_milli"].to_numpy(float), 0.0)
+    active = frame["mem_used_mib"].to_numpy(float) > 0
+    trace_step = step_s * speed
+    return {"contention_core_s": float(over.sum() * trace_step / 1000.0),
+            "node_hours": float(active.sum() * trace_step / 3600.0)}
+
+
+def pending(created: dict[str, float], bound: dict[str, float], end_s: float, speed: float) -> float:
+    """Trace seconds pods waited between creation and binding; unbound pods wait until ``end_s``."""
+    return float(sum(max(0.0, bound.get(name, end_s) - t) for name, t in created.items()) * speed)
