@@ -26,9 +26,10 @@ import json
 import logging
 import math
 import shutil
+import threading
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -82,6 +83,13 @@ class LiveLoopSettings:
                              self.trace.name, "a longer trace, shorter --slice-hours or fewer --days")
 
     @property
+    def sweep_every_s(self) -> float:
+        """The sweeper's PingSource, every trace minute, compressed (kube-scheduler retries a pending pod
+        on the cluster's events; NeuroKube's binder places a pod on its create event and the sweeper
+        places what did not fit then, so the sweeper's period is what pending pods wait for)."""
+        return max(0.5, 60.0 / self.speed)
+
+    @property
     def run_s(self) -> float:
         """Wall seconds of one run: the slice, then as long again for the pods still running."""
         return 2 * self.slice_hours * HOUR_S / self.speed
@@ -121,7 +129,7 @@ def run(s: LiveLoopSettings, say: Callable[[str], None] = lambda _m: None) -> di
                "NEUROKUBE_DECISION_LOG": f"minio://{minio['endpoint'].split('://')[-1]}/{minio['bucket']}",
                "NEUROKUBE_STORE_ACCESS_KEY": minio["access_key"], "NEUROKUBE_STORE_SECRET_KEY": minio["secret_key"],
                "NEUROKUBE_DECISION_FLUSH_S": "2", "NEUROKUBE_DECISION_SPOOL_DIR": str(s.state_dir / "spool"),
-               "NEUROKUBE_SWEEP_MIN_AGE_S": "3600"}
+               "NEUROKUBE_SWEEP_MIN_AGE_S": f"{s.sweep_every_s:g}"}
         logs = s.state_dir / "logs"
         logs.mkdir(exist_ok=True)
         rbac.grant_adapter(cluster.client)
@@ -131,6 +139,7 @@ def run(s: LiveLoopSettings, say: Callable[[str], None] = lambda _m: None) -> di
                              authorization=live.binder.auth_headers().get("Authorization"))
         stack.callback(broker.close)
         live.restart_adapter(sink=broker.url)
+        stack.enter_context(_sweeping(live.sweeper, s.sweep_every_s))
         owners = driver.ensure_owners(cluster.client, NAMESPACE, {
             plan.owner_name(str(ns), str(w)) for ns, w in zip(s.trace.pods.namespace, s.trace.pods.workload,
                                                                strict=True)})
@@ -168,6 +177,27 @@ def run(s: LiveLoopSettings, say: Callable[[str], None] = lambda _m: None) -> di
                                       "trace": s.trace.name, "epsilon": s.epsilon, "scrape_s": s.scrape_s}}
     event(log, "live loop done", days=len(days))
     return doc
+
+
+@contextmanager
+def _sweeping(sweeper: livekit.Function, every_s: float) -> Iterator[None]:
+    """Ping the sweeper every ``every_s`` wall seconds, as the PingSource would every trace minute."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every_s):
+            try:
+                sweeper.ping(timeout_s=30)
+            except OSError as exc:
+                event(log, "sweeper ping failed", level=logging.WARNING, error=str(exc))
+
+    thread = threading.Thread(target=loop, name="loop-sweep", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=35)
 
 
 def measure(prom: str, s: LiveLoopSettings, result: driver.RunResult) -> dict:

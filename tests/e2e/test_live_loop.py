@@ -28,8 +28,11 @@ def ran(tmp_path_factory):
     if find_go() is None:
         pytest.skip("no Go toolchain: the local control plane cannot be built")
     root = tmp_path_factory.mktemp("live-loop")
-    trace = synth_trace("live", SynthSettings(arrivals=ArrivalSettings(hours=1, target_load=0.8, warmup_hours=0,
-                                                                       seed=11), nodes=6, workloads=10))
+    # pods that often use more CPU than they request, so that nodes do overflow (contention to learn from)
+    trace = synth_trace("live", SynthSettings(arrivals=ArrivalSettings(hours=1, target_load=0.7, warmup_hours=0,
+                                                                       seed=11), nodes=6, workloads=10,
+                                              qos_shares=(0.1, 0.5, 0.4), cpu_level_median=(0.9, 1.4, 1.0),
+                                              cpu_level_sigma=0.8))
     write_trace(trace, root / "trace")
     out = root / "loop.json"
     argv = [sys.executable, "-m", "neurokube.cli.main", "loop", "live", "--trace", str(root / "trace"), "--days", "2",
@@ -37,6 +40,7 @@ def ran(tmp_path_factory):
             str(root / "state"), "--json", str(out)]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    print(result.stdout)  # the loop's table, in the test's report when an assertion below fails
     return result, json.loads(out.read_text()), trace
 
 
