@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
 
         command = "python benchmarks/live_loop.py" + (f" --days {args.days}" if args.days != 3 else "")
         if build:
-            body = f"Trace: `{build.replace(str(ROOT.parent), '..')}`.\n\n" + body
+            shown = build.replace(str(ROOT) + "/", "").replace(str(ROOT.parent), "..")
+            body = f"Trace: `{shown}`.\n\n" + body
         write_section("live-loop", "The learning loop on the local cluster (live, day over day)", command, body)
     return 0
 
