@@ -367,7 +367,7 @@ def run(options: BenchOptions, out: IO[str] | None = None, progress: Progress | 
                   "deliveries at a time) -> binder", file=out, flush=True)
         else:
             print("events: receive adapter -> binder, directly (one event at a time)", file=out, flush=True)
-        stack.enter_context(_sweep_timer(live.sweeper, SWEEP_EVERY_S))
+        stack.enter_context(livekit.sweep_timer(live.sweeper, SWEEP_EVERY_S))
         kube = KubeClient.from_kubeconfig(options.kubeconfig or cluster.kubeconfig, timeout_s=30)
         run_id = f"bench-{int(time.time()) % 100000:05d}"
         watch = BindWatch(kube, run_id)
@@ -435,26 +435,6 @@ def _prometheus(node_names: list[str], seed: int):
 
     rng = random.Random(seed)
     return FakePrometheus({name: (rng.uniform(0.5, 8.0), rng.uniform(1.0, 16.0) * 2**30) for name in node_names})
-
-
-@contextmanager
-def _sweep_timer(sweeper: livekit.Function, every_s: float) -> Iterator[None]:
-    """Ping the sweeper every ``every_s`` like the deployed PingSource."""
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.wait(every_s):
-            try:
-                sweeper.ping(timeout_s=every_s)
-            except OSError:
-                pass
-
-    thread = threading.Thread(target=loop, name="sweep-timer", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
 
 
 @contextmanager

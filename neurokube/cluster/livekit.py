@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -244,6 +245,27 @@ def start_adapter(cluster: RunningCluster, sink: str, logs: Path, name: str = "r
             raise AssertionError(f"the receive adapter did not start; see {log_path}")
         time.sleep(0.2)
     return proc
+
+
+@contextmanager
+def sweep_timer(sweeper: Function, every_s: float) -> Iterator[None]:
+    """Ping the sweeper every ``every_s`` seconds, like the deployed PingSource, for the duration of the
+    block. A failed ping is skipped (the next one comes soon), as a PingSource's would be retried."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every_s):
+            try:
+                sweeper.ping(timeout_s=max(every_s, 5.0))
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=loop, name="sweep-timer", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
 
 
 @contextmanager

@@ -26,10 +26,9 @@ import json
 import logging
 import math
 import shutil
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -139,7 +138,7 @@ def run(s: LiveLoopSettings, say: Callable[[str], None] = lambda _m: None) -> di
                              authorization=live.binder.auth_headers().get("Authorization"))
         stack.callback(broker.close)
         live.restart_adapter(sink=broker.url)
-        stack.enter_context(_sweeping(live.sweeper, s.sweep_every_s))
+        stack.enter_context(livekit.sweep_timer(live.sweeper, s.sweep_every_s))
         owners = driver.ensure_owners(cluster.client, NAMESPACE, {
             plan.owner_name(str(ns), str(w)) for ns, w in zip(s.trace.pods.namespace, s.trace.pods.workload,
                                                                strict=True)})
@@ -177,27 +176,6 @@ def run(s: LiveLoopSettings, say: Callable[[str], None] = lambda _m: None) -> di
                                       "trace": s.trace.name, "epsilon": s.epsilon, "scrape_s": s.scrape_s}}
     event(log, "live loop done", days=len(days))
     return doc
-
-
-@contextmanager
-def _sweeping(sweeper: livekit.Function, every_s: float) -> Iterator[None]:
-    """Ping the sweeper every ``every_s`` wall seconds, as the PingSource would every trace minute."""
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.wait(every_s):
-            try:
-                sweeper.ping(timeout_s=30)
-            except OSError as exc:
-                event(log, "sweeper ping failed", level=logging.WARNING, error=str(exc))
-
-    thread = threading.Thread(target=loop, name="loop-sweep", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=35)
 
 
 def measure(prom: str, s: LiveLoopSettings, result: driver.RunResult) -> dict:
