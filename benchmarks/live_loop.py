@@ -26,11 +26,8 @@ sys.path.insert(0, str(ROOT))
 NK = [sys.executable, "-m", "neurokube.cli.main"]
 KEYS = ("contention_core_s", "node_hours", "pending_pod_s")
 
-
-def ratio(nk: float, ks: float) -> float | None:
-    if ks == 0:
-        return 1.0 if nk == 0 else None
-    return nk / ks
+from neurokube.liveloop.run import table  # noqa: E402
+from pipelines.loop import ratio  # noqa: E402
 
 
 def goals(doc: dict) -> list[tuple[str, bool, str]]:
@@ -106,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print(run.stdout[-4000:], run.stderr[-4000:], sep="\n")
         return run.returncode
     doc = json.loads(out_json.read_text())
-    table = run.stdout[run.stdout.index("day    model"):run.stdout.index("per-day outcomes")].rstrip()
-    body = markdown(doc, table, seconds, trace.name)
+    body = markdown(doc, table(doc), seconds, trace.name)
     print(body)
     if not args.no_docs:
         from benchmarks._report import write_section
