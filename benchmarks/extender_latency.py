@@ -129,7 +129,7 @@ class SchedulerSide:
     prioritize on what that filter kept (``nodeCacheCapable`` decides names or Node objects)."""
 
     def __init__(self, node_docs: list[dict], mode: str) -> None:
-        from neurokube.live.objects import parse_node
+        from neurokube.k8s.objects import parse_node
 
         self.mode = mode
         self.nodes = [parse_node(doc) for doc in node_docs]
@@ -139,8 +139,8 @@ class SchedulerSide:
         self._passing: dict[str, list[int]] = {}
 
     def filter_body(self, pod_doc: dict) -> bytes:
-        from neurokube.live.feasibility import admits
-        from neurokube.live.objects import parse_pod
+        from neurokube.k8s.feasibility import admits
+        from neurokube.k8s.objects import parse_pod
 
         spec = pod_doc["spec"]
         key = json.dumps([spec.get("nodeSelector"), spec.get("tolerations")], sort_keys=True)
@@ -177,7 +177,7 @@ def measure_in_process(n: int, calls: int) -> dict:
     from neurokube.live import runtime as live_runtime
     from neurokube.live.settings import Settings
     from neurokube.live.telemetry import Telemetry
-    from neurokube.live.testing import FakeKube, FakePrometheus, fake_runtime, write_packing_model
+    from neurokube.testing import FakeKube, FakePrometheus, fake_runtime, write_packing_model
 
     names = [nkload.node_name(i) for i in range(n)]
     kube = FakeKube(nodes=_cluster_nodes(n, nkload), namespaces=("neurokube", nkload.POD_NAMESPACE))

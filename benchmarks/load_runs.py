@@ -287,7 +287,7 @@ class Plan:
 
 def prometheus_double(cluster_nodes: int, load_nodes: int):
     """Node metrics for the cluster's nodes and the synthetic ones of scenario (b)."""
-    from neurokube.live.testing import FakePrometheus
+    from neurokube.testing import FakePrometheus
 
     names = [f"kwok-node-{i:04d}" for i in range(cluster_nodes)] + [f"load-node-{i:05d}" for i in range(load_nodes)]
     return FakePrometheus({n: (2.0 + (i % 7), float((8 + i % 5) << 30)) for i, n in enumerate(names)})
@@ -432,7 +432,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         ap.error(f"--scenarios takes a, b and c, got {args.scenarios!r}")
     plan = Plan.of(args.quick, args.nodes, args.create_pods)
 
-    from neurokube.live.testing import write_packing_model
+    from neurokube.testing import write_packing_model
 
     work = Path(tempfile.mkdtemp(prefix="neurokube-load-runs-"))
     names = Placeholders()
@@ -462,7 +462,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         "kube-apiserver, kube-scheduler, KWOK), the functions and the Prometheus double; other "
         "sessions' tests and benchmarks were running on the machine too, so the numbers are noisy. "
         f"Clusters of {plan.nodes} KWOK nodes (32 CPU, 128 GiB, 110 pods); the functions run the "
-        "test packing model (`--model-dir $MODEL`, written by `neurokube.live.testing.write_packing_model`) "
+        "test packing model (`--model-dir $MODEL`, written by `neurokube.testing.write_packing_model`) "
         "with fresh node metrics from a loopback Prometheus double (`--prometheus-url $PROMETHEUS`). "
         "Names starting with `$` stand for this run's temporary paths and free ports "
         "(`neurokube cluster status --state-dir DIR` prints the function URLs). Per-stage numbers come from "

@@ -1,5 +1,5 @@
 """Quantity parsing: the official client's ``kubernetes.utils.parse_quantity``, as
-neurokube/live/quantity.py wraps it (the apiserver's grammar checked, exact decimal context,
+neurokube/k8s/quantity.py wraps it (the apiserver's grammar checked, exact decimal context,
 negative and absurd values refused, rounded up to millicores or bytes), against the hand-written
 ``Fraction`` parser the module had before (kept here as the baseline).
 
@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._report import write_section  # noqa: E402
-from neurokube.live import quantity  # noqa: E402
+from neurokube.k8s import quantity  # noqa: E402
 
 MIX = ("100m", "2", "1.5", "512Mi", "1Gi", "250M", "1e3", "0.5Ki")
 CPU = frozenset(("100m", "2", "1.5", "1e3"))
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, hand, k8s in rows:
         lines.append(f"| {name} | {hand:,.0f} | {k8s:,.0f} | {k8s / hand:.2f}x |")
     body = ("Strings: " + ", ".join(f"`{t}`" for t in MIX) + f". Median of {args.repeats} timeit runs. "
-            "neurokube/live/quantity.py uses parse_quantity (wrapped) since this measurement.\n\n" + "\n".join(lines))
+            "neurokube/k8s/quantity.py uses parse_quantity (wrapped) since this measurement.\n\n" + "\n".join(lines))
     print(body)
     if not args.no_write:
         path = write_section("quantity-parse", "Quantity parsing", "python benchmarks/quantity_parse.py", body)

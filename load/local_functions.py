@@ -4,7 +4,7 @@ the observability test.
 The function module (functions/<target>/main.py) is loaded by functions-framework's own
 ``create_app`` and served by gunicorn (gthread, one worker, ``--threads``), as the container does.
 Only its runtime differs: instead of a kube-apiserver it gets the in-memory API of
-``neurokube.live.testing.FakeKube`` holding ``--nodes`` nodes and ``--pods`` pending pods (names
+``neurokube.testing.FakeKube`` holding ``--nodes`` nodes and ``--pods`` pending pods (names
 from ``load/nkload.py``), re-listed into the watch cache every ``--resync-s``; optionally a
 loopback Prometheus double answering for every node (``--prometheus fake``), a model
 (``--model-dir``, or ``--packing-model`` for the test model with a known preference) and a
@@ -41,7 +41,8 @@ def build_app(options: argparse.Namespace):
     """Runs in the gunicorn worker: the runtime's threads must start after the fork."""
     import functions_framework
 
-    from neurokube.live import runtime, testing
+    from neurokube import testing
+    from neurokube.live import runtime
     from neurokube.live.settings import from_env
     from neurokube.live.telemetry import process_telemetry
 

@@ -1,7 +1,8 @@
 """Every setting of the learning loop, in one place (typed, documented, validated on creation).
 
 The Kubernetes Job (``python -m pipelines.nightly``) reads them from flags; ``neurokube nightly``
-builds them from its flags. Nothing else reads the environment.
+builds them from its flags. Only the snapshot function's settings come from the environment,
+declared and read with :mod:`neurokube.envsettings` (:func:`snapshot_function_settings`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from neurokube import envsettings
+from neurokube.envsettings import setting
 from neurokube.errors import InputError
 from neurokube.learning.fit import FitSettings
 from neurokube.model.reward import RewardWeights
@@ -241,52 +244,58 @@ class NightlySettings:
 class SnapshotFunctionSettings:
     """The snapshot function (functions/snapshot): every PingSource tick rewrites the last ``hours``
     completed hours and the current hour so far. Read from the environment by
-    :func:`snapshot_function_settings` (the function's Prometheus connection and authentication are
-    the live functions' own settings, neurokube/live/settings.py)."""
+    :func:`snapshot_function_settings`; every problem is refused at once, naming its variable (the
+    function's Prometheus connection and authentication are the live functions' own settings,
+    neurokube/live/settings.py). :attr:`snapshot` is the snapshot step's settings they make."""
 
-    store: str
-    """NEUROKUBE_STORE: object store of the partitions (a directory, file://, minio:// or minios://;
-    keys from NEUROKUBE_STORE_ACCESS_KEY / NEUROKUBE_STORE_SECRET_KEY)."""
-    snapshot: SnapshotSettings = field(default_factory=SnapshotSettings)
-    """NEUROKUBE_SNAPSHOT_SELECTOR (this cluster's series), NEUROKUBE_SNAPSHOT_STEP_S (60),
-    NEUROKUBE_SNAPSHOT_RATE_WINDOW (3m), NEUROKUBE_SNAPSHOT_SPOOL_DIR (/tmp/neurokube-snapshot-spool)."""
-    hours: int = 2
-    """NEUROKUBE_SNAPSHOT_HOURS: completed hours rewritten by every run besides the current one, so
-    a partition finishes even when the runs of a whole hour failed (at most ``hours - 1`` hours)."""
-    max_event_age_s: float = 3600.0
-    """NEUROKUBE_SNAPSHOT_MAX_EVENT_AGE_S: a ping older than this is refused (400, not retried):
-    a late redelivery must not rewrite hours whose samples Prometheus may no longer hold."""
-    max_event_skew_s: float = 300.0
-    """A ping more than this in the future is refused (400): the sender's clock is wrong."""
+    store: str = setting("NEUROKUBE_STORE", "",
+                         "object store of the partitions: a directory, `file://`, `minio://` or `minios://` (keys "
+                         "from `NEUROKUBE_STORE_ACCESS_KEY` / `_SECRET_KEY`, CA from `NEUROKUBE_STORE_CA_BUNDLE`)",
+                         shown="(required)")
+    selector: str = setting("NEUROKUBE_SNAPSHOT_SELECTOR", "",
+                            "this cluster's series, PromQL label matchers without braces (e.g. "
+                            "`cluster=\"prod-eu-1\"`); empty: every series")
+    hours: int = setting("NEUROKUBE_SNAPSHOT_HOURS", 2,
+                         "completed hours rewritten by every tick besides the current one (0-24), so a partition "
+                         "finishes even when the ticks of a whole hour failed")
+    step_s: int = setting("NEUROKUBE_SNAPSHOT_STEP_S", 60, "the partitions' step, seconds (divides an hour)")
+    rate_window: str = setting("NEUROKUBE_SNAPSHOT_RATE_WINDOW", "3m",
+                               "range of `rate()` over cAdvisor's counters: at least two scrapes")
+    max_event_age_s: float = setting("NEUROKUBE_SNAPSHOT_MAX_EVENT_AGE_S", 3600.0,
+                                     "older ticks are refused (400): a late redelivery must not rewrite hours "
+                                     "whose samples Prometheus may no longer hold")
+    spool_dir: Path = setting("NEUROKUBE_SNAPSHOT_SPOOL_DIR", Path("/tmp/neurokube-snapshot-spool"),
+                              "partitions waiting for the store; the next tick delivers them")
+    max_event_skew_s: float = setting(None, 300.0,
+                                      "a ping more than this in the future is refused (400): the sender's clock "
+                                      "is wrong")
+    snapshot: SnapshotSettings = field(init=False)  # made of step_s, selector, rate_window and spool_dir
 
     def __post_init__(self) -> None:
+        problems = []
         if not self.store.strip():
-            raise InputError("NEUROKUBE_STORE is not set", "environment", "the snapshot function needs a store")
+            problems.append("NEUROKUBE_STORE: must be set (the object store of the partitions)")
+        try:
+            parse_selector(self.selector, "NEUROKUBE_SNAPSHOT_SELECTOR")
+        except InputError as exc:
+            problems.append(str(exc))
         if not 0 <= self.hours <= 24:
-            raise InputError("NEUROKUBE_SNAPSHOT_HOURS must be 0..24", "environment", f"got {self.hours}")
-        if self.max_event_age_s <= 0 or self.max_event_skew_s < 0:
-            raise InputError("NEUROKUBE_SNAPSHOT_MAX_EVENT_AGE_S must be positive", "environment",
-                             f"got {self.max_event_age_s}")
+            problems.append(f"NEUROKUBE_SNAPSHOT_HOURS: must be 0..24, got {self.hours}")
+        if self.step_s <= 0 or HOUR_S % self.step_s:
+            problems.append(f"NEUROKUBE_SNAPSHOT_STEP_S: must divide an hour, got {self.step_s}")
+        if not re.fullmatch(r"\d+(ms|s|m|h|d|w|y)", self.rate_window):
+            problems.append(f"NEUROKUBE_SNAPSHOT_RATE_WINDOW: {self.rate_window!r} is not a Prometheus duration "
+                            "like 3m")
+        if self.max_event_age_s <= 0:
+            problems.append(f"NEUROKUBE_SNAPSHOT_MAX_EVENT_AGE_S: must be positive, got {self.max_event_age_s}")
+        if self.max_event_skew_s < 0:
+            problems.append(f"max_event_skew_s: must not be negative, got {self.max_event_skew_s}")
+        envsettings.refuse(problems)
+        queries = PrometheusQueries(selector=self.selector, rate_window=self.rate_window)
+        object.__setattr__(self, "snapshot", SnapshotSettings(step_s=self.step_s, queries=queries,
+                                                              spool_dir=self.spool_dir))
 
 
 def snapshot_function_settings(env: Mapping[str, str]) -> SnapshotFunctionSettings:
-    """The snapshot function's settings from ``env``; one InputError names a bad variable."""
-    def number(name: str, kind: type, default):
-        raw = env.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            return kind(raw)
-        except ValueError:
-            raise InputError(f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}",
-                             "environment") from None
-
-    base = SnapshotSettings()
-    queries = PrometheusQueries(selector=env.get("NEUROKUBE_SNAPSHOT_SELECTOR", ""),
-                                rate_window=env.get("NEUROKUBE_SNAPSHOT_RATE_WINDOW", "").strip() or "3m")
-    spool = env.get("NEUROKUBE_SNAPSHOT_SPOOL_DIR", "").strip() or "/tmp/neurokube-snapshot-spool"
-    snapshot = SnapshotSettings(step_s=number("NEUROKUBE_SNAPSHOT_STEP_S", int, base.step_s), queries=queries,
-                                spool_dir=Path(spool))
-    return SnapshotFunctionSettings(store=env.get("NEUROKUBE_STORE", ""), snapshot=snapshot,
-                                    hours=number("NEUROKUBE_SNAPSHOT_HOURS", int, 2),
-                                    max_event_age_s=number("NEUROKUBE_SNAPSHOT_MAX_EVENT_AGE_S", float, 3600.0))
+    """The snapshot function's settings from ``env``; one InputError names every bad variable."""
+    return envsettings.from_env(SnapshotFunctionSettings, env)

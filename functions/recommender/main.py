@@ -5,7 +5,8 @@
 expected outcomes as JSON. A missing parameter is a 400, an unknown workload a 404, each with a
 message; a missing or unreadable recommendations file a 503. The file (or a directory holding
 ``recommendations.csv``) is named by ``NEUROKUBE_RECOMMENDATIONS``, read at the edge only, and
-re-read when its modification time changes.
+re-read when its modification time changes. The settings (:class:`RecommenderFunctionSettings`)
+are read once at start-up with :mod:`neurokube.envsettings`, like every function's.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import flask
 import functions_framework
 
+from neurokube import envsettings
+from neurokube.envsettings import setting
 from neurokube.logs import configure_logging, event
 
 ENV = "NEUROKUBE_RECOMMENDATIONS"
@@ -28,7 +31,18 @@ NUMERIC = ("cpu_request_milli", "cpu_limit_milli", "memory_request_mib", "memory
            "written_cpu_request_milli", "written_memory_request_mib", "expected_slack_core_h",
            "expected_throttled_share")
 
-configure_logging(debug=os.environ.get("NEUROKUBE_DEBUG") == "1")
+
+@dataclass(frozen=True)
+class RecommenderFunctionSettings:
+    recommendations: Path | None = setting(ENV, None,
+                                           "the output of `neurokube recommend --csv`: the CSV, or a directory "
+                                           "holding recommendations.csv; re-read when it changes; unset: every "
+                                           "request answers 503")
+    debug: bool = setting("NEUROKUBE_DEBUG", False, "debug logs")
+
+
+SETTINGS = envsettings.from_env(RecommenderFunctionSettings)  # a bad value stops the start-up, naming it
+configure_logging(debug=SETTINGS.debug)
 log = logging.getLogger("neurokube.functions.recommender")
 _cache: dict[str, object] = {"key": None, "table": {}}
 
@@ -38,10 +52,9 @@ class Unavailable(Exception):
 
 
 def _path() -> Path:
-    value = os.environ.get(ENV)
-    if not value:
+    path = SETTINGS.recommendations
+    if path is None:
         raise Unavailable(f"{ENV} is not set; point it at the output of `neurokube recommend --csv`")
-    path = Path(value)
     return path / FILE_NAME if path.is_dir() else path
 
 

@@ -28,7 +28,8 @@ with NEUROKUBE_EVENT_TOKEN or a Knative OIDC token for NEUROKUBE_OIDC_AUDIENCE (
 PingSource's, from NEUROKUBE_OIDC_SUBJECTS); 401 otherwise, and the function refuses to start
 with neither unless NEUROKUBE_INSECURE=1.
 
-Settings come from the environment, read once at start-up (:func:`settings_from_env`).
+Settings come from the environment, read once at start-up (:func:`settings_from_env`, with
+:mod:`neurokube.envsettings`: every field names its variable; docs/FUNCTIONS.md renders them).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -47,8 +48,10 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from neurokube import envsettings
 from neurokube.adapters.kube import KubeClient
 from neurokube.adapters.objectstore import ACCESS_KEY_ENV, CA_BUNDLE_ENV, SECRET_KEY_ENV
+from neurokube.envsettings import setting
 from neurokube.errors import ApiStatusError, InputError, TemporaryError
 from neurokube.live import settings as live_settings
 from neurokube.live import web
@@ -72,36 +75,45 @@ MLFLOW_SECRET_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "M
 
 @dataclass(frozen=True)
 class TrainerSettings:
-    mode: str = "local"
-    """``cluster`` (create a Job) or ``local`` (start a subprocess)."""
-    store: str = "out/nightly/store"
-    """Object store of the loop (path, file://, minio:// or minios://). In cluster mode without
-    credentials: the Job gets them from ``secret``."""
-    tracking_uri: str = "sqlite:///out/nightly/mlflow.db"
-    namespace: str = "neurokube-system"
-    image: str = "neurokube:dev"
-    service_account: str = "neurokube-trainer"
-    secret: str = ""
-    """Secret with the keys NEUROKUBE_STORE_ACCESS_KEY and NEUROKUBE_STORE_SECRET_KEY (and optionally
-    MLFLOW_TRACKING_USERNAME / _PASSWORD / _TOKEN), given to the Job by ``secretKeyRef``."""
-    ca_configmap: str = ""
-    """ConfigMap whose ``ca.crt`` signs MinIO's and MLflow's certificates, mounted into the Job."""
-    mlflow_insecure_tls: bool = False
-    """Pass ``MLFLOW_TRACKING_INSECURE_TLS=true`` to the Job (certificate not checked). Never in the
-    shipped manifests; for a test server only."""
-    kubeconfig: str = ""
-    job_ttl_s: int = 86400
-    backoff_limit: int = 1
-    active_deadline_s: int = 6 * 3600
-    """A night that runs longer is stopped (and fails): the Job never holds its CPU for a day."""
-    cpu: str = "1"
-    cpu_limit: str = "2"
-    memory: str = "2Gi"
-    scratch: str = "4Gi"
-    """Size limit of the Job's /tmp (emptyDir): work directory, MLflow's staging, matplotlib's cache."""
-    python: str = sys.executable
-    log_dir: str = "out/nightly/trainer-logs"
-    extra_args: tuple[str, ...] = field(default_factory=tuple)
+    mode: str = setting("NEUROKUBE_TRAINER_MODE", "local", "create a Job (`cluster`), or start a local subprocess "
+                        "(`local`)", shown="`cluster` in a cluster (`KUBERNETES_SERVICE_HOST` or "
+                                          "`NEUROKUBE_KUBECONFIG` set), else `local`")
+    store: str = setting("NEUROKUBE_STORE", "out/nightly/store",
+                         "object store of the loop (path, `file://`, `minio://` or `minios://`), without credentials "
+                         "in cluster mode: the Job gets the keys from NEUROKUBE_TRAINER_SECRET")
+    tracking_uri: str = setting("MLFLOW_TRACKING_URI", "sqlite:///out/nightly/mlflow.db",
+                                "MLflow; `https://` in the manifests")
+    namespace: str = setting("NEUROKUBE_NAMESPACE", "neurokube-system", "the Job's namespace")
+    image: str = setting("NEUROKUBE_TRAINER_IMAGE", "neurokube:dev",
+                         "the Job's image (the overlay pins it by digest)")
+    service_account: str = setting("NEUROKUBE_TRAINER_SERVICE_ACCOUNT", "neurokube-trainer",
+                                   "the Job's ServiceAccount")
+    secret: str = setting("NEUROKUBE_TRAINER_SECRET", "",
+                          "Secret with the keys NEUROKUBE_STORE_ACCESS_KEY and NEUROKUBE_STORE_SECRET_KEY (and "
+                          "optionally MLFLOW_TRACKING_USERNAME / _PASSWORD / _TOKEN), given to the Job by "
+                          "`secretKeyRef`; required in cluster mode with a MinIO store")
+    ca_configmap: str = setting("NEUROKUBE_TRAINER_CA_CONFIGMAP", "",
+                                "ConfigMap whose `ca.crt` signs MinIO's and MLflow's certificates, mounted into "
+                                "the Job")
+    mlflow_insecure_tls: bool = setting("MLFLOW_TRACKING_INSECURE_TLS", False,
+                                        "pass `MLFLOW_TRACKING_INSECURE_TLS=true` to the Job (certificate not "
+                                        "checked); never in the shipped manifests, for a test server only")
+    kubeconfig: str = setting("NEUROKUBE_KUBECONFIG", "",
+                              "kubeconfig of the cluster the Job is created in; unset: the pod's service account")
+    log_dir: str = setting("NEUROKUBE_TRAINER_LOG_DIR", "out/nightly/trainer-logs",
+                           "local mode: the nights' logs and the once-per-day markers")
+    job_ttl_s: int = setting(None, 86400, "a finished Job is deleted after this many seconds")
+    backoff_limit: int = setting(None, 1, "retries of a failed night's pod")
+    active_deadline_s: int = setting(None, 6 * 3600,
+                                     "a night that runs longer is stopped (and fails): the Job never holds its "
+                                     "CPU for a day")
+    cpu: str = setting(None, "1", "the Job's CPU request")
+    cpu_limit: str = setting(None, "2", "the Job's CPU limit")
+    memory: str = setting(None, "2Gi", "the Job's memory request and limit")
+    scratch: str = setting(None, "4Gi", "size limit of the Job's /tmp (emptyDir): work directory, MLflow's "
+                                        "staging, matplotlib's cache")
+    python: str = setting(None, sys.executable, "local mode: the interpreter of the night")
+    extra_args: tuple[str, ...] = setting(None, (), "more arguments of `python -m pipelines.nightly`")
 
     def __post_init__(self) -> None:
         if self.mode not in ("cluster", "local"):
@@ -119,20 +131,9 @@ class TrainerSettings:
 
 
 def settings_from_env(env: Mapping[str, str] = os.environ) -> TrainerSettings:
+    """The trainer's settings from ``env``; the mode defaults to ``cluster`` inside a cluster."""
     in_cluster = bool(env.get("KUBERNETES_SERVICE_HOST") or env.get("NEUROKUBE_KUBECONFIG"))
-    d = TrainerSettings()
-    insecure = env.get("MLFLOW_TRACKING_INSECURE_TLS", "false").strip().lower()
-    if insecure not in ("true", "false", ""):
-        raise InputError(f"MLFLOW_TRACKING_INSECURE_TLS must be true or false, not {insecure!r}")
-    return TrainerSettings(
-        mode=env.get("NEUROKUBE_TRAINER_MODE", "cluster" if in_cluster else "local"),
-        store=env.get("NEUROKUBE_STORE", d.store), tracking_uri=env.get("MLFLOW_TRACKING_URI", d.tracking_uri),
-        namespace=env.get("NEUROKUBE_NAMESPACE", d.namespace), image=env.get("NEUROKUBE_TRAINER_IMAGE", d.image),
-        service_account=env.get("NEUROKUBE_TRAINER_SERVICE_ACCOUNT", d.service_account),
-        secret=env.get("NEUROKUBE_TRAINER_SECRET", d.secret),
-        ca_configmap=env.get("NEUROKUBE_TRAINER_CA_CONFIGMAP", d.ca_configmap),
-        mlflow_insecure_tls=insecure == "true", kubeconfig=env.get("NEUROKUBE_KUBECONFIG", ""),
-        log_dir=env.get("NEUROKUBE_TRAINER_LOG_DIR", d.log_dir))
+    return envsettings.from_env(TrainerSettings, env, defaults={"mode": "cluster" if in_cluster else "local"})
 
 
 def _password(url: str) -> str | None:

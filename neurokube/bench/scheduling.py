@@ -9,7 +9,7 @@ What runs (docs/OPERATIONS.md, "Benchmarking against kube-scheduler"):
   ServiceAccount, a Knative receive adapter delivering pod events to the binder, and a timer that
   pings the sweeper every minute (what a PingSource does);
 * a model: the champion in ``--model DIR``, else a small generated LightGBM packing model;
-* node metrics from :class:`~neurokube.live.testing.FakePrometheus`, a loopback double of the
+* node metrics from :class:`~neurokube.testing.prometheus.FakePrometheus`, a loopback double of the
   Prometheus HTTP API that the binder queries exactly as it would a real one (see the docs for why
   not the real stack).
 
@@ -387,7 +387,7 @@ def run(options: BenchOptions, out: IO[str] | None = None, progress: Progress | 
             if options.extender:
                 phases[stats.EXTENDER] = _phase(ctx, stats.EXTENDER, EXTENDER_SCHEDULER, number)
             rounds.append(phases)
-        return BenchResult(options, rounds, model, "Prometheus double (neurokube.live.testing.FakePrometheus)",
+        return BenchResult(options, rounds, model, "Prometheus double (neurokube.testing.FakePrometheus)",
                            described)
 
 
@@ -424,14 +424,14 @@ def _model(options: BenchOptions, work: Path) -> tuple[Path, str]:
     if options.model_dir is not None:
         manifest = json.loads((options.model_dir / "manifest.json").read_text())
         return options.model_dir.absolute(), f"{manifest.get('version', '?')} (champion from {options.model_dir})"
-    from neurokube.live.testing import write_packing_model
+    from neurokube.testing import write_packing_model
 
     directory = write_packing_model(work / "model" / "champion", version="bench-packing")
     return directory, "bench-packing (generated: a small LightGBM packing model; give --model for a trained one)"
 
 
 def _prometheus(node_names: list[str], seed: int):
-    from neurokube.live.testing import FakePrometheus
+    from neurokube.testing import FakePrometheus
 
     rng = random.Random(seed)
     return FakePrometheus({name: (rng.uniform(0.5, 8.0), rng.uniform(1.0, 16.0) * 2**30) for name in node_names})

@@ -28,8 +28,8 @@ from neurokube.cluster import adapter, certs, components, functions, processes, 
 from neurokube.cluster.build import Binaries
 from neurokube.cluster.state import Layout
 from neurokube.cluster.testing import RunningCluster
-from neurokube.live.quantity import cpu_milli, memory_bytes
-from neurokube.live.testing import FakePrometheus, write_packing_model
+from neurokube.k8s.quantity import cpu_milli, memory_bytes
+from neurokube.testing import FakePrometheus, write_packing_model
 
 ADD = "dev.knative.apiserver.resource.add"
 SMALL_POOL = "neurokube.io/pool"

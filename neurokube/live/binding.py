@@ -14,7 +14,7 @@ import urllib.parse
 
 from neurokube.adapters.kube import KubeClient, KubeError
 from neurokube.errors import InputError
-from neurokube.live.objects import Pod
+from neurokube.k8s.objects import Pod
 
 BOUND = "bound"
 ALREADY_BOUND = "already_bound"

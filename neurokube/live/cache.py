@@ -6,7 +6,7 @@ whole state is re-listed anyway. Per-node sums of the bound pods' requests are k
 incrementally, so :meth:`ClusterCache.snapshot` is a consistent copy taken under one lock.
 
 Reading is cheap when nothing changed: the nodes are kept as a
-:class:`~neurokube.live.nodetable.NodeTable` (rebuilt only when a node's scheduling-relevant
+:class:`~neurokube.k8s.nodetable.NodeTable` (rebuilt only when a node's scheduling-relevant
 content changes), the per-node sums as a matrix aligned with it (updated in place per pod event),
 and :meth:`ClusterCache.snapshot` returns the same :class:`Snapshot` until the next change. An
 extender call on 1,000 nodes therefore costs no per-node Python to get its inputs.
@@ -40,8 +40,8 @@ import numpy as np
 
 from neurokube.adapters.kube import KubeClient
 from neurokube.errors import InputError, TemporaryError
-from neurokube.live.nodetable import NodeTable
-from neurokube.live.objects import Node, Pod, parse_node, parse_pod
+from neurokube.k8s.nodetable import NodeTable
+from neurokube.k8s.objects import Node, Pod, parse_node, parse_pod
 from neurokube.logs import event
 
 log = logging.getLogger("neurokube.live.cache")
@@ -171,6 +171,7 @@ class ClusterCache:
         self.gone_keep_s = gone_keep_s
         # "namespace/name" of deleted pods -> (workload id, CPU request, deleted at), oldest first
         self._gone: OrderedDict[str, tuple[int, int, float]] = OrderedDict()
+        self._gone_uids: OrderedDict[str, None] = OrderedDict()  # UIDs of deleted pods, oldest first
         # Read side (see the module docstring): rebuilt lazily after changes, guarded by _lock.
         self._table: NodeTable | None = None  # None: the node set changed
         self._matrix: np.ndarray | None = None  # _USAGE_FIELDS x nodes, rows of _table; None: rebuild
@@ -244,11 +245,6 @@ class ClusterCache:
                 if self._apply_pod(kind, doc):
                     self._version += 1
             self._fresh_at[resource] = self.clock()
-
-    def observe_pods(self, items: list[dict]) -> None:
-        """Pods read outside the watch (a fresh list of one node's pods): apply them as updates."""
-        for doc in items:
-            self.apply("pods", "MODIFIED", doc)
 
     def forget_node(self, name: str) -> None:
         """A node found gone outside the watch."""
@@ -355,6 +351,10 @@ class ClusterCache:
         self._gone[key] = (self._workload_id(pod.workload), pod.resources.cpu, self.clock())
         while len(self._gone) > GONE_MAX:
             self._gone.popitem(last=False)
+        if pod.uid:
+            self._gone_uids[pod.uid] = None
+            while len(self._gone_uids) > GONE_MAX:
+                self._gone_uids.popitem(last=False)
 
     def workload_pods(self) -> tuple[dict[str, tuple[int, int]], int]:
         """``namespace/name`` -> (workload id, CPU request in millicores) of every pod known or
@@ -444,6 +444,18 @@ class ClusterCache:
     def node(self, name: str) -> Node | None:
         with self._lock:
             return self._nodes.get(name)
+
+    def node_usage(self, name: str) -> tuple[int, int, int]:
+        """CPU (millicores), memory (bytes) and pod count requested by the pods the watch has seen
+        bound to ``name`` and not terminal (this replica's assumptions are not included)."""
+        with self._lock:
+            usage = self._usage.get(name)
+            return (usage[0], usage[1], usage[4]) if usage is not None else (0, 0, 0)
+
+    def deleted(self, uid: str) -> bool:
+        """Has the watch seen the pod with this UID deleted (of the last ``GONE_MAX`` deletions)?"""
+        with self._lock:
+            return uid in self._gone_uids
 
     def _is_pending(self, pod: Pod) -> bool:
         return not pod.bound and not pod.deleting and not pod.terminal and pod.scheduler_name == self.scheduler_name

@@ -48,6 +48,7 @@ from neurokube.model.value_model import ValueModel
 from neurokube.policies.base import ClusterView, PodSpec
 from neurokube.policies.common import fits, pick_best
 from neurokube.policies.default import DefaultPolicy
+from neurokube.policies.framework import Reason
 from neurokube.policies.registry import LEARNED, make_policy
 from neurokube.policies.spec import PolicySpec, typed_args
 
@@ -114,13 +115,6 @@ class Decider:
             return None
         return (stat.st_mtime_ns, stat.st_size)
 
-    @property
-    def _missing_reason(self) -> str:
-        """Why there is no model, in LearnedPolicy's words (for the extender, which never calls select)."""
-        if self.model_dir is None:
-            return "no_model"
-        return "model_corrupt" if (Path(self.model_dir) / "manifest.json").exists() else "model_missing"
-
     def _learned(self) -> LearnedPolicy:
         policy = load_learned_policy(self.model_dir, seed=int(self.rng.integers(2**31)),
                                      node_hour_cost=self.learned_args.node_hour_cost,
@@ -179,10 +173,17 @@ class Decider:
 
     # -- decisions ------------------------------------------------------------------------------
 
-    def _metrics_reason(self, metrics_fresh: bool) -> str:
+    def _metrics_reason(self, metrics_fresh: bool) -> Reason | None:
         if not self.metrics_configured:
-            return "prometheus_disabled"
-        return "" if metrics_fresh else "prometheus_unavailable"
+            return Reason.PROMETHEUS_DISABLED
+        return None if metrics_fresh else Reason.PROMETHEUS_UNAVAILABLE
+
+    def _count(self, reason: Reason | None) -> str:
+        """Count a fallback under its enum reason's label; the label ("" for none)."""
+        if reason is None:
+            return ""
+        self.telemetry.fallbacks.labels(reason=reason.value).inc()
+        return reason.value
 
     def choose(self, pod: PodSpec, view: ClusterView, metrics_fresh: bool) -> Choice | None:
         """The node for ``pod`` among the view's nodes, or None if none fits."""
@@ -190,86 +191,80 @@ class Decider:
         with self._lock:
             self.maybe_reload()
             policy = self.policy
-            reason = "" if self.peer is not None else self._metrics_reason(metrics_fresh)
+            reason = None if self.peer is not None else self._metrics_reason(metrics_fresh)
             features = None
             if self.peer is not None:
                 choice = self.peer.select(pod, view)
-            elif reason:
+            elif reason is not None:
                 choice = self.default.select(pod, view)
             else:
-                choice = policy.select(pod, view)
-                reason = str(policy.last_fallback or "")  # the cycle's enum reason, "" if the model decided
-                last = policy.last
-                if not reason and last is not None and np.array_equal(last[0], candidates):
-                    features = last[1]
+                result = policy.cycle(pod, view)
+                choice = result.choice
+                failed = policy.fallback(result)  # the cycle's enum reason; None if the model decided
+                reason = failed.reason if failed is not None else None
+                scored = policy.scored(result)
+                if scored is not None and np.array_equal(scored[0], candidates):
+                    features = scored[1]
             if choice is None and candidates.size:
                 # The policy's own MiB-level check disagrees with the exact filter at the edge, or a
                 # peer's own filter (Koordinator's load thresholds) left a pod that fits pending.
                 choice = pick_best(self.default.scores(pod, view), np.isin(np.arange(view.n_nodes), candidates),
                                    self.rng)
-                reason = reason or "policy_declined"
+                reason = reason or Reason.POLICY_DECLINED
             if choice is None:
                 return None
-            name = "default" if reason else self.policy_name
+            name = "default" if reason is not None else self.policy_name
             chosen = int(choice)
             if self.epsilon > 0 and self.rng.random() < self.epsilon:
                 chosen = int(candidates[self.rng.integers(candidates.size)])
             model_version = policy.version
-        if reason:
-            self.telemetry.fallbacks.labels(reason=reason).inc()
+        label = self._count(reason)
         if features is None:
             features = candidate_features(pod, view, candidates)
         propensity = np.full(candidates.size, self.epsilon / candidates.size)
         propensity[candidates == choice] += 1.0 - self.epsilon
-        return Choice(chosen, name, reason, model_version, candidates, features, propensity)
+        return Choice(chosen, name, label, model_version, candidates, features, propensity)
 
     def scores(self, pod: PodSpec, view: ClusterView, metrics_fresh: bool) -> tuple[np.ndarray, str]:
         """Extender scores 0..10 per view node (10 = lowest expected cost), and the fallback reason.
 
-        On any fallback every node scores 0: the extender then adds nothing, and kube-scheduler's
-        own scoring decides alone.
+        The learned policy's :meth:`~neurokube.model.policy.LearnedPolicy.scores` runs the cycle's
+        filter and score points and says why it fell back, as an enum reason counted here. On any
+        fallback every node scores 0: the extender then adds nothing, and kube-scheduler's own
+        scoring decides alone.
         """
-        out = np.zeros(view.n_nodes, dtype=np.int64)
-        candidates = np.flatnonzero(fits(pod, view))
-        if self.peer is not None:
-            return self._peer_scores(pod, view, candidates, out), ""
+        if self.peer is not None:  # its own scores over the fitting nodes (``random`` has none: all 0)
+            candidates = np.flatnonzero(fits(pod, view))
+            scores = getattr(self.peer, "scores", None)
+            if scores is None or candidates.size == 0:
+                return np.zeros(view.n_nodes, dtype=np.int64), ""
+            with self._lock:
+                raw = np.asarray(scores(pod, view), dtype=np.float64)
+            return stretch(raw, candidates), ""
         with self._lock:
             self.maybe_reload()
-            policy = self.policy
             reason = self._metrics_reason(metrics_fresh)
-            if not reason and policy.model is None:
-                reason = self._missing_reason
-            if not reason and candidates.size:
-                try:
-                    shortlisted, _, cost = policy.costs(pod, view, candidates)
-                except Exception as exc:  # noqa: BLE001 - the model may fail; scheduling may not
-                    reason = "predict_error"
-                    event(log, "model failed while scoring", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
-                else:
-                    if not np.isfinite(cost).all():
-                        reason = "non_finite_score"
-        if reason:
-            self.telemetry.fallbacks.labels(reason=reason).inc()
-            return out, reason
-        if candidates.size:
-            spread = float(cost.max() - cost.min())
-            if spread <= 1e-12:
-                out[shortlisted] = MAX_EXTENDER_SCORE
-            else:
-                out[shortlisted] = np.floor(MAX_EXTENDER_SCORE * (cost.max() - cost) / spread + 0.5).astype(np.int64)
-        return out, ""
+            raw = None
+            if reason is None:
+                raw, failed = self.policy.scores(pod, view)
+                reason = failed.reason if failed is not None else None
+                if failed is not None and failed.reason is Reason.PREDICT_ERROR:
+                    event(log, "model failed while scoring", logging.WARNING, error=failed.message)
+        if reason is not None:
+            return np.zeros(view.n_nodes, dtype=np.int64), self._count(reason)
+        return stretch(raw, np.flatnonzero(np.isfinite(raw))), ""
 
-    def _peer_scores(self, pod: PodSpec, view: ClusterView, candidates: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """A peer's own scores over the fitting nodes, stretched onto 0..10 (a peer without scores,
-        ``random``, adds nothing: all 0)."""
-        scores = getattr(self.peer, "scores", None)
-        if scores is None or candidates.size == 0:
-            return out
-        with self._lock:
-            raw = np.asarray(scores(pod, view), dtype=np.float64)[candidates]
-        spread = float(raw.max() - raw.min())
-        if spread <= 1e-12:
-            out[candidates] = MAX_EXTENDER_SCORE
-        else:
-            out[candidates] = np.floor(MAX_EXTENDER_SCORE * (raw - raw.min()) / spread + 0.5).astype(np.int64)
+
+def stretch(raw: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """Extender scores 0..10 over ``raw``'s nodes: ``nodes``' raw scores mapped linearly (highest
+    10, lowest 0; all 10 when they tie), every other node 0."""
+    out = np.zeros(raw.size, dtype=np.int64)
+    if nodes.size == 0:
         return out
+    part = raw[nodes]
+    spread = float(part.max() - part.min())
+    if spread <= 1e-12:
+        out[nodes] = MAX_EXTENDER_SCORE
+    else:
+        out[nodes] = np.floor(MAX_EXTENDER_SCORE * (part - part.min()) / spread + 0.5).astype(np.int64)
+    return out

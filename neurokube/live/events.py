@@ -17,7 +17,7 @@ import urllib.parse
 
 from neurokube.adapters.kube import KubeClient
 from neurokube.errors import TemporaryError
-from neurokube.live.objects import Pod
+from neurokube.k8s.objects import Pod
 from neurokube.live.telemetry import Telemetry
 from neurokube.logs import event
 

@@ -33,18 +33,19 @@ import numpy as np
 
 from neurokube.adapters.kube import KubeClient
 from neurokube.errors import InputError, RefusedError
+from neurokube.k8s.feasibility import RESOURCE_REASONS, explain, fit_mask
+from neurokube.k8s.nodetable import NodeTable
+from neurokube.k8s.objects import Node, Pod, namespace_name, object_name, parse_node, parse_pod
 from neurokube.live import binding, ledger, trust
 from neurokube.live.cache import ClusterCache, Snapshot
 from neurokube.live.decide import Decider
-from neurokube.live.feasibility import RESOURCE_REASONS, explain, fit_mask
 from neurokube.live.ledger import Ledger
-from neurokube.live.nodetable import NodeTable
-from neurokube.live.objects import Node, Pod, namespace_name, object_name, parse_node, parse_pod
 from neurokube.live.prometheus import PrometheusSource
 from neurokube.live.scheduler import pod_spec
 from neurokube.live.telemetry import Telemetry
 from neurokube.live.view import build_view
 from neurokube.logs import event
+from neurokube.policies.framework import Reason
 
 log = logging.getLogger("neurokube.live.extender")
 NODE_MEMO_ENTRIES = 20_000
@@ -153,7 +154,7 @@ class Extender:
         failed: dict[str, str] = {}
         unresolvable: dict[str, str] = {}
         if not self.cache.synced:
-            self.telemetry.fallbacks.labels(reason="cache_unavailable").inc()
+            self.telemetry.fallbacks.labels(reason=Reason.CACHE_UNAVAILABLE.value).inc()
             passing = None
         else:
             snapshot, rows = self._candidates(args)
@@ -183,7 +184,7 @@ class Extender:
     def prioritize(self, args: ExtenderArgs) -> list[dict]:
         scores = np.zeros(len(args.names), dtype=np.int64)
         if not self.cache.synced:
-            self.telemetry.fallbacks.labels(reason="cache_unavailable").inc()
+            self.telemetry.fallbacks.labels(reason=Reason.CACHE_UNAVAILABLE.value).inc()
         else:
             snapshot, rows = self._candidates(args)
             mask = fit_mask(args.pod, snapshot.table, snapshot.used_cpu, snapshot.used_memory, snapshot.used_pods)

@@ -21,9 +21,9 @@ import time
 from cloudevents.abstract import AnyCloudEvent
 
 from neurokube.errors import InputError, NotFoundError, RefusedError
+from neurokube.k8s.objects import Pod, parse_pod
 from neurokube.live import binding, runtime, trust
 from neurokube.live.extender import parse_args
-from neurokube.live.objects import Pod, parse_pod
 from neurokube.live.scheduler import ALREADY_BOUND, GONE, IGNORED, Outcome, ignore_reason
 from neurokube.live.settings import Settings
 from neurokube.live.telemetry import process_telemetry

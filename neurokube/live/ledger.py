@@ -1,44 +1,47 @@
-"""Scale-out safety: reserve capacity in a per-node Lease, check it fresh, then bind.
+"""Scale-out safety: account for every pod placed on a node in a per-node Lease, decide from memory.
 
 Several binder replicas (and the sweeper, and the extender's bind verb) decide from their own,
 possibly stale, watch caches. Two of them can pick the same almost-full node for different pods;
 each binding alone is valid, together they over-commit the node. The apiserver checks nothing of
 the sort (a Binding only sets ``spec.nodeName``), so the replicas must serialise per node.
 
-Every placement on node N goes through N's *ledger*, a ``coordination.k8s.io/v1`` Lease named N
-in the ledger namespace, whose annotation ``neurokube.io/reservations`` lists the pods that
-replicas are about to bind there::
+Every placement on node N goes through N's *ledger*, a ``coordination.k8s.io/v1`` Lease named N in
+the ledger namespace, whose annotation ``neurokube.io/reservations`` holds one entry per pod that a
+replica placed on N through the ledger and that has not ended: in flight (reserved, Binding not yet
+seen) or ``bound``. A batch of pods for N costs one conditional write, and no read of the pods or
+the node (Omega-style optimistic concurrency on shared per-node state)::
 
-    1. GET the Lease                         -> reservations R, resourceVersion v
-    2. GET the Node (beside step 3)          -> 404: node gone (try the next best node)
-    3. LIST pods with spec.nodeName=N        -> the pods bound there, a consistent read
-    4. used = non-terminal pods on N + live reservations in R (not expired, not yet in the list)
-       the pod must fit allocatable - used, and pass taints/selector/affinity on the fresh Node
-    5. PUT the Lease with R' = live R + {pod}, conditional on v   -> 409: someone else wrote
-       first, go back to 1 (bounded retries with jitter)
-    6. POST the Binding (only if step 5 happened less than ``bind_abort_s`` ago)
+    1. the Lease: as this replica last wrote it (no request), else GET  -> entries E, resourceVersion v
+    2. settle E from the watch cache: drop entries of pods it saw deleted, terminal or bound elsewhere;
+       mark entries of pods it sees bound on N; an entry past its expiry that the cache does not show
+       bound on N is checked with one GET of that pod (rare: a replica died, or a watch lags minutes)
+    3. used = E + the pods the cache shows on N that have no entry (placed by others: kube-scheduler,
+       DaemonSets); every pod of the batch must fit allocatable - used and pass taints/selector/
+       affinity on the cache's Node
+    4. PUT the Lease with E' = E + the batch, conditional on v  -> 409: someone else wrote first,
+       GET and go back to 2 (bounded retries with jitter)
+    5. POST the Bindings (only if step 4 happened less than ``bind_abort_s`` ago)
 
-Why it is safe: successful writes of N's Lease are totally ordered by resourceVersion. Take two
-pods P and Q bound to N. Say P's write came first. Q's write was conditional on a version at or
-after P's write, so Q's step 1 saw P's reservation unless it had been pruned; a reservation is
-pruned only by a writer whose step-3 list showed P bound on N, and Q's list ran after that
-writer's (it read the Lease after that write), and a binding is never undone, so Q's list shows
-P. Either way Q's check counted P. Hence the sum over the pods bound to N never exceeds its
-allocatable, however stale each replica's cache is. A reservation of a replica that died before
-binding expires after ``reservation_ttl_s``. That is safe because a replica never binds more than
-``bind_abort_s`` after its reservation, and ``bind_abort_s`` + request timeout < TTL leaves the
-difference as the tolerated clock skew between replicas (90 s with the defaults).
+Why it is safe: successful writes of N's Lease are totally ordered by resourceVersion, and each is
+computed from the previous one's entries. An entry is written before its pod's Binding and leaves
+the Lease only with evidence that the pod holds nothing on N: the watch saw it deleted, terminal or
+bound to another node (all final), or, after its expiry, the apiserver says so (a replica never
+binds more than ``bind_abort_s`` after its reservation, and ``bind_abort_s`` + request timeout <
+TTL). So every pod bound to N through the ledger is counted by every later check, whatever each
+replica's cache shows, and the pods bound through the ledger never exceed N's allocatable minus
+the pods placed by others. A stale cache can only keep an entry longer (wasted room, never
+over-commit).
 
 What it cannot guard against: binders that bypass the ledger (kube-scheduler placing
-default-scheduler pods on the same nodes at the same moment). That race exists between any two
-schedulers; the kubelet's admission then rejects the pod (OutOfcpu), as upstream.
+default-scheduler pods on the same nodes at the same moment) are counted from the watch cache;
+that race exists between any two schedulers, and the kubelet's admission then rejects the pod
+(OutOfcpu), as upstream. A node deleted but still in the cache takes a Binding, as it would from
+kube-scheduler; the pod garbage collector removes such pods.
 
-Cost: four requests per round plus one Binding per pod; requests for different nodes never
-contend. Within one replica the threads that want the same node share a round (group commit, see
-:meth:`Ledger.place`): one Lease write reserves every pod of the batch, and the proof above holds
-unchanged, since a batch is checked and written as one reservation of its summed requests. The
-Lease GET is skipped when this replica wrote the Lease last: its write is conditional on that
-version, so if anyone wrote since, it fails with 409 and the retry reads afresh.
+Cost: one Lease write per batch plus one Binding per pod; the Lease read only after a conflict or
+on a node this replica has not written yet. Within one replica the threads that want the same node
+share a round (group commit, see :meth:`Ledger.place`): one Lease write reserves every pod of the
+batch, and the proof holds unchanged, since a batch is checked and written as one change of E.
 """
 
 from __future__ import annotations
@@ -51,14 +54,14 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from neurokube.adapters.kube import KubeClient, KubeError
-from neurokube.errors import InputError, TemporaryError
+from neurokube.errors import TemporaryError
+from neurokube.k8s.feasibility import admits, resource_shortfalls
+from neurokube.k8s.objects import Node, Pod
 from neurokube.live import binding, failpoints
-from neurokube.live.feasibility import admits, resource_shortfalls
-from neurokube.live.objects import Pod, parse_node, parse_pod
 from neurokube.logs import event
 
 log = logging.getLogger("neurokube.live.ledger")
@@ -76,21 +79,40 @@ TOO_SLOW = "too_slow"
 MAX_BATCH = 64  # pods reserved on one node by one Lease write
 
 
+class NodeState(Protocol):
+    """What the ledger reads from the replica's watch cache (:class:`~neurokube.live.cache.ClusterCache`)."""
+
+    def node(self, name: str) -> Node | None: ...
+
+    def node_usage(self, name: str) -> tuple[int, int, int]: ...
+
+    def pod(self, uid: str) -> Pod | None: ...
+
+    def deleted(self, uid: str) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Reservation:
+    """One pod's entry in a node's ledger: in flight until ``bound`` (then held until the pod ends)."""
+
     pod: str  # namespace/name
     cpu: int  # millicores
     memory: int  # bytes
-    expires: float  # wall-clock seconds (the writer's clock)
+    expires: float  # wall-clock seconds (the writer's clock); for a bound entry: when to ask again if unseen
     by: str = ""
+    bound: bool = False
 
     def to_json(self) -> dict:
-        return {"pod": self.pod, "cpu": self.cpu, "memory": self.memory, "expires": round(self.expires, 3),
-                "by": self.by}
+        doc = {"pod": self.pod, "cpu": self.cpu, "memory": self.memory, "expires": round(self.expires, 3),
+               "by": self.by}
+        if self.bound:
+            doc["bound"] = True
+        return doc
 
     @classmethod
     def from_json(cls, doc: dict) -> Reservation:
-        return cls(str(doc["pod"]), int(doc["cpu"]), int(doc["memory"]), float(doc["expires"]), str(doc.get("by", "")))
+        return cls(str(doc["pod"]), int(doc["cpu"]), int(doc["memory"]), float(doc["expires"]), str(doc.get("by", "")),
+                   bool(doc.get("bound", False)))
 
 
 @dataclass
@@ -99,7 +121,6 @@ class Placement:
     node: str
     detail: str = ""
     conflicts: int = 0  # Lease write conflicts on the way
-    fresh_pods: list[dict] = field(default_factory=list)  # the node's pods as listed (for the cache)
     reserve_s: float = 0.0  # from place() to the reservation written (waiting for the node's round included)
 
 
@@ -114,7 +135,6 @@ class _Request:
     started: float | None = None  # reserved at this monotonic time: post the Binding
     error: BaseException | None = None
     conflicts: int = 0
-    listed: list[dict] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -132,17 +152,19 @@ def parse_reservations(annotations: dict | None) -> dict[str, Reservation]:
         return {str(uid): Reservation.from_json(entry) for uid, entry in doc.items()}
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         # A damaged ledger must not block the node forever: start it afresh (the pods bound there
-        # are still counted from the fresh list; only in-flight reservations are forgotten).
+        # are still counted from the watch cache; what other replicas placed that this cache has
+        # not seen yet is forgotten, so this is logged loudly).
         event(log, "unreadable reservation ledger, starting it afresh", logging.WARNING, error=str(exc))
         return {}
 
 
 class Ledger:
-    def __init__(self, kube: KubeClient, namespace: str, replica: str, *, ttl_s: float = 120.0,
+    def __init__(self, kube: KubeClient, state: NodeState, namespace: str, replica: str, *, ttl_s: float = 120.0,
                  abort_s: float = 20.0, retries: int = 12, clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  rng: random.Random | None = None) -> None:
         self.kube = kube
+        self.state = state
         self.namespace = namespace
         self.replica = replica
         self.ttl_s = ttl_s
@@ -156,7 +178,7 @@ class Ledger:
         self._queues: dict[str, _NodeQueue] = {}
         self._locks_lock = threading.Lock()
         self._lease_cache: dict[str, dict] = {}  # node -> the Lease as this replica last wrote it
-        self._fetch = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ledger-node")
+        self.pod_checks = 0  # step 2's GETs of a pod (expired entries the cache does not show bound)
 
     # -- the protocol ------------------------------------------------------------------------------
 
@@ -212,84 +234,123 @@ class Ledger:
                 request.wake.set()
 
     def _reserve(self, batch: list[_Request], node: str) -> None:
-        """Steps 1-5 for every pod of ``batch`` at once: sets each request's final result, or its
+        """Steps 1-4 for every pod of ``batch`` at once: sets each request's final result, or its
         reservation time when its pod is reserved and may be bound."""
         conflicts = 0
-        remaining = batch
+        cached = self.state.node(node)
+        if cached is None:
+            for request in batch:
+                request.result = Placement(NODE_GONE, node, "the node no longer exists", conflicts)
+            return
+        remaining = []
+        for request in batch:
+            why = admits(request.pod, cached)
+            if why is not None:
+                request.result = Placement(binding.NODE_REJECTED, node, why, conflicts)
+            else:
+                remaining.append(request)
         for attempt in range(self.retries):
+            if not remaining:
+                return
             lease = self._read(node)
-            reservations = parse_reservations(lease["metadata"].get("annotations"))
-            # Step 2 runs beside step 3 (only the list must come after the Lease read).
-            node_reply = self._fetch.submit(self.kube.get, f"/api/v1/nodes/{urllib.parse.quote(node)}")
-            try:
-                listed = self.kube.get("/api/v1/pods", fieldSelector=f"spec.nodeName={node}").get("items") or []
-            finally:
-                wait([node_reply])
-            try:
-                fresh_node = parse_node(node_reply.result())
-            except KubeError as exc:
-                if exc.not_found:
-                    for request in remaining:
-                        request.result = Placement(NODE_GONE, node, "the node no longer exists", conflicts)
-                    return
-                raise
+            now = self.clock()
+            entries, checked = self._settle(node, parse_reservations(lease["metadata"].get("annotations")), now)
+            batch_uids = {r.pod.uid for r in remaining}
+            # A pod of this batch that already has an unbound entry (a retry, or a duplicate
+            # delivery) is counted once, as part of the batch.
+            entries = {uid: r for uid, r in entries.items() if r.bound or uid not in batch_uids}
+            used_cpu, used_memory, used_pods = self._used(node, entries)
             admitted = []
             for request in remaining:
-                why = admits(request.pod, fresh_node)
-                if why is not None:
-                    request.result = Placement(binding.NODE_REJECTED, node, why, conflicts)
-                else:
-                    admitted.append(request)
-            if not admitted:
-                return
-            pods = []
-            for doc in listed:
-                try:
-                    pods.append(parse_pod(doc))
-                except InputError:
-                    continue
-            on_node = {p.uid for p in pods if p.uid}
-            started = self.monotonic()
-            now = self.clock()
-            batch_uids = {r.pod.uid for r in admitted}
-            live = {uid: r for uid, r in reservations.items()
-                    if r.expires > now and uid not in on_node and uid not in batch_uids}
-            holding = [p for p in pods if not p.terminal]
-            used_cpu = sum(p.resources.cpu for p in holding) + sum(r.cpu for r in live.values())
-            used_memory = sum(p.resources.memory for p in holding) + sum(r.memory for r in live.values())
-            used_pods = len(holding) + len(live)
-            remaining = []
-            for request in admitted:
                 pod = request.pod
-                if pod.uid and pod.uid in on_node:
-                    request.result = Placement(binding.ALREADY_BOUND, node, "already on this node", conflicts, listed)
+                held = self.state.pod(pod.uid) if pod.uid else None
+                if (held is not None and held.bound and held.node_name == node) or (
+                        pod.uid in entries and entries[pod.uid].bound):
+                    request.result = Placement(binding.ALREADY_BOUND, node, "already on this node", conflicts)
                     continue
-                short = resource_shortfalls(pod, fresh_node, used_cpu, used_memory, used_pods)
+                short = resource_shortfalls(pod, cached, used_cpu, used_memory, used_pods)
                 if short:
-                    request.result = Placement(NO_ROOM, node, ", ".join(short), conflicts, listed)
+                    request.result = Placement(NO_ROOM, node, ", ".join(short), conflicts)
                     continue
-                remaining.append(request)
-                if pod.uid not in live:  # the same pod twice in one batch (a duplicate delivery) counts once
+                admitted.append(request)
+                if pod.uid not in entries:  # the same pod twice in one batch (a duplicate delivery) counts once
                     used_cpu += pod.resources.cpu
                     used_memory += pod.resources.memory
                     used_pods += 1
-                live[pod.uid] = Reservation(pod.key, pod.resources.cpu, pod.resources.memory, now + self.ttl_s,
-                                            self.replica)
+                entries[pod.uid] = Reservation(pod.key, pod.resources.cpu, pod.resources.memory, now + self.ttl_s,
+                                               self.replica)
+            remaining = admitted
             if not remaining:
+                if checked:  # keep what the apiserver said, so that no one asks again (best effort)
+                    self._write(lease, entries)
                 return
-            if not self._write(lease, live):
+            if not self._write(lease, entries):
                 conflicts += 1
                 self.sleep(self.rng.uniform(0.002, 0.02) * min(attempt + 1, 8))
                 continue
+            started = self.monotonic()
             for request in remaining:
-                request.conflicts, request.listed, request.started = conflicts, listed, started
+                request.conflicts, request.started = conflicts, started
             return
         for request in remaining:
             request.result = Placement(CONTENDED, node, f"{conflicts} Lease write conflicts", conflicts)
 
+    def _settle(self, node: str, entries: dict[str, Reservation],
+                now: float) -> tuple[dict[str, Reservation], bool]:
+        """Step 2: the entries that may still hold room on ``node`` (see the module docstring), and
+        whether the apiserver was asked about any."""
+        out, checked = {}, False
+        for uid, entry in entries.items():
+            pod = self.state.pod(uid)
+            if self.state.deleted(uid) or (pod is not None and pod.terminal):
+                continue  # ended: its room is free
+            if pod is not None and pod.bound:
+                if pod.node_name == node:
+                    out[uid] = entry if entry.bound else replace(entry, bound=True)
+                continue  # bound elsewhere: it never held room here
+            if entry.expires > now:
+                out[uid] = entry  # in flight, or bound but not yet seen by this cache
+                continue
+            checked = True
+            kept = self._check(uid, entry, node, now)
+            if kept is not None:
+                out[uid] = kept
+        return out, checked
+
+    def _check(self, uid: str, entry: Reservation, node: str, now: float) -> Reservation | None:
+        """An expired entry the watch does not show bound here: ask the apiserver (a consistent read)."""
+        namespace, _, name = entry.pod.partition("/")
+        self.pod_checks += 1
+        try:
+            doc = self.kube.get(binding.pod_path(namespace, name))
+        except KubeError as exc:
+            if exc.not_found:
+                return None
+            raise
+        meta, spec = doc.get("metadata") or {}, doc.get("spec") or {}
+        phase = (doc.get("status") or {}).get("phase")
+        if meta.get("uid") != uid or spec.get("nodeName") != node or phase in ("Succeeded", "Failed"):
+            return None  # recreated, never bound here, bound elsewhere, or ended
+        return replace(entry, bound=True, expires=now + self.ttl_s)
+
+    def _used(self, node: str, entries: dict[str, Reservation]) -> tuple[int, int, int]:
+        """Step 3's room in use on ``node``: the entries plus the pods the cache shows there without one."""
+        cpu, memory, pods = self.state.node_usage(node)
+        for uid, entry in entries.items():
+            pod = self.state.pod(uid)
+            if pod is not None and pod.bound and pod.node_name == node and not pod.terminal:
+                # In both: count it once, at the larger of the two requests (a resize may differ).
+                cpu += max(entry.cpu - pod.resources.cpu, 0)
+                memory += max(entry.memory - pod.resources.memory, 0)
+            else:
+                cpu += entry.cpu
+                memory += entry.memory
+                pods += 1
+        return cpu, memory, pods
+
     def _bind(self, request: _Request, node: str, reserve_s: float) -> Placement:
         """Step 6 for one reserved pod, in its own thread."""
-        pod, conflicts, listed = request.pod, request.conflicts, request.listed
+        pod, conflicts = request.pod, request.conflicts
         if self.monotonic() - request.started > self.abort_s:
             self.release(pod, node)
             return Placement(TOO_SLOW, node, f"reservation older than {self.abort_s:.0f}s", conflicts)
@@ -298,7 +359,7 @@ class Ledger:
         if outcome in (binding.POD_GONE, binding.NODE_REJECTED) or (
                 outcome == binding.ALREADY_BOUND and detail != node):
             self.release(pod, node)
-        return Placement(outcome, detail if outcome == binding.ALREADY_BOUND else node, detail, conflicts, listed,
+        return Placement(outcome, detail if outcome == binding.ALREADY_BOUND else node, detail, conflicts,
                          reserve_s)
 
     def release(self, pod: Pod, node: str) -> None:

@@ -52,7 +52,7 @@ class Runtime:
         self.decider = Decider(s.model_dir, telemetry, seed=s.seed ^ zlib.crc32(replica.encode()), epsilon=s.epsilon,
                                reload_s=s.model_reload_s, metrics_configured=s.prometheus_url is not None,
                                spec=profile_for(s.profile, s.scheduler_name).policy if s.profile else None)
-        self.ledger = Ledger(kube, s.ledger_namespace, replica, ttl_s=s.reservation_ttl_s, abort_s=s.bind_abort_s,
+        self.ledger = Ledger(kube, self.cache, s.ledger_namespace, replica, ttl_s=s.reservation_ttl_s, abort_s=s.bind_abort_s,
                              retries=s.conflict_retries)
         self.events = EventRecorder(kube, s.scheduler_name, replica, telemetry)
         if not s.scheduled_events:

@@ -24,16 +24,16 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from neurokube.errors import TemporaryError
+from neurokube.k8s.feasibility import failure_message, filter_nodes
+from neurokube.k8s.objects import Pod
+from neurokube.k8s.quantity import mib_up
 from neurokube.live import binding, ledger
 from neurokube.live.cache import ClusterCache
 from neurokube.live.decide import Decider
 from neurokube.live.decisions import DecisionLog, LiveDecision, new_decision_id
 from neurokube.live.events import EventRecorder
-from neurokube.live.feasibility import failure_message, filter_nodes
 from neurokube.live.ledger import Ledger
-from neurokube.live.objects import Pod
 from neurokube.live.prometheus import PrometheusSource
-from neurokube.live.quantity import mib_up
 from neurokube.live.telemetry import Telemetry
 from neurokube.live.view import build_view
 from neurokube.logs import event
@@ -181,8 +181,6 @@ class Scheduler:
                                   started)
             if placement.outcome == ledger.NODE_GONE:
                 self.cache.forget_node(node)
-            if placement.outcome == ledger.NO_ROOM:
-                self.cache.observe_pods(placement.fresh_pods)
             contended |= placement.outcome in (ledger.CONTENDED, ledger.TOO_SLOW)
             self.telemetry.bind_conflicts.labels(kind=placement.outcome).inc()
             excluded[node] = _EXCLUDED_REASON.get(placement.outcome, placement.detail)

@@ -4,7 +4,10 @@ Each field declares its environment variable and its meaning (units included) in
 :func:`from_env` converts by the field's type and validates everything at once, raising one
 :class:`~neurokube.errors.InputError` that lists every bad variable. The functions call it at
 import time, so a misconfigured function fails at start-up with that message instead of on the
-first event. :func:`table` renders the reference in docs/FUNCTIONS.md.
+first event. :func:`table` renders the reference in docs/FUNCTIONS.md. The mechanism (field
+helper, conversion, collecting problems, the table) is :mod:`neurokube.envsettings`, shared with
+the other functions' and the stack's settings; what is here is the live functions' own fields
+and checks.
 
 PromQL templates use ``$label`` (the node label, e.g. ``instance``), ``$expr`` (the usage
 expression), ``$window`` and ``$step``; the defaults read node-exporter series.
@@ -16,12 +19,13 @@ import os
 import re
 import socket
 import string
-import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from neurokube import envsettings
+from neurokube.envsettings import setting as _setting
 from neurokube.errors import InputError
 
 STATISTICS = ("cpu_mean", "cpu_max", "cpu_std", "cpu_trend", "cpu_samples",
@@ -33,8 +37,14 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _PROM_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
-def _setting(env: str, default: object, doc: str) -> typing.Any:
-    return field(default=default, metadata={"env": env, "doc": doc})
+def _prom_queries(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The ``NEUROKUBE_PROM_QUERY_<STAT>`` overrides that are set, in the order of STATISTICS."""
+    found = []
+    for stat in STATISTICS:
+        text = environ.get(f"NEUROKUBE_PROM_QUERY_{stat.upper()}", "").strip()
+        if text:
+            found.append((stat, text))
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -110,7 +120,8 @@ class Settings:
                                       "PromQL of a node's memory usage in bytes, one series per node")
     prom_queries: tuple[tuple[str, str], ...] = _setting(
         "NEUROKUBE_PROM_QUERY_<STAT>", (),
-        "override one statistic's whole query; STAT in " + ", ".join(s.upper() for s in STATISTICS))
+        "override one statistic's whole query; STAT in " + ", ".join(s.upper() for s in STATISTICS),
+        read=_prom_queries)
     prom_refresh_s: float = _setting("NEUROKUBE_PROM_REFRESH_S", 30.0, "seconds between metric refreshes")
     prom_stale_after_s: float = _setting("NEUROKUBE_PROM_STALE_AFTER_S", 120.0,
                                          "metrics older than this are stale: default scoring, fallback reason "
@@ -258,43 +269,26 @@ class Settings:
 
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from ``environ`` (default ``os.environ``); one InputError lists every problem."""
-    environ = os.environ if environ is None else environ
-    hints = typing.get_type_hints(Settings)
-    values: dict[str, object] = {}
-    problems: list[str] = []
-    for f in fields(Settings):
-        env = f.metadata["env"]
-        if f.name == "prom_queries":
-            found = []
-            for stat in STATISTICS:
-                text = environ.get(f"NEUROKUBE_PROM_QUERY_{stat.upper()}", "").strip()
-                if text:
-                    found.append((stat, text))
-            values[f.name] = tuple(found)
-            continue
-        raw = environ.get(env)
-        if raw is None or raw.strip() == "":
-            continue
-        try:
-            values[f.name] = _convert(raw.strip(), hints[f.name])
-        except ValueError as exc:
-            problems.append(f"{env}={raw!r}: {exc}")
+    return envsettings.from_env(Settings, environ, extra=_unknown_statistics,
+                                check=lambda s: validate(s) + _profile_problems(s))
+
+
+def _unknown_statistics(environ: Mapping[str, str]) -> list[str]:
     unknown = sorted(k for k in environ if k.startswith("NEUROKUBE_PROM_QUERY_")
                      and k.removeprefix("NEUROKUBE_PROM_QUERY_").lower() not in STATISTICS)
-    problems += [f"{k}: unknown statistic (choose from {', '.join(s.upper() for s in STATISTICS)})" for k in unknown]
-    settings = Settings(**values) if not problems else None
-    if settings is not None:
-        problems += validate(settings)
-    if settings is not None and settings.profile is not None:
-        from neurokube.live.profile import profile_for  # reads and checks the file: start-up refuses a bad one
+    return [f"{k}: unknown statistic (choose from {', '.join(s.upper() for s in STATISTICS)})" for k in unknown]
 
-        try:
-            profile_for(settings.profile, settings.scheduler_name)
-        except InputError as exc:
-            problems.append(f"NEUROKUBE_PROFILE: {exc}")
-    if problems:
-        raise InputError("invalid settings", where="environment", why="; ".join(problems))
-    return settings
+
+def _profile_problems(s: Settings) -> list[str]:
+    if s.profile is None:
+        return []
+    from neurokube.live.profile import profile_for  # reads and checks the file: start-up refuses a bad one
+
+    try:
+        profile_for(s.profile, s.scheduler_name)
+    except InputError as exc:
+        return [f"NEUROKUBE_PROFILE: {exc}"]
+    return []
 
 
 def validate(s: Settings) -> list[str]:
@@ -364,40 +358,6 @@ def validate(s: Settings) -> list[str]:
     return problems
 
 
-def _convert(raw: str, hint: object) -> object:
-    args = typing.get_args(hint)
-    target = next((a for a in args if a is not type(None)), hint) if args else hint
-    if target is bool:
-        lowered = raw.lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise ValueError("expected true or false")
-    if target is int:
-        try:
-            return int(raw)
-        except ValueError:
-            raise ValueError("expected an integer") from None
-    if target is float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError("expected a number") from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError("expected a finite number")
-        return value
-    if target is Path:
-        return Path(raw).expanduser()
-    return raw
-
-
 def table() -> str:
     """The settings as a Markdown table (docs/FUNCTIONS.md)."""
-    rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for f in fields(Settings):
-        default = f.default if f.default not in (None, ()) else ""
-        default = "" if default == "" else f"`{default}`"
-        default = default.replace("|", "\\|")
-        rows.append(f"| `{f.metadata['env']}` | {default} | {f.metadata['doc']} |")
-    return "\n".join(rows)
+    return envsettings.table(Settings)

@@ -21,9 +21,9 @@ from collections.abc import Callable
 
 from neurokube.adapters.kube import KubeClient
 from neurokube.errors import InputError, TemporaryError
+from neurokube.k8s.objects import Pod, parse_pod
 from neurokube.live.cache import ClusterCache
 from neurokube.live.ledger import Ledger
-from neurokube.live.objects import Pod, parse_pod
 from neurokube.live.scheduler import Scheduler
 from neurokube.live.telemetry import Telemetry
 from neurokube.logs import event

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from neurokube.adapters.kube import KubeClient, KubeError
 from neurokube.errors import NotFoundError, RefusedError
+from neurokube.k8s.objects import Pod, parse_pod
 from neurokube.live import binding
 from neurokube.live.cache import ClusterCache
-from neurokube.live.objects import Pod, parse_pod
 
 NO_UID, UID_MISMATCH, OTHER_POD, OTHER_SCHEDULER, SPEC_MISMATCH, POD_GONE, NOT_PENDING, UNKNOWN_NODE = (
     "no_uid", "uid_mismatch", "other_pod", "other_scheduler", "spec_mismatch", "pod_gone", "not_pending",

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from neurokube.k8s.quantity import MIB
 from neurokube.live.cache import Snapshot
 from neurokube.live.prometheus import MetricsSnapshot
-from neurokube.live.quantity import MIB
 from neurokube.policies.base import ClusterView, NodeMetrics
 
 

@@ -7,7 +7,7 @@ schedulers get the same slice: the same pods, requests, limits, order and times;
 prefix and ``schedulerName`` differ.
 
 Workload identity: the live code names a pod's workload ``namespace/<controller owner>``
-(:func:`neurokube.live.objects`), so every pod gets a controller owner reference to a ConfigMap
+(:func:`neurokube.k8s.objects`), so every pod gets a controller owner reference to a ConfigMap
 named for its trace workload (:func:`owner_name`). A ConfigMap has no controller that would act
 on its dependents, and it exists, so the garbage collector leaves the pods alone.
 """

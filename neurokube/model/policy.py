@@ -9,7 +9,9 @@ Safe by construction:
   reason (``no_model``, ``model_missing``, ``model_corrupt``, ``predict_error``,
   ``non_finite_score``) and the cycle's fallback rule scores with the default profile; the policy
   logs why once per reason and counts every fallback in ``fallbacks_by_reason``. Without a model
-  every decision counts, one that fits nowhere too.
+  every decision counts, one that fits nowhere too. :meth:`LearnedPolicy.fallback` is that rule,
+  and callers (the live Decider, the extender's scores) read the reason from it, never from an
+  exception.
 
 Candidates whose expected cost is within a small tolerance of the best are broken by the objective
 the rate implies: towards the node with the most requested CPU (packing: fewer node-hours) when a
@@ -226,27 +228,53 @@ class LearnedPolicy(FrameworkPolicy):
     def shortlisted(self, features: np.ndarray) -> np.ndarray:
         return self.plugin.shortlisted(features)
 
-    def costs(self, pod: PodSpec, view: ClusterView, candidates: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Shortlisted candidates, their features and expected costs (raises if the model does)."""
-        return self.plugin.costs(pod, view, candidates)
+    def fallback(self, result: CycleResult) -> Status | None:
+        """Why ``result`` is not the model's: the score plugin's failure that made the cycle fall
+        back (its reason is in ``FALLBACK_REASONS``), or, without a model, the missing model's
+        reason even when nothing fitted (every decision counts). None: the model scored."""
+        if result.fallback is not None:
+            return result.fallback
+        if self.model is None:
+            return Status.error(self.plugin.missing_reason, plugin=self.plugin.name)
+        return None
+
+    def scored(self, result: CycleResult) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The shortlisted candidates, their features and expected costs behind ``result``'s
+        choice (None unless the model chose)."""
+        if result.choice is None or self.fallback(result) is not None:
+            return None
+        return result.state.get(self.plugin.name)
 
     def cycle(self, pod: PodSpec, view: ClusterView) -> CycleResult:
         """Run the cycle and account for it: ``last``, ``last_fallback`` and the fallback counts."""
         result = super().cycle(pod, view)
-        failed = result.fallback
-        reason = failed.reason if failed is not None else None
-        if reason is None and self.model is None:  # without a model every decision is a fallback
-            reason = self.plugin.missing_reason
-        self.last_fallback = reason
-        if reason is not None:
-            label = str(reason)  # the plain label: an enum member hashes by its name, not its value
+        failed = self.fallback(result)
+        self.last_fallback = failed.reason if failed is not None else None
+        if failed is not None:
+            label = str(failed.reason)  # the plain label: an enum member hashes by its name, not its value
             if label not in self.fallbacks_by_reason:
                 event(log, "learned policy falling back to default scoring", level=logging.WARNING,
-                      reason=label, detail=failed.message if failed is not None else "")
+                      reason=label, detail=failed.message)
             self.fallbacks_by_reason[label] += 1
-        self.last = result.state.get(self.plugin.name) if reason is None and result.choice is not None else None
+        self.last = self.scored(result)
         return result
+
+    def scores(self, pod: PodSpec, view: ClusterView) -> tuple[np.ndarray | None, Status | None]:
+        """The value score of every view node and None, or (None, the fallback) as :meth:`fallback` says.
+
+        The score is minus the expected cost, ``-inf`` where the pod does not fit or off the
+        shortlist. The cycle's filter and score points only (the extender's prioritize): no pick,
+        no draw, nothing counted.
+        """
+        result = self.score_cycle(pod, view)
+        failed = self.fallback(result)
+        if failed is not None:
+            return None, failed
+        out = np.full(view.n_nodes, -np.inf)
+        value = result.plugin_scores.get(self.plugin.name)
+        if value is not None:
+            out[result.candidates] = value
+        return out, None
 
 
 def load_learned_policy(model_dir: str | Path | None, *, trace=None, seed: int = 0,

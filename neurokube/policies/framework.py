@@ -17,6 +17,7 @@ plugin by plugin in profile order, and picks the highest total with the project'
 (:func:`select_host`: one uniform draw among the tied nodes, none when a single node is best).
 A score plugin that fails with a fallback-eligible reason (:data:`FALLBACK_REASONS`) hands the
 scoring to the profile's ``fallback`` plugins on the same feasible nodes, and the result says why.
+:func:`score_cycle` is the same cycle without the pick (an extender's prioritize verb).
 
 Every outcome is a :class:`Status` with a :class:`Code` and an enum :class:`Reason`: a pod that
 fits nowhere says which plugin rejected how many nodes for which reason, as kube-scheduler's
@@ -80,6 +81,8 @@ class Reason(enum.StrEnum):
     PROMETHEUS_UNAVAILABLE = "prometheus_unavailable"
     POLICY_DECLINED = "policy_declined"
     WAITING = "waiting"
+    CACHE_UNAVAILABLE = "cache_unavailable"
+    """The live extender's watch cache has not listed yet: it filters nothing and scores 0."""
     # Reserve
     RESERVE_REFUSED = "reserve_refused"
 
@@ -106,6 +109,7 @@ _TEXT: dict[Reason, str] = {
     Reason.PROMETHEUS_UNAVAILABLE: "metrics unavailable or stale",
     Reason.POLICY_DECLINED: "the policy found no node although one fits",
     Reason.WAITING: "every fitting node is predicted to run hot: waiting",
+    Reason.CACHE_UNAVAILABLE: "the watch cache has not listed the cluster yet",
     Reason.RESERVE_REFUSED: "a reserve plugin refused the node",
 }
 assert set(_TEXT) == set(Reason)
@@ -344,8 +348,13 @@ def score_nodes(scores: tuple[Weighted, ...], pod: PodSpec, view: ClusterView, n
     return total, per_plugin, SUCCESS
 
 
-def run_cycle(profile: Profile, pod: PodSpec, view: ClusterView, rng: np.random.Generator) -> CycleResult:
-    """One scheduling cycle: filter once, score, normalise, weigh, pick, reserve."""
+def score_cycle(profile: Profile, pod: PodSpec, view: ClusterView) -> CycleResult:
+    """The first half of a cycle: filter once, score, normalise, weigh, with the fallback rule.
+
+    No pick and no reserve (``choice`` is None, no random draw): what an extender's prioritize
+    verb answers, and what :func:`run_cycle` picks from. ``totals`` is None when the pod fits
+    nowhere or scoring failed (``status`` says why); ``fallback`` is set as in :func:`run_cycle`.
+    """
     state = CycleState()
     feasible, answers = run_filters(profile.filters, pod, view, state)
     candidates = np.flatnonzero(feasible)
@@ -361,6 +370,16 @@ def run_cycle(profile: Profile, pod: PodSpec, view: ClusterView, rng: np.random.
         totals, per_plugin, status = score_nodes(profile.fallback, pod, view, candidates, state)
         if totals is None:
             return CycleResult(None, status, candidates, per_plugin, fallback=fallback, state=state)
+    return CycleResult(None, SUCCESS, candidates, per_plugin, totals, fallback, state=state)
+
+
+def run_cycle(profile: Profile, pod: PodSpec, view: ClusterView, rng: np.random.Generator) -> CycleResult:
+    """One scheduling cycle: :func:`score_cycle`, then pick and reserve."""
+    scored = score_cycle(profile, pod, view)
+    if scored.totals is None:
+        return scored
+    candidates, per_plugin, totals, fallback, state = (scored.candidates, scored.plugin_scores, scored.totals,
+                                                       scored.fallback, scored.state)
     if profile.selector is not None and fallback is None:
         choice = profile.selector.select_host(candidates, totals, state, rng)
     else:
@@ -387,6 +406,10 @@ class FrameworkPolicy:
 
     def cycle(self, pod: PodSpec, view: ClusterView) -> CycleResult:
         return run_cycle(self.profile, pod, view, self.rng)
+
+    def score_cycle(self, pod: PodSpec, view: ClusterView) -> CycleResult:
+        """The cycle's filter and score points only (:func:`score_cycle`): no pick, no draw."""
+        return score_cycle(self.profile, pod, view)
 
     def select(self, pod: PodSpec, view: ClusterView) -> int | None:
         return self.cycle(pod, view).choice

@@ -1,12 +1,21 @@
-"""Settings of the local data stack, validated in one place."""
+"""Settings of the local data stack, declared and validated in one place.
+
+One frozen dataclass whose fields carry their meaning in ``metadata`` (neurokube.envsettings, the
+convention every settings class follows), set by the options of ``neurokube stack up``. The
+state directory's default comes from ``$NEUROKUBE_STATE_DIR`` / ``$XDG_STATE_HOME``
+(:func:`default_state_dir`); the other variables the stack honours locate tools, not settings
+(``NEUROKUBE_PROMETHEUS_DIR``, and the MinIO build's ``NEUROKUBE_GO`` / ``NEUROKUBE_CACHE_DIR``;
+docs/STACK.md, "Settings").
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from neurokube.envsettings import setting
 from neurokube.errors import InputError
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -25,35 +34,35 @@ def default_state_dir() -> Path:
 
 @dataclass(frozen=True)
 class StackSettings:
-    """How `neurokube stack up` starts MinIO, Prometheus, MLflow and the metrics emulator."""
+    """How `neurokube stack up` starts MinIO, Prometheus, MLflow and the metrics emulator.
 
-    state_dir: Path = field(default_factory=default_state_dir)
-    """Credentials, configs, data, pids and logs. Data survives `down`; `down --purge` deletes it."""
+    Set by the options of `neurokube stack up` (each field names its ``flag``); the reference in
+    docs/STACK.md is rendered from these fields by :func:`neurokube.envsettings.table`."""
 
-    bucket: str = "neurokube"
-    """MinIO bucket created at start-up (S3 naming rules: 3-63 of a-z, 0-9, '.', '-')."""
-
-    scrape_interval_s: float = 15.0
-    """Prometheus scrape and rule-evaluation interval, seconds."""
-
-    scrape_targets: tuple[str, ...] = ()
-    """Extra ``host:port`` targets Prometheus scrapes (job "extra") besides the metrics emulator."""
-
-    retention: str = "30d"
-    """Prometheus ``--storage.tsdb.retention.time``; backfilled samples older than this are dropped."""
-
-    emulator_source: Path | None = None
-    """JSON usage snapshot the metrics emulator serves (format in neurokube/emulator/filesource.py).
-    None: a small example cluster written to ``<state>/emulator/snapshot.json`` on first start."""
-
-    mlflow_workers: int = 1
-    """uvicorn workers of the MLflow server (MLflow's default, 4, is too many for a laptop)."""
-
-    start_timeout_s: float = 120.0
-    """How long each component may take to answer its health check."""
-
-    install_prometheus: bool = True
-    """Install the Debian ``prometheus`` package when prometheus/promtool are missing (needs root)."""
+    state_dir: Path = setting(None, doc="credentials, configs, data, pids and logs; data survives `down`, "
+                                        "`down --purge` deletes it",
+                              factory=default_state_dir, flag="--state-dir",
+                              shown="`$NEUROKUBE_STATE_DIR/stack`, else `$XDG_STATE_HOME/neurokube/stack` "
+                                    "(`~/.local/state/neurokube/stack`)")
+    bucket: str = setting(None, "neurokube", "MinIO bucket created at start-up (S3 naming rules: 3-63 of a-z, 0-9, "
+                                             "'.', '-')", flag="--bucket")
+    scrape_interval_s: float = setting(None, 15.0, "Prometheus scrape and rule-evaluation interval, seconds",
+                                       flag="--scrape-interval")
+    scrape_targets: tuple[str, ...] = setting(None, (), "an extra `host:port` target Prometheus scrapes (job "
+                                                        "\"extra\") besides the metrics emulator; repeatable",
+                                              flag="--scrape-target")
+    retention: str = setting(None, "30d", "Prometheus `--storage.tsdb.retention.time`; backfilled samples older "
+                                          "than this are dropped", flag="--retention")
+    emulator_source: Path | None = setting(None, None, "JSON usage snapshot the metrics emulator serves (format in "
+                                                       "neurokube/emulator/filesource.py); unset: a small example "
+                                                       "cluster written to `<state>/emulator/snapshot.json` on first "
+                                                       "start", flag="--emulator-snapshot")
+    mlflow_workers: int = setting(None, 1, "uvicorn workers of the MLflow server (MLflow's default, 4, is too many "
+                                           "for a laptop)", flag="--mlflow-workers")
+    start_timeout_s: float = setting(None, 120.0, "how long each component may take to answer its health check")
+    install_prometheus: bool = setting(None, True, "given: a missing Prometheus is an error; else the Debian "
+                                                   "`prometheus` package is installed when prometheus/promtool are "
+                                                   "missing (needs root)", flag="--no-install", shown="")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state_dir", Path(self.state_dir).expanduser().absolute())

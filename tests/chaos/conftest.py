@@ -31,11 +31,11 @@ from neurokube.cluster.build import find_go
 from neurokube.cluster.livekit import LiveFunctions, live_functions
 from neurokube.cluster.testing import RunningCluster, running_cluster
 from neurokube.emulator.filesource import write_snapshot
-from neurokube.live.testing import write_packing_model
 from neurokube.model.value_model import load_model
 from neurokube.registry import Registry
 from neurokube.stack.settings import StackSettings
 from neurokube.stack.testing import RunningStack, running_stack
+from neurokube.testing import write_packing_model
 
 #: 16 nodes of 4 CPU / 8 GiB: the test pods (200m) fill them enough for packing to matter.
 NODES = workload.uniform_nodes(16, cpu_milli=4000, memory_mib=8192)

@@ -37,7 +37,7 @@ from neurokube.adapters.kube import KubeError
 from neurokube.cluster import functions, processes
 from neurokube.cluster.livekit import Function, create_pods, neurokube_pod, service_account_env
 from neurokube.cluster.testing import RunningCluster
-from neurokube.live.testing import FakePrometheus, write_packing_model
+from neurokube.testing import FakePrometheus, write_packing_model
 
 pytestmark = pytest.mark.e2e
 
@@ -55,7 +55,7 @@ ENV = {"NEUROKUBE_SWEEP_MIN_AGE_S": "86400", "NEUROKUBE_PROM_REFRESH_S": "1", "N
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, print_blob=False,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
                                        HealthCheck.large_base_example])
-# The apiserver's name rules, written here independently of neurokube.live.objects.
+# The apiserver's name rules, written here independently of neurokube.k8s.objects.
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 

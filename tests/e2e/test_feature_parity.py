@@ -50,16 +50,16 @@ from neurokube.cluster.livekit import ensure_namespace
 from neurokube.cluster.testing import running_cluster
 from neurokube.emulator.filesource import write_snapshot
 from neurokube.features import FEATURE_NAMES
-from neurokube.live.objects import parse_pod
+from neurokube.k8s.objects import parse_pod
 from neurokube.live.runtime import Runtime
 from neurokube.live.settings import Settings
 from neurokube.live.telemetry import Telemetry
-from neurokube.live.testing import write_packing_model
 from neurokube.model.decision_log import DecisionRecorder
 from neurokube.model.explore import ExploringPolicy
 from neurokube.sim import SimConfig, replay
 from neurokube.stack.settings import StackSettings
 from neurokube.stack.testing import running_stack
+from neurokube.testing import write_packing_model
 from neurokube.trace.model import NodeTable, PodTable, ProfileTable, Trace
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ least-privilege ServiceAccount of deploy/knative/rbac.yaml:
 * the extender path: the real kube-scheduler, configured with the extender, calls /filter and
   /prioritize, and its choices follow NeuroKube's scores where they differ from its own.
 
-Prometheus is a loopback test double of its HTTP API (neurokube.live.testing.FakePrometheus);
+Prometheus is a loopback test double of its HTTP API (neurokube.testing.FakePrometheus);
 the model is a small LightGBM model with a known packing preference.
 """
 
@@ -43,8 +43,8 @@ from neurokube.cluster.livekit import (
 )
 from neurokube.cluster.state import Layout
 from neurokube.cluster.testing import RunningCluster, running_cluster
-from neurokube.live.quantity import cpu_milli
-from neurokube.live.testing import FakePrometheus, write_packing_model
+from neurokube.k8s.quantity import cpu_milli
+from neurokube.testing import FakePrometheus, write_packing_model
 
 pytestmark = pytest.mark.e2e
 

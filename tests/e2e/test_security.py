@@ -34,8 +34,8 @@ from neurokube.adapters.kube import KubeError
 from neurokube.cluster.livekit import Function, create_pods, ensure_namespace, neurokube_pod, packing_env
 from neurokube.cluster.testing import RunningCluster
 from neurokube.live import auth
-from neurokube.live.testing import write_packing_model
 from neurokube.model.value_model import ModelError, load_model
+from neurokube.testing import write_packing_model
 
 pytestmark = pytest.mark.e2e
 

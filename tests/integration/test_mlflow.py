@@ -22,9 +22,9 @@ import mlflow
 from neurokube.live.champion import ChampionSync
 from neurokube.live.decide import Decider
 from neurokube.live.telemetry import Telemetry
-from neurokube.live.testing import write_packing_model
 from neurokube.model.value_model import load_model
 from neurokube.registry import Registry
+from neurokube.testing import write_packing_model
 
 pytestmark = pytest.mark.integration
 

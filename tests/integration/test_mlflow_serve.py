@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurokube.live.testing import write_packing_model
 from neurokube.model.value_model import load_model
 from neurokube.registry import Registry, placement
+from neurokube.testing import write_packing_model
 
 pytestmark = pytest.mark.integration
 MODEL = "neurokube-placement"

@@ -35,8 +35,8 @@ from prometheus_api_client import PrometheusConnect
 
 from neurokube.adapters.usage import Snapshot
 from neurokube.emulator.filesource import write_snapshot
-from neurokube.live.testing import write_packing_model
 from neurokube.stack import promconfig
+from neurokube.testing import write_packing_model
 from tests.integration.conftest import SNAPSHOT, eventually
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,8 @@ import pytest
 from neurokube.live import runtime as live_runtime
 from neurokube.live.settings import Settings
 from neurokube.live.telemetry import process_telemetry
-from neurokube.live.testing import FakeKube, FakePrometheus, fake_runtime, node_doc, pod_doc, write_packing_model
+from neurokube.policies.framework import Reason
+from neurokube.testing import FakeKube, FakePrometheus, fake_runtime, node_doc, pod_doc, write_packing_model
 
 SOURCE = str(Path(__file__).resolve().parents[2] / "functions" / "extender" / "main.py")
 TOKEN = "s3cret-token-for-the-tests"
@@ -95,6 +96,27 @@ def test_prioritize_falls_back_to_neutral_scores(client, kube):
     reply = client.post("/prioritize", json=args()).json
     assert {r["Score"] for r in reply} == {0}
     assert process_telemetry().fallbacks.labels(reason="prometheus_unavailable")._value.get() == before + 1
+
+
+def test_prioritize_counts_a_failing_model_under_the_enum_reason(client, kube, monkeypatch):
+    """The model raises inside /prioritize: the value plugin fails with Reason.PREDICT_ERROR, the
+    answer is neutral (all 0, kube-scheduler decides alone) and the fallback is counted under that
+    reason's label; the next call with a working model scores again."""
+    policy = live_runtime.installed().decider.policy
+    counter = process_telemetry().fallbacks.labels(reason=Reason.PREDICT_ERROR.value)
+    before = counter._value.get()
+    working = client.post("/prioritize", json=args()).json
+
+    def boom(features):
+        raise RuntimeError("the model server fell over")
+
+    monkeypatch.setattr(policy.model, "components", boom)
+    reply = client.post("/prioritize", json=args()).json
+    assert reply == [{"Host": r["Host"], "Score": 0} for r in working] and {r["Score"] for r in working} != {0}
+    assert counter._value.get() == before + 1
+    assert policy.fallbacks_by_reason == {}  # prioritize is not a decision: the replay's counts are untouched
+    monkeypatch.undo()
+    assert client.post("/prioritize", json=args()).json == working and counter._value.get() == before + 1
 
 
 def test_bind_goes_through_the_ledger(client, kube):

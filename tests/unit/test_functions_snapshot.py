@@ -155,10 +155,11 @@ def test_callers_are_authenticated(env, target):
 
 @pytest.mark.parametrize("unset, value, message", [
     ("NEUROKUBE_EVENT_TOKEN", None, "would accept requests from anyone"),
-    ("NEUROKUBE_STORE", None, "NEUROKUBE_STORE is not set"),
+    ("NEUROKUBE_STORE", None, "NEUROKUBE_STORE: must be set"),
     ("NEUROKUBE_PROMETHEUS_URL", None, "NEUROKUBE_PROMETHEUS_URL is not set"),
     ("NEUROKUBE_SNAPSHOT_SELECTOR", "cluster=a", "malformed series selector"),
-    ("NEUROKUBE_SNAPSHOT_HOURS", "two", "NEUROKUBE_SNAPSHOT_HOURS='two' is not an integer"),
+    ("NEUROKUBE_SNAPSHOT_HOURS", "two", "NEUROKUBE_SNAPSHOT_HOURS='two': expected an integer"),
+    ("NEUROKUBE_SNAPSHOT_STEP_S", "7", "NEUROKUBE_SNAPSHOT_STEP_S: must divide an hour"),
 ])
 def test_the_function_refuses_to_start_misconfigured(env, monkeypatch, unset, value, message):
     if value is None:

@@ -11,7 +11,7 @@ from cloudevents.http import CloudEvent
 
 from neurokube.live import runtime as live_runtime
 from neurokube.live.telemetry import process_telemetry
-from neurokube.live.testing import FakeKube, fake_runtime, node_doc, pod_doc
+from neurokube.testing import FakeKube, fake_runtime, node_doc, pod_doc
 
 SOURCE = str(Path(__file__).resolve().parents[2] / "functions" / "sweeper" / "main.py")
 PING = "dev.knative.sources.ping"

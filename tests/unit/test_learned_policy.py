@@ -161,6 +161,39 @@ def test_value_score_fails_with_enum_reasons_and_the_cycle_falls_back(tiny_model
     assert no_model.fallbacks_by_reason == {"model_missing": 1}  # without a model every decision counts
 
 
+def test_scores_give_the_fallback_as_a_status_and_count_nothing(tiny_model):
+    """The extender's API: the value scores over the fitting nodes, or the cycle's fallback Status
+    with its enum reason; no pick, no draw, no accounting."""
+    from neurokube.policies.framework import Code, Reason
+
+    model, _ = tiny_model
+
+    class Exploding:
+        def predict(self, *_a, **_k):
+            raise RuntimeError("boom")
+
+    view = make_view([4000, 4000, 4000], [8000] * 3, [3800, 0, 1000], [0, 0, 0])
+    pod = PodSpec(500, 100)
+    rng = np.random.default_rng(0)
+    policy = LearnedPolicy(model, rng)
+    state = rng.bit_generator.state
+    scores, failed = policy.scores(pod, view)
+    assert failed is None and scores[0] == -np.inf and np.isfinite(scores[1:]).all()  # node 0 does not fit
+    kept, _, cost = LearnedPolicy(model, np.random.default_rng(1)).cycle(pod, view).state["NeuroKubeValue"]
+    assert np.array_equal(scores[kept], -cost)
+    assert policy.scores(pod, make_view([4000], [8000], [4000], [0]))[0].tolist() == [-np.inf]  # nothing fits
+
+    broken = LearnedPolicy(ValueModel({"contention": Exploding(), "occupancy": Exploding()}, RewardWeights()), rng)
+    scores, failed = broken.scores(pod, view)
+    assert scores is None and (failed.code, failed.reason, failed.message) == (
+        Code.ERROR, Reason.PREDICT_ERROR, "RuntimeError: boom")
+    missing = LearnedPolicy(None, rng, "model_missing")
+    full = make_view([4000], [8000], [4000], [0])
+    assert missing.scores(pod, full)[1].reason is Reason.MODEL_MISSING  # no model: a fallback even if nothing fits
+    assert broken.fallbacks_by_reason == {} and missing.fallbacks_by_reason == {} and broken.last_fallback is None
+    assert rng.bit_generator.state == state  # the tie-break draws only in a cycle that picks
+
+
 def test_model_error_carries_its_reason(tiny_model, tmp_path):
     from neurokube.policies.framework import Reason
 

@@ -7,12 +7,12 @@ import time
 
 import numpy as np
 
+from neurokube.k8s.objects import parse_pod
 from neurokube.live import cache as cache_module
 from neurokube.live.cache import ClusterCache
-from neurokube.live.objects import parse_pod
 from neurokube.live.prometheus import MetricsSnapshot
-from neurokube.live.testing import node_doc, pod_doc
 from neurokube.live.view import build_view
+from neurokube.testing import node_doc, pod_doc
 
 MI = 2**20
 

@@ -7,9 +7,9 @@ a from-scratch model of the cache's rules."""
 import numpy as np
 import pytest
 
+from neurokube.k8s.objects import parse_pod
 from neurokube.live.cache import RECENT_KEEP_S, ClusterCache, usage_of
-from neurokube.live.objects import parse_pod
-from neurokube.live.testing import node_doc, pod_doc
+from neurokube.testing import node_doc, pod_doc
 
 
 class Clock:

@@ -12,9 +12,9 @@ from neurokube.live.champion import ChampionSync
 from neurokube.live.decide import Decider
 from neurokube.live.settings import Settings, from_env
 from neurokube.live.telemetry import Telemetry
-from neurokube.live.testing import FakeKube, fake_runtime
 from neurokube.policies.base import ClusterView, NodeMetrics, PodSpec
 from neurokube.registry import Registry, mlflow_registry
+from neurokube.testing import FakeKube, fake_runtime
 from tests.unit.test_pipeline_registry import busy_trace, models, publish  # noqa: F401 - fixtures
 
 RESULTS = ("installed", "unchanged", "failed", "feature_mismatch", "invalid")

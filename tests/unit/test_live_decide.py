@@ -11,8 +11,9 @@ import pytest
 
 from neurokube.live.decide import Decider
 from neurokube.live.telemetry import Telemetry
-from neurokube.live.testing import write_packing_model
 from neurokube.policies.base import PodSpec
+from neurokube.policies.framework import Reason
+from neurokube.testing import write_packing_model
 from tests.conftest import make_view
 
 
@@ -69,3 +70,24 @@ def test_fallback_reasons_are_counted(trained, tmp_path, model, fresh, configure
     scores, why = decider.scores(PodSpec(100, 64), view(), metrics_fresh=fresh)
     assert why == reason and not scores.any()
     assert telemetry.fallbacks.labels(reason=reason)._value.get() == 2
+
+
+@pytest.mark.parametrize("failure, reason", [("raise", Reason.PREDICT_ERROR), ("nan", Reason.NON_FINITE_SCORE)])
+def test_a_failing_model_is_counted_under_the_cycles_enum_reason(trained, monkeypatch, failure, reason):
+    """The Decider catches nothing: the value plugin fails with an enum reason, and choose and the
+    extender's scores count that reason's label."""
+    telemetry = Telemetry()
+    decider = Decider(trained[0], telemetry)
+
+    def broken(features):
+        if failure == "raise":
+            raise RuntimeError("boom")
+        return {"contention": np.full(len(features), np.nan), "occupancy": np.zeros(len(features))}
+
+    monkeypatch.setattr(decider.policy.model, "components", broken)
+    choice = decider.choose(PodSpec(100, 64), view(), metrics_fresh=True)
+    assert choice.policy == "default" and choice.fallback == reason.value and choice.index == 0  # LeastAllocated
+    scores, why = decider.scores(PodSpec(100, 64), view(), metrics_fresh=True)
+    assert why == reason.value and not scores.any()
+    assert telemetry.fallbacks.labels(reason=reason.value)._value.get() == 2
+

@@ -18,7 +18,7 @@ from neurokube.live.extender import ExtenderArgs, NodeMemo
 from neurokube.live.prometheus import MetricsSnapshot
 from neurokube.live.settings import Settings
 from neurokube.live.telemetry import Telemetry
-from neurokube.live.testing import FakeKube, FakePrometheus, fake_runtime, node_doc, pod_doc, write_packing_model
+from neurokube.testing import FakeKube, FakePrometheus, fake_runtime, node_doc, pod_doc, write_packing_model
 
 ROOT = Path(__file__).resolve().parents[2]
 TAINT = [{"key": "dedicated", "value": "ml", "effect": "NoSchedule"}]

@@ -6,7 +6,7 @@ the pod count, and the FailedScheduling message."""
 import numpy as np
 import pytest
 
-from neurokube.live.feasibility import (
+from neurokube.k8s.feasibility import (
     AFFINITY_MISMATCH,
     INSUFFICIENT_CPU,
     INSUFFICIENT_MEMORY,
@@ -18,8 +18,8 @@ from neurokube.live.feasibility import (
     resource_shortfalls,
     tolerates,
 )
-from neurokube.live.objects import Taint, Toleration, parse_node, parse_pod
-from neurokube.live.testing import node_doc, pod_doc
+from neurokube.k8s.objects import Taint, Toleration, parse_node, parse_pod
+from neurokube.testing import node_doc, pod_doc
 
 GI = 2**30
 

@@ -9,7 +9,7 @@ import pytest
 
 from neurokube.live import heap
 from neurokube.live.cache import ClusterCache
-from neurokube.live.testing import node_doc, pod_doc
+from neurokube.testing import node_doc, pod_doc
 
 
 class Cycle:

@@ -1,11 +1,13 @@
-"""The per-node reservation ledger that keeps binder replicas from over-committing a node:
-reserve, re-check fresh, bind; conflicting Lease writes retry; reservations of pods not yet
-bound count, expired ones do not, bound ones are pruned; a vanished node, a pod bound elsewhere,
-a deleted pod and a too-slow replica are all handled. The lockstep tests force two replicas
-through the race window and show the check fails without the conditional write. Threads of one
-replica that want the same node share one Lease write (group commit) without over-committing it,
-an error reaches every pod of the batch, and a replica reuses the Lease it wrote last until a
-conflict makes it read again."""
+"""The per-node ledger that keeps binder replicas from over-committing a node: account for each
+pod in the node's Lease, check against it and the watch cache, bind; conflicting Lease writes
+retry; entries of pods in flight and of bound pods count, expired ones that the apiserver says
+never bound do not, ended pods free their room; a vanished node, a pod bound elsewhere, a deleted
+pod and a too-slow replica are all handled. No pod or node is read per placement. The lockstep
+tests force two replicas through the race window and show the check fails without the
+conditional write; replicas whose caches never see each other's bindings still never
+over-commit. Threads of one replica that want the same node share one Lease write (group commit)
+without over-committing it, an error reaches every pod of the batch, and a replica reuses the
+Lease it wrote last until a conflict makes it read again."""
 
 import random
 import threading
@@ -16,17 +18,39 @@ import pytest
 
 from neurokube.adapters.kube import KubeError
 from neurokube.errors import TemporaryError
+from neurokube.k8s.objects import parse_pod
+from neurokube.k8s.quantity import cpu_milli
 from neurokube.live import binding, ledger
+from neurokube.live.cache import ClusterCache
 from neurokube.live.ledger import ANNOTATION, Ledger, Reservation, parse_reservations
-from neurokube.live.objects import parse_pod
-from neurokube.live.quantity import cpu_milli
-from neurokube.live.testing import FakeKube, node_doc, pod_doc
+from neurokube.testing import FakeKube, node_doc, pod_doc, sync
 
 LEASE = "/apis/coordination.k8s.io/v1/namespaces/neurokube/leases/"
 
 
-def make(kube, replica="r1", **kw):
-    return Ledger(kube, "neurokube", replica, sleep=lambda s: None, rng=random.Random(0), **kw)
+class Replica:
+    """A Ledger over its own watch cache. ``stale``: the cache is loaded once and never sees
+    anything after (the worst case); otherwise it is brought up to date before each placement,
+    as a watch would be."""
+
+    def __init__(self, kube, replica, stale, **kw):
+        self.kube, self.stale = kube, stale
+        self.cache = ClusterCache(None, "neurokube")
+        sync(self.cache, kube)
+        self.ledger = Ledger(kube, self.cache, "neurokube", replica, sleep=lambda s: None, rng=random.Random(0),
+                             **kw)
+
+    def place(self, pod, node):
+        if not self.stale:
+            sync(self.cache, self.kube)
+        return self.ledger.place(pod, node)
+
+    def __getattr__(self, name):
+        return getattr(self.ledger, name)
+
+
+def make(kube, replica="r1", stale=False, **kw):
+    return Replica(kube, replica, stale, **kw)
 
 
 def new_pod(kube, name, cpu="1", node=None):
@@ -52,14 +76,56 @@ def test_in_flight_reservations_count_and_expired_ones_do_not():
     lg = make(kube, clock=lambda: 1000.0)
     lg.place(new_pod(kube, "first"), "n1")  # creates the lease
     lease = kube.leases[("neurokube", "n1")]
-    lease["metadata"]["annotations"][ANNOTATION] = (
-        '{"ghost": {"pod": "default/ghost", "cpu": 1000, "memory": 0, "expires": 1060.0, "by": "r2"}}')
+    lease["metadata"]["annotations"][ANNOTATION] = lease["metadata"]["annotations"][ANNOTATION][:-1] + (
+        ',"ghost": {"pod": "default/ghost", "cpu": 1000, "memory": 0, "expires": 1060.0, "by": "r2"}}')
     lease["metadata"]["resourceVersion"] = kube._next_rv()  # r2's write, as the apiserver would version it
     # first (1 CPU, bound) + ghost (1 CPU, reserved by a replica that has not bound yet): full
     assert lg.place(new_pod(kube, "second"), "n1").outcome == ledger.NO_ROOM
     late = make(kube, clock=lambda: 2000.0)  # the ghost's reservation has expired
     assert late.place(new_pod(kube, "third"), "n1").outcome == binding.BOUND
-    assert set(reservations(kube, "n1")) == {"uid-third"}  # ghost expired, first pruned (it is bound)
+    # The ghost expired and the apiserver has no such pod (one GET): dropped. first is bound:
+    # kept for as long as it runs, now marked bound.
+    held = reservations(kube, "n1")
+    assert set(held) == {"uid-first", "uid-third"} and held["uid-first"].bound and not held["uid-third"].bound
+    assert late.pod_checks == 1
+
+
+def test_no_pod_or_node_is_read_per_placement():
+    kube = FakeKube([node_doc("n1", cpu="8")])
+    lg = make(kube)
+    lg.place(new_pod(kube, "warm"), "n1")
+    before = len(kube.requests)
+    for i in range(5):
+        assert lg.place(new_pod(kube, f"p{i}"), "n1").outcome == binding.BOUND
+    made = kube.requests[before:]
+    assert [m for m, _ in made].count("GET") == 0, made
+    assert sorted({(m, p.rsplit("/", 1)[-1] if m == "PUT" else p.split("/")[-1]) for m, p in made}) == [
+        ("POST", "binding"), ("PUT", "n1")]
+
+
+def test_ended_pods_free_their_room_and_leave_the_ledger():
+    kube = FakeKube([node_doc("n1", cpu="2")])
+    lg = make(kube)
+    for name in ("a", "b"):
+        assert lg.place(new_pod(kube, name), "n1").outcome == binding.BOUND
+    assert lg.place(new_pod(kube, "c"), "n1").outcome == ledger.NO_ROOM
+    kube.pods.pop(("default", "a"))  # deleted: the watch sees it go
+    kube.pods[("default", "b")]["status"] = {"phase": "Succeeded"}  # terminal
+    assert lg.place(new_pod(kube, "d"), "n1").outcome == binding.BOUND
+    assert lg.place(new_pod(kube, "e"), "n1").outcome == binding.BOUND
+    assert set(reservations(kube, "n1")) == {"uid-d", "uid-e"} and lg.pod_checks == 0
+
+
+def test_a_cache_that_never_sees_the_other_replicas_bindings_still_counts_them():
+    kube = FakeKube([node_doc("n1", cpu="2")])
+    r1, r2 = make(kube, "r1"), make(kube, "r2", stale=True)  # r2's cache: an empty node, forever
+    r3 = make(kube, "r3", stale=True, clock=lambda: time.time() + 3600)  # the same, an hour later
+    for name in ("a", "b"):
+        assert r1.place(new_pod(kube, name), "n1").outcome == binding.BOUND
+    assert r2.place(new_pod(kube, "c"), "n1").outcome == ledger.NO_ROOM
+    # Long after the entries' expiry, r3 still cannot see a or b: it asks the apiserver, once each.
+    assert r3.place(new_pod(kube, "d"), "n1").outcome == ledger.NO_ROOM and r3.pod_checks == 2
+    assert all(r.bound for r in reservations(kube, "n1").values())
 
 
 def test_bound_pods_are_counted_once():
@@ -164,8 +230,8 @@ def test_garbage_collection_of_vanished_nodes():
 
 def test_damaged_ledger_is_started_afresh():
     assert parse_reservations({ANNOTATION: "{not json"}) == {}
-    r = Reservation("ns/p", 100, 5, 12.5, "r")
-    assert Reservation.from_json(r.to_json()) == r
+    for r in (Reservation("ns/p", 100, 5, 12.5, "r"), Reservation("ns/q", 100, 5, 12.5, "r", bound=True)):
+        assert Reservation.from_json(r.to_json()) == r
 
 
 # -- races ---------------------------------------------------------------------------------------
@@ -214,7 +280,7 @@ def test_many_replicas_many_pods_never_over_commit():
     kube = FakeKube(nodes)
     rng = random.Random(1)
     pods = [new_pod(kube, f"p{i}", cpu=rng.choice(["100m", "300m", "500m"])) for i in range(60)]
-    replicas = [make(kube, replica=f"r{i}") for i in range(4)]
+    replicas = [make(kube, replica=f"r{i}", stale=i % 2 == 1) for i in range(4)]  # two never see a binding
 
     def place(i):
         pod = pods[i]
@@ -280,7 +346,7 @@ def test_an_error_reaches_every_pod_of_the_batch():
     lg.place(new_pod(kube, "zero", cpu="0"), "n1")
 
     def apiserver_down(method, path, body):
-        if path == "/api/v1/pods":
+        if method == "PUT" and path.startswith(LEASE):
             raise TemporaryError("kube-apiserver unreachable")
 
     kube.before.append(apiserver_down)

@@ -6,10 +6,10 @@ in them never share an entry); filter_nodes on a table equals filter_nodes on th
 import numpy as np
 import pytest
 
-from neurokube.live.feasibility import admission, admits, filter_nodes, resource_shortfalls
-from neurokube.live.nodetable import NodeTable
-from neurokube.live.objects import parse_node, parse_pod
-from neurokube.live.testing import node_doc, pod_doc
+from neurokube.k8s.feasibility import admission, admits, filter_nodes, resource_shortfalls
+from neurokube.k8s.nodetable import NodeTable
+from neurokube.k8s.objects import parse_node, parse_pod
+from neurokube.testing import node_doc, pod_doc
 
 TAINT = {"key": "dedicated", "value": "ml", "effect": "NoSchedule"}
 

@@ -5,9 +5,9 @@ InputErrors that name the bad field."""
 import pytest
 
 from neurokube.errors import InputError
-from neurokube.live.objects import parse_node, parse_pod
-from neurokube.live.testing import node_doc, pod_doc
+from neurokube.k8s.objects import parse_node, parse_pod
 from neurokube.policies.base import BEST_EFFORT, BURSTABLE, GUARANTEED
+from neurokube.testing import node_doc, pod_doc
 
 MI = 2**20
 

@@ -20,17 +20,17 @@ import pandas as pd
 import pytest
 
 from neurokube.errors import InputError
+from neurokube.k8s.objects import parse_pod
 from neurokube.live.decide import Decider
-from neurokube.live.objects import parse_pod
 from neurokube.live.profile import parse_profiles, profile_for
 from neurokube.live.settings import Settings, from_env
 from neurokube.live.telemetry import Telemetry
-from neurokube.live.testing import FakeKube, fake_runtime, node_doc, pod_doc, write_packing_model
 from neurokube.model.value_model import load_model
 from neurokube.policies.base import PodSpec
 from neurokube.policies.default import DefaultPolicy
 from neurokube.policies.spec import parse_spec
 from neurokube.policies.tlp import TargetLoadPackingPolicy, TLPArgs
+from neurokube.testing import FakeKube, fake_runtime, node_doc, pod_doc, write_packing_model
 from tests.conftest import make_view
 
 GOOD = """\

@@ -5,10 +5,10 @@ default scoring counted as prometheus_unavailable when Prometheus is down."""
 import numpy as np
 import pytest
 
-from neurokube.live.objects import parse_pod
+from neurokube.k8s.objects import parse_pod
 from neurokube.live.prometheus import PrometheusSource, node_key
 from neurokube.live.settings import Settings
-from neurokube.live.testing import FakeKube, FakePrometheus, fake_runtime, node_doc, pod_doc, write_packing_model
+from neurokube.testing import FakeKube, FakePrometheus, fake_runtime, node_doc, pod_doc, write_packing_model
 
 NODES = {"n0": "n0", "n1": "n1", "10.0.0.2": "n2", "n2": "n2"}
 

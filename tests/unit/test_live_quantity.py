@@ -7,7 +7,7 @@ from fractions import Fraction
 import pytest
 
 from neurokube.errors import InputError
-from neurokube.live.quantity import count, cpu_milli, memory_bytes, mib_down, mib_up, parse_quantity
+from neurokube.k8s.quantity import count, cpu_milli, memory_bytes, mib_down, mib_up, parse_quantity
 
 
 @pytest.mark.parametrize("text, milli", [

@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 
 from neurokube.errors import TemporaryError
+from neurokube.k8s.objects import parse_pod
 from neurokube.live import ledger
 from neurokube.live.decisions import frames
-from neurokube.live.objects import parse_pod
 from neurokube.live.scheduler import ALREADY_BOUND, BOUND, GONE, UNSCHEDULABLE
 from neurokube.live.settings import Settings
-from neurokube.live.testing import FakeKube, FakePrometheus, fake_runtime, node_doc, pod_doc, write_packing_model
 from neurokube.model.decision_log import CANDIDATE_COLUMNS, DECISION_COLUMNS
+from neurokube.testing import FakeKube, FakePrometheus, fake_runtime, node_doc, pod_doc, write_packing_model
 
 
 @pytest.fixture(scope="module")
@@ -85,11 +85,17 @@ def test_a_vanished_node_means_the_next_best(model, prom):
     runtime = fake_runtime(kube, Settings(model_dir=model, prometheus_url=prom.url, replica="r"))
     runtime.metrics.refresh()
 
-    def vanish(method, path, body):
-        if method == "GET" and path == "/api/v1/nodes/n1":
-            kube.delete_node("n1")
+    choose = runtime.decider.choose
 
-    kube.before.append(vanish)
+    def vanish_after_the_decision(*args, **kw):  # the watch reports n1 deleted while the pod is placed
+        choice = choose(*args, **kw)
+        if "n1" in kube.nodes:
+            node = kube.nodes["n1"]
+            kube.delete_node("n1")
+            runtime.cache.apply("nodes", "DELETED", node)
+        return choice
+
+    runtime.decider.choose = vanish_after_the_decision
     outcome = runtime.scheduler.schedule(submit(kube, "p"))
     assert outcome.outcome == BOUND and outcome.node != "n1" and outcome.attempts == 2
     assert runtime.cache.node("n1") is None
@@ -101,8 +107,9 @@ def test_a_stale_cache_is_corrected_by_the_fresh_check(model, prom):
     runtime = fake_runtime(kube, Settings(model_dir=model, prometheus_url=prom.url, replica="r"))
     runtime.metrics.refresh()
     first = runtime.scheduler.schedule(submit(kube, "first"))
-    # Another replica fills that node; this replica's cache does not know yet.
-    kube.add_pod(pod_doc("filler", "3500m", "1Gi", node=first.node, uid="filler"))
+    # Another replica fills that node; this replica's cache does not know yet, its Lease does.
+    other = fake_runtime(kube, Settings(model_dir=model, prometheus_url=prom.url, replica="r2"))
+    assert other.ledger.place(submit(kube, "filler", cpu="3500m"), first.node).outcome == BOUND
     second = runtime.scheduler.schedule(submit(kube, "second", cpu="1"))
     assert second.outcome == BOUND and second.node != first.node and second.attempts == 2
     assert runtime.telemetry.bind_conflicts.labels(kind=ledger.NO_ROOM)._value.get() == 1

@@ -34,6 +34,7 @@ import pytest
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 
+from neurokube import envsettings
 from neurokube.adapters.kube import KubeError
 from neurokube.errors import InputError
 
@@ -156,7 +157,7 @@ def test_tls_settings_reach_the_job():
     insecure = trainer.settings_from_env({"NEUROKUBE_TRAINER_MODE": "local", "MLFLOW_TRACKING_INSECURE_TLS": "true"})
     assert insecure.mlflow_insecure_tls
     assert {"name": "MLFLOW_TRACKING_INSECURE_TLS", "value": "true"} in trainer.job_env(insecure)
-    with pytest.raises(InputError, match="MLFLOW_TRACKING_INSECURE_TLS must be true or false"):
+    with pytest.raises(InputError, match="MLFLOW_TRACKING_INSECURE_TLS='sometimes': expected true or false"):
         trainer.settings_from_env({"MLFLOW_TRACKING_INSECURE_TLS": "sometimes"})
 
 
@@ -196,6 +197,15 @@ def test_settings_from_the_service_environment():
                                    "MLFLOW_TRACKING_URI": "https://mlflow:5000", "NEUROKUBE_TRAINER_SECRET": "s",
                                    "NEUROKUBE_TRAINER_CA_CONFIGMAP": "ca", "NEUROKUBE_NAMESPACE": "nk"})
     assert (s.mode, s.secret, s.ca_configmap, s.namespace, s.mlflow_insecure_tls) == ("cluster", "s", "ca", "nk", False)
+
+
+def test_every_bad_variable_is_reported_at_once_and_the_reference_is_the_code_s():
+    with pytest.raises(InputError) as info:
+        trainer.settings_from_env({"MLFLOW_TRACKING_INSECURE_TLS": "sometimes", "NEUROKUBE_NAMESPACE": " "})
+    assert "MLFLOW_TRACKING_INSECURE_TLS='sometimes': expected true or false" in str(info.value)
+    assert trainer.settings_from_env({"NEUROKUBE_NAMESPACE": " "}).namespace == "neurokube-system"  # blank: default
+    docs = (REPO / "docs" / "FUNCTIONS.md").read_text()
+    assert envsettings.table(trainer.TrainerSettings) in docs  # regenerate it when a setting changes
 
 
 def test_the_job_command_reads_the_keys_from_the_environment(monkeypatch, tmp_path, capsys):

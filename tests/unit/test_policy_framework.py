@@ -37,6 +37,7 @@ from neurokube.policies.framework import (
     Weighted,
     default_normalize_score,
     run_cycle,
+    score_cycle,
     select_host,
 )
 from neurokube.policies.koordinator import KoordinatorPolicy
@@ -179,6 +180,30 @@ def test_fallback_eligible_failure_scores_with_the_fallback_plugins():
     no_fallback = run_cycle(Profile((FIT_FILTER,), (Weighted(broken),)), PodSpec(100, 100), four_nodes(),
                             np.random.default_rng(0))
     assert no_fallback.choice is None and no_fallback.status.reason is Reason.PREDICT_ERROR
+
+
+def test_score_cycle_is_the_cycle_without_the_pick():
+    """What the extender's prioritize runs: the same candidates, totals and fallback as the cycle,
+    no choice and no draw, even when nodes tie."""
+    broken = Failing(Status.error(Reason.PREDICT_ERROR, "ValueError: bad input"))
+    tied = Fixed("T", [5, 5, 5, 1])
+    view = make_view([4000] * 4, [8000] * 4, [0, 0, 3950, 0], [0, 0, 0, 0])
+    for profile, fallback in [(Profile((FIT_FILTER,), (Weighted(tied),)), None),
+                              (Profile((FIT_FILTER,), (Weighted(broken),), fallback=(Weighted(tied),)),
+                               Reason.PREDICT_ERROR)]:
+        scored = score_cycle(profile, PodSpec(100, 100), view)
+        picked = run_cycle(profile, PodSpec(100, 100), view, np.random.default_rng(0))
+        assert scored.choice is None and scored.status.ok and picked.choice in (0, 1)
+        assert scored.candidates.tolist() == picked.candidates.tolist() == [0, 1, 3]
+        assert scored.totals.tolist() == picked.totals.tolist() == [5, 5, 1]
+        assert (scored.fallback and scored.fallback.reason) == (picked.fallback and picked.fallback.reason) \
+            == fallback
+    rng = np.random.default_rng(0)
+    policy = DefaultPolicy(rng)
+    before = rng_state(rng)
+    assert policy.score_cycle(PodSpec(100, 100), four_nodes()).totals.size == 4 and rng_state(rng) == before
+    nowhere = score_cycle(Profile((FIT_FILTER,), (Weighted(tied),)), PodSpec(5000, 100), view)
+    assert nowhere.totals is None and nowhere.status.reason is Reason.INSUFFICIENT_CPU
 
 
 def test_reserve_can_refuse_and_earlier_reservations_are_undone():

@@ -1,11 +1,16 @@
 """The recommender function in-process (functions-framework test client): a known workload is
 200 with its numbers, an unknown one 404 with a message, missing query parameters 400, a missing
-recommendations file 503, and a directory holding recommendations.csv works as the path."""
+recommendations file 503, and a directory holding recommendations.csv works as the path; its
+settings are read once at start-up, a bad one stops it, and docs/FORECASTS.md carries their table."""
 
+import sys
 from pathlib import Path
 
 import functions_framework
 import pytest
+
+from neurokube import envsettings
+from neurokube.errors import InputError
 
 SOURCE = str(Path(__file__).resolve().parents[2] / "functions" / "recommender" / "main.py")
 CSV = ("namespace,workload,source,cpu_request_milli,cpu_limit_milli,memory_request_mib,memory_limit_mib,"
@@ -49,3 +54,16 @@ def test_missing_file_is_503(tmp_path, monkeypatch):
     c = functions_framework.create_app("recommendations", SOURCE).test_client()
     r = c.get("/recommendations?namespace=a&workload=b")
     assert r.status_code == 503 and "absent.csv" in r.get_json()["error"]
+
+
+def test_settings_are_read_at_start_up_and_documented(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEUROKUBE_RECOMMENDATIONS", str(tmp_path))
+    monkeypatch.setenv("NEUROKUBE_DEBUG", "maybe")
+    with pytest.raises(InputError, match="NEUROKUBE_DEBUG='maybe': expected true or false"):
+        functions_framework.create_app("recommendations", SOURCE)
+    monkeypatch.setenv("NEUROKUBE_DEBUG", "off")  # not "1": debug logging would outlive this test
+    functions_framework.create_app("recommendations", SOURCE)
+    module = sys.modules["main"]
+    assert module.SETTINGS.recommendations == tmp_path and module.SETTINGS.debug is False
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "FORECASTS.md").read_text()
+    assert envsettings.table(module.RecommenderFunctionSettings) in docs

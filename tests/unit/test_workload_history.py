@@ -15,16 +15,16 @@ import pytest
 
 from neurokube.features import FEATURE_NAMES, candidate_features
 from neurokube.features.history import PodSummaries, workload_usage
+from neurokube.k8s.objects import parse_pod
 from neurokube.live.cache import ClusterCache
-from neurokube.live.objects import parse_pod
 from neurokube.live.prometheus import MetricsSnapshot, PrometheusSource, history_queries
 from neurokube.live.scheduler import pod_spec
 from neurokube.live.settings import Settings
 from neurokube.live.telemetry import Telemetry
-from neurokube.live.testing import FakePrometheus, node_doc, pod_doc
 from neurokube.live.view import build_view
 from neurokube.policies.base import PodSpec
 from neurokube.sim.workloads import WorkloadHistory
+from neurokube.testing import FakePrometheus, node_doc, pod_doc
 
 
 class Clock:

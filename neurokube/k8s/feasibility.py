@@ -1,6 +1,6 @@
 """Which nodes can take a pod, as kube-scheduler's filter plugins decide (v1.35).
 
-Functions over :mod:`neurokube.live.objects` and :class:`~neurokube.live.nodetable.NodeTable`
+Functions over :mod:`neurokube.k8s.objects` and :class:`~neurokube.k8s.nodetable.NodeTable`
 (deterministic; the only state is the table's memo of which rows a set of pod constraints
 admits), checked in the scheduler's plugin order; the
 first failing check gives the node's reason, in the scheduler's own words so that events read the
@@ -23,8 +23,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from neurokube.live.nodetable import NodeTable
-from neurokube.live.objects import UNSCHEDULABLE_TAINT, Node, Pod, Requirement, Taint, Term, Toleration
+from neurokube.k8s.nodetable import NodeTable
+from neurokube.k8s.objects import UNSCHEDULABLE_TAINT, Node, Pod, Requirement, Taint, Term, Toleration
 
 UNSCHEDULABLE = "node(s) were unschedulable"
 AFFINITY_MISMATCH = "node(s) didn't match Pod's node affinity/selector"

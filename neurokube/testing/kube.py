@@ -1,33 +1,25 @@
-"""Test doubles for the live adapters: an in-memory Kubernetes API, a Prometheus HTTP API and a
-small model with a known preference. Used by tests/unit (no cluster) and tests/e2e (Prometheus
-and the model only: the e2e tests run against the real local control plane).
+"""An in-memory Kubernetes API for tests of the live code, and pod and node documents to fill it.
 
 :class:`FakeKube` implements the few REST calls the live package makes, with the apiserver's
 semantics where they matter: resourceVersion-conditional Lease updates (409), Bindings that
 refuse a bound pod (409 "already assigned"), a deleted pod (404) or a UID mismatch (409), and
 field selectors on ``spec.nodeName`` / ``spec.schedulerName``. ``before`` hooks let a test
-change the world between two requests (a node vanishing mid-placement).
+change the world between two requests (a node vanishing mid-placement). It stands in for
+:class:`neurokube.adapters.kube.KubeClient` in tests/unit and the load scenarios, which run
+without a cluster; the e2e tests use the real local control plane instead.
+:func:`fake_runtime` wires a live runtime over it with its cache already synced.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import re
 import threading
 import urllib.parse
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-
-import lightgbm as lgb
-import numpy as np
 
 from neurokube.adapters.kube import KubeError
-from neurokube.features import FEATURE_NAMES
-from neurokube.model.reward import RewardWeights
-from neurokube.model.value_model import ValueModel
 
 # -- objects ------------------------------------------------------------------------------------
 
@@ -258,87 +250,6 @@ class FakeKube:
         updated["metadata"]["resourceVersion"] = self._next_rv()
         self.leases[groups] = updated
         return updated
-
-
-# -- a Prometheus HTTP API ----------------------------------------------------------------------
-
-
-class FakePrometheus:
-    """Answers ``/api/v1/query`` with one sample per node: CPU cores and memory bytes per node,
-    recognising the statistic by the PromQL function and the resource by the metric name."""
-
-    def __init__(self, usage: dict[str, tuple[float, float]], label: str = "instance", suffix: str = ":9100") -> None:
-        self.usage = usage
-        self.label = label
-        self.suffix = suffix
-        self.up = True
-        self.queries: list[str] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                parts = urllib.parse.urlsplit(self.path)
-                query = urllib.parse.parse_qs(parts.query).get("query", [""])[0]
-                owner.queries.append(query)
-                if not owner.up:
-                    self._send(503, {"status": "error", "error": "down for the test"})
-                elif parts.path != "/api/v1/query":
-                    self._send(404, {"status": "error", "error": "not found"})
-                else:
-                    self._send(200, owner.answer(query))
-
-            def _send(self, code: int, doc: dict) -> None:
-                body = json.dumps(doc).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-prometheus", daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def answer(self, query: str) -> dict:
-        memory = "memory" in query
-        result = []
-        for node, (cpu_cores, mem_bytes) in self.usage.items():
-            value = mem_bytes if memory else cpu_cores
-            if query.startswith("stddev_over_time") or query.startswith("deriv"):
-                value = 0.0
-            elif query.startswith("count_over_time"):
-                value = 10.0
-            result.append({"metric": {self.label: f"{node}{self.suffix}"}, "value": [0, str(value)]})
-        return {"status": "success", "data": {"resultType": "vector", "result": result}}
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-# -- a model with a known preference --------------------------------------------------------------
-
-
-def write_packing_model(directory: Path, version: str = "packing-test") -> Path:
-    """A valid LightGBM value model that prefers the node with the most requested CPU (packing):
-    its cost falls as ``req_cpu_frac_after`` rises, the opposite of kube-scheduler's LeastAllocated."""
-    rng = np.random.default_rng(7)
-    x = rng.random((3000, len(FEATURE_NAMES))).astype(np.float32)
-    packed = x[:, FEATURE_NAMES.index("req_cpu_frac_after")]
-    targets = {"contention": np.zeros(len(x)), "occupancy": 1.0 - packed}
-    boosters = {name: lgb.train({"objective": "regression", "verbosity": -1, "num_leaves": 15, "num_threads": 1},
-                                lgb.Dataset(x, y), num_boost_round=40)
-                for name, y in targets.items()}
-    return ValueModel(boosters, RewardWeights(), version=version).save(directory)
 
 
 # -- a runtime over the fakes -------------------------------------------------------------------

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 from neurokube.errors import InputError
-from neurokube.live.quantity import INT64_MAX, count, cpu_milli, memory_bytes
+from neurokube.k8s.quantity import INT64_MAX, count, cpu_milli, memory_bytes
 from neurokube.policies.base import BEST_EFFORT, BURSTABLE, GUARANTEED, NONZERO_CPU_MILLI, NONZERO_MEMORY_MIB
 
 NONZERO_MEMORY_BYTES = NONZERO_MEMORY_MIB * 1024 * 1024

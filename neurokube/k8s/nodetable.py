@@ -1,14 +1,14 @@
 """A list of nodes as columns: what feasibility and the view read, computed once per node set.
 
 An extender call judges every node of the cluster for one pod, and kube-scheduler makes two such
-calls per pod. Reading allocatable out of thousands of :class:`~neurokube.live.objects.Node`
+calls per pod. Reading allocatable out of thousands of :class:`~neurokube.k8s.objects.Node`
 objects, mapping names to rows and checking taints and labels again for every call cost more than
 the model (about 3 ms of Python per 1,000 nodes). Nodes change rarely (a Node object is rewritten
 when its status or labels change, minutes apart; heartbeats go to Leases), so the watch cache
 builds one table when its node set changes and every request until the next change indexes it.
 
 The table is immutable except for :attr:`NodeTable.memo`, which
-:func:`neurokube.live.feasibility.admission` fills: which rows a pod's tolerations, nodeSelector
+:func:`neurokube.k8s.feasibility.admission` fills: which rows a pod's tolerations, nodeSelector
 and required node affinity admit, per distinct set of those (pods of one workload share it).
 """
 
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from neurokube.live.objects import Node
-from neurokube.live.quantity import MIB
+from neurokube.k8s.objects import Node
+from neurokube.k8s.quantity import MIB
 
 
 @dataclass(frozen=True, eq=False)
