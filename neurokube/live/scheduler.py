@@ -29,7 +29,7 @@ from neurokube.k8s.objects import Pod
 from neurokube.k8s.quantity import mib_up
 from neurokube.live import binding, ledger
 from neurokube.live.cache import ClusterCache
-from neurokube.live.decide import Decider
+from neurokube.live.decide import Choice, Decider
 from neurokube.live.decisions import DecisionLog, LiveDecision, new_decision_id
 from neurokube.live.events import EventRecorder
 from neurokube.live.ledger import Ledger
@@ -85,6 +85,18 @@ def pod_spec(pod: Pod, workload: int = -1) -> PodSpec:
                    memory_limit_mib=mib_up(r.memory_limit), qos=pod.qos, workload=workload)
 
 
+@dataclass(frozen=True)
+class _Decided:
+    """One decision of the cycle: the choice and what its record needs, or why nothing fits."""
+
+    choice: Choice | None = None
+    node: str = ""
+    now: float = 0.0
+    spec: PodSpec | None = None
+    candidates: tuple[str, ...] = ()  # node names of choice.candidates
+    failure: str = ""
+
+
 class Scheduler:
     def __init__(self, cache: ClusterCache, metrics: PrometheusSource | None, decider: Decider, ledger_: Ledger,
                  events: EventRecorder, decisions: DecisionLog, telemetry: Telemetry, *, replica: str,
@@ -115,80 +127,99 @@ class Scheduler:
         contended = False
         policy = ""
         for attempt in range(1, self.bind_attempts + 1):
-            # The scheduling cycle: one decision at a time per replica, as in kube-scheduler, so
-            # that each decision sees the pods the previous ones assumed. Concurrent decisions
-            # from one snapshot would all pick the same best node and then lose to each other
-            # at the ledger (no_room). Reservations and Bindings still run in parallel.
-            with self._cycle:
-                decide_started = time.perf_counter()
-                snapshot = self.cache.snapshot()
-                mask, reasons = filter_nodes(pod, snapshot.table, snapshot.used_cpu, snapshot.used_memory,
-                                             snapshot.used_pods)
-                for i, node in enumerate(snapshot.nodes):
-                    if node.name in excluded:
-                        mask[i] = False
-                        reasons[node.name] = [excluded[node.name]]
-                feasible = np.flatnonzero(mask)
-                choice = None
-                if feasible.size:
-                    now = self.clock()
-                    latest = self.metrics.latest() if self.metrics is not None else None
-                    fresh = latest is not None and latest.fresh(now, self.stale_after_s)
-                    view = build_view(snapshot, feasible, latest, now, self.recent_lag_s)
-                    spec = pod_spec(pod, self.cache.workload_id(pod.workload))
-                    choice = self.decider.choose(spec, view, fresh)
-                    if choice is not None:
-                        node = snapshot.nodes[feasible[choice.index]].name
-                        self.cache.assume(pod, node)
-            if feasible.size == 0:
+            decided = self._decide(pod, excluded)
+            if decided.choice is None:
                 if contended:
                     break
-                return self._unschedulable(pod, failure_message(len(snapshot.nodes), reasons), attempt, request_id,
-                                           started)
-            if choice is None:  # cannot happen with a non-empty feasible set; be explicit anyway
-                return self._unschedulable(pod, failure_message(len(snapshot.nodes), reasons), attempt,
-                                           request_id, started)
-            policy = choice.policy
-            bind_started = time.perf_counter()
-            self.telemetry.decision_seconds.labels(stage="decide").observe(bind_started - decide_started)
-            try:
-                placement = self.ledger.place(pod, node)
-            except BaseException:
-                self.cache.forget(pod)
-                raise
-            self.telemetry.decision_seconds.labels(stage="bind").observe(time.perf_counter() - bind_started)
-            if placement.reserve_s:
-                self.telemetry.decision_seconds.labels(stage="reserve").observe(placement.reserve_s)
-            if placement.conflicts:
-                self.telemetry.bind_conflicts.labels(kind="reservation").inc(placement.conflicts)
+                return self._unschedulable(pod, decided.failure, attempt, request_id, started)
+            policy = decided.choice.policy
+            placement = self._place(pod, decided)
             if placement.outcome == binding.BOUND:
-                names = tuple(snapshot.nodes[feasible[i]].name for i in choice.candidates)
-                chosen = int(np.flatnonzero(choice.candidates == choice.index)[0])
-                self.decisions.record(LiveDecision(
-                    new_decision_id(self.replica), now, pod.key, pod.uid, pod.workload, spec, choice.policy,
-                    choice.model_version, choice.fallback, names, chosen, choice.propensity, choice.features))
-                self.events.scheduled(pod, node)
-                return self._done(Outcome(BOUND, pod.key, node, choice.policy, choice.fallback, choice.model_version,
-                                          attempts=attempt), request_id, started)
+                self._record(pod, decided)
+                choice = decided.choice
+                return self._done(Outcome(BOUND, pod.key, decided.node, choice.policy, choice.fallback,
+                                          choice.model_version, attempts=attempt), request_id, started)
             self.cache.forget(pod)
-            if placement.outcome == binding.ALREADY_BOUND:
-                self.telemetry.bind_conflicts.labels(kind="already_assigned").inc()
-                return self._done(Outcome(ALREADY_BOUND, pod.key, placement.node, choice.policy,
-                                          reason="another delivery or replica bound it first", attempts=attempt),
-                                  request_id, started)
-            if placement.outcome == binding.POD_GONE:
-                return self._done(Outcome(GONE, pod.key, reason=placement.detail, attempts=attempt), request_id,
-                                  started)
-            if placement.outcome == ledger.NODE_GONE:
-                self.cache.forget_node(node)
+            final = self._final(pod, placement, policy, attempt)
+            if final is not None:
+                return self._done(final, request_id, started)
             contended |= placement.outcome in (ledger.CONTENDED, ledger.TOO_SLOW)
-            self.telemetry.bind_conflicts.labels(kind=placement.outcome).inc()
-            excluded[node] = _EXCLUDED_REASON.get(placement.outcome, placement.detail)
-            event(log, "node did not take the pod, trying the next best", logging.DEBUG, pod=pod.key, node=node,
-                  outcome=placement.outcome, detail=placement.detail, request_id=request_id)
+            excluded[decided.node] = _EXCLUDED_REASON.get(placement.outcome, placement.detail)
+            event(log, "node did not take the pod, trying the next best", logging.DEBUG, pod=pod.key,
+                  node=decided.node, outcome=placement.outcome, detail=placement.detail, request_id=request_id)
         self.telemetry.decisions.labels(policy=policy or "none", outcome="failed").inc()
         raise TemporaryError(f"could not place {pod.key}: {len(excluded)} nodes tried "
                              f"({'; '.join(f'{n}: {w}' for n, w in list(excluded.items())[:3])})", delay_s=1.0)
+
+    def _decide(self, pod: Pod, excluded: dict[str, str]) -> _Decided:
+        """Filter and decide against the cache, and assume the pod on the chosen node.
+
+        The scheduling cycle: one decision at a time per replica, as in kube-scheduler, so that
+        each decision sees the pods the previous ones assumed. Concurrent decisions from one
+        snapshot would all pick the same best node and then lose to each other at the ledger
+        (no_room). Reservations and Bindings still run in parallel."""
+        with self._cycle:
+            decide_started = time.perf_counter()
+            snapshot = self.cache.snapshot()
+            mask, reasons = filter_nodes(pod, snapshot.table, snapshot.used_cpu, snapshot.used_memory,
+                                         snapshot.used_pods)
+            for i, node in enumerate(snapshot.nodes):
+                if node.name in excluded:
+                    mask[i] = False
+                    reasons[node.name] = [excluded[node.name]]
+            feasible = np.flatnonzero(mask)
+            if feasible.size == 0:
+                return _Decided(failure=failure_message(len(snapshot.nodes), reasons))
+            now = self.clock()
+            latest = self.metrics.latest() if self.metrics is not None else None
+            fresh = latest is not None and latest.fresh(now, self.stale_after_s)
+            view = build_view(snapshot, feasible, latest, now, self.recent_lag_s)
+            spec = pod_spec(pod, self.cache.workload_id(pod.workload))
+            choice = self.decider.choose(spec, view, fresh)
+            if choice is None:  # cannot happen with a non-empty feasible set; be explicit anyway
+                return _Decided(failure=failure_message(len(snapshot.nodes), reasons))
+            node = snapshot.nodes[feasible[choice.index]].name
+            self.cache.assume(pod, node)
+            names = tuple(snapshot.nodes[feasible[i]].name for i in choice.candidates)
+        self.telemetry.decision_seconds.labels(stage="decide").observe(time.perf_counter() - decide_started)
+        return _Decided(choice, node, now, spec, names)
+
+    def _place(self, pod: Pod, decided: _Decided) -> ledger.Placement:
+        """Reserve and bind through the ledger; the assumption is dropped if that raises."""
+        bind_started = time.perf_counter()
+        try:
+            placement = self.ledger.place(pod, decided.node)
+        except BaseException:
+            self.cache.forget(pod)
+            raise
+        self.telemetry.decision_seconds.labels(stage="bind").observe(time.perf_counter() - bind_started)
+        if placement.reserve_s:
+            self.telemetry.decision_seconds.labels(stage="reserve").observe(placement.reserve_s)
+        if placement.conflicts:
+            self.telemetry.bind_conflicts.labels(kind="reservation").inc(placement.conflicts)
+        return placement
+
+    def _record(self, pod: Pod, decided: _Decided) -> None:
+        """A bound pod: its decision record and its Scheduled event."""
+        choice = decided.choice
+        chosen = int(np.flatnonzero(choice.candidates == choice.index)[0])
+        self.decisions.record(LiveDecision(
+            new_decision_id(self.replica), decided.now, pod.key, pod.uid, pod.workload, decided.spec, choice.policy,
+            choice.model_version, choice.fallback, decided.candidates, chosen, choice.propensity, choice.features))
+        self.events.scheduled(pod, decided.node)
+
+    def _final(self, pod: Pod, placement: ledger.Placement, policy: str, attempt: int) -> Outcome | None:
+        """The outcome of a placement that did not bind, if it ends the call (else try the next node)."""
+        if placement.outcome == binding.ALREADY_BOUND:
+            self.telemetry.bind_conflicts.labels(kind="already_assigned").inc()
+            return Outcome(ALREADY_BOUND, pod.key, placement.node, policy,
+                           reason="another delivery or replica bound it first", attempts=attempt)
+        if placement.outcome == binding.POD_GONE:
+            return Outcome(GONE, pod.key, reason=placement.detail, attempts=attempt)
+        if placement.outcome == ledger.NODE_GONE:
+            self.cache.forget_node(placement.node)
+        self.telemetry.bind_conflicts.labels(kind=placement.outcome).inc()
+        return None
 
     def pending(self) -> int:
         return self.cache.pending_count()

@@ -7,6 +7,10 @@ their turn, as kube-scheduler moves an unschedulable pod aside); then every runn
 at its age is summed per node, recorded as that step's usage and, at scrape times, as a metrics
 sample. A pod bound at ``t`` runs for ``duration_s`` and occupies the steps that start before
 ``t + duration_s``.
+
+One method per part of a step (departures and arrivals, the decisions, the measurement, the stop
+test, the end-of-run summary); the view and placements they change are a
+:class:`~neurokube.sim.state.ReplayState`, changed only through its methods.
 """
 
 from __future__ import annotations
@@ -14,16 +18,17 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from neurokube.errors import NeuroKubeError
-from neurokube.policies.base import ClusterView, NodeMetrics, Policy, PodSpec
+from neurokube.policies.base import PodSpec, Policy
 from neurokube.policies.common import fits
 from neurokube.sim.config import SimConfig
 from neurokube.sim.metrics import MetricAccumulator
 from neurokube.sim.observe import MetricsWindow
+from neurokube.sim.state import ReplayState
 from neurokube.sim.workloads import WorkloadHistory
 from neurokube.trace.model import Trace
 from neurokube.trace.usage import pod_usage
@@ -62,6 +67,182 @@ def _steps(seconds: np.ndarray, step_s: int) -> np.ndarray:
     return np.ceil(np.round(seconds / step_s, 9)).astype(np.int64)
 
 
+SERIES = ("t_s", "active_nodes", "contention_core_s", "hot_nodes", "pending")
+"""The per-step series a replay returns, in this order."""
+
+
+@dataclass
+class StepLog:
+    """What the replay keeps of each step: the series, and per-node usage and pod counts if recorded."""
+
+    record: bool
+    series: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in SERIES})
+    cpu: list[np.ndarray] = field(default_factory=list)
+    pods: list[np.ndarray] = field(default_factory=list)
+    mem: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, t: float, active: np.ndarray, contention: float, hot_nodes: int, pending: int) -> None:
+        values = (t, int(active.sum()), contention, hot_nodes, pending)
+        for key, value in zip(SERIES, values, strict=True):
+            self.series[key].append(value)
+
+    def add_nodes(self, node_cpu: np.ndarray, pod_count: np.ndarray, node_mem: np.ndarray) -> None:
+        if self.record:
+            self.cpu.append(node_cpu.astype(np.float32))
+            self.pods.append(pod_count.astype(np.int32))
+            self.mem.append(node_mem.astype(np.float32))
+
+    def stacked(self, rows: list[np.ndarray]) -> np.ndarray | None:
+        return np.vstack(rows) if self.record and rows else None
+
+
+class _Replay:
+    """One replay: the trace's fixed arrays, the mutable :class:`ReplayState`, the metrics
+    collaborators, and one method per part of a step."""
+
+    def __init__(self, trace: Trace, policy: Policy, config: SimConfig, clock: Callable[[], int] | None,
+                 on_step: Callable[[int, int], None] | None, record: bool) -> None:
+        self.trace, self.policy, self.config = trace, policy, config
+        self.clock, self.on_step = clock, on_step
+        self.on_bind = getattr(policy, "on_bind", None)
+        pods, step = trace.pods, config.step_s
+        self.step = step
+        self.n_nodes, self.n_pods = len(trace.nodes), len(pods)
+        self.cap_cpu_f = trace.nodes.cpu_milli.astype(np.int64).astype(np.float64)
+        self.cap_mem_f = trace.nodes.memory_mib.astype(np.int64).astype(np.float64)
+        specs = pod_specs(trace)
+        workload_of = np.fromiter((s.workload for s in specs), dtype=np.int64, count=self.n_pods)
+        self.history = WorkloadHistory(int(workload_of.max()) + 1 if self.n_pods else 0)
+        self.arrival_step = _steps(pods.creation_s, step)
+        self.run_steps = _steps(pods.duration_s, step)
+        self.order = np.argsort(self.arrival_step, kind="stable")
+        self.max_steps = int(math.ceil((trace.end_s + config.drain_limit_s) / step)) + 1
+        self.state = ReplayState.empty(trace.nodes.cpu_milli.astype(np.int64), trace.nodes.memory_mib.astype(np.int64),
+                                       pods, specs, workload_of)
+        self.window = MetricsWindow(self.n_nodes, config)
+        self.acc = MetricAccumulator(step_s=step, hot_threshold=config.hot_threshold)
+        self.log = StepLog(record)
+        self.idle_steps = 0  # steps in a row with nothing running and nothing bound
+        self.waits = 0  # offers the policy declined although the pod fitted a node
+
+    def run(self) -> ReplayResult:
+        k = 0
+        for k in range(self.max_steps):
+            if self.advance(k):
+                break
+        return self.summary(k)
+
+    def advance(self, k: int) -> bool:
+        """Run step ``k``: departures, arrivals, decisions, measurement. True when the replay is over."""
+        t = float(k * self.step)
+        state, view = self.state, self.state.view
+        view.now_s = t
+        state.depart(k)
+        state.arrive(k, self.arrival_step, self.order)
+        view.metrics, newest = self.window.view(t)
+        view.workloads = self.history.view()
+        state.publish_recent(newest)
+        bound = self.decide(k, t, newest)
+        running = self.measure(t)
+        if self.on_step is not None:
+            self.on_step(k + 1, self.max_steps)
+        return self.finished(running, bound)
+
+    def decide(self, k: int, t: float, newest: float) -> int:
+        """Offer each queued pod to the policy in FIFO order; bind or keep it. Returns how many were bound."""
+        state = self.state
+        if not state.queue:
+            return 0
+        free_cpu, free_mem = state.free()
+        waiting: deque[int] = deque()
+        bound = 0
+        for p in state.queue:
+            s = state.specs[p]
+            if s.cpu_request_milli > free_cpu or s.memory_request_mib > free_mem:
+                waiting.append(p)  # fits nowhere: no policy could place it
+                continue
+            n = self.choose(s)
+            if n is None:
+                if fits(s, state.view).any():
+                    self.waits += 1  # the policy chose to leave a pod pending that it could place
+                waiting.append(p)
+                continue
+            self.bind(p, n, k, t, newest)
+            bound += 1
+            free_cpu, free_mem = state.free()
+        state.queue = waiting
+        return bound
+
+    def choose(self, s: PodSpec) -> int | None:
+        """The policy's choice for ``s``, timed when the replay has a clock."""
+        if self.clock is None:
+            return self.policy.select(s, self.state.view)
+        t0 = self.clock()
+        n = self.policy.select(s, self.state.view)
+        self.acc.decision_ns.append(self.clock() - t0)
+        return n
+
+    def bind(self, p: int, n: int, k: int, t: float, newest: float) -> None:
+        """Check the policy's choice, bind, show the binding to the view and tell the policy."""
+        state, s = self.state, self.state.specs[p]
+        view = state.view
+        if not (0 <= n < self.n_nodes) or (
+                view.req_cpu[n] + s.cpu_request_milli > view.alloc_cpu[n]
+                or view.req_mem[n] + s.memory_request_mib > view.alloc_mem[n]):
+            raise PolicyError(f"policy {self.policy.name!r} chose node {n} for pod "
+                              f"{self.trace.pods.name[p]!r}, which does not fit there")
+        state.bind(p, n, k, t, int(self.run_steps[p]))
+        state.publish_recent(newest)
+        if self.on_bind is not None:
+            self.on_bind(s, int(n), t)
+
+    def measure(self, t: float) -> int:
+        """Sum the running pods' usage per node and account the step. Returns how many pods run."""
+        state, pods = self.state, self.trace.pods
+        run_idx = np.flatnonzero(state.running)
+        cpu, mem = pod_usage(pods, self.trace.profiles, run_idx, t - state.bind_step[run_idx] * float(self.step))
+        node_cpu = np.bincount(state.node_of[run_idx], weights=cpu, minlength=self.n_nodes)
+        node_mem = np.bincount(state.node_of[run_idx], weights=mem, minlength=self.n_nodes)
+        self.window.record(t, node_cpu, node_mem)
+        if t % self.config.scrape_s == 0:
+            self.history.add(state.workload_of[run_idx], cpu, mem,
+                             pods.cpu_request_milli[run_idx].astype(np.float64))
+        pod_count = state.view.pod_count
+        self.log.add_nodes(node_cpu, pod_count, node_mem)
+        active = pod_count > 0
+        contention = self.acc.add_step(node_cpu, node_mem, self.cap_cpu_f, self.cap_mem_f, active)
+        hot = int((node_cpu[active] > self.config.hot_threshold * self.cap_cpu_f[active]).sum())
+        self.log.add(t, active, contention, hot, len(state.queue))
+        return run_idx.size
+
+    def finished(self, running: int, bound: int) -> bool:
+        """Whether nothing can change any more after this step."""
+        state, config = self.state, self.config
+        self.idle_steps = self.idle_steps + 1 if (running == 0 and bound == 0) else 0
+        if not state.all_arrived:
+            return False
+        # Nothing runs, nothing arrives, and the metrics window has emptied: nothing can change.
+        if self.idle_steps * self.step > config.window_s + config.lag_s:
+            return True
+        return not state.queue and running == 0 and not state.departures
+
+    def summary(self, k: int) -> ReplayResult:
+        """The result after step ``k``, the last one run: placements, metrics, series."""
+        state, step, log = self.state, self.step, self.log
+        end_s = float((k + 1) * step)
+        bind_step = state.bind_step
+        bind_s = np.where(bind_step >= 0, bind_step * float(step), np.nan)
+        waited = np.where(bind_step >= 0, bind_s, end_s) - self.trace.pods.creation_s
+        metrics = self.acc.finish(pending_pod_s=float(np.maximum(waited, 0.0).sum()),
+                                  unscheduled=int((bind_step < 0).sum()))
+        metrics["waits"] = self.waits
+        return ReplayResult(
+            policy=self.policy.name, trace=self.trace.name, node_of=state.node_of, bind_s=bind_s, end_s=end_s,
+            metrics=metrics, series={key: np.asarray(v) for key, v in log.series.items()},
+            node_cpu=log.stacked(log.cpu), node_pods=log.stacked(log.pods), node_mem=log.stacked(log.mem),
+        )
+
+
 def replay(
     trace: Trace,
     policy: Policy,
@@ -77,171 +258,4 @@ def replay(
     ``on_step(done, total)`` reports progress; ``record`` keeps per-step node usage and pod
     counts in the result (for attributing outcomes to decisions).
     """
-    nodes, pods = trace.nodes, trace.pods
-    n_nodes, n_pods = len(nodes), len(pods)
-    step = config.step_s
-    cap_cpu = nodes.cpu_milli.astype(np.int64)
-    cap_mem = nodes.memory_mib.astype(np.int64)
-    cap_cpu_f, cap_mem_f = cap_cpu.astype(np.float64), cap_mem.astype(np.float64)
-
-    specs = pod_specs(trace)
-    workload_of = np.fromiter((s.workload for s in specs), dtype=np.int64, count=n_pods)
-    history = WorkloadHistory(int(workload_of.max()) + 1 if n_pods else 0)
-    recorded_cpu: list[np.ndarray] = []
-    recorded_pods: list[np.ndarray] = []
-    recorded_mem: list[np.ndarray] = []
-    arrival_step = _steps(pods.creation_s, step)
-    run_steps = _steps(pods.duration_s, step)
-    order = np.argsort(arrival_step, kind="stable")
-    max_steps = int(math.ceil((trace.end_s + config.drain_limit_s) / step)) + 1
-
-    view = ClusterView(
-        now_s=0.0, alloc_cpu=cap_cpu, alloc_mem=cap_mem,
-        req_cpu=np.zeros(n_nodes, np.int64), req_mem=np.zeros(n_nodes, np.int64),
-        nz_req_cpu=np.zeros(n_nodes, np.int64), nz_req_mem=np.zeros(n_nodes, np.int64),
-        pod_count=np.zeros(n_nodes, np.int64), metrics=NodeMetrics.empty(n_nodes),
-        lim_cpu=np.zeros(n_nodes, np.int64), unlimited_pods=np.zeros(n_nodes, np.int64),
-    )
-    window = MetricsWindow(n_nodes, config)
-    acc = MetricAccumulator(step_s=step, hot_threshold=config.hot_threshold)
-    on_bind = getattr(policy, "on_bind", None)
-
-    node_of = np.full(n_pods, -1, dtype=np.int64)
-    bind_step = np.full(n_pods, -1, dtype=np.int64)
-    running = np.zeros(n_pods, dtype=bool)
-    departures: dict[int, list[int]] = {}
-    recent: list[tuple[float, int, int]] = []  # (bind time, node, pod) since the newest sample
-    queue: deque[int] = deque()
-    next_arrival = 0
-    idle_steps = 0
-    waits = 0
-    series: dict[str, list[float]] = {k: [] for k in
-                                      ("t_s", "active_nodes", "contention_core_s", "hot_nodes", "pending")}
-
-    def release(p: int) -> None:
-        n = node_of[p]
-        s = specs[p]
-        view.req_cpu[n] -= s.cpu_request_milli
-        view.req_mem[n] -= s.memory_request_mib
-        view.nz_req_cpu[n] -= s.nonzero_cpu
-        view.nz_req_mem[n] -= s.nonzero_memory
-        view.pod_count[n] -= 1
-        view.lim_cpu[n] -= s.cpu_limit_milli
-        view.unlimited_pods[n] -= s.cpu_limit_milli == 0
-        running[p] = False
-
-    def publish_recent(newest_sample_s: float) -> None:
-        recent[:] = [r for r in recent if r[0] > newest_sample_s]
-        idx = np.fromiter((r[2] for r in recent), dtype=np.int64, count=len(recent))
-        view.recent_node = np.fromiter((r[1] for r in recent), dtype=np.int64, count=len(recent))
-        view.recent_cpu_request = pods.cpu_request_milli[idx]
-        view.recent_mem_request = pods.memory_request_mib[idx]
-        view.recent_cpu_limit = pods.cpu_limit_milli[idx]
-        view.recent_mem_limit = pods.memory_limit_mib[idx]
-        view.recent_bind_s = np.fromiter((r[0] for r in recent), dtype=np.float64, count=len(recent))
-        view.recent_workload = workload_of[idx]
-
-    k = 0
-    for k in range(max_steps):
-        t = float(k * step)
-        view.now_s = t
-        for p in departures.pop(k, ()):
-            release(p)
-        while next_arrival < n_pods and arrival_step[order[next_arrival]] <= k:
-            queue.append(int(order[next_arrival]))
-            next_arrival += 1
-
-        view.metrics, newest = window.view(t)
-        view.workloads = history.view()
-        publish_recent(newest)
-        bound_now = 0
-        if queue:
-            free_cpu = int((cap_cpu - view.req_cpu).max())
-            free_mem = int((cap_mem - view.req_mem).max())
-            waiting: deque[int] = deque()
-            for p in queue:
-                s = specs[p]
-                if s.cpu_request_milli > free_cpu or s.memory_request_mib > free_mem:
-                    waiting.append(p)  # fits nowhere: no policy could place it
-                    continue
-                if clock is not None:
-                    t0 = clock()
-                    n = policy.select(s, view)
-                    acc.decision_ns.append(clock() - t0)
-                else:
-                    n = policy.select(s, view)
-                if n is None:
-                    if fits(s, view).any():
-                        waits += 1  # the policy chose to leave a pod pending that it could place
-                    waiting.append(p)
-                    continue
-                if not (0 <= n < n_nodes) or (
-                        view.req_cpu[n] + s.cpu_request_milli > cap_cpu[n]
-                        or view.req_mem[n] + s.memory_request_mib > cap_mem[n]):
-                    raise PolicyError(f"policy {policy.name!r} chose node {n} for pod "
-                                      f"{pods.name[p]!r}, which does not fit there")
-                view.req_cpu[n] += s.cpu_request_milli
-                view.req_mem[n] += s.memory_request_mib
-                view.nz_req_cpu[n] += s.nonzero_cpu
-                view.nz_req_mem[n] += s.nonzero_memory
-                view.pod_count[n] += 1
-                view.lim_cpu[n] += s.cpu_limit_milli
-                view.unlimited_pods[n] += s.cpu_limit_milli == 0
-                node_of[p] = n
-                bind_step[p] = k
-                bound_now += 1
-                if run_steps[p] > 0:
-                    running[p] = True
-                    departures.setdefault(k + int(run_steps[p]), []).append(p)
-                else:
-                    release(p)
-                recent.append((t, int(n), p))
-                publish_recent(newest)
-                if on_bind is not None:
-                    on_bind(s, int(n), t)
-                free_cpu = int((cap_cpu - view.req_cpu).max())
-                free_mem = int((cap_mem - view.req_mem).max())
-            queue = waiting
-
-        run_idx = np.flatnonzero(running)
-        cpu, mem = pod_usage(pods, trace.profiles, run_idx, t - bind_step[run_idx] * float(step))
-        node_cpu = np.bincount(node_of[run_idx], weights=cpu, minlength=n_nodes)
-        node_mem = np.bincount(node_of[run_idx], weights=mem, minlength=n_nodes)
-        window.record(t, node_cpu, node_mem)
-        if t % config.scrape_s == 0:
-            history.add(workload_of[run_idx], cpu, mem, pods.cpu_request_milli[run_idx].astype(np.float64))
-        if record:
-            recorded_cpu.append(node_cpu.astype(np.float32))
-            recorded_pods.append(view.pod_count.astype(np.int32))
-            recorded_mem.append(node_mem.astype(np.float32))
-        active = view.pod_count > 0
-        contention = acc.add_step(node_cpu, node_mem, cap_cpu_f, cap_mem_f, active)
-        series["t_s"].append(t)
-        series["active_nodes"].append(int(active.sum()))
-        series["contention_core_s"].append(contention)
-        series["hot_nodes"].append(int((node_cpu[active] > config.hot_threshold * cap_cpu_f[active]).sum()))
-        series["pending"].append(len(queue))
-        if on_step is not None:
-            on_step(k + 1, max_steps)
-
-        all_arrived = next_arrival >= n_pods
-        idle_steps = idle_steps + 1 if (run_idx.size == 0 and bound_now == 0) else 0
-        # Nothing runs, nothing arrives, and the metrics window has emptied: nothing can change.
-        if all_arrived and idle_steps * step > config.window_s + config.lag_s:
-            break
-        if all_arrived and not queue and run_idx.size == 0 and not departures:
-            break
-
-    end_s = float((k + 1) * step)
-    bind_s = np.where(bind_step >= 0, bind_step * float(step), np.nan)
-    waited = np.where(bind_step >= 0, bind_s, end_s) - pods.creation_s
-    metrics = acc.finish(pending_pod_s=float(np.maximum(waited, 0.0).sum()),
-                         unscheduled=int((bind_step < 0).sum()))
-    metrics["waits"] = waits
-    return ReplayResult(
-        policy=policy.name, trace=trace.name, node_of=node_of, bind_s=bind_s, end_s=end_s,
-        metrics=metrics, series={k2: np.asarray(v) for k2, v in series.items()},
-        node_cpu=np.vstack(recorded_cpu) if record and recorded_cpu else None,
-        node_pods=np.vstack(recorded_pods) if record and recorded_pods else None,
-        node_mem=np.vstack(recorded_mem) if record and recorded_mem else None,
-    )
+    return _Replay(trace, policy, config, clock, on_step, record).run()
