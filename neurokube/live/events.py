@@ -1,8 +1,10 @@
 """Kubernetes Events about pods (core/v1): ``Scheduled`` after a binding, ``FailedScheduling``
 when no node fits, as kube-scheduler reports them (``kubectl describe pod`` shows them).
 
-Events are best-effort and never delay a binding: they are queued and posted by one background
-thread; a full queue or a failing apiserver drops them (counted). ``FailedScheduling`` is posted
+Events are best-effort and never delay a binding: they are queued and posted by ``POSTERS``
+background threads (one thread fell behind a binder placing tens of pods a second: each POST is a
+round trip, and the apiserver writes an Event with an etcd lease); a full queue or a failing
+apiserver drops them (counted). ``FailedScheduling`` is posted
 at most once a minute per pod, since the sweeper retries pending pods every minute.
 """
 
@@ -23,6 +25,7 @@ from neurokube.logs import event
 
 log = logging.getLogger("neurokube.live.events")
 QUEUE_SIZE = 10_000
+POSTERS = 4
 FAILED_EVERY_S = 60.0
 
 
@@ -58,13 +61,15 @@ class EventRecorder:
         self._queue: queue.Queue[dict] = queue.Queue(QUEUE_SIZE)
         self._failed_at: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="k8s-events", daemon=True)
+        self._threads = [threading.Thread(target=self._run, name=f"k8s-events-{i}", daemon=True)
+                         for i in range(POSTERS)]
         self._started = False
 
     def start(self) -> None:
         if not self._started:
             self._started = True
-            self._thread.start()
+            for thread in self._threads:
+                thread.start()
 
     def scheduled(self, pod: Pod, node: str) -> None:
         self._put(pod_event(pod, "Scheduled", f"Successfully assigned {pod.key} to {node}", "Normal",
