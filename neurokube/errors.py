@@ -7,6 +7,8 @@ CLI exits 1 and HTTP answers 503). Edges map them; the core only raises them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class NeuroKubeError(Exception):
     """Base of every error NeuroKube raises on purpose."""
@@ -52,13 +54,27 @@ class TemporaryError(NeuroKubeError):
         self.delay_s = delay_s
 
 
-class ApiStatusError(TemporaryError):
-    """A Kubernetes apiserver answered with an error status (``status``, ``reason`` and
-    ``message`` of its Status object). Shared by the local-cluster client and the live binder's."""
+@dataclass(frozen=True)
+class StatusDetails:
+    """The ``details`` of an apiserver Status: which object the answer is about, as the apiserver
+    names it (``kind`` is the resource, e.g. ``pods`` or ``namespaces``; ``group`` is empty for the
+    core group). A 404 for a create in a namespace that does not exist says ``namespaces`` and the
+    namespace's name, whatever the request's path: code reads this, never the message text."""
 
-    def __init__(self, status: int, reason: str, message: str, method: str, path: str) -> None:
+    kind: str = ""
+    name: str = ""
+    group: str = ""
+
+
+class ApiStatusError(TemporaryError):
+    """A Kubernetes apiserver answered with an error status (``status``, ``reason``, ``message``
+    and ``details`` of its Status object). Shared by the local-cluster client and the live binder's."""
+
+    def __init__(self, status: int, reason: str, message: str, method: str, path: str,
+                 details: StatusDetails | None = None) -> None:
         super().__init__(f"{method} {path}: {status} {reason}: {message}".rstrip(": "))
         self.status, self.reason, self.message = status, reason, message
+        self.details = details if details is not None else StatusDetails()
 
     @property
     def permanent(self) -> bool:

@@ -20,8 +20,9 @@ What is done here, and why:
   tokens are trimmed (it keeps a token file's newline), and an exec plugin that fails is an error
   at start (it only logs the failure).
 * Errors: an apiserver answer >= 400 is an :class:`~neurokube.errors.ApiStatusError` with the
-  ``Status`` reason and message; an unreachable apiserver (refused, reset, timed out, TLS failure)
-  is a :class:`~neurokube.errors.TemporaryError`; an unusable kubeconfig or exec plugin is an
+  ``Status`` reason, message and details (the kind and name of the object it is about); an
+  unreachable apiserver (refused, reset, timed out, TLS failure) is a
+  :class:`~neurokube.errors.TemporaryError`; an unusable kubeconfig or exec plugin is an
   :class:`~neurokube.errors.InputError`.
 """
 
@@ -44,7 +45,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.config.incluster_config import InClusterConfigLoader
 
-from neurokube.errors import ApiStatusError, InputError, TemporaryError
+from neurokube.errors import ApiStatusError, InputError, StatusDetails, TemporaryError
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -262,7 +263,16 @@ def _status_error(exc: ApiException, method: str, path: str) -> ApiStatusError:
     except ValueError:
         doc = {"message": str(exc.body)[:200]}
     return ApiStatusError(int(exc.status), doc.get("reason") or str(exc.reason or ""), doc.get("message", ""),
-                          method, path)
+                          method, path, _details(doc.get("details")))
+
+
+def _details(doc: object) -> StatusDetails:
+    """A Status's ``details`` (which object the answer is about); empty fields where it has none."""
+    if not isinstance(doc, dict):
+        return StatusDetails()
+    kind, name, group = (doc.get(key) for key in ("kind", "name", "group"))
+    return StatusDetails(kind if isinstance(kind, str) else "", name if isinstance(name, str) else "",
+                         group if isinstance(group, str) else "")
 
 
 def _retry_after(exc: ApiException) -> float:

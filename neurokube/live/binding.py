@@ -5,6 +5,11 @@ compare-and-swap on the pod: the apiserver refuses it with 409 when the pod alre
 ("already assigned to node"), so a second delivery of the same event cannot move a pod, and the
 binder treats that 409 as success (delivery is at-least-once). The Binding carries the pod's
 UID, always, as a precondition: an event about a deleted pod cannot bind a new pod of the same name.
+
+A 404's Status ``details`` say what is gone: the pod (POD_GONE, the detail is the apiserver's
+message), or its whole namespace (NAMESPACE_GONE, kind ``namespaces``, answered by the
+apiserver's namespace admission before the pod is looked at; the detail is the namespace's name),
+so that the binder can answer "namespace does not exist" without matching the message.
 """
 
 from __future__ import annotations
@@ -19,10 +24,10 @@ from neurokube.k8s.objects import Pod
 BOUND = "bound"
 ALREADY_BOUND = "already_bound"
 POD_GONE = "gone"
+NAMESPACE_GONE = "namespace_gone"
 NODE_REJECTED = "node_rejected"
 
 _ASSIGNED = re.compile(r'already assigned to node "([^"]*)"')
-_NO_NAMESPACE = re.compile(r'namespaces "([^"]*)" not found')
 
 
 def binding_body(pod: Pod, node: str) -> dict:
@@ -42,7 +47,8 @@ def pod_path(namespace: str, name: str) -> str:
 
 
 def bind(kube: KubeClient, pod: Pod, node: str) -> tuple[str, str]:
-    """``(outcome, detail)``: BOUND, ALREADY_BOUND (detail: the node it is on), POD_GONE or NODE_REJECTED.
+    """``(outcome, detail)``: BOUND, ALREADY_BOUND (detail: the node it is on), POD_GONE,
+    NAMESPACE_GONE (detail: the namespace) or NODE_REJECTED.
 
     Any other failure raises (a :class:`~neurokube.errors.TemporaryError`: try again later).
     """
@@ -63,14 +69,10 @@ def classify(exc: KubeError) -> tuple[str, str]:
             return POD_GONE, message
         raise exc
     if exc.status == 404:
+        details = exc.details
+        if details.kind == "namespaces" and not details.group and details.name:
+            return NAMESPACE_GONE, details.name
         return POD_GONE, message
     if exc.status in (400, 422):
         return NODE_REJECTED, message
     raise exc
-
-
-def missing_namespace(detail: str) -> str | None:
-    """The namespace named by a POD_GONE detail when it is the namespace that does not exist
-    (the apiserver's 404 ``namespaces "x" not found``), else None (the pod alone is gone)."""
-    found = _NO_NAMESPACE.search(detail or "")
-    return found.group(1) if found else None

@@ -22,9 +22,9 @@ from cloudevents.abstract import AnyCloudEvent
 
 from neurokube.errors import InputError, NotFoundError, RefusedError
 from neurokube.k8s.objects import Pod, parse_pod
-from neurokube.live import binding, runtime, trust
+from neurokube.live import runtime, trust
 from neurokube.live.extender import parse_args
-from neurokube.live.scheduler import ALREADY_BOUND, GONE, IGNORED, Outcome, ignore_reason
+from neurokube.live.scheduler import ALREADY_BOUND, IGNORED, Outcome, ignore_reason
 from neurokube.live.settings import Settings
 from neurokube.live.telemetry import process_telemetry
 from neurokube.logs import event
@@ -106,7 +106,7 @@ def on_pod_event(ce: AnyCloudEvent, settings: Settings, request_id: str) -> Outc
     except Exception:
         telemetry.events.labels(type=_type_label(ce), result="failed").inc()
         raise
-    namespace = binding.missing_namespace(outcome.reason) if outcome.outcome == GONE else None
+    namespace = outcome.missing_namespace or None
     if namespace is not None:
         telemetry.events.labels(type=_type_label(ce), result="rejected").inc()
         raise NotFoundError(f"namespace {namespace!r} does not exist", where=f"pod {pod.key}",

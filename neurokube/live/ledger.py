@@ -70,7 +70,7 @@ ANNOTATION = "neurokube.io/reservations"
 LEDGER_LABEL = "neurokube.io/ledger"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
 
-# Outcomes of place(), beyond binding's BOUND, ALREADY_BOUND, POD_GONE and NODE_REJECTED.
+# Outcomes of place(), beyond binding's BOUND, ALREADY_BOUND, POD_GONE, NAMESPACE_GONE and NODE_REJECTED.
 NODE_GONE = "node_gone"
 NO_ROOM = "no_room"
 CONTENDED = "contended"
@@ -356,7 +356,7 @@ class Ledger:
             return Placement(TOO_SLOW, node, f"reservation older than {self.abort_s:.0f}s", conflicts)
         failpoints.before_bind(pod.key, node)
         outcome, detail = binding.bind(self.kube, pod, node)
-        if outcome in (binding.POD_GONE, binding.NODE_REJECTED) or (
+        if outcome in (binding.POD_GONE, binding.NAMESPACE_GONE, binding.NODE_REJECTED) or (
                 outcome == binding.ALREADY_BOUND and detail != node):
             self.release(pod, node)
         return Placement(outcome, detail if outcome == binding.ALREADY_BOUND else node, detail, conflicts,

@@ -4,7 +4,7 @@
 
     snapshot (watch cache)  ->  filter (taints, affinity, requests)  ->  ClusterView of feasible nodes
       ->  decide (learned policy, counted fallback)  ->  assume in the cache
-      ->  ledger.place (fresh check, per-node reservation, Binding)
+      ->  ledger.place (check against the node's Lease and the cache, one Lease write per batch, Binding)
       ->  bound: Scheduled event, decision log, metrics
           the node vanished / is full / was rejected / is contended: exclude it and decide again
           no node fits: FailedScheduling event, the pod stays Pending (the sweeper retries)
@@ -59,6 +59,7 @@ class Outcome:
     model_version: str = ""
     reason: str = ""
     attempts: int = 0
+    missing_namespace: str = ""  # GONE because the pod's whole namespace does not exist
 
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v not in ("", 0) or k == "outcome"}
@@ -216,6 +217,9 @@ class Scheduler:
                            reason="another delivery or replica bound it first", attempts=attempt)
         if placement.outcome == binding.POD_GONE:
             return Outcome(GONE, pod.key, reason=placement.detail, attempts=attempt)
+        if placement.outcome == binding.NAMESPACE_GONE:
+            return Outcome(GONE, pod.key, reason=f"namespace {placement.detail!r} does not exist", attempts=attempt,
+                           missing_namespace=placement.detail)
         if placement.outcome == ledger.NODE_GONE:
             self.cache.forget_node(placement.node)
         self.telemetry.bind_conflicts.labels(kind=placement.outcome).inc()

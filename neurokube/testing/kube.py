@@ -2,9 +2,11 @@
 
 :class:`FakeKube` implements the few REST calls the live package makes, with the apiserver's
 semantics where they matter: resourceVersion-conditional Lease updates (409), Bindings that
-refuse a bound pod (409 "already assigned"), a deleted pod (404) or a UID mismatch (409), and
-field selectors on ``spec.nodeName`` / ``spec.schedulerName``. ``before`` hooks let a test
-change the world between two requests (a node vanishing mid-placement). It stands in for
+refuse a bound pod (409 "already assigned"), a deleted pod (404) or a UID mismatch (409), a
+deleted namespace (404 on a create in it, :meth:`FakeKube.delete_namespace`), 404s whose Status
+details name the missing object, and field selectors on ``spec.nodeName`` /
+``spec.schedulerName``. ``before`` hooks let a test change the world between two requests (a
+node vanishing mid-placement). It stands in for
 :class:`neurokube.adapters.kube.KubeClient` in tests/unit and the load scenarios, which run
 without a cluster; the e2e tests use the real local control plane instead.
 :func:`fake_runtime` wires a live runtime over it with its cache already synced.
@@ -20,6 +22,7 @@ import uuid
 from collections.abc import Callable
 
 from neurokube.adapters.kube import KubeError
+from neurokube.errors import StatusDetails
 
 # -- objects ------------------------------------------------------------------------------------
 
@@ -93,7 +96,8 @@ class FakeKube:
         self.bindings: list[tuple[str, str]] = []  # (namespace/name, node) of every successful Binding
         self.binding_bodies: list[dict] = []  # the body of every Binding request, successful or not
         self.requests: list[tuple[str, str]] = []
-        self.namespaces = set(namespaces)
+        self.namespaces = set(namespaces)  # where Leases can be created
+        self.deleted_namespaces: set[str] = set()  # where nothing can be created (delete_namespace)
         self.before: list[Callable[[str, str, object], None]] = []
         for n in nodes:
             self.add_node(n)
@@ -121,6 +125,15 @@ class FakeKube:
             doc = copy.deepcopy(doc)
             doc["metadata"]["resourceVersion"] = self._next_rv()
             self.pods[(doc["metadata"]["namespace"], doc["metadata"]["name"])] = doc
+
+    def delete_namespace(self, name: str) -> None:
+        """The namespace and everything in it are gone: a create in it is refused with the namespace
+        admission's 404 (details: kind ``namespaces``)."""
+        with self._lock:
+            self.namespaces.discard(name)
+            self.deleted_namespaces.add(name)
+            self.pods = {key: p for key, p in self.pods.items() if key[0] != name}
+            self.leases = {key: lease for key, lease in self.leases.items() if key[0] != name}
 
     def writes(self) -> list[tuple[str, str]]:
         """Every request that could change the apiserver (not a GET)."""
@@ -164,7 +177,7 @@ class FakeKube:
     def _node(self, method, path, groups, body, query):
         node = self.nodes.get(groups[0])
         if node is None:
-            raise KubeError(404, "NotFound", f'nodes "{groups[0]}" not found', method, path)
+            raise _not_found("nodes", groups[0], method, path)
         return node
 
     def _pods(self, method, path, groups, body, query):
@@ -181,6 +194,7 @@ class FakeKube:
 
     def _ns_pods(self, method, path, groups, body, query):
         if method == "POST":
+            self._admit_namespace(groups[0], method, path)
             body = copy.deepcopy(body)
             body["metadata"].setdefault("uid", str(uuid.uuid4()))
             body["metadata"]["namespace"] = groups[0]
@@ -191,15 +205,16 @@ class FakeKube:
     def _pod(self, method, path, groups, body, query):
         pod = self.pods.get(groups)
         if pod is None:
-            raise KubeError(404, "NotFound", f'pods "{groups[1]}" not found', method, path)
+            raise _not_found("pods", groups[1], method, path)
         return pod
 
     def _binding(self, method, path, groups, body, query):
         self.binding_bodies.append(copy.deepcopy(body))
+        self._admit_namespace(groups[0], method, path)
         pod = self.pods.get(groups)
         name = groups[1]
         if pod is None:
-            raise KubeError(404, "NotFound", f'pods "{name}" not found', method, path)
+            raise _not_found("pods", name, method, path)
         uid = (body.get("metadata") or {}).get("uid")
         if uid and uid != pod["metadata"]["uid"]:
             raise KubeError(409, "Conflict", f"Operation cannot be fulfilled on pods/binding \"{name}\": "
@@ -217,6 +232,7 @@ class FakeKube:
         return {"kind": "Status", "status": "Success"}
 
     def _events(self, method, path, groups, body, query):
+        self._admit_namespace(groups[0], method, path)
         self.events.append(body)
         return body
 
@@ -225,7 +241,7 @@ class FakeKube:
         if method == "GET":
             return {"items": [v for (n, _), v in self.leases.items() if n == ns]}
         if ns not in self.namespaces:
-            raise KubeError(404, "NotFound", f'namespaces "{ns}" not found', method, path)
+            raise _not_found("namespaces", ns, method, path)
         name = body["metadata"]["name"]
         if (ns, name) in self.leases:
             raise KubeError(409, "AlreadyExists", f'leases "{name}" already exists', method, path)
@@ -237,7 +253,7 @@ class FakeKube:
     def _lease(self, method, path, groups, body, query):
         lease = self.leases.get(groups)
         if lease is None:
-            raise KubeError(404, "NotFound", f'leases "{groups[1]}" not found', method, path)
+            raise _not_found("leases", groups[1], method, path, group="coordination.k8s.io")
         if method == "GET":
             return lease
         if method == "DELETE":
@@ -250,6 +266,18 @@ class FakeKube:
         updated["metadata"]["resourceVersion"] = self._next_rv()
         self.leases[groups] = updated
         return updated
+
+
+    def _admit_namespace(self, ns: str, method: str, path: str) -> None:
+        """The apiserver's NamespaceLifecycle admission: no create in a namespace that is gone."""
+        if ns in self.deleted_namespaces:
+            raise _not_found("namespaces", ns, method, path)
+
+
+def _not_found(resource: str, name: str, method: str, path: str, group: str = "") -> KubeError:
+    """The apiserver's 404: a message naming the object and details saying which it is."""
+    return KubeError(404, "NotFound", f'{resource} "{name}" not found', method, path,
+                     StatusDetails(resource, name, group))
 
 
 # -- a runtime over the fakes -------------------------------------------------------------------

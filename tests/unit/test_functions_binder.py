@@ -13,6 +13,8 @@ import pytest
 from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
 
+from neurokube.adapters.kube import KubeError
+from neurokube.errors import StatusDetails
 from neurokube.live import runtime as live_runtime
 from neurokube.live.telemetry import process_telemetry
 from neurokube.testing import FakeKube, fake_runtime, node_doc, pod_doc
@@ -231,6 +233,40 @@ def test_a_pod_in_an_unknown_namespace_is_gone(http_client, kube):
     assert kube.bindings == [] and kube.writes() == []
 
 
+def test_a_namespace_deleted_before_the_binding_is_a_404(http_client, kube):
+    """The watch cache still has the pod, the apiserver's namespace admission refuses the Binding:
+    the 404's Status details (kind ``namespaces``) make it "namespace does not exist", a 404."""
+    doc = pod_doc("p", uid="u1", namespace="team")
+    kube.add_pod(doc)
+    live_runtime.installed().cache.apply("pods", "ADDED", doc)
+    kube.delete_namespace("team")
+    response = post(http_client, event(doc))
+    assert response.status_code == 404, response.json
+    assert "namespace 'team' does not exist" in response.json["error"]
+    assert ("POST", "/api/v1/namespaces/team/pods/p/binding") in kube.requests and kube.bindings == []
+
+
+@pytest.mark.parametrize("details, status", [
+    (StatusDetails("namespaces", "default"), 404),
+    (StatusDetails("pods", "p"), 200),  # the message alone says nothing: the pod is gone
+    (StatusDetails(), 200),
+    (StatusDetails("namespaces", "default", group="example.com"), 200),  # not the core namespaces
+])
+def test_the_404s_details_not_its_message_say_the_namespace_is_gone(http_client, kube, details, status):
+    def not_found(method, path, body):
+        if method == "POST" and path.endswith("/binding"):
+            raise KubeError(404, "NotFound", 'namespaces "default" not found', method, path, details)
+
+    doc = pod_doc("p", uid="u1")
+    kube.add_pod(doc)
+    kube.before.append(not_found)
+    response = post(http_client, event(doc))
+    assert response.status_code == status, response.json
+    if status == 200:
+        assert response.json["outcome"] == "gone"
+    assert kube.bindings == []
+
+
 def forged(kube, change):
     """A pending pod the apiserver has, and an event about it changed by ``change``."""
     doc = pod_doc("real", uid="u-real")
@@ -308,7 +344,6 @@ def test_invalid_settings_stop_the_function_at_start(monkeypatch):
 def test_apiserver_refusals_are_final_and_outages_temporary(http_client, kube, status, answer):
     """A 4xx from the apiserver (RBAC, admission) would be refused again: the binder answers 4xx,
     which Knative does not retry; a 5xx or 429 is a 503, which it retries."""
-    from neurokube.adapters.kube import KubeError
 
     def refuse(method, path, body):
         if method == "POST" and path.endswith("/binding"):

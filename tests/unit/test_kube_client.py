@@ -20,7 +20,7 @@ import yaml
 
 from neurokube.adapters.kube import KubeClient, KubeError, RateLimit
 from neurokube.cluster import certs
-from neurokube.errors import InputError, TemporaryError
+from neurokube.errors import InputError, StatusDetails, TemporaryError
 
 NODES = {"kind": "NodeList", "items": [{"metadata": {"name": "n1"}}]}
 
@@ -218,7 +218,24 @@ def test_status_answer_becomes_a_typed_error(apiserver, tmp_path):
     with pytest.raises(KubeError) as info:
         KubeClient.from_kubeconfig(config).create("/api/v1/namespaces/default/pods/p/binding", {"target": {}})
     assert (info.value.status, info.value.reason) == (409, "Conflict")
-    assert "already assigned" in str(info.value)
+    assert "already assigned" in str(info.value) and info.value.details == StatusDetails()
+
+
+@pytest.mark.parametrize("details, kept", [
+    ({"name": "team", "kind": "namespaces"}, StatusDetails("namespaces", "team")),
+    ({"name": "l", "group": "coordination.k8s.io", "kind": "leases"},
+     StatusDetails("leases", "l", "coordination.k8s.io")),
+    ({"name": 7, "kind": ["x"]}, StatusDetails()),
+    ("not an object", StatusDetails()),
+])
+def test_status_details_are_kept(apiserver, tmp_path, details, kept):
+    config = kubeconfig(tmp_path / "kc", apiserver.url, {"token": "t"}, ca=str(apiserver.pki.ca_cert))
+    apiserver.script["/api/v1/namespaces/team/pods/p/binding"] = [(404, {}, json.dumps(
+        {"kind": "Status", "reason": "NotFound", "message": 'namespaces "team" not found', "details": details,
+         "code": 404}).encode())]
+    with pytest.raises(KubeError) as info:
+        KubeClient.from_kubeconfig(config).create("/api/v1/namespaces/team/pods/p/binding", {"target": {}})
+    assert info.value.not_found and info.value.details == kept
 
 
 def test_unreachable_apiserver_is_temporary(tmp_path):
