@@ -124,12 +124,23 @@ def _probe(nkload, i: int) -> dict:
     return doc
 
 
+def _k8s(module: str):
+    """``neurokube.k8s.<module>``, or ``neurokube.live.<module>`` in a --baseline tree from before the
+    pure Kubernetes rules left neurokube.live."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"neurokube.k8s.{module}")
+    except ImportError:
+        return importlib.import_module(f"neurokube.live.{module}")
+
+
 class SchedulerSide:
     """The requests kube-scheduler makes: its own filters first, then the extender's filter, then
     prioritize on what that filter kept (``nodeCacheCapable`` decides names or Node objects)."""
 
     def __init__(self, node_docs: list[dict], mode: str) -> None:
-        from neurokube.k8s.objects import parse_node
+        parse_node = _k8s("objects").parse_node
 
         self.mode = mode
         self.nodes = [parse_node(doc) for doc in node_docs]
@@ -139,8 +150,7 @@ class SchedulerSide:
         self._passing: dict[str, list[int]] = {}
 
     def filter_body(self, pod_doc: dict) -> bytes:
-        from neurokube.k8s.feasibility import admits
-        from neurokube.k8s.objects import parse_pod
+        admits, parse_pod = _k8s("feasibility").admits, _k8s("objects").parse_pod
 
         spec = pod_doc["spec"]
         key = json.dumps([spec.get("nodeSelector"), spec.get("tolerations")], sort_keys=True)
@@ -177,7 +187,10 @@ def measure_in_process(n: int, calls: int) -> dict:
     from neurokube.live import runtime as live_runtime
     from neurokube.live.settings import Settings
     from neurokube.live.telemetry import Telemetry
-    from neurokube.testing import FakeKube, FakePrometheus, fake_runtime, write_packing_model
+    try:
+        from neurokube.testing import FakeKube, FakePrometheus, fake_runtime, write_packing_model
+    except ImportError:  # a --baseline tree from before the test doubles left neurokube.live
+        from neurokube.live.testing import FakeKube, FakePrometheus, fake_runtime, write_packing_model
 
     names = [nkload.node_name(i) for i in range(n)]
     kube = FakeKube(nodes=_cluster_nodes(n, nkload), namespaces=("neurokube", nkload.POD_NAMESPACE))

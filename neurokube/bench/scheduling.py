@@ -18,11 +18,15 @@ Each phase creates the same M pods (same requests, same order, same creation pro
 pods first saw ``spec.nodeName``. Then it checks the invariants (every pod bound, no node over its
 allocatable; for NeuroKube one successful placement per pod), deletes the pods and waits until
 they are gone. With ``--extender`` a third phase runs a second kube-scheduler whose configuration
-calls NeuroKube's extender (filter and prioritize), for the extender's added latency.
+calls NeuroKube's extender (filter and prioritize), for the extender's added latency. For the
+kube-scheduler phases the bench also reads the scheduling scheduler's own
+``scheduler_scheduling_attempt_duration_seconds`` histogram before and after, so that the
+extender's cost is seen from inside kube-scheduler too, not only from the pods' side.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import shutil
@@ -32,6 +36,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import urllib3
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -57,6 +63,7 @@ NAMESPACE = "default"
 DEFAULT_SCHEDULER = "default-scheduler"
 NEUROKUBE_SCHEDULER = "neurokube"
 EXTENDER_SCHEDULER = "bench-extender-scheduler"  # the second kube-scheduler's one profile
+SCHEDULING_ATTEMPTS = "scheduler_scheduling_attempt_duration_seconds"  # kube-scheduler's, labels result, profile
 EXTENDER_WEIGHT = 5  # as deploy/knative/kube-scheduler/extender-config.yaml
 CPU_CHOICES = (100, 250, 500, 1000)  # millicores
 MEMORY_CHOICES = (128, 256, 512, 1024)  # MiB
@@ -114,6 +121,8 @@ class PhaseRecord:
     created_wall: dict[str, float]  # time.time() when each create returned (to line up with logs)
     profile: dict = field(default_factory=dict)
     api_requests: dict | None = None  # stats.api_requests_per_pod over the phase; None: /metrics unreadable
+    #: kube-scheduler phases: its scheduling-attempt bucket deltas (stats.bucket_deltas); None: /metrics unreadable
+    attempts: dict | None = None
 
 
 @dataclass
@@ -141,12 +150,41 @@ class BenchResult:
                  "creation": {"threads": self.options.threads, "rate_per_s": self.options.rate or "max"},
                  "binder_threads": self.options.binder_threads,
                  "profile": {name: phase.profile for name, phase in self.phases.items() if phase.profile},
-                 "rounds": [{name: {**phase.result.to_json(), "api_requests_per_pod": phase.api_requests}
+                 "rounds": [{name: {**phase.result.to_json(), "api_requests_per_pod": phase.api_requests,
+                                    **_attempts_json(name, phase)}
                              for name, phase in r.items()} for r in self.rounds]}
         doc = stats.to_json(self.results, self.options.nodes, extra)
         for name, requests in self.api_requests().items():
             doc[name]["api_requests_per_pod"] = requests
+        attempts = self.scheduling_attempts()
+        for name, summary in attempts.items():
+            doc[name]["scheduling_attempt_ms"] = summary
+        if attempts.get(stats.KUBE_SCHEDULER) and attempts.get(stats.EXTENDER):
+            doc["ratios"]["extender_added_attempt_p99_ms"] = round(
+                attempts[stats.EXTENDER]["p99"] - attempts[stats.KUBE_SCHEDULER]["p99"], 3)
+        doc["goals"] = [v.to_json() for v in self.verdicts()]
         return doc
+
+    def scheduling_attempts(self) -> dict[str, dict | None]:
+        """Per kube-scheduler phase, its own scheduling attempts (stats.scheduling_attempts) over all
+        rounds together (the rounds' bucket deltas summed); None if a round's /metrics was unread."""
+        out: dict[str, dict | None] = {}
+        for name in (stats.KUBE_SCHEDULER, stats.EXTENDER):
+            if name in self.rounds[0]:
+                found = [r[name].attempts for r in self.rounds]
+                out[name] = (stats.scheduling_attempts(stats.pooled(found))
+                             if all(d is not None for d in found) else None)
+        return out
+
+    def verdicts(self) -> list[stats.Verdict]:
+        """The goal verdicts: create-to-bound (stats.verdicts) and, with the extender, the added p99
+        of kube-scheduler's own scheduling attempt."""
+        found = stats.verdicts(self.results, self.options.nodes)
+        if stats.EXTENDER in self.rounds[0]:
+            attempts = self.scheduling_attempts()
+            found.append(stats.attempt_verdict(attempts[stats.KUBE_SCHEDULER], attempts[stats.EXTENDER],
+                                               self.options.nodes))
+        return found
 
     def api_requests(self) -> dict[str, dict | None]:
         """Per scheduler, the apiserver's requests per bound pod: medians over the rounds (None if unread)."""
@@ -155,6 +193,14 @@ class BenchResult:
             found = [r[name].api_requests for r in self.rounds if r[name].api_requests is not None]
             out[name] = stats.median_requests(found) if found else None
         return out
+
+
+def _attempts_json(name: str, phase: PhaseRecord) -> dict:
+    """A kube-scheduler phase's ``scheduling_attempt_ms`` (None when unread); nothing for NeuroKube's."""
+    if name not in (stats.KUBE_SCHEDULER, stats.EXTENDER):
+        return {}
+    return {"scheduling_attempt_ms": stats.scheduling_attempts(phase.attempts) if phase.attempts is not None
+            else None}
 
 
 # -- the pods ---------------------------------------------------------------------------------------
@@ -270,6 +316,44 @@ def apiserver_requests(kube: KubeClient) -> dict[tuple[str, str, str], float] | 
     return dict(out)
 
 
+def scheduler_client(kube: KubeClient, port: int) -> KubeClient:
+    """``kube``'s credentials aimed at a local kube-scheduler's secure port, for its /metrics.
+
+    kube-scheduler serves that port with a self-signed certificate (it is started without
+    ``--tls-cert-file``), so the server's certificate is not checked: it is a process of this
+    machine on 127.0.0.1. The scheduler asks the apiserver who the client is and whether it may
+    GET /metrics (``--authentication-kubeconfig``, ``--authorization-kubeconfig``): whoever may read
+    the apiserver's /metrics (the cluster's admin) may read the scheduler's."""
+    configuration = copy.deepcopy(kube.configuration)
+    configuration.host = f"https://{components.LOCALHOST}:{port}"
+    configuration.verify_ssl = False
+    return KubeClient(configuration, timeout_s=10.0, user_agent="neurokube-bench")
+
+
+def scheduling_attempt_buckets(client: KubeClient, profile: str) -> dict[tuple[str, float], float] | None:
+    """A kube-scheduler's own ``scheduler_scheduling_attempt_duration_seconds`` for one profile
+    (:func:`attempt_buckets`); None when its /metrics cannot be read."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+            text = client.request("GET", "/metrics", accept="text/plain", raw=True)
+    except (KubeError, TemporaryError):
+        return None
+    return attempt_buckets(text, profile)
+
+
+def attempt_buckets(text: str, profile: str) -> dict[tuple[str, float], float]:
+    """The cumulative count per (``result``, ``le`` in seconds) of the scheduling-attempt histogram
+    of ``profile`` in a kube-scheduler's /metrics text (stats.Buckets)."""
+    out: dict[tuple[str, float], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == SCHEDULING_ATTEMPTS + "_bucket" and sample.labels.get("profile") == profile:
+                key = (sample.labels.get("result", ""), float(sample.labels["le"]))
+                out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
 def delta(before: dict, after: dict, name: str, **labels: str) -> float:
     """Sum over the samples of ``name`` whose labels include ``labels``, after minus before."""
     total = 0.0
@@ -375,9 +459,12 @@ def run(options: BenchOptions, out: IO[str] | None = None, progress: Progress | 
         stack.callback(_delete_quietly, kube, run_id)
         specs = pod_specs(options.pods, options.seed)
         print(f"model: {model}\nnode metrics: Prometheus double (loopback), {len(node_names)} nodes", file=out)
-        ctx = _Context(options, specs, run_id, kube, watch, cluster, live, broker, out, progress)
+        schedulers = {stats.KUBE_SCHEDULER: (scheduler_client(cluster.client, cluster.record.ports["scheduler"]),
+                                             DEFAULT_SCHEDULER)}
         if options.extender:
-            stack.enter_context(_extender_scheduler(cluster, live, logs, out))
+            port = stack.enter_context(_extender_scheduler(cluster, live, logs, out))
+            schedulers[stats.EXTENDER] = (scheduler_client(cluster.client, port), EXTENDER_SCHEDULER)
+        ctx = _Context(options, specs, run_id, kube, watch, cluster, live, broker, out, progress, schedulers)
         rounds: list[dict[str, PhaseRecord]] = []
         for number in range(1, options.rounds + 1):
             if options.rounds > 1:
@@ -439,8 +526,9 @@ def _prometheus(node_names: list[str], seed: int):
 
 @contextmanager
 def _extender_scheduler(cluster: RunningCluster, live: livekit.LiveFunctions, logs: Path,
-                        out: IO[str]) -> Iterator[None]:
-    """The extender function and a second kube-scheduler whose one profile calls it."""
+                        out: IO[str]) -> Iterator[int]:
+    """The extender function and a second kube-scheduler whose one profile calls it; yields that
+    scheduler's secure port (its /metrics)."""
     extender = livekit.Function("extender", live.env, logs).start()
     try:
         layout = Layout(cluster.state_dir)
@@ -449,8 +537,8 @@ def _extender_scheduler(cluster: RunningCluster, live: livekit.LiveFunctions, lo
         doc = yaml.safe_load(config.read_text())
         doc["profiles"] = [{"schedulerName": EXTENDER_SCHEDULER}]
         config.write_text(yaml.safe_dump(doc, sort_keys=False))
-        launch = components.kube_scheduler(Binaries(Path(cluster.record.bin_dir)), layout,
-                                           components.free_ports(("scheduler",)), config)
+        ports = components.free_ports(("scheduler",))
+        launch = components.kube_scheduler(Binaries(Path(cluster.record.bin_dir)), layout, ports, config)
         proc = processes.start("kube-scheduler-extender", launch.argv, logs / "kube-scheduler-extender.log", cwd=logs)
         try:
             deadline = time.monotonic() + 60
@@ -461,7 +549,7 @@ def _extender_scheduler(cluster: RunningCluster, live: livekit.LiveFunctions, lo
                 time.sleep(0.2)
             print(f"started a second kube-scheduler (profile {EXTENDER_SCHEDULER}) calling the extender at "
                   f"{extender.url}", file=out, flush=True)
-            yield
+            yield ports["scheduler"]
         finally:
             processes.stop(proc)
     finally:
@@ -480,6 +568,8 @@ class _Context:
     broker: LocalBroker | None
     out: IO[str]
     progress: Progress
+    #: phase -> (a client of the kube-scheduler placing its pods, that scheduler's profile)
+    schedulers: dict[str, tuple[KubeClient, str]] = field(default_factory=dict)
 
 
 def _phase(ctx: _Context, name: str, scheduler_name: str, round_: int) -> PhaseRecord:
@@ -492,6 +582,8 @@ def _phase(ctx: _Context, name: str, scheduler_name: str, round_: int) -> PhaseR
     binder_log = Path(live.logs) / f"{live.binder.label}.log"
     log_offset = binder_log.stat().st_size if binder_log.exists() else 0
     before = {"binder": scrape(live.binder.url), "sweeper": scrape(live.sweeper.url)}
+    source = ctx.schedulers.get(name)
+    attempts_before = scheduling_attempt_buckets(*source) if source else None
     requests_before = apiserver_requests(cluster.client)
     broker_before = _broker_snapshot(broker)
     created, created_wall = _create(kube, docs, options, progress, name)
@@ -509,6 +601,7 @@ def _phase(ctx: _Context, name: str, scheduler_name: str, round_: int) -> PhaseR
             time.sleep(0.1)
     after = _settled_metrics(live, before, len(docs) if name == stats.NEUROKUBE else None)
     requests_after = apiserver_requests(cluster.client)
+    attempts = _attempts_over(source, attempts_before, len(docs)) if source and attempts_before is not None else None
     with watch._lock:
         first_seen = {n: watch.seen.get(n, created[n]) for n in names}
         bound_at = {n: watch.bound[n] for n in names}
@@ -532,10 +625,33 @@ def _phase(ctx: _Context, name: str, scheduler_name: str, round_: int) -> PhaseR
           f"p99 {result.p99_ms:.0f} ms (created in {result.create_span_s:.1f}s); no node over allocatable; "
           + (f"apiserver writes per pod {requests['writes']:.2f}" if requests else "apiserver /metrics not readable"),
           file=out, flush=True)
+    if source:
+        summary = stats.scheduling_attempts(attempts) if attempts is not None else None
+        print("  kube-scheduler's own scheduling attempts: " + (
+            f"p50 {summary['p50']:.1f} ms, p99 {summary['p99']:.1f} ms over {summary['attempts']} attempts"
+            if summary else "none read (its /metrics not readable)"), file=out, flush=True)
     _delete_all(kube, run_id)
     _wait_gone(kube, run_id, progress)
     _wait_delivered(live.binder.url)
-    return PhaseRecord(name, result, placements, created_wall, profile, requests)
+    return PhaseRecord(name, result, placements, created_wall, profile, requests, attempts)
+
+
+def _attempts_over(source: tuple[KubeClient, str], before: dict, pods: int,
+                   timeout_s: float = 10.0) -> dict | None:
+    """The phase's scheduling-attempt bucket deltas, once the scheduler has counted a successful
+    attempt per pod (it observes one when its Binding call returns, which the bench's watch can
+    see first), or after ``timeout_s``; None when its /metrics cannot be read."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        after = scheduling_attempt_buckets(*source)
+        if after is None:
+            return None
+        deltas = stats.bucket_deltas(before, after)
+        summary = stats.scheduling_attempts(deltas)
+        scheduled = ((summary or {}).get("by_result", {}).get("scheduled") or {}).get("attempts", 0)
+        if scheduled >= pods or time.monotonic() > deadline:
+            return deltas
+        time.sleep(0.5)
 
 
 def _create(kube: KubeClient, docs: list[dict], options: BenchOptions, progress: Progress,
@@ -695,7 +811,7 @@ def _wait_gone(kube: KubeClient, run_id: str, progress: Progress, timeout_s: flo
 
 def markdown(result: BenchResult, command: str) -> str:
     """The docs/BENCHMARKS.md section body."""
-    found = stats.verdicts(result.results, result.options.nodes)
+    found = result.verdicts()
     r = stats.ratios(result.results)
     pace = "as fast as they can" if not result.options.rate else f"at {result.options.rate:g} pods/s"
     lines = [
@@ -713,6 +829,7 @@ def markdown(result: BenchResult, command: str) -> str:
         f"p99 {r['p99']:.2f} x.",
         "",
         stats.goals_table(found),
+        *_attempts_lines(result),
         *_requests_lines(result),
     ]
     profile = result.phases[stats.NEUROKUBE].profile
@@ -720,6 +837,31 @@ def markdown(result: BenchResult, command: str) -> str:
         lines += ["", "Where NeuroKube's time goes (binder /metrics and decision log over its last phase):", "",
                   profile_text(profile)]
     return "\n".join(lines)
+
+
+def _attempts_lines(result: BenchResult) -> list[str]:
+    """kube-scheduler's own scheduling-attempt duration per kube-scheduler phase (with the extender)."""
+    attempts = result.scheduling_attempts()
+    if stats.EXTENDER not in attempts:
+        return []
+    rows = ["", f"kube-scheduler's own scheduling-attempt duration (`{SCHEDULING_ATTEMPTS}`, the phase's bucket "
+            "deltas of the scheduler that placed its pods, all rounds together; quantiles interpolated inside the "
+            "bucket as Prometheus' `histogram_quantile` does, so only as fine as the buckets, which double from "
+            "1 ms):", "", "| scheduler | attempts | p50 ms | p99 ms | by result |", "|---|---:|---:|---:|---|"]
+    for name, summary in attempts.items():
+        if summary is None:
+            rows.append(f"| {stats.LABELS[name]} | not read | | | |")
+            continue
+        results = ", ".join(f"{r} {v['attempts']}" for r, v in summary["by_result"].items())
+        rows.append(f"| {stats.LABELS[name]} | {summary['attempts']} | {summary['p50']:.1f} | {summary['p99']:.1f} | "
+                    f"{results} |")
+    plain, extender = attempts.get(stats.KUBE_SCHEDULER), attempts.get(stats.EXTENDER)
+    if plain and extender:
+        added = extender["p99"] - plain["p99"]
+        met = added <= stats.EXTENDER_ADDED_ATTEMPT_P99_MS_MAX
+        rows += ["", f"The extender adds {added:.1f} ms to kube-scheduler's p99 scheduling attempt (goal <= "
+                 f"{stats.EXTENDER_ADDED_ATTEMPT_P99_MS_MAX:.0f} ms): {'met' if met else '**NOT met**'}."]
+    return rows
 
 
 def _requests_lines(result: BenchResult) -> list[str]:

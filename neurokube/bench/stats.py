@@ -10,6 +10,10 @@ a file or the network.
 * pods/s = pods bound / (last bound - first created): the whole phase, creation included.
 * percentiles are nearest-rank (the smallest value with at least q % of the values at or below
   it): p99 of 2,000 pods is the 1,980th fastest, a latency some pod really had.
+* kube-scheduler's own scheduling-attempt duration (its ``scheduler_scheduling_attempt_duration_seconds``
+  histogram) is read as bucket counts before and after a phase; its quantiles are interpolated
+  linearly inside the bucket, as Prometheus' ``histogram_quantile`` does, because the counts are
+  all the scheduler exposes: a quantile is only as fine as the bucket it falls in.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ THROUGHPUT_RATIO_MIN = 1.0  # NeuroKube pods/s >= 1.0 x kube-scheduler's
 P99_RATIO_MAX = 1.5  # NeuroKube p99 create-to-bound <= 1.5 x kube-scheduler's
 EXTENDER_ADDED_P99_MS_MAX = 5.0  # the extender adds <= 5 ms to the p99 ...
 EXTENDER_GOAL_NODES = 1000  # ... at 1,000 nodes
+EXTENDER_ADDED_ATTEMPT_P99_MS_MAX = 5.0  # ... and to kube-scheduler's own p99 scheduling attempt
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -135,6 +140,112 @@ def median_requests(rounds: Sequence[dict]) -> dict:
     verbs = sorted({v for r in rounds for v in r["by_verb"]})
     return {"by_verb": {v: round(_median([r["by_verb"].get(v, 0.0) for r in rounds]), 3) for v in verbs},
             "writes": round(_median([r["writes"] for r in rounds]), 3)}
+
+
+# -- kube-scheduler's scheduling attempts ------------------------------------------------------------
+
+Buckets = Mapping[tuple[str, float], float]
+"""One profile of ``scheduler_scheduling_attempt_duration_seconds`` as read from /metrics: the
+cumulative count per (``result`` label, bucket upper bound ``le`` in seconds, ``math.inf`` for
+``+Inf``)."""
+
+
+def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:
+    """The ``q``-quantile (``0 < q <= 1``) of cumulative histogram buckets ``(upper bound, count)``,
+    as Prometheus' ``histogram_quantile``: the bucket holding rank ``q * total`` is found and the
+    value interpolated linearly between its lower bound (the previous bucket's upper bound, 0 for
+    the first bucket) and its upper bound. A rank in the ``+Inf`` bucket gives the highest finite
+    bound. None when the buckets count nothing; ValueError without a ``+Inf`` bucket or a finite
+    one, or for ``q`` outside (0, 1]."""
+    if not 0 < q <= 1:
+        raise ValueError(f"quantile {q} is not in (0, 1]")
+    merged: dict[float, float] = {}
+    for bound, count in buckets:
+        merged[float(bound)] = merged.get(float(bound), 0.0) + count
+    ordered = sorted(merged.items())
+    if not ordered or ordered[-1][0] != math.inf:
+        raise ValueError("histogram buckets without a +Inf bucket")
+    if len(ordered) < 2:
+        raise ValueError("histogram buckets without a finite bucket")
+    cumulative, highest = [], 0.0
+    for bound, count in ordered:  # counts never fall with the bound (as Prometheus ensures)
+        highest = max(highest, count)
+        cumulative.append((bound, highest))
+    total = cumulative[-1][1]
+    if total <= 0:
+        return None
+    rank = q * total
+    index = next((i for i, (_, count) in enumerate(cumulative[:-1]) if count >= rank), len(cumulative) - 1)
+    if index == len(cumulative) - 1:
+        return cumulative[-2][0]
+    end, count = cumulative[index]
+    if index == 0:
+        if end <= 0:
+            return end
+        start, below = 0.0, 0.0
+    else:
+        start, below = cumulative[index - 1]
+    return start + (end - start) * (rank - below) / (count - below)
+
+
+def bucket_deltas(before: Buckets, after: Buckets) -> dict[tuple[str, float], float]:
+    """What a phase added to each bucket: after minus before (a bucket new in ``after`` counts from 0)."""
+    return {key: value - before.get(key, 0.0) for key, value in after.items()}
+
+
+def pooled(deltas: Sequence[Buckets]) -> dict[tuple[str, float], float]:
+    """Several phases' bucket deltas as one (summed per bucket): the attempts of all rounds together."""
+    out: dict[tuple[str, float], float] = {}
+    for d in deltas:
+        for key, value in d.items():
+            out[key] = out.get(key, 0.0) + value
+    return out
+
+
+def scheduling_attempts(deltas: Buckets) -> dict | None:
+    """``{"p50", "p99" (ms), "attempts", "by_result": {result: {"attempts", "p50", "p99"}}}`` of one
+    phase's bucket deltas, over all results together and per result (``scheduled``,
+    ``unschedulable``, ``error``); None when the phase added no attempt."""
+    results = sorted({result for result, _ in deltas})
+    by_result = {}
+    for result in results:
+        buckets = [(le, count) for (r, le), count in deltas.items() if r == result]
+        summary = _attempt_summary(buckets)
+        if summary is not None:
+            by_result[result] = summary
+    if not by_result:
+        return None
+    summary = _attempt_summary([(le, count) for (_, le), count in deltas.items()])
+    assert summary is not None  # some result counted attempts
+    return {**summary, "by_result": by_result}
+
+
+def _attempt_summary(buckets: Sequence[tuple[float, float]]) -> dict | None:
+    p50 = histogram_quantile(0.5, buckets)
+    if p50 is None:
+        return None
+    p99 = histogram_quantile(0.99, buckets)
+    assert p99 is not None
+    attempts = sum(count for le, count in buckets if math.isinf(le))
+    return {"p50": round(p50 * 1000.0, 3), "p99": round(p99 * 1000.0, 3), "attempts": int(round(attempts))}
+
+
+def attempt_verdict(plain: dict | None, extender: dict | None, nodes: int) -> Verdict:
+    """The extender goal read from kube-scheduler's own metrics: the extender phase's p99
+    scheduling attempt minus the plain kube-scheduler phase's (both :func:`scheduling_attempts`)."""
+    goal = (f"extender adds <= {EXTENDER_ADDED_ATTEMPT_P99_MS_MAX:.0f} ms to kube-scheduler's p99 scheduling "
+            f"attempt at {EXTENDER_GOAL_NODES:,} nodes")
+    note = "" if nodes == EXTENDER_GOAL_NODES else \
+        f"the goal is stated at {EXTENDER_GOAL_NODES:,} nodes; measured at {nodes:,}"
+    if plain is None or extender is None:
+        phases = (("kube-scheduler", plain), ("kube-scheduler + extender", extender))
+        missing = " and ".join(name for name, got in phases if got is None)
+        return Verdict(goal, "not measured", False, f"no scheduling attempts read for {missing}", note)
+    added = extender["p99"] - plain["p99"]
+    met = added <= EXTENDER_ADDED_ATTEMPT_P99_MS_MAX
+    return Verdict(goal, f"{added:+.1f} ms ({extender['p99']:.1f} vs {plain['p99']:.1f} ms p99, "
+                         f"{extender['attempts']} vs {plain['attempts']} attempts)", met,
+                   "" if met else f"{added - EXTENDER_ADDED_ATTEMPT_P99_MS_MAX:.1f} ms over", note)
 
 
 # -- goals ------------------------------------------------------------------------------------------

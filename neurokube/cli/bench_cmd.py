@@ -200,7 +200,7 @@ def cmd_scheduling(args: argparse.Namespace) -> int:
     doc = result.to_json()
     print(stats.table(result.results))
     print()
-    print(stats.goals_table(stats.verdicts(result.results, options.nodes)))
+    print(stats.goals_table(result.verdicts()))
     profile = result.phases[stats.NEUROKUBE].profile
     if profile:
         print()

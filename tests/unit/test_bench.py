@@ -1,7 +1,8 @@
 """``neurokube bench scheduling`` without a cluster: the statistics (nearest-rank percentiles,
 pods/s over the whole phase, latencies from the earliest sign of a pod), the ratios and goal
-verdicts with how much a missed goal is missed by, the JSON in the issue's shape, the binder
-profile read from /metrics and the decision log, the Broker stand-in's delivery (filtering,
+verdicts with how much a missed goal is missed by, the JSON in the issue's shape, kube-scheduler's
+own scheduling-attempt histogram (quantiles as Prometheus' histogram_quantile, the extender's added
+p99), the binder profile read from /metrics and the decision log, the Broker stand-in's delivery (filtering,
 concurrency, retries), and bad arguments (one line, exit 2, before anything starts)."""
 
 import json
@@ -223,6 +224,156 @@ def test_where_the_time_goes_from_the_decision_log(tmp_path):
     assert out["wait_for_delivery_ms"]["p50"] == pytest.approx(400.0)  # placement started at 100.4
     assert out["placement_ms"]["p50"] == 100.0
     assert out["bound_to_watch_ms"]["p50"] == pytest.approx(20.0)
+
+
+# -- kube-scheduler's own scheduling attempts -----------------------------------------------------------
+
+INF = math.inf
+
+
+def test_histogram_quantile_interpolates_inside_the_bucket_like_prometheus():
+    buckets = [(0.001, 0), (0.002, 10), (0.004, 30), (0.008, 40), (INF, 40)]
+    # rank 20 falls in (0.002, 0.004], which holds counts 11..30: 0.002 + 0.002 * (20 - 10) / 20
+    assert stats.histogram_quantile(0.5, buckets) == pytest.approx(0.003)
+    # rank 39.6 in (0.004, 0.008], counts 31..40: 0.004 + 0.004 * 9.6 / 10
+    assert stats.histogram_quantile(0.99, buckets) == pytest.approx(0.00784)
+    assert stats.histogram_quantile(1.0, buckets) == pytest.approx(0.008)
+    assert stats.histogram_quantile(0.5, list(reversed(buckets))) == pytest.approx(0.003)  # order does not matter
+    assert stats.histogram_quantile(0.5, [(0.001, 10), (INF, 10)]) == pytest.approx(0.0005)  # first bucket from 0
+
+
+def test_a_quantile_in_the_inf_bucket_is_the_highest_finite_bound():
+    buckets = [(0.001, 0), (0.002, 5), (INF, 10)]
+    assert stats.histogram_quantile(0.99, buckets) == 0.002  # rank 9.9 lies beyond every finite bound
+    assert stats.histogram_quantile(0.4, buckets) == pytest.approx(0.0018)
+
+
+def test_histogram_quantile_of_nothing_is_none_and_nonsense_is_an_error():
+    assert stats.histogram_quantile(0.99, [(0.001, 0), (0.002, 0), (INF, 0)]) is None
+    with pytest.raises(ValueError):
+        stats.histogram_quantile(0.5, [(0.001, 1), (0.002, 2)])  # no +Inf bucket
+    with pytest.raises(ValueError):
+        stats.histogram_quantile(0.5, [(INF, 3)])  # nothing to interpolate in
+    for q in (0.0, 1.5):
+        with pytest.raises(ValueError):
+            stats.histogram_quantile(q, [(0.001, 1), (INF, 1)])
+
+
+def attempts_text(profile_counts):
+    """kube-scheduler's /metrics text: {(profile, result): cumulative counts for le 1, 2, 4 ms, +Inf}."""
+    lines = ["# TYPE scheduler_scheduling_attempt_duration_seconds histogram"]
+    for (profile, result), counts in profile_counts.items():
+        for le, count in zip(("0.001", "0.002", "0.004", "+Inf"), counts):
+            lines.append(f'scheduler_scheduling_attempt_duration_seconds_bucket{{profile="{profile}",'
+                         f'result="{result}",le="{le}"}} {count}')
+        lines.append(f'scheduler_scheduling_attempt_duration_seconds_count{{profile="{profile}",result="{result}"}} '
+                     f"{counts[-1]}")
+    return "\n".join(lines) + "\n"
+
+
+def test_scheduling_attempts_are_the_phase_bucket_deltas_of_one_profile():
+    before = attempts_text({("default-scheduler", "scheduled"): (5, 5, 5, 5),
+                            ("other", "scheduled"): (0, 0, 0, 0)})
+    after = attempts_text({("default-scheduler", "scheduled"): (5, 55, 95, 100),
+                           ("default-scheduler", "unschedulable"): (0, 0, 5, 5),
+                           ("other", "scheduled"): (0, 0, 0, 1000)})
+    b = scheduling.attempt_buckets(before, "default-scheduler")
+    a = scheduling.attempt_buckets(after, "default-scheduler")
+    assert a[("scheduled", INF)] == 100 and ("scheduled", 0.004) in a and len(a) == 8  # "other" left out
+    got = stats.scheduling_attempts(stats.bucket_deltas(b, a))
+    # 100 attempts: le 1 ms 0, le 2 ms 50, le 4 ms 95, +Inf 100
+    assert got["attempts"] == 100
+    assert got["p50"] == pytest.approx(2.0)  # rank 50: the top of (1, 2] ms
+    assert got["p99"] == 4.0  # rank 99 beyond 4 ms: the highest finite bound
+    assert got["by_result"]["scheduled"] == {"p50": pytest.approx(1.95), "p99": 4.0, "attempts": 95}  # rank 47.5 of 50
+    assert got["by_result"]["unschedulable"]["attempts"] == 5
+    assert stats.scheduling_attempts(stats.bucket_deltas(a, a)) is None  # nothing happened in between
+    assert stats.scheduling_attempts({}) is None
+
+
+def test_rounds_of_attempts_are_pooled():
+    one = {("scheduled", 0.001): 10.0, ("scheduled", INF): 10.0}
+    two = {("scheduled", 0.001): 0.0, ("scheduled", 0.002): 10.0, ("scheduled", INF): 10.0}
+    pooled = stats.pooled([one, two])
+    assert pooled == {("scheduled", 0.001): 10.0, ("scheduled", 0.002): 10.0, ("scheduled", INF): 20.0}
+    assert stats.scheduling_attempts(pooled)["p50"] == pytest.approx(1.0)
+
+
+def test_the_attempt_verdict_is_the_extender_phase_p99_minus_the_plain_one():
+    plain = {"p50": 1.0, "p99": 20.0, "attempts": 500}
+    v = stats.attempt_verdict(plain, {"p50": 1.5, "p99": 25.0, "attempts": 500}, 1000)
+    assert v.met and v.measured.startswith("+5.0 ms") and v.note == ""
+    v = stats.attempt_verdict(plain, {"p50": 1.5, "p99": 32.5, "attempts": 510}, 50)
+    assert not v.met and v.miss == "7.5 ms over" and "measured at 50" in v.note
+    v = stats.attempt_verdict(None, {"p50": 1.5, "p99": 25.0, "attempts": 500}, 1000)
+    assert not v.met and v.measured == "not measured" and "for kube-scheduler" in v.miss
+
+
+def bench_result(attempts_by_round, nodes=1000):
+    def record(name, p99, attempts=None):
+        return scheduling.PhaseRecord(name, phase(name, 40, 300, p99), {"p": "n1"}, {}, attempts=attempts)
+
+    rounds = [{stats.KUBE_SCHEDULER: record(stats.KUBE_SCHEDULER, 1000, ks),
+               stats.NEUROKUBE: record(stats.NEUROKUBE, 1000),
+               stats.EXTENDER: record(stats.EXTENDER, 1003, ex)} for ks, ex in attempts_by_round]
+    options = scheduling.BenchOptions(nodes=nodes, pods=100, extender=True, rounds=len(rounds))
+    return scheduling.BenchResult(options, rounds, "m", "fake", "c")
+
+
+def test_bench_json_and_markdown_carry_the_scheduling_attempts_beside_the_old_keys():
+    fast = {("scheduled", 0.001): 0.0, ("scheduled", 0.002): 100.0, ("scheduled", 0.004): 100.0,
+            ("scheduled", INF): 100.0}
+    slow = {("scheduled", 0.001): 0.0, ("scheduled", 0.002): 0.0, ("scheduled", 0.004): 100.0,
+            ("scheduled", INF): 100.0}
+    result = bench_result([(fast, slow)])
+    doc = json.loads(json.dumps(result.to_json()))
+    for name in ("kube_scheduler", "neurokube", "kube_scheduler_extender"):
+        assert {"pods_per_s", "p50_ms", "p99_ms", "api_requests_per_pod"} <= set(doc[name])
+    assert doc["kube_scheduler"]["scheduling_attempt_ms"]["p99"] == pytest.approx(1.99)
+    assert doc["kube_scheduler_extender"]["scheduling_attempt_ms"]["p99"] == pytest.approx(3.98)
+    assert doc["kube_scheduler_extender"]["scheduling_attempt_ms"]["by_result"]["scheduled"]["attempts"] == 100
+    assert "scheduling_attempt_ms" not in doc["neurokube"]
+    assert "scheduling_attempt_ms" not in doc["rounds"][0]["neurokube"]
+    assert doc["rounds"][0]["kube_scheduler"]["scheduling_attempt_ms"]["attempts"] == 100
+    assert doc["ratios"]["extender_added_attempt_p99_ms"] == pytest.approx(1.99)
+    assert doc["ratios"]["extender_added_p99_ms"] == 3  # the create-to-bound goal stays
+    assert [g["met"] for g in doc["goals"]] == [True, True, True, True]
+    assert "scheduling attempt" in doc["goals"][-1]["goal"]
+    text = scheduling.markdown(result, "neurokube bench scheduling --extender")
+    assert "extender adds <= 5 ms p99 per pod" in text  # the create-to-bound row
+    assert "The extender adds 2.0 ms to kube-scheduler's p99 scheduling attempt (goal <= 5 ms): met." in text
+    slower = {**slow, ("scheduled", 0.004): 0.0, ("scheduled", 0.008): 100.0}
+    doc = bench_result([(fast, slower)]).to_json()
+    assert not doc["goals"][-1]["met"] and doc["goals"][-1]["miss"] == "1.0 ms over"  # 7.96 - 1.99 - 5
+    assert "**NOT met**" in scheduling.markdown(bench_result([(fast, slower)]), "x")
+
+
+def test_an_unread_scheduler_is_reported_not_measured_not_zero():
+    fast = {("scheduled", 0.001): 10.0, ("scheduled", INF): 10.0}
+    result = bench_result([(fast, fast), (fast, None)])
+    doc = json.loads(json.dumps(result.to_json()))
+    assert doc["kube_scheduler_extender"]["scheduling_attempt_ms"] is None
+    assert doc["rounds"][0]["kube_scheduler_extender"]["scheduling_attempt_ms"]["attempts"] == 10
+    assert doc["kube_scheduler"]["scheduling_attempt_ms"]["attempts"] == 20  # both rounds together
+    assert doc["goals"][-1]["measured"] == "not measured" and not doc["goals"][-1]["met"]
+    assert "extender_added_attempt_p99_ms" not in doc["ratios"]
+
+
+def test_the_scheduler_client_reuses_the_credentials_on_the_scheduler_port(tmp_path):
+    from neurokube.adapters.kube import KubeClient
+
+    config = tmp_path / "kc"
+    config.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443"}}],
+        "users": [{"name": "u", "user": {"token": "secret"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    kube = KubeClient.from_kubeconfig(config)
+    client = scheduling.scheduler_client(kube, 1)
+    assert client.server == "https://127.0.0.1:1" and client.configuration.verify_ssl is False
+    assert client.configuration.api_key == kube.configuration.api_key  # the same user
+    assert kube.server == "https://127.0.0.1:6443" and kube.configuration.verify_ssl is True  # untouched
+    assert scheduling.scheduling_attempt_buckets(client, "default-scheduler") is None  # nothing listens on port 1
 
 
 # -- the Broker stand-in ------------------------------------------------------------------------------
