@@ -16,6 +16,7 @@ raises a TemporaryError (HTTP 503), so the event is redelivered.
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 import time
 from collections.abc import Callable
@@ -164,10 +165,11 @@ class Scheduler:
             snapshot = self.cache.snapshot()
             mask, reasons = filter_nodes(pod, snapshot.table, snapshot.used_cpu, snapshot.used_memory,
                                          snapshot.used_pods)
-            for i, node in enumerate(snapshot.nodes):
-                if node.name in excluded:
-                    mask[i] = False
-                    reasons[node.name] = [excluded[node.name]]
+            for name, why in excluded.items():  # nodes that did not take the pod in this call
+                row = snapshot.table.index.get(name)
+                if row is not None:
+                    mask[row] = False
+                    reasons[name] = [why]
             feasible = np.flatnonzero(mask)
             if feasible.size == 0:
                 return _Decided(failure=failure_message(len(snapshot.nodes), reasons))
@@ -181,7 +183,10 @@ class Scheduler:
                 return _Decided(failure=failure_message(len(snapshot.nodes), reasons))
             node = snapshot.nodes[feasible[choice.index]].name
             self.cache.assume(pod, node)
-            names = tuple(snapshot.nodes[feasible[i]].name for i in choice.candidates)
+        names = operator.itemgetter(*feasible[choice.candidates].tolist())(snapshot.table.names) \
+            if len(choice.candidates) else ()
+        if isinstance(names, str):  # itemgetter of one index gives the item itself
+            names = (names,)
         self.telemetry.decision_seconds.labels(stage="decide").observe(time.perf_counter() - decide_started)
         return _Decided(choice, node, now, spec, names)
 
