@@ -58,10 +58,10 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from neurokube.adapters.kube import KubeClient, KubeError
-from neurokube.errors import TemporaryError
+from neurokube.errors import InputError, TemporaryError
 from neurokube.k8s.feasibility import admits, resource_shortfalls
 from neurokube.k8s.objects import Node, Pod
-from neurokube.live import binding, failpoints
+from neurokube.live import binding, failpoints, trust
 from neurokube.logs import event
 
 log = logging.getLogger("neurokube.live.ledger")
@@ -322,15 +322,11 @@ class Ledger:
         namespace, _, name = entry.pod.partition("/")
         self.pod_checks += 1
         try:
-            doc = self.kube.get(binding.pod_path(namespace, name))
-        except KubeError as exc:
-            if exc.not_found:
-                return None
-            raise
-        meta, spec = doc.get("metadata") or {}, doc.get("spec") or {}
-        phase = (doc.get("status") or {}).get("phase")
-        if meta.get("uid") != uid or spec.get("nodeName") != node or phase in ("Succeeded", "Failed"):
-            return None  # recreated, never bound here, bound elsewhere, or ended
+            pod = trust.fetch_pod(self.kube, namespace, name)
+        except InputError:
+            return entry  # unreadable: keep counting it (the safe side) and ask again next time
+        if pod is None or pod.uid != uid or pod.node_name != node or pod.terminal:
+            return None  # gone, recreated, never bound here, bound elsewhere, or ended
         return replace(entry, bound=True, expires=now + self.ttl_s)
 
     def _used(self, node: str, entries: dict[str, Reservation]) -> tuple[int, int, int]:
