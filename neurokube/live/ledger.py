@@ -255,10 +255,6 @@ class Ledger:
             lease = self._read(node)
             now = self.clock()
             entries, checked = self._settle(node, parse_reservations(lease["metadata"].get("annotations")), now)
-            batch_uids = {r.pod.uid for r in remaining}
-            # A pod of this batch that already has an unbound entry (a retry, or a duplicate
-            # delivery) is counted once, as part of the batch.
-            entries = {uid: r for uid, r in entries.items() if r.bound or uid not in batch_uids}
             used_cpu, used_memory, used_pods = self._used(node, entries)
             admitted = []
             for request in remaining:
@@ -268,15 +264,17 @@ class Ledger:
                         pod.uid in entries and entries[pod.uid].bound):
                     request.result = Placement(binding.ALREADY_BOUND, node, "already on this node", conflicts)
                     continue
-                short = resource_shortfalls(pod, cached, used_cpu, used_memory, used_pods)
+                cpu, memory, count = used_cpu, used_memory, used_pods
+                prior = entries.get(pod.uid)
+                if prior is not None:  # the pod's own earlier entry (a retry, a duplicate delivery to another
+                    # replica, or twice in this batch) is replaced if it fits, and stays counted if not
+                    cpu, memory, count = cpu - prior.cpu, memory - prior.memory, count - 1
+                short = resource_shortfalls(pod, cached, cpu, memory, count)
                 if short:
                     request.result = Placement(NO_ROOM, node, ", ".join(short), conflicts)
                     continue
                 admitted.append(request)
-                if pod.uid not in entries:  # the same pod twice in one batch (a duplicate delivery) counts once
-                    used_cpu += pod.resources.cpu
-                    used_memory += pod.resources.memory
-                    used_pods += 1
+                used_cpu, used_memory, used_pods = cpu + pod.resources.cpu, memory + pod.resources.memory, count + 1
                 entries[pod.uid] = Reservation(pod.key, pod.resources.cpu, pod.resources.memory, now + self.ttl_s,
                                                self.replica)
             remaining = admitted

@@ -380,3 +380,22 @@ def test_binding_errors_that_are_not_outcomes_raise():
         binding.classify(KubeError(409, "Conflict", "something else", "POST", "/x"))
     assert binding.classify(KubeError(409, "Conflict", 'pod p is already assigned to node "n9"', "POST", "/x")) \
         == (binding.ALREADY_BOUND, "n9")
+
+
+
+def test_a_duplicate_delivery_that_no_longer_fits_keeps_the_first_replicas_entry():
+    """r1 placed o, then p on n1 (1.5 of 2 CPUs). r2's stale cache gets a batch [filler, p] (p again: a
+    duplicate delivery). p's own entry is p's, not extra: the filler must not take p's room, and
+    if p does not fit, r2's write must keep r1's entry for p, or later checks forget p's CPU (the
+    over-commit the e2e race found). The test can fail: with the batch's entries left out of the
+    count, filler fits and p's entry is dropped."""
+    kube = FakeKube([node_doc("n1", cpu="2")])
+    r1, r2 = make(kube, "r1"), make(kube, "r2", stale=True)
+    p, o = new_pod(kube, "p", cpu="1"), new_pod(kube, "o", cpu="500m")
+    assert r1.place(o, "n1").outcome == binding.BOUND and r1.place(p, "n1").outcome == binding.BOUND
+    assert not reservations(kube, "n1")["uid-p"].bound  # p's entry as written before its Binding
+    filler = new_pod(kube, "filler", cpu="1")
+    batch = [ledger._Request(filler), ledger._Request(p)]
+    r2.ledger._reserve(batch, "n1")
+    assert batch[0].result.outcome == ledger.NO_ROOM  # 1 + 0.5 + 1 > 2
+    assert {"uid-p", "uid-o"} <= set(reservations(kube, "n1")) and "uid-filler" not in reservations(kube, "n1")
