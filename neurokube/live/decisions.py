@@ -8,11 +8,24 @@ Live specifics: ``source`` is ``live``, ``decision_id`` is ``live:<replica>:<uui
 replicas and restarts), ``pod_uid`` is filled, ``workload`` is ``namespace/owner``, ``ts_s`` is
 epoch seconds, and the outcome columns stay empty until outcomes are joined.
 
-Durability (:mod:`neurokube.live.spool`): :meth:`DecisionLog.record` encodes the record (a few
-microseconds: a small JSON head and the raw arrays) and appends it to the open segment of a
-local spool with one ``write(2)``, before the caller answers. The page cache outlives the
-process, so SIGKILL or an OOM kill loses no record once ``record`` has returned; a sealed
-segment is fsync-ed. A background shipper seals the open segment every ``decision_batch``
+Durability (:mod:`neurokube.live.spool`): a record is encoded (a few microseconds: a small JSON
+head and the raw arrays) and appended to the open segment of a local spool with one ``write(2)``.
+The page cache outlives the process, so SIGKILL or an OOM kill loses no record once the append
+has returned; a sealed segment is fsync-ed.
+
+Write-ahead: the binder spools its record *before* it posts the Binding
+(:meth:`DecisionLog.intend`, called by the ledger once the node's room is reserved), and appends a
+small outcome mark after the answer (:meth:`DecisionLog.settle`: bound, or void when the Binding
+did not happen). A process killed between the Binding and its answer therefore leaves the intent
+on disk, and the pod's decision is not lost. The shipper ships an intent only once its outcome is
+known: settled in this process (kept in memory, so a mark in a later segment is never needed),
+or marked in the spool by a killed predecessor (every resumed segment's marks are read at start),
+or, for an intent nobody settled (the kill fell between the intent and the mark, or the Binding
+call itself failed without an answer), *resolved*: ``resolve(decision)`` asks the apiserver
+whether the pod is bound to the node the record chose. A void or refuted intent is not shipped
+(counted as ``voided``); an intent still in flight holds its segment back until it is settled.
+:meth:`DecisionLog.record` writes a record that is settled already (for callers that log after
+the fact). A background shipper seals the open segment every ``decision_batch``
 records or ``decision_flush_s`` seconds and turns each sealed segment, oldest first, into
 ``<prefix>/date=<YYYY-MM-DD>/live-<replica>-<spool id>-<segment>.{candidates,decisions}.parquet``
 (one pair per UTC day in the segment; :func:`neurokube.adapters.decision_store.part_key`). The key
@@ -34,6 +47,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,11 +143,16 @@ def to_parquet(frame: pd.DataFrame) -> bytes:
 
 
 # -- the spool's record format ---------------------------------------------------------------------
-_HEAD = struct.Struct("<BI")  # format version, length of the JSON head
-_VERSION = 1
+_HEAD = struct.Struct("<BI")  # record kind, length of the JSON head
+DECISION, INTENT, MARK = 1, 2, 3  # a settled record, a record written before its Binding, an outcome mark
 
 
-def encode(d: LiveDecision) -> bytes:
+def weigh(payload: bytes) -> int:
+    """Records per payload, for the spool's counts: a mark is bookkeeping, not a record."""
+    return 0 if payload[:1] == bytes((MARK,)) else 1
+
+
+def encode(d: LiveDecision, kind: int = DECISION) -> bytes:
     """One record: a JSON head (ids, names, the pod's requests) and the two arrays' raw bytes."""
     s = d.spec
     propensity, features = np.asarray(d.propensity), np.asarray(d.features)
@@ -142,14 +161,31 @@ def encode(d: LiveDecision) -> bytes:
                         int(s.memory_limit_mib), int(s.qos)], d.policy, d.model_version, d.fallback,
                        list(d.node_names), int(d.chosen), propensity.dtype.str, features.dtype.str,
                        list(features.shape)], separators=(",", ":")).encode()
-    return b"".join((_HEAD.pack(_VERSION, len(head)), head, propensity.tobytes(), features.tobytes()))
+    return b"".join((_HEAD.pack(kind, len(head)), head, propensity.tobytes(), features.tobytes()))
+
+
+def encode_mark(decision_id: str, bound: bool) -> bytes:
+    head = json.dumps([decision_id, bool(bound)], separators=(",", ":")).encode()
+    return _HEAD.pack(MARK, len(head)) + head
+
+
+def decode_mark(payload: bytes) -> tuple[str, bool]:
+    kind, length = _HEAD.unpack_from(payload, 0)
+    if kind != MARK:
+        raise ValueError(f"not an outcome mark (kind {kind})")
+    decision_id, bound = json.loads(payload[_HEAD.size:_HEAD.size + length])
+    return str(decision_id), bool(bound)
+
+
+def kind_of(payload: bytes) -> int:
+    return payload[0]
 
 
 def decode(payload: bytes) -> LiveDecision:
     """The inverse of :func:`encode`; ValueError for a record it cannot read."""
     version, length = _HEAD.unpack_from(payload, 0)
-    if version != _VERSION:
-        raise ValueError(f"unknown decision record version {version}")
+    if version not in (DECISION, INTENT):
+        raise ValueError(f"unknown decision record kind {version}")
     at = _HEAD.size + length
     (decision_id, ts_s, pod, pod_uid, workload, spec, policy, model_version, fallback, names, chosen,
      propensity_dtype, features_dtype, shape) = json.loads(payload[_HEAD.size:at])
@@ -170,11 +206,22 @@ class _Undecodable(Exception):
     """A sealed segment whose records cannot be turned into tables (never a store problem)."""
 
 
+class _NotReady(Exception):
+    """A sealed segment holding an intent whose outcome is not known yet (shipped later)."""
+
+
+Resolver = Callable[[LiveDecision], "bool | None"]
+
+
 class DecisionLog:
     def __init__(self, store, prefix: str, replica: str, telemetry: Telemetry, *, spool_dir: Path | None = None,
                  max_bytes: int = 256 * 1024 * 1024, batch: int = 200, flush_s: float = 30.0,
-                 segment_bytes: int = 8 * 1024 * 1024) -> None:
+                 segment_bytes: int = 8 * 1024 * 1024, resolve: Resolver | None = None) -> None:
         """``store`` is an ObjectStore (put_bytes) or None to keep nothing.
+
+        ``resolve(decision)`` settles an intent nobody marked: True if the pod is bound as the
+        record chose, False if not, None if that cannot be known now (asked again later). Without
+        it such intents are shipped (at least once rather than lost).
 
         ``spool_dir`` (default ``$TMPDIR/neurokube-decision-spool``) holds ``<replica>/<slot>/``;
         ``max_bytes`` bounds it; a segment is sealed and shipped at ``batch`` records,
@@ -188,6 +235,11 @@ class DecisionLog:
         counter = telemetry.decision_log
         self._spooled, self._written = counter.labels(result="spooled"), counter.labels(result="written")
         self._dropped, self._rejected = counter.labels(result="dropped"), counter.labels(result="rejected")
+        self._voided = counter.labels(result="voided")
+        self.resolve = resolve
+        self._state_lock = threading.Lock()
+        self._inflight: set[str] = set()  # intents spooled, Binding not answered yet
+        self._outcomes: dict[str, bool | None] = {}  # settled here or marked by a predecessor; None: in doubt
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._ship_lock = threading.Lock()
@@ -198,12 +250,14 @@ class DecisionLog:
             return
         try:
             self.spool = Spool(self.spool_dir, self.replica, max_bytes=max_bytes, segment_records=batch,
-                               segment_bytes=segment_bytes, on_drop=lambda records, _size: self._dropped.inc(records))
+                               segment_bytes=segment_bytes, on_drop=lambda records, _size: self._dropped.inc(records),
+                               weigh=weigh)
         except OSError as exc:  # no writable spool: scheduling goes on, every record is counted as dropped
             event(log, "decision spool unavailable; decision records are dropped (counted)", logging.ERROR,
                   directory=str(self.spool_dir), error=str(exc))
             return
         self.writer = f"{SOURCE}-{self.replica}-{self.spool.id}"
+        self._read_marks()
         telemetry.watch_spool(lambda: self.spool.used_bytes, lambda: self.spool.segments)
 
     @property
@@ -216,25 +270,74 @@ class DecisionLog:
             self._thread.start()
 
     def record(self, decision: LiveDecision) -> None:
-        """Spool one record (on disk when this returns); never raises, never waits for the store."""
+        """Spool one settled record (on disk when this returns); never raises, never waits for the store."""
+        self._append(decision, DECISION)
+
+    def intend(self, decision: LiveDecision) -> None:
+        """Spool a record before its Binding is posted; :meth:`settle` must follow. Never raises."""
+        with self._state_lock:
+            self._inflight.add(decision.decision_id)  # before the write: the shipper must not ship it unsettled
+        if not self._append(decision, INTENT):
+            self.settle(decision.decision_id, False)
+
+    def settle(self, decision_id: str, bound: bool | None) -> None:
+        """The Binding's outcome for an intent: bound, not bound, or None when the call failed
+        without an answer (resolved by the shipper). Nothing for an id that was never intended."""
+        with self._state_lock:
+            if decision_id not in self._inflight:
+                return
+            self._inflight.discard(decision_id)
+            self._outcomes[decision_id] = bound
+        if bound is None or self.spool is None:
+            return
+        try:  # for a successor, should this process die before the shipment; memory has it meanwhile
+            self.spool.append(encode_mark(decision_id, bound))
+        except OSError as exc:
+            event(log, "decision outcome mark not spooled", logging.WARNING, decision_id=decision_id,
+                  error=str(exc))
+
+    def _append(self, decision: LiveDecision, kind: int) -> bool:
         if self.spool is None:
             if self.store is not None:
                 self._dropped.inc()
-            return
+            return False
         try:
-            full = self.spool.append(encode(decision))
+            full = self.spool.append(encode(decision, kind))
         except (OSError, ValueError, TypeError) as exc:
             self._dropped.inc()
             event(log, "decision record not spooled", logging.WARNING, decision_id=decision.decision_id,
                   error=f"{type(exc).__name__}: {exc}")
-            return
+            return False
         self._spooled.inc()
         if full:
             self._wake.set()
+        return True
 
     def pending(self) -> list[LiveDecision]:
-        """The records spooled and not shipped yet, oldest first."""
-        return [decode(p) for p in self.spool.unshipped()] if self.spool is not None else []
+        """The records spooled and not shipped yet, oldest first (outcome marks left out)."""
+        if self.spool is None:
+            return []
+        return [decode(p) for p in self.spool.unshipped() if kind_of(p) != MARK]
+
+    def _read_marks(self) -> None:
+        """The outcome marks a killed predecessor left in the resumed segments, for their intents."""
+        marks: dict[str, bool] = {}
+        intents: set[str] = set()
+        for segment in self.spool.sealed():
+            try:
+                payloads = self.spool.read(segment)
+            except FileNotFoundError:
+                continue
+            for payload in payloads:
+                try:
+                    if kind_of(payload) == MARK:
+                        decision_id, bound = decode_mark(payload)
+                        marks[decision_id] = bound
+                    elif kind_of(payload) == INTENT:
+                        intents.add(decode(payload).decision_id)
+                except (ValueError, IndexError, struct.error):
+                    continue  # the shipper rejects the segment, and says so
+        self._outcomes.update({i: marks[i] for i in intents & marks.keys()})
 
     def flush(self) -> int:
         """Seal the open segment and ship every sealed one now; returns the records written."""
@@ -249,9 +352,13 @@ class DecisionLog:
         with self._ship_lock:
             for segment in self.spool.sealed():
                 try:
-                    parts = self._tables(segment)
+                    parts, kept, voided = self._tables(segment)
                 except FileNotFoundError:  # dropped by the bound meanwhile (counted there)
                     continue
+                except _NotReady as exc:  # the next round tries again; later segments wait (order kept)
+                    event(log, "decision segment waits for an outcome", logging.DEBUG, segment=segment.seq,
+                          reason=str(exc))
+                    return total
                 except _Undecodable as exc:
                     self.spool.reject(segment)
                     self._rejected.inc(segment.records)
@@ -267,11 +374,12 @@ class DecisionLog:
                           error=str(exc), segments=self.spool.segments, bytes=self.spool.used_bytes)
                     return total
                 self.spool.remove(segment)
-                written = segment.records
-                total += written
-                self._written.inc(written)
-                event(log, "decision segment shipped", logging.DEBUG, segment=segment.seq, records=written,
-                      keys=len(parts))
+                self._forget(kept + voided)
+                total += len(kept)
+                self._written.inc(len(kept))
+                self._voided.inc(len(voided))
+                event(log, "decision segment shipped", logging.DEBUG, segment=segment.seq, records=len(kept),
+                      voided=len(voided), keys=len(parts))
         return total
 
     def close(self, ship_s: float = 5.0) -> None:
@@ -287,13 +395,27 @@ class DecisionLog:
         finally:
             self.spool.close()
 
-    def _tables(self, segment: Segment) -> list[tuple[str, bytes]]:
-        """(key, Parquet bytes) per table and UTC day of a segment, candidates before decisions."""
+    def _tables(self, segment: Segment) -> tuple[list[tuple[str, bytes]], list[str], list[str]]:
+        """(key, Parquet bytes) per table and UTC day of a segment's bound decisions, candidates
+        before decisions; and the ids shipped and voided."""
         payloads = self.spool.read(segment)
         try:
-            days: dict[str, list[LiveDecision]] = {}
+            records, marks = [], {}
             for payload in payloads:
-                d = decode(payload)
+                if kind_of(payload) == MARK:
+                    decision_id, bound = decode_mark(payload)
+                    marks[decision_id] = bound
+                else:
+                    records.append((kind_of(payload), decode(payload)))
+        except Exception as exc:  # noqa: BLE001 - any failure to decode is the segment's
+            raise _Undecodable(f"{type(exc).__name__}: {exc}") from None
+        kept, voided = [], []
+        for kind, d in records:
+            bound = True if kind == DECISION else self._outcome(d, marks)
+            (kept if bound else voided).append(d)
+        try:
+            days: dict[str, list[LiveDecision]] = {}
+            for d in kept:
                 days.setdefault(day_of(d.ts_s), []).append(d)
             out = []
             for day, batch in sorted(days.items()):
@@ -302,9 +424,36 @@ class DecisionLog:
                             to_parquet(candidates)))
                 out.append((part_key(self.prefix, day, self.writer, segment.seq, "decisions"),
                             to_parquet(decisions)))
-            return out
-        except Exception as exc:  # noqa: BLE001 - any failure to decode or tabulate is the segment's
+            return out, [d.decision_id for d in kept], [d.decision_id for d in voided]
+        except Exception as exc:  # noqa: BLE001 - any failure to tabulate is the segment's
             raise _Undecodable(f"{type(exc).__name__}: {exc}") from None
+
+    def _outcome(self, d: LiveDecision, marks: dict[str, bool]) -> bool:
+        """Whether an intent's Binding happened (see the module docstring); _NotReady if unknown yet."""
+        with self._state_lock:
+            if d.decision_id in self._inflight:
+                raise _NotReady(f"{d.decision_id}: its Binding has not been answered yet")
+            bound = self._outcomes.get(d.decision_id, marks.get(d.decision_id))
+        if bound is not None:
+            return bound
+        if self.resolve is None:
+            return True
+        try:
+            bound = self.resolve(d)
+        except Exception as exc:  # noqa: BLE001 - a resolver failure only delays the shipment
+            raise _NotReady(f"{d.decision_id}: resolving failed: {type(exc).__name__}: {exc}") from None
+        if bound is None:
+            raise _NotReady(f"{d.decision_id}: cannot tell yet whether {d.pod} was bound")
+        event(log, "unsettled decision resolved", logging.INFO, decision_id=d.decision_id, pod=d.pod,
+              node=d.node_names[d.chosen], bound=bound)
+        with self._state_lock:
+            self._outcomes[d.decision_id] = bound  # no second question if the store then refuses the segment
+        return bound
+
+    def _forget(self, decision_ids: list[str]) -> None:
+        with self._state_lock:
+            for decision_id in decision_ids:
+                self._outcomes.pop(decision_id, None)
 
     def _run(self) -> None:
         tick = min(self.flush_s, 1.0)

@@ -135,6 +135,8 @@ class _Request:
     started: float | None = None  # reserved at this monotonic time: post the Binding
     error: BaseException | None = None
     conflicts: int = 0
+    before_bind: Callable[[], None] | None = None
+    decision_id: str = ""
 
 
 @dataclass(eq=False)
@@ -182,8 +184,13 @@ class Ledger:
 
     # -- the protocol ------------------------------------------------------------------------------
 
-    def place(self, pod: Pod, node: str) -> Placement:
+    def place(self, pod: Pod, node: str, before_bind: Callable[[], None] | None = None,
+              decision_id: str = "") -> Placement:
         """Reserve room for ``pod`` on ``node`` and bind it (see the module docstring).
+
+        ``before_bind`` runs in the caller's thread once the room is reserved, just before the
+        Binding is posted (the decision log's write-ahead record); never when no Binding is posted.
+        ``decision_id`` goes on the Binding (and so on the pod) as ``neurokube.io/decision-id``.
 
         Threads of one replica share the work per node (group commit): the first thread to
         arrive leads, takes up to ``MAX_BATCH`` waiting pods, reserves them with one round of
@@ -191,7 +198,7 @@ class Ledger:
         thread of the batch binds its own pod (step 6) as soon as the write is done. Replicas
         still race, and the Lease settles that.
         """
-        request = _Request(pod)
+        request = _Request(pod, before_bind=before_bind, decision_id=decision_id)
         entered = time.perf_counter()
         with self._locks_lock:
             queue_ = self._queues.setdefault(node, _NodeQueue())
@@ -348,8 +355,10 @@ class Ledger:
         if self.monotonic() - request.started > self.abort_s:
             self.release(pod, node)
             return Placement(TOO_SLOW, node, f"reservation older than {self.abort_s:.0f}s", conflicts)
+        if request.before_bind is not None:
+            request.before_bind()
         failpoints.before_bind(pod.key, node)
-        outcome, detail = binding.bind(self.kube, pod, node)
+        outcome, detail = binding.bind(self.kube, pod, node, request.decision_id)
         if outcome in (binding.POD_GONE, binding.NAMESPACE_GONE, binding.NODE_REJECTED) or (
                 outcome == binding.ALREADY_BOUND and detail != node):
             self.release(pod, node)

@@ -18,13 +18,14 @@ import logging
 import os
 import threading
 import zlib
+from functools import partial
 
 from neurokube.adapters.kube import KubeClient
 from neurokube.errors import NeuroKubeError, TemporaryError
-from neurokube.live import failpoints, heap
+from neurokube.live import binding, failpoints, heap
 from neurokube.live.cache import ClusterCache
 from neurokube.live.decide import Decider
-from neurokube.live.decisions import DecisionLog
+from neurokube.live.decisions import DecisionLog, LiveDecision
 from neurokube.live.events import EventRecorder
 from neurokube.live.extender import Extender
 from neurokube.live.ledger import Ledger
@@ -59,7 +60,8 @@ class Runtime:
             self.events.scheduled = lambda pod, node: None  # type: ignore[method-assign]
         self.decisions = DecisionLog(_open_store(s.decision_log), s.decision_prefix, replica, telemetry,
                                      spool_dir=s.decision_spool_dir, max_bytes=s.decision_spool_max_bytes,
-                                     batch=s.decision_batch, flush_s=s.decision_flush_s)
+                                     batch=s.decision_batch, flush_s=s.decision_flush_s,
+                                     resolve=partial(bound_as_recorded, kube))
         self.scheduler = Scheduler(self.cache, self.metrics, self.decider, self.ledger, self.events, self.decisions,
                                    telemetry, replica=replica, bind_attempts=s.bind_attempts,
                                    stale_after_s=s.prom_stale_after_s, recent_lag_s=s.recent_lag_s)
@@ -113,6 +115,16 @@ class Runtime:
         if self.metrics is not None:
             self.metrics.close()
         self.decisions.close()
+
+
+def bound_as_recorded(kube: KubeClient, decision: LiveDecision) -> bool | None:
+    """Whether the Binding of a decision record nobody settled happened: the pod carries the
+    record's id (None while the apiserver cannot say). The decision log's resolver."""
+    namespace, name = decision.pod.split("/", 1)
+    try:
+        return binding.placing_decision(kube, namespace, name, decision.pod_uid) == decision.decision_id
+    except NeuroKubeError:
+        return None
 
 
 def _open_store(target: str | None):

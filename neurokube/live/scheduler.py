@@ -4,8 +4,9 @@
 
     snapshot (watch cache)  ->  filter (taints, affinity, requests)  ->  ClusterView of feasible nodes
       ->  decide (learned policy, counted fallback)  ->  assume in the cache
-      ->  ledger.place (check against the node's Lease and the cache, one Lease write per batch, Binding)
-      ->  bound: Scheduled event, decision log, metrics
+      ->  ledger.place (check against the node's Lease and the cache, one Lease write per batch,
+          the decision record spooled, Binding) -> the record settled by the Binding's answer
+      ->  bound: Scheduled event, metrics
           the node vanished / is full / was rejected / is contended: exclude it and decide again
           no node fits: FailedScheduling event, the pod stays Pending (the sweeper retries)
 
@@ -20,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import numpy as np
 
@@ -136,7 +138,7 @@ class Scheduler:
             policy = decided.choice.policy
             placement = self._place(pod, decided)
             if placement.outcome == binding.BOUND:
-                self._record(pod, decided)
+                self.events.scheduled(pod, decided.node)
                 choice = decided.choice
                 return self._done(Outcome(BOUND, pod.key, decided.node, choice.policy, choice.fallback,
                                           choice.model_version, attempts=attempt), request_id, started)
@@ -187,13 +189,19 @@ class Scheduler:
         return _Decided(choice, node, now, spec, names)
 
     def _place(self, pod: Pod, decided: _Decided) -> ledger.Placement:
-        """Reserve and bind through the ledger; the assumption is dropped if that raises."""
+        """Reserve and bind through the ledger, the decision record written ahead of the Binding
+        and settled by its answer (:mod:`neurokube.live.decisions`); the assumption is dropped if
+        that raises, and the record is then left for the shipper to resolve."""
         bind_started = time.perf_counter()
+        record = self._record(pod, decided)
         try:
-            placement = self.ledger.place(pod, decided.node)
+            placement = self.ledger.place(pod, decided.node, partial(self.decisions.intend, record),
+                                          record.decision_id)
         except BaseException:
             self.cache.forget(pod)
+            self.decisions.settle(record.decision_id, None)
             raise
+        self.decisions.settle(record.decision_id, placement.outcome == binding.BOUND)
         self.telemetry.decision_seconds.labels(stage="bind").observe(time.perf_counter() - bind_started)
         if placement.reserve_s:
             self.telemetry.decision_seconds.labels(stage="reserve").observe(placement.reserve_s)
@@ -201,14 +209,13 @@ class Scheduler:
             self.telemetry.bind_conflicts.labels(kind="reservation").inc(placement.conflicts)
         return placement
 
-    def _record(self, pod: Pod, decided: _Decided) -> None:
-        """A bound pod: its decision record and its Scheduled event."""
+    def _record(self, pod: Pod, decided: _Decided) -> LiveDecision:
+        """The decision record of one placement attempt."""
         choice = decided.choice
         chosen = int(np.flatnonzero(choice.candidates == choice.index)[0])
-        self.decisions.record(LiveDecision(
+        return LiveDecision(
             new_decision_id(self.replica), decided.now, pod.key, pod.uid, pod.workload, decided.spec, choice.policy,
-            choice.model_version, choice.fallback, decided.candidates, chosen, choice.propensity, choice.features))
-        self.events.scheduled(pod, decided.node)
+            choice.model_version, choice.fallback, decided.candidates, chosen, choice.propensity, choice.features)
 
     def _final(self, pod: Pod, placement: ledger.Placement, policy: str, attempt: int) -> Outcome | None:
         """The outcome of a placement that did not bind, if it ends the call (else try the next node)."""

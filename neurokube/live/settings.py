@@ -184,7 +184,7 @@ class Settings:
                                        "a segment with records is sealed and shipped after this many seconds; also "
                                        "the longest wait between retries while the store is down")
     decision_spool_dir: Path | None = _setting("NEUROKUBE_DECISION_SPOOL_DIR", None,
-                                               "local directory where decisions are spooled before the answer "
+                                               "local directory where decisions are spooled before the Binding "
                                                "(one <replica>/<slot>/ per process; keep it across container "
                                                "restarts, e.g. an emptyDir); unset: "
                                                "$TMPDIR/neurokube-decision-spool")

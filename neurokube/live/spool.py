@@ -29,6 +29,11 @@ Bound: the slot's segments never exceed ``max_bytes``; to make room for a record
 sealed segments are deleted first (then the open one), and ``on_drop(records, bytes)`` is told.
 A segment deleted while its shipment is in flight may still arrive; it is counted as dropped.
 
+Records and frames: every payload is a frame, but not every frame is a record. ``weigh(payload)``
+(given by the owner; 1 by default) says how many records a payload is, so that the owner's
+bookkeeping frames (the decision log's outcome marks weigh 0) neither fill a segment's record
+quota nor count as dropped records; a segment with frames but no records is still kept.
+
 The spool knows nothing of decisions or object stores: :mod:`neurokube.live.decisions` encodes
 the records and ships the segments.
 """
@@ -60,7 +65,8 @@ class Segment:
     seq: int
     path: Path
     size: int
-    records: int
+    records: int  # the sum of the payloads' weights
+    frames: int = 0
 
 
 def frame(payload: bytes) -> bytes:
@@ -86,6 +92,7 @@ def parse_frames(data: bytes) -> tuple[list[bytes], int]:
 class Spool:
     def __init__(self, root: Path, name: str, *, max_bytes: int, segment_records: int, segment_bytes: int,
                  on_drop: Callable[[int, int], None] = lambda records, size: None,
+                 weigh: Callable[[bytes], int] = lambda payload: 1,
                  clock: Callable[[], float] = time.monotonic) -> None:
         """``name`` is a file-name-safe writer name (the replica); one slot of ``<root>/<name>`` is taken."""
         if max_bytes <= 0 or segment_records <= 0 or segment_bytes <= 0:
@@ -94,6 +101,7 @@ class Spool:
         self.segment_records = segment_records
         self.segment_bytes = min(segment_bytes, max(max_bytes // 4, 1))
         self.on_drop = on_drop
+        self.weigh = weigh
         self.clock = clock
         self._lock = threading.Lock()
         self._sealed: list[Segment] = []
@@ -101,6 +109,7 @@ class Spool:
         self._open_seq = -1
         self._open_bytes = 0
         self._open_records = 0
+        self._open_frames = 0
         self._opened_at = 0.0
         self._used = 0
         self.dir, self._lock_fd, self.slot = _take_slot(Path(root) / name)
@@ -117,7 +126,7 @@ class Spool:
             if self._used + len(data) > self.max_bytes:
                 self._make_room(len(data))
                 if self._used + len(data) > self.max_bytes:  # larger than the whole bound
-                    self.on_drop(1, len(data))
+                    self.on_drop(self.weigh(payload), len(data))
                     return False
             if self._fd is None:
                 self._new_segment()
@@ -127,7 +136,8 @@ class Spool:
                 self._seal_locked()  # a torn frame ends this segment; the next record starts a new one
                 raise
             self._open_bytes += len(data)
-            self._open_records += 1
+            self._open_records += self.weigh(payload)
+            self._open_frames += 1
             self._used += len(data)
             return self._open_records >= self.segment_records or self._open_bytes >= self.segment_bytes
 
@@ -135,7 +145,7 @@ class Spool:
     def seal(self, min_age_s: float = 0.0) -> Segment | None:
         """Seal the open segment if it has records (and is at least ``min_age_s`` old); fsync it."""
         with self._lock:
-            if self._fd is None or self._open_records == 0 or self.clock() - self._opened_at < min_age_s:
+            if self._fd is None or self._open_frames == 0 or self.clock() - self._opened_at < min_age_s:
                 return None
             fd, segment = self._fd, self._seal_locked(close=False)
         try:
@@ -147,7 +157,7 @@ class Spool:
     def due(self, max_age_s: float) -> bool:
         """The open segment is full, or holds records older than ``max_age_s``."""
         with self._lock:
-            return self._open_records > 0 and (
+            return self._open_frames > 0 and (
                 self._open_records >= self.segment_records or self._open_bytes >= self.segment_bytes
                 or self.clock() - self._opened_at >= max_age_s)
 
@@ -202,7 +212,7 @@ class Spool:
     @property
     def segments(self) -> int:
         with self._lock:
-            return len(self._sealed) + (1 if self._open_records else 0)
+            return len(self._sealed) + (1 if self._open_frames else 0)
 
     @property
     def pending_records(self) -> int:
@@ -213,7 +223,7 @@ class Spool:
         """Seal the open segment and release the slot (the files stay for the next process)."""
         self.seal()
         with self._lock:
-            if self._fd is not None:  # an open segment without records
+            if self._fd is not None:  # an open segment without frames
                 os.close(self._fd)
                 self._fd = None
                 (self.dir / f"{self._open_seq:012d}{_OPEN}").unlink(missing_ok=True)
@@ -228,7 +238,7 @@ class Spool:
         self._open_seq = seq
         self._fd = os.open(self.dir / f"{seq:012d}{_OPEN}", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
                            0o600)
-        self._open_bytes = self._open_records = 0
+        self._open_bytes = self._open_records = self._open_frames = 0
         self._opened_at = self.clock()
 
     def _seal_locked(self, close: bool = True) -> Segment | None:
@@ -236,13 +246,13 @@ class Spool:
             return None
         path = self.dir / f"{self._open_seq:012d}{_OPEN}"
         sealed = path.with_suffix(_SEALED)
-        segment = Segment(self._open_seq, sealed, self._open_bytes, self._open_records)
+        segment = Segment(self._open_seq, sealed, self._open_bytes, self._open_records, self._open_frames)
         path.rename(sealed)
         if close:
             os.close(self._fd)
         self._fd = None
-        self._open_bytes = self._open_records = 0
-        if segment.records:
+        self._open_bytes = self._open_records = self._open_frames = 0
+        if segment.frames:
             self._sealed.append(segment)
         else:
             self._used -= segment.size
@@ -254,7 +264,7 @@ class Spool:
             if self._sealed:
                 victim = self._sealed.pop(0)
                 victim.path.unlink(missing_ok=True)
-            elif self._fd is not None and self._open_records:
+            elif self._fd is not None and self._open_frames:
                 victim = self._seal_locked()
                 self._sealed.remove(victim)
                 victim.path.unlink(missing_ok=True)
@@ -291,9 +301,10 @@ class Spool:
             if not payloads:
                 path.unlink(missing_ok=True)
                 continue
-            self._sealed.append(Segment(seq, path, good, len(payloads)))
+            records = sum(map(self.weigh, payloads))
+            self._sealed.append(Segment(seq, path, good, records, len(payloads)))
             self._used += good
-            found += len(payloads)
+            found += records
         self._sealed.sort(key=lambda s: s.seq)
         if self._sealed:
             # a lost or stale ``next`` file must never make a segment number come back

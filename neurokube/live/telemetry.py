@@ -52,8 +52,9 @@ class Telemetry:
         self.extender_seconds = Histogram("neurokube_extender_duration_seconds", "Extender request latency by verb.",
                                           ["verb"], buckets=LATENCY_BUCKETS, registry=r)
         self.decision_log = Counter("neurokube_decision_log_records_total",
-                                    "Decision-log records by result: spooled (on local disk before the answer), "
-                                    "written (accepted by the object store), dropped (the spool was full or "
+                                    "Decision-log records by result: spooled (on local disk before the Binding), "
+                                    "written (accepted by the object store), voided (its Binding did not happen; "
+                                    "not shipped), dropped (the spool was full or "
                                     "unwritable), rejected (a spooled segment that could not be decoded, kept in "
                                     "the spool's rejected/ directory).", ["result"], registry=r)
         self.decision_ship_failures = Counter("neurokube_decision_log_ship_failures_total",

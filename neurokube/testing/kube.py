@@ -227,6 +227,9 @@ class FakeKube:
             raise KubeError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} '
                             f'is already assigned to node "{pod["spec"]["nodeName"]}"', method, path)
         pod["spec"]["nodeName"] = body["target"]["name"]
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        if annotations:  # merged into the pod's, as the apiserver does
+            pod["metadata"]["annotations"] = {**(pod["metadata"].get("annotations") or {}), **annotations}
         pod["metadata"]["resourceVersion"] = self._next_rv()
         self.bindings.append((f"{groups[0]}/{name}", body["target"]["name"]))
         return {"kind": "Status", "status": "Success"}

@@ -2,10 +2,12 @@
 binder is SIGKILLed (arbiter and worker) while it places pods, restarted, places more, and only then
 MinIO comes back.
 
-Expected: scheduling never waits for the store; every decision the binder and sweeper answered
-(each ``pod bound`` log line, written before the answer and after the record was spooled) is in
-MinIO afterwards, exactly once by ``decision_id``: the restarted binder resumes the spool its killed
-predecessor left, unsealed tail included, and ships it once MinIO is back. Nothing is dropped.
+Expected: scheduling never waits for the store; every bound pod has exactly one decision in MinIO
+afterwards, naming the node the pod is on, and every decision the binder and sweeper answered (each
+``pod bound`` log line) is among them. The record is spooled before the Binding is posted, so a pod
+the killed binder bound without living to answer (it has no ``pod bound`` line) keeps its record
+too: the restarted binder resumes the spool its predecessor left, unsealed tail included, asks the
+apiserver about the records nobody settled, and ships them once MinIO is back. Nothing is dropped.
 
 The outage lasts ``NEUROKUBE_CHAOS_OUTAGE_S`` seconds (default 15, for ``make test``; the 5-minute
 run is recorded in docs/BENCHMARKS.md): MinIO stays stopped at least that long after it was stopped.
@@ -44,9 +46,10 @@ def decisions_in_minio(chaos: Chaos, uids: set[str]) -> pd.DataFrame:
     parts = []
     for key in store.list(chaos.decision_prefix + "/"):
         if key.endswith(".decisions.parquet"):
-            table = pd.read_parquet(io.BytesIO(store.get_bytes(key)), columns=["decision_id", "pod_uid"])
+            table = pd.read_parquet(io.BytesIO(store.get_bytes(key)), columns=["decision_id", "pod_uid", "node"])
             parts.append(table[table["pod_uid"].isin(uids)].assign(key=key))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["decision_id", "pod_uid", "key"])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["decision_id", "pod_uid", "node",
+                                                                                   "key"])
 
 
 def test_binder_killed_during_a_store_outage_loses_no_decision(chaos: Chaos):
@@ -66,7 +69,7 @@ def test_binder_killed_during_a_store_outage_loses_no_decision(chaos: Chaos):
         binder.start()  # same replica, same spool directory; MinIO is still down
         creator.join(timeout=120)
         assert not creator.is_alive()
-        pods = settle_and_check(chaos, run, count)
+        pods = settle_and_check(chaos, run, count, killed_mid_stream=True)
         eventually(lambda: binder.counter("neurokube_decision_log_ship_failures_total") > 0, 30,
                    "the restarted binder failing to ship (MinIO is down)")
         resumed_bytes = binder.counter("neurokube_decision_spool_bytes")
@@ -76,22 +79,27 @@ def test_binder_killed_during_a_store_outage_loses_no_decision(chaos: Chaos):
     outage = time.monotonic() - stopped
     answered = bound_lines(chaos, run)
     uid_of = {f"default/{name}": p["metadata"]["uid"] for name, p in pods.items()}
-    uids = {uid_of[line["pod"]] for line in answered}
+    uids = set(uid_of.values())
+    node_of = {p["metadata"]["uid"]: p["spec"]["nodeName"] for p in pods.values()}
 
     def all_shipped() -> list[pd.DataFrame]:
         found = decisions_in_minio(chaos, uids)
         return [found] if set(found["pod_uid"]) >= uids else []
 
     started = time.monotonic()
-    [found] = eventually(all_shipped, 90, "every answered decision in MinIO")
+    [found] = eventually(all_shipped, 90, "every bound pod's decision in MinIO")
     caught_up = time.monotonic() - started
     by_process = {p: sum(1 for line in answered if line["process"] == p) for p in ("binder", "sweeper")}
     print(f"\nMinIO down {outage:.0f}s; binder SIGKILLed with {spooled:.0f} bytes spooled, restarted; "
-          f"{len(answered)} decisions answered {by_process}; {found['decision_id'].nunique()} in MinIO "
+          f"{len(answered)} decisions answered {by_process}, {count - len(answered)} bound unanswered; "
+          f"{found['decision_id'].nunique()} in MinIO "
           f"{caught_up:.1f}s after MinIO came back; spool held {resumed_bytes:.0f} bytes after the restart")
     assert spooled > 0 and resumed_bytes > 0  # records really waited on disk, across the kill
     assert found["decision_id"].is_unique  # no decision shipped twice into different objects
-    assert found["decision_id"].nunique() == len(answered) == count  # one record per answer, none lost
+    assert found["pod_uid"].is_unique and len(found) == count  # one record per bound pod, none lost
+    assert {uid_of[line["pod"]] for line in answered} <= set(found["pod_uid"])  # every answer among them
+    wrong = found[found["node"] != found["pod_uid"].map(node_of)]
+    assert wrong.empty, f"records naming another node than the pod's: {wrong.head().to_dict('records')}"
     assert binder.counter("neurokube_decision_log_records_total", result="dropped") == 0
     eventually(lambda: binder.counter("neurokube_decision_spool_bytes") == 0, 30, "an empty binder spool")
     cleanup(chaos, run)

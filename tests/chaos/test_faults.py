@@ -61,6 +61,7 @@ import pytest
 from neurokube.adapters.kube import KubeError
 from neurokube.adapters.objectstore import MinioStore
 from neurokube.cluster import faults, processes, workload
+from neurokube.cluster.functions import FunctionsOptions
 from neurokube.cluster.livekit import ADD, create_pods, neurokube_pod, over_committed, pods_of
 from neurokube.errors import TemporaryError
 from neurokube.stack import control as stack_control
@@ -71,6 +72,7 @@ pytestmark = pytest.mark.chaos
 UPDATE = "dev.knative.apiserver.resource.update"
 DELETE = "dev.knative.apiserver.resource.delete"
 SWEEP_EVERY_S = 5.0
+UNLOGGED_AT_A_KILL = FunctionsOptions().threads  # at most one Binding in flight per request thread
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -125,9 +127,14 @@ def bound_lines(chaos: Chaos, run: str) -> list[dict]:
     return lines
 
 
-def settle_and_check(chaos: Chaos, run: str, count: int, timeout_s: float = 150.0) -> dict[str, dict]:
+def settle_and_check(chaos: Chaos, run: str, count: int, timeout_s: float = 150.0,
+                     killed_mid_stream: bool = False) -> dict[str, dict]:
     """Wait until all ``count`` pods of the run are bound (pinging the sweeper every 5 s, as the
-    PingSource would), then check the invariants of the module docstring."""
+    PingSource would), then check the invariants of the module docstring.
+
+    ``killed_mid_stream``: a process was SIGKILLed while it placed pods, so a pod whose Binding it
+    posted just before it died has no ``pod bound`` line (the line follows the Binding's answer);
+    the caller checks those pods another way (test_decision_spool.py: by their decision records)."""
     client = chaos.client
     deadline = time.monotonic() + timeout_s
     next_sweep = time.monotonic() + SWEEP_EVERY_S
@@ -155,8 +162,8 @@ def settle_and_check(chaos: Chaos, run: str, count: int, timeout_s: float = 150.
     per_pod = Counter(line["pod"] for line in lines)
     twice = {pod: n for pod, n in per_pod.items() if n > 1}
     assert not twice, f"pods with more than one successful Binding: {twice}"
-    assert set(per_pod) == {f"default/{name}" for name in pods}, (
-        f"bindings not logged: {sorted(set(pods) - {p.split('/', 1)[1] for p in per_pod})[:5]}")
+    unlogged = sorted(set(pods) - {p.split("/", 1)[1] for p in per_pod})
+    assert len(unlogged) <= (UNLOGGED_AT_A_KILL if killed_mid_stream else 0), f"bindings not logged: {unlogged[:5]}"
     moved = [line["pod"] for line in lines if pods[line["pod"].split("/", 1)[1]]["spec"]["nodeName"] != line["node"]]
     assert not moved, f"pods on another node than their Binding said: {moved[:5]}"
     assert over_committed(client) == []

@@ -228,8 +228,15 @@ def test_live_features_match_the_replays(tmp_path):
                                 '{container!="",container!="POD"}[3s]))'),
             prom_history_window="5m", prom_history_step="1s", prom_history_refresh_s=1.0)
         runtime = Runtime(settings, client, Telemetry())
+        intended: dict[str, object] = {}
         decisions = []
-        runtime.decisions.record = decisions.append  # what the binder logs, as it logs it
+
+        def settle(decision_id: str, bound: bool | None) -> None:  # what the binder logs, as it logs it
+            if bound:
+                decisions.append(intended.pop(decision_id))
+
+        runtime.decisions.intend = lambda d: intended.__setitem__(d.decision_id, d)
+        runtime.decisions.settle = settle
         runtime.start()
         try:
             assert runtime.cache.wait_synced(30)

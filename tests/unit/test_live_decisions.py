@@ -215,3 +215,77 @@ def test_the_default_prefix_is_where_ingest_reads(tmp_path):
     s = from_env({"NEUROKUBE_DECISION_SPOOL_DIR": str(tmp_path / "sp")})
     assert s.decision_prefix == "decisions" and s.decision_spool_dir == tmp_path / "sp"
     assert s.decision_spool_max_bytes == 256 * 1024 * 1024 and from_env({}).decision_spool_dir is None
+
+
+# -- write-ahead: intents spooled before the Binding, settled by its answer ----------------------------
+
+def test_an_intent_ships_once_bound_and_a_void_one_never(tmp_path):
+    store = LocalDirStore(tmp_path / "store")
+    telemetry = Telemetry()
+    log = new_log(tmp_path, store, telemetry)
+    bound, void, doubt = decision(0), decision(1), decision(2)
+    for d in (bound, void, doubt):
+        log.intend(d)
+    assert len(log.pending()) == 3  # on disk before any Binding answer
+    log.settle(bound.decision_id, True)
+    log.settle(void.decision_id, False)
+    log.settle(doubt.decision_id, None)  # the Binding call failed without an answer; no resolver: kept
+    log.settle("live:r1:never-intended", True)  # ignored
+    assert log.flush() == 2 and sorted(shipped_ids(store)) == sorted([bound.decision_id, doubt.decision_id])
+    assert counter(telemetry, "voided") == 1 and counter(telemetry, "written") == 2
+    assert log.pending() == [] and log._outcomes == {}
+    log.close()
+
+
+def test_an_intent_in_flight_holds_its_segment_back_until_settled(tmp_path):
+    store = LocalDirStore(tmp_path / "store")
+    log = new_log(tmp_path, store)
+    early, late = decision(0), decision(1)
+    log.intend(early)
+    log.intend(late)
+    log.settle(early.decision_id, True)
+    assert log.flush() == 0 and shipped_ids(store) == []  # late's Binding is still out
+    log.settle(late.decision_id, True)  # its mark lands in a later segment; memory knows it
+    assert log.flush() == 2 and sorted(shipped_ids(store)) == sorted([early.decision_id, late.decision_id])
+    log.close()
+
+
+def test_a_killed_processs_intents_follow_its_marks_and_the_rest_are_resolved(tmp_path):
+    store = LocalDirStore(tmp_path / "store")
+    first = new_log(tmp_path, store)
+    marked_bound, marked_void, bound_unmarked, unbound_unmarked, unknown = (decision(i) for i in range(5))
+    for d in (marked_bound, marked_void, bound_unmarked, unbound_unmarked, unknown):
+        first.intend(d)
+    first.spool.seal()  # the marks land in a later segment than their intents
+    first.settle(marked_bound.decision_id, True)
+    first.settle(marked_void.decision_id, False)
+    first.spool.close()  # killed: the other three were never settled
+    asked = []
+    answers = {bound_unmarked.pod_uid: True, unbound_unmarked.pod_uid: False, unknown.pod_uid: None}
+
+    def resolve(d):
+        asked.append(d.decision_id)
+        return answers[d.pod_uid]
+
+    telemetry = Telemetry()
+    second = DecisionLog(store, "decisions", "replica/1", telemetry, spool_dir=tmp_path / "spool", resolve=resolve)
+    assert second.flush() == 0  # the apiserver cannot say yet for one of them: the segment waits
+    answers[unknown.pod_uid] = True
+    assert second.flush() == 3
+    assert sorted(shipped_ids(store)) == sorted(d.decision_id for d in (marked_bound, bound_unmarked, unknown))
+    assert marked_bound.decision_id not in asked and marked_void.decision_id not in asked  # marks suffice
+    assert asked.count(bound_unmarked.decision_id) == 1 and asked.count(unbound_unmarked.decision_id) == 1
+    assert counter(telemetry, "voided") == 2 and second.pending() == []
+    second.close()
+
+
+def test_marks_do_not_count_as_records_for_the_bound_or_the_batch(tmp_path):
+    telemetry = Telemetry()
+    log = new_log(tmp_path, LocalDirStore(tmp_path / "store"), telemetry, batch=3)
+    for i in range(2):
+        d = decision(i)
+        log.intend(d)
+        log.settle(d.decision_id, True)
+    assert log.spool.pending_records == 2 and not log.spool.due(3600)  # 2 records + 2 marks: not full
+    assert counter(telemetry, "spooled") == 2
+    log.close()

@@ -2,6 +2,8 @@
 fallbacks, the next best node when one vanishes or turns out full, FailedScheduling when nothing
 fits, 409 as success, and a decision log in the replay's schema."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +11,9 @@ import pytest
 from neurokube.errors import TemporaryError
 from neurokube.k8s.objects import parse_pod
 from neurokube.live import ledger
+from neurokube.live.binding import DECISION_ANNOTATION
 from neurokube.live.decisions import frames
+from neurokube.live.runtime import bound_as_recorded
 from neurokube.live.scheduler import ALREADY_BOUND, BOUND, GONE, UNSCHEDULABLE
 from neurokube.live.settings import Settings
 from neurokube.model.decision_log import CANDIDATE_COLUMNS, DECISION_COLUMNS
@@ -40,16 +44,22 @@ def submit(kube, name, cpu="500m", **kw):
     return parse_pod(doc)
 
 
+def logging_runtime(kube, model, prom, tmp_path):
+    """A runtime with the learned policy, fresh metrics and a decision log in ``tmp_path``."""
+    runtime = fake_runtime(kube, Settings(model_dir=model, prometheus_url=prom.url, replica="r1",
+                                          decision_log=str(tmp_path / "log"), decision_batch=1000,
+                                          decision_spool_dir=tmp_path / "spool"))
+    runtime.metrics.refresh()
+    return runtime
+
+
 def fallbacks(runtime, reason):
     return runtime.telemetry.fallbacks.labels(reason=reason)._value.get()
 
 
 def test_learned_policy_places_and_logs_in_the_replay_schema(model, prom, tmp_path):
     kube = cluster()
-    runtime = fake_runtime(kube, Settings(model_dir=model, prometheus_url=prom.url, replica="r1",
-                                          decision_log=str(tmp_path / "log"), decision_batch=1000,
-                                          decision_spool_dir=tmp_path / "spool"))
-    runtime.metrics.refresh()
+    runtime = logging_runtime(kube, model, prom, tmp_path)
     outcome = runtime.scheduler.schedule(submit(kube, "p"), "req-1")
     assert (outcome.outcome, outcome.node, outcome.policy, outcome.fallback) == (BOUND, "n1", "neurokube", "")
     assert outcome.model_version == "packing-test" and kube.bindings == [("default/p", "n1")]
@@ -186,3 +196,52 @@ def test_exploration_logs_exact_propensities(model, prom, tmp_path):
         assert np.isclose(d.propensity.sum(), 1.0) and d.propensity.min() == pytest.approx(0.5 / d.propensity.size)
     decisions, candidates = frames(batch)
     assert len(decisions) == 6 and len(candidates) == sum(d.propensity.size for d in batch)
+
+
+def test_the_decision_record_is_on_disk_before_the_binding_is_posted(model, prom, tmp_path):
+    """Write-ahead: a binder killed between the Binding and its answer leaves its record; a Binding
+    that failed without an answer is resolved against the apiserver before anything ships."""
+    kube = cluster()
+    runtime = logging_runtime(kube, model, prom, tmp_path)
+    spooled_at_post = []
+
+    def at_binding(method, path, body):
+        if method == "POST" and path.endswith("/binding"):
+            spooled_at_post.append([d.pod for d in runtime.decisions.pending()])
+            if body["metadata"]["name"] == "lost":
+                raise TemporaryError("the apiserver went away mid-request")
+
+    kube.before.append(at_binding)
+    assert runtime.scheduler.schedule(submit(kube, "p")).outcome == BOUND
+    with pytest.raises(TemporaryError):
+        runtime.scheduler.schedule(submit(kube, "lost"))
+    assert spooled_at_post == [["default/p"], ["default/p", "default/lost"]]
+    assert runtime.decisions.flush() == 1  # "lost" is not bound (asked the apiserver): voided, not shipped
+    shipped = pd.concat(pd.read_parquet(f) for f in (tmp_path / "log").rglob("*.decisions.parquet"))
+    assert shipped["pod"].tolist() == ["default/p"]
+    assert runtime.telemetry.decision_log.labels(result="voided")._value.get() == 1
+
+
+def test_the_pod_names_the_decision_that_placed_it_and_the_resolver_reads_it(model, prom, tmp_path):
+    """The Binding's ``neurokube.io/decision-id`` lands on the pod, so an unsettled record is
+    confirmed only by its own Binding: not by a later decision that put the pod on the same node."""
+    kube = cluster()
+    runtime = logging_runtime(kube, model, prom, tmp_path)
+    posted = []
+    kube.before.append(lambda method, path, body: posted.append(body) if path.endswith("/binding") else None)
+    assert runtime.scheduler.schedule(submit(kube, "p")).outcome == BOUND
+    [record] = runtime.decisions.pending()
+    annotations = kube.pods[("default", "p")]["metadata"]["annotations"]
+    assert annotations[DECISION_ANNOTATION] == record.decision_id == posted[0]["metadata"]["annotations"][
+        DECISION_ANNOTATION]
+    assert bound_as_recorded(kube, record) is True
+    earlier = dataclasses.replace(record, decision_id="live:r1:an-earlier-attempt")  # same pod, same node
+    assert bound_as_recorded(kube, earlier) is False
+    assert bound_as_recorded(kube, dataclasses.replace(record, pod_uid="another-pod-same-name")) is False
+    assert bound_as_recorded(kube, dataclasses.replace(record, pod="default/gone")) is False
+
+    def apiserver_down(method, path, body):
+        raise TemporaryError("apiserver unreachable")
+
+    kube.before.append(apiserver_down)
+    assert bound_as_recorded(kube, record) is None  # cannot say yet: asked again later
