@@ -1,4 +1,5 @@
-"""What spooling one decision record costs in the request path (``DecisionLog.record``).
+"""What spooling one decision record costs in the request path (``DecisionLog.intend`` before the
+Binding plus ``DecisionLog.settle`` after its answer: the record, then its outcome mark).
 
 A record as the binder makes it (``--candidates`` feasible nodes with the placement features), spooled
 to a temporary directory on local disk, with the shipper running against a local-directory store
@@ -44,9 +45,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_docs:
         from benchmarks._report import write_section
 
-        lines = ["Each record is spooled (one checksummed write to a local segment file) before the binder answers; "
-                 "the shipper thread turns sealed segments into Parquet parts in a local-directory store meanwhile. "
-                 "Times per `DecisionLog.record` call, on the same 2 shared cores as the shipper. The records are "
+        lines = ["Each record is spooled (one checksummed write to a local segment file) before the Binding is "
+                 "posted, and its outcome mark (a second, small write) after the answer; the shipper thread turns "
+                 "sealed segments into Parquet parts in a local-directory store meanwhile. Times per record "
+                 "(`DecisionLog.intend` plus `DecisionLog.settle`), on the same 2 shared cores as the shipper. The records are "
                  "appended as fast as one thread can (tens of thousands per second, far above a binder's rate), so "
                  "the shipper falls behind: what it had shipped when the log was closed, and what the 256 MiB bound "
                  "dropped (oldest first, counted), are shown too.", "",
@@ -69,7 +71,8 @@ def measure(count: int, candidates: int) -> dict:
         took = np.empty(len(batch))
         for i, d in enumerate(batch):
             started = time.perf_counter()
-            log.record(d)
+            log.intend(d)
+            log.settle(d.decision_id, True)
             took[i] = time.perf_counter() - started
         encode_took = np.empty(len(batch))
         for i, d in enumerate(batch):
@@ -81,7 +84,7 @@ def measure(count: int, candidates: int) -> dict:
         dropped = telemetry.decision_log.labels(result="dropped")._value.get()
     size = len(encode(batch[0]))
     print(f"{count} records of {candidates} candidates x {N_FEATURES} features ({size} bytes each)")
-    print(f"record(): median {np.median(took) * 1e6:.1f} us, p99 {np.percentile(took, 99) * 1e6:.1f} us "
+    print(f"intend() + settle(): median {np.median(took) * 1e6:.1f} us, p99 {np.percentile(took, 99) * 1e6:.1f} us "
           f"(encode alone: median {np.median(encode_took) * 1e6:.1f} us); {shipped:.0f} shipped in all")
     return {"candidates": candidates, "bytes": size, "records": count, "median_us": float(np.median(took) * 1e6),
             "p99_us": float(np.percentile(took, 99) * 1e6), "encode_us": float(np.median(encode_took) * 1e6),

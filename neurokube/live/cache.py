@@ -27,7 +27,6 @@ are still in Prometheus' history window).
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import logging
 import threading
@@ -42,6 +41,7 @@ from neurokube.adapters.kube import KubeClient
 from neurokube.errors import InputError, TemporaryError
 from neurokube.k8s.nodetable import NodeTable
 from neurokube.k8s.objects import Node, Pod, parse_node, parse_pod
+from neurokube.live.recent import EMPTY, RecentColumns, RecentLog, RecentPod, RecentSlice
 from neurokube.logs import event
 
 log = logging.getLogger("neurokube.live.cache")
@@ -53,32 +53,6 @@ GONE_MAX = 200_000  # deleted pods remembered at most (their workload and CPU re
 PAGE = 500
 RESOURCES = {"nodes": "/api/v1/nodes", "pods": "/api/v1/pods"}
 _USAGE_FIELDS = 7  # cpu, memory, nz_cpu, nz_memory, pods, cpu_limit_sum, unlimited_pods
-
-
-@dataclass(frozen=True, slots=True)
-class RecentPod:
-    """A pod bound while this cache watched (``bound_at`` in wall-clock seconds)."""
-
-    node: str
-    cpu: int
-    memory: int
-    cpu_limit: int
-    memory_limit: int
-    bound_at: float
-    workload: int = -1  # dense workload id (ClusterCache.workload_id)
-
-
-@dataclass(frozen=True)
-class RecentColumns:
-    """:attr:`Snapshot.recent` as arrays; ``row`` is the node's row in the snapshot (-1: not there)."""
-
-    row: np.ndarray
-    bound_at: np.ndarray
-    cpu: np.ndarray
-    memory: np.ndarray
-    cpu_limit: np.ndarray
-    memory_limit: np.ndarray
-    workload: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -99,8 +73,9 @@ class Snapshot:
     used_pods: np.ndarray
     lim_cpu: np.ndarray
     unlimited: np.ndarray
-    recent: tuple[RecentPod, ...] = ()  # in bind-time order
+    recent: RecentSlice = EMPTY  # the recent pods, in bind-time order
     table: NodeTable | None = None
+    recent_rows: np.ndarray | None = None  # node id of ``recent`` -> row of ``table`` (None: worked out here)
     _recent_memo: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -121,19 +96,14 @@ class Snapshot:
         hit = self._recent_memo.get(since)
         if hit is not None:
             return hit
-        recent = self.recent[bisect.bisect_right(self.recent, since, key=_bound_at):]
-        n = len(recent)
-        index = self.table.index
-        columns = RecentColumns(
-            row=np.fromiter((index.get(p.node, -1) for p in recent), dtype=np.int64, count=n),
-            bound_at=np.fromiter((p.bound_at for p in recent), dtype=np.float64, count=n),
-            cpu=np.fromiter((p.cpu for p in recent), dtype=np.int64, count=n),
-            memory=np.fromiter((p.memory for p in recent), dtype=np.int64, count=n),
-            cpu_limit=np.fromiter((p.cpu_limit for p in recent), dtype=np.int64, count=n),
-            memory_limit=np.fromiter((p.memory_limit for p in recent), dtype=np.int64, count=n),
-            workload=np.fromiter((p.workload for p in recent), dtype=np.int64, count=n))
-        if len(self._recent_memo) >= 4:
+        rows = self._recent_memo.get("rows")
+        if rows is None:
+            rows = self.recent_rows if self.recent_rows is not None else self.recent.rows(self.table.index)
+            self._recent_memo["rows"] = rows
+        columns = self.recent.columns(since, rows)
+        if len(self._recent_memo) >= 5:
             self._recent_memo.clear()
+            self._recent_memo["rows"] = rows
         self._recent_memo[since] = columns
         return columns
 
@@ -165,8 +135,8 @@ class ClusterCache:
         self._usage: dict[str, list[int]] = {}
         self._assumed: dict[str, tuple[Pod, float]] = {}  # uid -> (pod with node_name, expiry monotonic)
         # uid -> the pod as recently bound: bound in the last RECENT_KEEP_S and still holding its
-        # node. In bind-time order; kept up to date per event, so a snapshot copies it as it is.
-        self._recent: OrderedDict[str, RecentPod] = OrderedDict()
+        # node. In bind-time order; kept up to date per event, so a snapshot takes it as it is.
+        self._recent = RecentLog()
         self._workload_ids: dict[str, int] = {}  # namespace/owner -> dense id, never reused
         self.gone_keep_s = gone_keep_s
         # "namespace/name" of deleted pods -> (workload id, CPU request, deleted at), oldest first
@@ -229,7 +199,7 @@ class ClusterCache:
                     if uid not in self._pods:
                         self._bury(pod)
                 self._bound_at = {uid: t for uid, t in old_bound_at.items() if uid in self._pods}
-                self._recent = OrderedDict()
+                self._recent.clear()
                 for uid in sorted(self._bound_at, key=self._bound_at.__getitem__):
                     self._sync_recent(uid)
                 self._version += 1
@@ -313,23 +283,12 @@ class ClusterCache:
         at = self._bound_at.get(uid)
         assumed = self._assumed.get(uid)
         pod = assumed[0] if assumed is not None else self._pods.get(uid)
-        old = self._recent.get(uid)
         if at is None or pod is None or not _holds(pod) or at < self.clock() - RECENT_KEEP_S:
-            if old is not None:
-                del self._recent[uid]
+            self._recent.remove(uid)
             return
         r = pod.resources
-        entry = RecentPod(pod.node_name, r.cpu, r.memory, r.cpu_limit, r.memory_limit, at,
-                          self._workload_id(pod.workload))
-        if old is not None and old.bound_at == at:
-            self._recent[uid] = entry  # same place in the order
-            return
-        if old is not None:
-            del self._recent[uid]
-        last = next(reversed(self._recent.values()), None)
-        self._recent[uid] = entry
-        if last is not None and last.bound_at > at:  # a clock step back, or an old bind time revived
-            self._recent = OrderedDict(sorted(self._recent.items(), key=lambda item: item[1].bound_at))
+        self._recent.put(uid, RecentPod(pod.node_name, r.cpu, r.memory, r.cpu_limit, r.memory_limit, at,
+                                        self._workload_id(pod.workload)))
 
     # -- workloads -------------------------------------------------------------------------------
 
@@ -402,10 +361,7 @@ class ClusterCache:
                 del self._assumed[uid]
                 self._sync_recent(uid)
             now = self.clock()
-            pruned = False
-            while self._recent and next(iter(self._recent.values())).bound_at < now - RECENT_KEEP_S:
-                self._recent.popitem(last=False)
-                pruned = True
+            pruned = self._recent.prune(now - RECENT_KEEP_S)
             if expired or pruned:
                 self._version += 1
             if self._memo is not None and self._memo[0] == self._version:
@@ -422,7 +378,8 @@ class ClusterCache:
                     used[:, row] += usage_of(pod)
             snapshot = Snapshot(taken_at=now, nodes=table.nodes, used_cpu=used[0], used_memory=used[1],
                                 used_nz_cpu=used[2], used_nz_memory=used[3], used_pods=used[4], lim_cpu=used[5],
-                                unlimited=used[6], recent=tuple(self._recent.values()), table=table)
+                                unlimited=used[6], recent=self._recent.view(), table=table,
+                                recent_rows=self._recent.rows_for(table, table.index))
             self._memo = (self._version, snapshot)
         return snapshot
 
@@ -524,10 +481,6 @@ class ClusterCache:
 
 class _Expired(Exception):
     """The watch's resourceVersion is too old (410 Gone): list again."""
-
-
-def _bound_at(pod: RecentPod) -> float:
-    return pod.bound_at
 
 
 def _parse_node(doc: dict) -> Node | None:
