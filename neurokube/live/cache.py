@@ -8,8 +8,10 @@ incrementally, so :meth:`ClusterCache.snapshot` is a consistent copy taken under
 Reading is cheap when nothing changed: the nodes are kept as a
 :class:`~neurokube.k8s.nodetable.NodeTable` (rebuilt only when a node's scheduling-relevant
 content changes), the per-node sums as a matrix aligned with it (updated in place per pod event),
-and :meth:`ClusterCache.snapshot` returns the same :class:`Snapshot` until the next change. An
-extender call on 1,000 nodes therefore costs no per-node Python to get its inputs.
+and :meth:`ClusterCache.snapshot` returns the same :class:`Snapshot` until the next change; the
+recently bound pods are columns that grow by appending (:mod:`neurokube.live.recent`), which a
+snapshot takes as array views. An extender call on 1,000 nodes therefore costs no per-node or
+per-recent-pod Python to get its inputs.
 
 Like kube-scheduler's cache, it *assumes* the pods this process has just placed (before the watch
 confirms them), so concurrent decisions in one replica see each other. Assumptions expire after

@@ -22,7 +22,8 @@ known: settled in this process (kept in memory, so a mark in a later segment is 
 or marked in the spool by a killed predecessor (every resumed segment's marks are read at start),
 or, for an intent nobody settled (the kill fell between the intent and the mark, or the Binding
 call itself failed without an answer), *resolved*: ``resolve(decision)`` asks the apiserver
-whether the pod is bound to the node the record chose. A void or refuted intent is not shipped
+whether the pod carries the record's id (the Binding sets it on the pod, :mod:`neurokube.live.binding`).
+A void or refuted intent is not shipped
 (counted as ``voided``); an intent still in flight holds its segment back until it is settled.
 :meth:`DecisionLog.record` writes a record that is settled already (for callers that log after
 the fact). A background shipper seals the open segment every ``decision_batch``
@@ -70,6 +71,7 @@ from neurokube.policies.base import PodSpec
 log = logging.getLogger("neurokube.live.decisions")
 SOURCE = "live"
 SPOOL_NAME = "neurokube-decision-spool"
+OUTCOMES_MAX = 100_000  # settled outcomes kept in memory until their segments ship
 
 
 @dataclass(frozen=True)
@@ -183,9 +185,9 @@ def kind_of(payload: bytes) -> int:
 
 def decode(payload: bytes) -> LiveDecision:
     """The inverse of :func:`encode`; ValueError for a record it cannot read."""
-    version, length = _HEAD.unpack_from(payload, 0)
-    if version not in (DECISION, INTENT):
-        raise ValueError(f"unknown decision record kind {version}")
+    kind, length = _HEAD.unpack_from(payload, 0)
+    if kind not in (DECISION, INTENT):
+        raise ValueError(f"unknown decision record kind {kind}")
     at = _HEAD.size + length
     (decision_id, ts_s, pod, pod_uid, workload, spec, policy, model_version, fallback, names, chosen,
      propensity_dtype, features_dtype, shape) = json.loads(payload[_HEAD.size:at])
@@ -275,10 +277,14 @@ class DecisionLog:
 
     def intend(self, decision: LiveDecision) -> None:
         """Spool a record before its Binding is posted; :meth:`settle` must follow. Never raises."""
+        if self.spool is None:
+            self._append(decision, INTENT)  # counted as dropped (or nothing kept at all)
+            return
         with self._state_lock:
             self._inflight.add(decision.decision_id)  # before the write: the shipper must not ship it unsettled
         if not self._append(decision, INTENT):
-            self.settle(decision.decision_id, False)
+            with self._state_lock:  # nothing on disk: nothing to settle
+                self._inflight.discard(decision.decision_id)
 
     def settle(self, decision_id: str, bound: bool | None) -> None:
         """The Binding's outcome for an intent: bound, not bound, or None when the call failed
@@ -287,6 +293,8 @@ class DecisionLog:
             if decision_id not in self._inflight:
                 return
             self._inflight.discard(decision_id)
+            if len(self._outcomes) >= OUTCOMES_MAX:  # e.g. intents whose segments the bound dropped
+                self._outcomes.clear()  # safe: a forgotten outcome is read from its mark or resolved again
             self._outcomes[decision_id] = bound
         if bound is None or self.spool is None:
             return

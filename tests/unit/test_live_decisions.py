@@ -289,3 +289,15 @@ def test_marks_do_not_count_as_records_for_the_bound_or_the_batch(tmp_path):
     assert log.spool.pending_records == 2 and not log.spool.due(3600)  # 2 records + 2 marks: not full
     assert counter(telemetry, "spooled") == 2
     log.close()
+
+
+def test_a_disabled_or_unwritable_log_keeps_no_outcomes_in_memory(tmp_path):
+    disabled = DecisionLog(None, "d", "r", Telemetry(), spool_dir=tmp_path / "off")
+    (tmp_path / "spool").write_text("a file where the directory should be")
+    unwritable = new_log(tmp_path, LocalDirStore(tmp_path / "store"))
+    for log in (disabled, unwritable):
+        for i in range(3):
+            d = decision(i)
+            log.intend(d)
+            log.settle(d.decision_id, True)
+        assert log._inflight == set() and log._outcomes == {}
