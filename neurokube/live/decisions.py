@@ -179,6 +179,12 @@ def decode_mark(payload: bytes) -> tuple[str, bool]:
     return str(decision_id), bool(bound)
 
 
+def decision_id_of(payload: bytes) -> str:
+    """A record's decision id, from its JSON head alone (the arrays are not decoded)."""
+    _, length = _HEAD.unpack_from(payload, 0)
+    return str(json.loads(payload[_HEAD.size:_HEAD.size + length])[0])
+
+
 def kind_of(payload: bytes) -> int:
     return payload[0]
 
@@ -342,7 +348,7 @@ class DecisionLog:
                         decision_id, bound = decode_mark(payload)
                         marks[decision_id] = bound
                     elif kind_of(payload) == INTENT:
-                        intents.add(decode(payload).decision_id)
+                        intents.add(decision_id_of(payload))
                 except (ValueError, IndexError, struct.error):
                     continue  # the shipper rejects the segment, and says so
         self._outcomes.update({i: marks[i] for i in intents & marks.keys()})

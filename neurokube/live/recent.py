@@ -30,6 +30,7 @@ import numpy as np
 _INT = ("cpu", "memory", "cpu_limit", "memory_limit", "workload")
 _MIN_CAPACITY = 1024
 _DEAD = -1
+_ATTRS = ("_node_id", "_bound_at", *(f"_{name}" for name in _INT))  # the log's column arrays
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +210,7 @@ class RecentLog:
             setattr(self, f"_{name}", np.empty(capacity, np.int64))
 
     def _arrays(self) -> list[np.ndarray]:
-        return [self._node_id, self._bound_at, *(getattr(self, f"_{name}") for name in _INT)]
+        return [getattr(self, name) for name in _ATTRS]
 
     def _write(self, slot: int, pod: RecentPod) -> None:
         node = self._name_id.get(pod.node)
@@ -227,7 +228,7 @@ class RecentLog:
     def _own(self) -> None:
         """Copy the arrays before an in-place write if a snapshot holds them."""
         if self._shared:
-            for name, array in zip(("_node_id", "_bound_at", *(f"_{n}" for n in _INT)), self._arrays(), strict=True):
+            for name, array in zip(_ATTRS, self._arrays(), strict=True):
                 setattr(self, name, array.copy())
             self._shared = False
 
@@ -248,7 +249,7 @@ class RecentLog:
         old = [array[window][order] for array in self._arrays()]
         uids = [self._uids[i] for i in order.tolist()]
         self._allocate(max(_MIN_CAPACITY, 2 * len(uids)))
-        for name, values in zip(("_node_id", "_bound_at", *(f"_{n}" for n in _INT)), old, strict=True):
+        for name, values in zip(_ATTRS, old, strict=True):
             getattr(self, name)[:len(uids)] = values
         self._start, self._end = 0, len(uids)
         self._uids = uids
