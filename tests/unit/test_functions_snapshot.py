@@ -174,7 +174,11 @@ def test_a_store_outage_spools_and_the_next_tick_delivers(env):
     store = FlakyStore(env / "store")
     client, module = app("snapshot", FakeProm(), store)
     store.down = True
-    tick = time.time() // 3600 * 3600 - 1800  # mid-hour: a tick near an hour's edge spans other hours
+    # a recent quarter hour that is not on the hour (a tick at or near an hour's edge spans other
+    # hours), at most 30 minutes old (older ticks are refused after an hour): :15, :30 or :45
+    tick = time.time() // 900 * 900
+    if tick % 3600 == 0:
+        tick -= 900
     response = client.post("/", headers=ping(tick)[0], data=ping(tick)[1])
     # three hours of node snapshots and three of pod usage
     assert response.status_code == 200 and len(response.json["spooled"]) == 6 and store.list("") == []
