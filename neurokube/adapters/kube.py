@@ -15,7 +15,9 @@ What is done here, and why:
   that the generated ``create_namespaced_binding`` fails to deserialise (kubernetes-client/python
   issues #547 and #825).
 * A 429 answer (API Priority and Fairness) is retried after its ``Retry-After`` seconds (capped),
-  like client-go; a client-side rate limit (token bucket: ``qps``, ``burst``) is optional.
+  like client-go; a client-side rate limit (token bucket: ``qps``, ``burst``) is optional. A caller
+  for whom a 429 is an answer, not a throttle (the Eviction API refuses with 429 when a
+  PodDisruptionBudget allows no disruption), passes ``retry_429=False``.
 * ``proxy-url`` of a kubeconfig cluster is read here (the official loader ignores it), bearer
   tokens are trimmed (it keeps a token file's newline), and an exec plugin that fails is an error
   at start (it only logs the failure).
@@ -170,11 +172,11 @@ class KubeClient:
         return self.request("DELETE", path, body)
 
     def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None,
-                content_type: str = JSON, accept: str = JSON, raw: bool = False) -> Any:
+                content_type: str = JSON, accept: str = JSON, raw: bool = False, retry_429: bool = True) -> Any:
         """One request; the decoded JSON answer (None when empty), or its text with ``raw``.
         ``accept`` is for the few documents that are not plain JSON (the issuer's ``/openid/v1/jwks``
-        is served only as ``application/jwk-set+json``)."""
-        payload = self._call(method, path, body, query, content_type, accept, self.timeout_s)
+        is served only as ``application/jwk-set+json``). ``retry_429=False``: a 429 is raised at once."""
+        payload = self._call(method, path, body, query, content_type, accept, self.timeout_s, retry_429)
         if raw:
             return payload.decode()
         return json.loads(payload) if payload else None
@@ -219,8 +221,8 @@ class KubeClient:
     # -- plumbing ---------------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, body: Any, query: dict[str, str] | None, content_type: str,
-              accept: str, timeout: float | tuple[float, float]) -> bytes:
-        response = self._open(method, path, body, query, content_type, accept, timeout)
+              accept: str, timeout: float | tuple[float, float], retry_429: bool = True) -> bytes:
+        response = self._open(method, path, body, query, content_type, accept, timeout, retry_429)
         try:
             return response.data
         except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -229,7 +231,7 @@ class KubeClient:
             response.release_conn()
 
     def _open(self, method: str, path: str, body: Any, query: dict[str, str] | None, content_type: str,
-              accept: str, timeout: float | tuple[float, float]) -> urllib3.BaseHTTPResponse:
+              accept: str, timeout: float | tuple[float, float], retry_429: bool = True) -> urllib3.BaseHTTPResponse:
         headers = {"Accept": accept, "Content-Type": content_type}
         params = list(query.items()) if query else None
         for attempt in range(MAX_429_RETRIES + 1):
@@ -239,7 +241,7 @@ class KubeClient:
                                          body=body, auth_settings=["BearerToken"], _preload_content=False,
                                          _return_http_data_only=True, _request_timeout=timeout)
             except ApiException as exc:
-                if exc.status == 429 and attempt < MAX_429_RETRIES:
+                if exc.status == 429 and retry_429 and attempt < MAX_429_RETRIES:
                     self._sleep(_retry_after(exc))
                     continue
                 if not exc.status:

@@ -42,7 +42,7 @@ from neurokube.logs import event
 
 log = logging.getLogger("neurokube.cluster")
 
-STAGE_FILES = ("node-initialize", "node-heartbeat", "pod-ready", "pod-complete", "pod-delete")
+STAGE_FILES = ("node-initialize", "node-heartbeat", "pod-ready", "pod-resize", "pod-complete", "pod-delete")
 
 
 @dataclass(frozen=True)

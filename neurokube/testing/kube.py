@@ -153,7 +153,7 @@ class FakeKube:
         raise NotImplementedError("FakeKube has no watch; feed ClusterCache.replace/apply directly")
 
     def request(self, method: str, path: str, body: object = None, query: dict | None = None,
-                content_type: str = "application/json") -> object:
+                content_type: str = "application/json", retry_429: bool = True) -> object:
         if "?" in path:
             path, _, raw = path.partition("?")
             query = {**dict(urllib.parse.parse_qsl(raw)), **(query or {})}
