@@ -23,7 +23,7 @@ from benchmarks._report import write_section  # noqa: E402
 from neurokube.policies import make_policy  # noqa: E402
 from neurokube.sim import SimConfig, replay  # noqa: E402
 from neurokube.trace.assemble import ArrivalSettings  # noqa: E402
-from neurokube.trace.model import PodTable, Trace  # noqa: E402
+from neurokube.trace.model import Trace  # noqa: E402
 from neurokube.trace.synth import SynthSettings, synth_trace  # noqa: E402
 
 REQUEST_BASED = ("default", "most-allocated", "random")
@@ -35,8 +35,7 @@ def subsample(trace: Trace, pods: int, seed: int = 0) -> Trace:
     if len(p) <= pods:
         return trace
     keep = np.sort(np.random.default_rng(seed).choice(len(p), pods, replace=False))
-    table = PodTable(**{f: getattr(p, f)[keep] for f in p.__dataclass_fields__})
-    return replace(trace, pods=table)
+    return replace(trace, pods=p.take(keep))
 
 
 def time_policy(trace: Trace, name: str, repeats: int) -> tuple[float, float]:

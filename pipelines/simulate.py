@@ -26,7 +26,7 @@ from neurokube.model.reward import RewardWeights
 from neurokube.model.value_model import ValueModel
 from neurokube.sim import SimConfig, replay
 from neurokube.sim.engine import ReplayResult
-from neurokube.trace.model import PodTable, Trace
+from neurokube.trace.model import Trace
 from neurokube.trace.usage import pod_usage
 from pipelines.settings import DAY_S
 
@@ -42,9 +42,9 @@ def day_trace(trace: Trace, day: int) -> Trace:
     """Pods created during day ``day`` (0-based), with times from that day's midnight."""
     p = trace.pods
     mask = (p.creation_s >= day * DAY_S) & (p.creation_s < (day + 1) * DAY_S)
-    cut = {f.name: getattr(p, f.name)[mask] for f in dataclasses.fields(PodTable)}
-    cut["creation_s"] = cut["creation_s"] - day * DAY_S
-    return Trace(name=f"{trace.name}-d{day}", nodes=trace.nodes, pods=PodTable(**cut), profiles=trace.profiles)
+    cut = p.take(mask)
+    cut = dataclasses.replace(cut, creation_s=cut.creation_s - day * DAY_S)
+    return Trace(name=f"{trace.name}-d{day}", nodes=trace.nodes, pods=cut, profiles=trace.profiles)
 
 
 @dataclass

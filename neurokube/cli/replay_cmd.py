@@ -28,6 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                              f"(e.g. tlp:target_utilization=60, neurokube:model=DIR,node_hour_cost=60); "
                              f"repeatable (default: all of {', '.join(DEFAULT_POLICIES)}); 'neurokube' needs a model")
     replay.add_argument("--model", type=Path, help="model directory for the neurokube policy")
+    replay.add_argument("--actuator", metavar="SPEC", default="none",
+                        help="act on running pods, NAME[:key=value,...]: none (default), vpa-inplace, descheduler "
+                             "(e.g. descheduler:strategy=low,cpu_target=60), neurokube:model=DIR (models from "
+                             "`neurokube recommend --model-dir DIR`); docs/ACTING.md")
     replay.add_argument("--seed", type=seed, default=0, help="tie-break and random seed (default 0)")
     replay.add_argument("--step-s", type=int_range(1, MAX_STEP_S), default=60,
                         help=f"simulation step, at most {MAX_STEP_S} (default 60)")
@@ -51,32 +55,45 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _replay(args: argparse.Namespace) -> int:
     from neurokube.adapters.reports import write_json, write_placements
+    from neurokube.cli.actuator_specs import build_actuator, check_actuator, load_models
     from neurokube.cli.policy_specs import build_policy, check_specs
     from neurokube.sim import SimConfig, replay
+    from neurokube.sim.acting import PodRules
     from neurokube.sim.table import format_table
     from neurokube.trace.io import read_trace
 
     specs = check_specs(args.policy or list(DEFAULT_POLICIES), args.model)
+    actuator_spec, actuator_args = check_actuator(args.actuator)
+    acting = actuator_spec.name != "none"
+    if acting and args.placements_out:
+        raise InputError("--placements-out cannot be used with an actuator", "--actuator",
+                         "placements files hold one node per pod, and evicted pods move; replay without --actuator")
     config = SimConfig(step_s=args.step_s, scrape_s=args.scrape_s, window_s=args.window_s,
                        lag_s=args.scrape_s, seed=args.seed)
     trace = read_trace(args.trace)
+    models = load_models(actuator_spec, actuator_args)
     results = []
     for spec in specs:
         policy = build_policy(spec, trace, seed=args.seed, step_s=args.step_s, model_dir=args.model)
-        with progress(f"replay {spec.text}") as update:
-            results.append(replay(trace, policy, config, clock=time.perf_counter_ns, on_step=update))
+        actuator = build_actuator(actuator_spec, actuator_args, models)
+        label = f"replay {spec.text}" + (f" + {actuator_spec.text}" if acting else "")
+        with progress(label) as update:
+            results.append(replay(trace, policy, config, clock=time.perf_counter_ns, on_step=update,
+                                  actuator=actuator, rules=PodRules.of(trace.pods)))
         results[-1].policy = spec.text  # reports key each policy by its spec, exactly as given
         fallbacks = getattr(policy, "fallbacks", None)
         if fallbacks:
             results[-1].metrics["fallback_decisions"] = int(fallbacks)
     print(f"trace {args.trace} ({len(trace.nodes)} nodes, {len(trace.pods)} pods)")
-    print(format_table({r.policy: r.metrics for r in results}))
+    if acting:
+        print(f"actuator {actuator_spec.text}")
+    print(format_table({r.policy: r.metrics for r in results}, acting=acting))
     wrote = []
     with Outputs() as out:  # every output or none
         if args.json:
             write_json(out.file(args.json, "--json"), str(args.trace), results,
                        {"step_s": config.step_s, "scrape_s": config.scrape_s, "window_s": config.window_s,
-                        "lag_s": config.lag_s, "seed": config.seed})
+                        "lag_s": config.lag_s, "seed": config.seed, "actuator": actuator_spec.text})
             wrote.append(f"wrote {args.json}")
         if args.placements_out:
             directory = out.directory(args.placements_out, "--placements-out")
@@ -137,6 +154,10 @@ def _read_report(path: Path) -> tuple[dict[str, dict[str, float | None]], int, d
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError("not a replay JSON report", str(path), str(exc).splitlines()[0] if str(exc) else
                          type(exc).__name__) from None
+    actuator = report.get("config", {}).get("actuator", "none") if isinstance(report.get("config"), dict) else "none"
+    if actuator != "none":
+        raise InputError("a replay with an actuator cannot be audited", str(path),
+                         f"it ran with --actuator {actuator}, and evicted pods move; audit a replay without one")
     if not isinstance(policies, dict) or not policies or not isinstance(ends, dict):
         raise InputError("not a replay JSON report", str(path), "'policies' and 'replay_end_s' must be objects")
     if step != int(step) or not 1 <= step <= MAX_STEP_S:

@@ -40,37 +40,37 @@ class PolicySpec:
         return not self.pairs
 
 
-def parse_spec(text: str) -> PolicySpec:
+def parse_spec(text: str, flag: str = FLAG) -> PolicySpec:
     """``NAME[:key=value,...]`` -> :class:`PolicySpec`; syntax only (keys are checked by :func:`typed_args`)."""
     if not isinstance(text, str) or not text.strip():
-        raise InputError("empty policy spec", FLAG, "NAME[:key=value,...]")
+        raise InputError("empty policy spec", flag, "NAME[:key=value,...]")
     name, sep, rest = text.partition(":")
     name = name.strip()
     if not name:
-        raise InputError(f"policy spec {text!r} has no name", FLAG, "NAME[:key=value,...]")
+        raise InputError(f"policy spec {text!r} has no name", flag, "NAME[:key=value,...]")
     pairs: list[tuple[str, str]] = []
     if sep:
         if not rest.strip():
-            raise InputError(f"policy spec {text!r}: nothing after ':'", FLAG, "NAME[:key=value,...]")
+            raise InputError(f"policy spec {text!r}: nothing after ':'", flag, "NAME[:key=value,...]")
         for item in rest.split(","):
             key, eq, value = item.partition("=")
             key, value = key.strip(), value.strip()
             if not eq or not key or not value:
-                raise InputError(f"policy spec {text!r}: {item!r} is not key=value", FLAG)
+                raise InputError(f"policy spec {text!r}: {item!r} is not key=value", flag)
             if any(k == key for k, _ in pairs):
-                raise InputError(f"policy spec {text!r}: key {key!r} given twice", FLAG)
+                raise InputError(f"policy spec {text!r}: key {key!r} given twice", flag)
             pairs.append((key, value))
     return PolicySpec(text=text, name=name, pairs=tuple(pairs))
 
 
-def typed_args(cls: type[T] | None, spec: PolicySpec) -> T | None:
+def typed_args(cls: type[T] | None, spec: PolicySpec, flag: str = FLAG) -> T | None:
     """An instance of the arguments dataclass ``cls`` from ``spec``'s pairs (its defaults for the rest).
 
     ``cls`` None means the policy takes no arguments: any key is an error.
     """
     if cls is None:
         if spec.pairs:
-            raise InputError(f"policy spec {spec.text!r}: {spec.name} takes no arguments", FLAG)
+            raise InputError(f"policy spec {spec.text!r}: {spec.name} takes no arguments", flag)
         return None
     assert is_dataclass(cls)
     known = {f.name: f for f in fields(cls) if f.init}
@@ -78,13 +78,13 @@ def typed_args(cls: type[T] | None, spec: PolicySpec) -> T | None:
     values: dict[str, Any] = {}
     for key, raw in spec.pairs:
         if key not in known:
-            raise InputError(f"policy spec {spec.text!r}: unknown key {key!r}", FLAG,
+            raise InputError(f"policy spec {spec.text!r}: unknown key {key!r}", flag,
                              f"{spec.name} takes {', '.join(known) or 'no arguments'}")
-        values[key] = _convert(raw, hints[key], spec, key)
+        values[key] = _convert(raw, hints[key], spec, key, flag)
     try:
         return cls(**values)
     except (ValueError, TypeError) as exc:
-        raise InputError(f"policy spec {spec.text!r}: {exc}", FLAG) from None
+        raise InputError(f"policy spec {spec.text!r}: {exc}", flag) from None
 
 
 def describe_args(cls: type | None) -> str:
@@ -98,7 +98,7 @@ def describe_args(cls: type | None) -> str:
     return ", ".join(out)
 
 
-def _convert(raw: str, hint: Any, spec: PolicySpec, key: str) -> Any:
+def _convert(raw: str, hint: Any, spec: PolicySpec, key: str, flag: str = FLAG) -> Any:
     """``raw`` as the field's type: int, float (finite), bool, str, or ``X | None``."""
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
         else (hint,)
@@ -110,18 +110,18 @@ def _convert(raw: str, hint: Any, spec: PolicySpec, key: str) -> Any:
             return True
         if raw.lower() in ("false", "0", "no"):
             return False
-        raise InputError(f"{where} is not true or false", FLAG)
+        raise InputError(f"{where} is not true or false", flag)
     if kind is int:
         try:
             return int(raw)
         except ValueError:
-            raise InputError(f"{where} is not a whole number", FLAG) from None
+            raise InputError(f"{where} is not a whole number", flag) from None
     if kind is float:
         try:
             value = float(raw)
         except ValueError:
-            raise InputError(f"{where} is not a number", FLAG) from None
+            raise InputError(f"{where} is not a number", flag) from None
         if not math.isfinite(value):
-            raise InputError(f"{where} is not a finite number", FLAG)
+            raise InputError(f"{where} is not a finite number", flag)
         return value
     return raw

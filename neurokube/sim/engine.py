@@ -22,16 +22,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from neurokube.acting.base import Actuator, NoActuator
 from neurokube.errors import NeuroKubeError
 from neurokube.policies.base import PodSpec, Policy
 from neurokube.policies.common import fits
+from neurokube.sim.acting import ACTING_METRICS, Actuation, PodRules
 from neurokube.sim.config import SimConfig
 from neurokube.sim.metrics import MetricAccumulator
 from neurokube.sim.observe import MetricsWindow
 from neurokube.sim.state import ReplayState
 from neurokube.sim.workloads import WorkloadHistory
 from neurokube.trace.model import Trace
-from neurokube.trace.usage import pod_usage
+from neurokube.trace.usage import pod_demand
 
 
 class PolicyError(NeuroKubeError):
@@ -50,6 +52,7 @@ class ReplayResult:
     node_cpu: np.ndarray | None = None  # (steps, nodes) CPU usage, when recorded
     node_pods: np.ndarray | None = None  # (steps, nodes) running pods, when recorded
     node_mem: np.ndarray | None = None  # (steps, nodes) memory usage in MiB, when recorded
+    actuator: str = "none"  # what acted on running pods (--actuator); with one, node_of is the final placement
 
 
 def pod_specs(trace: Trace) -> list[PodSpec]:
@@ -101,7 +104,8 @@ class _Replay:
     collaborators, and one method per part of a step."""
 
     def __init__(self, trace: Trace, policy: Policy, config: SimConfig, clock: Callable[[], int] | None,
-                 on_step: Callable[[int, int], None] | None, record: bool) -> None:
+                 on_step: Callable[[int, int], None] | None, record: bool, actuator: Actuator,
+                 rules: PodRules | None) -> None:
         self.trace, self.policy, self.config = trace, policy, config
         self.clock, self.on_step = clock, on_step
         self.on_bind = getattr(policy, "on_bind", None)
@@ -122,6 +126,9 @@ class _Replay:
         self.window = MetricsWindow(self.n_nodes, config)
         self.acc = MetricAccumulator(step_s=step, hot_threshold=config.hot_threshold)
         self.log = StepLog(record)
+        n_workloads = int(workload_of.max()) + 1 if self.n_pods else 0
+        self.acting = Actuation(actuator, self.state, rules or PodRules.defaults(self.n_pods, n_workloads),
+                                step, config.scrape_s)
         self.idle_steps = 0  # steps in a row with nothing running and nothing bound
         self.waits = 0  # offers the policy declined although the pod fitted a node
 
@@ -138,12 +145,14 @@ class _Replay:
         state, view = self.state, self.state.view
         view.now_s = t
         state.depart(k)
+        self.acting.retry_waiting()
         state.arrive(k, self.arrival_step, self.order)
         view.metrics, newest = self.window.view(t)
         view.workloads = self.history.view()
         state.publish_recent(newest)
         bound = self.decide(k, t, newest)
         running = self.measure(t)
+        self.acting.after_step(t, np.flatnonzero(state.running))
         if self.on_step is not None:
             self.on_step(k + 1, self.max_steps)
         return self.finished(running, bound)
@@ -192,6 +201,7 @@ class _Replay:
             raise PolicyError(f"policy {self.policy.name!r} chose node {n} for pod "
                               f"{self.trace.pods.name[p]!r}, which does not fit there")
         state.bind(p, n, k, t, int(self.run_steps[p]))
+        self.acting.on_bind(p, t)
         state.publish_recent(newest)
         if self.on_bind is not None:
             self.on_bind(s, int(n), t)
@@ -200,7 +210,8 @@ class _Replay:
         """Sum the running pods' usage per node and account the step. Returns how many pods run."""
         state, pods = self.state, self.trace.pods
         run_idx = np.flatnonzero(state.running)
-        cpu, mem = pod_usage(pods, self.trace.profiles, run_idx, t - state.bind_step[run_idx] * float(self.step))
+        cpu, mem = self.acting.usage(
+            run_idx, *pod_demand(pods, self.trace.profiles, run_idx, t - state.bind_step[run_idx] * float(self.step)))
         node_cpu = np.bincount(state.node_of[run_idx], weights=cpu, minlength=self.n_nodes)
         node_mem = np.bincount(state.node_of[run_idx], weights=mem, minlength=self.n_nodes)
         self.window.record(t, node_cpu, node_mem)
@@ -230,16 +241,20 @@ class _Replay:
         """The result after step ``k``, the last one run: placements, metrics, series."""
         state, step, log = self.state, self.step, self.log
         end_s = float((k + 1) * step)
-        bind_step = state.bind_step
-        bind_s = np.where(bind_step >= 0, bind_step * float(step), np.nan)
-        waited = np.where(bind_step >= 0, bind_s, end_s) - self.trace.pods.creation_s
-        metrics = self.acc.finish(pending_pod_s=float(np.maximum(waited, 0.0).sum()),
-                                  unscheduled=int((bind_step < 0).sum()))
+        first = state.first_bind_step
+        bind_s = np.where(first >= 0, first * float(step), np.nan)
+        waited = np.where(first >= 0, bind_s, end_s) - self.trace.pods.creation_s
+        acting, repending_s = self.acting.finish(end_s)
+        metrics = self.acc.finish(pending_pod_s=float(np.maximum(waited, 0.0).sum()) + repending_s,
+                                  unscheduled=int((state.node_of < 0).sum()))
         metrics["waits"] = self.waits
+        metrics.update(acting)
+        assert tuple(acting) == ACTING_METRICS
         return ReplayResult(
             policy=self.policy.name, trace=self.trace.name, node_of=state.node_of, bind_s=bind_s, end_s=end_s,
             metrics=metrics, series={key: np.asarray(v) for key, v in log.series.items()},
             node_cpu=log.stacked(log.cpu), node_pods=log.stacked(log.pods), node_mem=log.stacked(log.mem),
+            actuator=self.acting.actuator.name,
         )
 
 
@@ -251,11 +266,15 @@ def replay(
     clock: Callable[[], int] | None = None,
     on_step: Callable[[int, int], None] | None = None,
     record: bool = False,
+    actuator: Actuator | None = None,
+    rules: PodRules | None = None,
 ) -> ReplayResult:
     """Replay ``trace`` under ``policy``.
 
     ``clock`` (nanoseconds, e.g. ``time.perf_counter_ns``) times each decision when given;
     ``on_step(done, total)`` reports progress; ``record`` keeps per-step node usage and pod
-    counts in the result (for attributing outcomes to decisions).
+    counts in the result (for attributing outcomes to decisions); ``actuator`` acts on running pods
+    (none by default), under the trace's ``rules`` (priority, controller, disruption budgets; the
+    defaults when None).
     """
-    return _Replay(trace, policy, config, clock, on_step, record).run()
+    return _Replay(trace, policy, config, clock, on_step, record, actuator or NoActuator(), rules).run()

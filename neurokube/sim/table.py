@@ -16,6 +16,14 @@ COLUMNS = (
     ("decision_us_p50", "p50 us", "{:,.0f}"),
     ("decision_us_p99", "p99 us", "{:,.0f}"),
 )
+ACTING_COLUMNS = (
+    ("resizes", "resizes", "{:,d}"),
+    ("evictions", "evictions", "{:,d}"),
+    ("throttled_s", "throttled pod-s", "{:,.0f}"),
+    ("oom_kills", "OOM kills", "{:,d}"),
+    ("lost_work_core_s", "evicted work core-s", "{:,.0f}"),
+)
+"""Shown when an actuator acted (``--actuator``)."""
 
 
 def _fmt(fmt: str, value: object) -> str:
@@ -27,9 +35,10 @@ def _fmt(fmt: str, value: object) -> str:
         return str(value)
 
 
-def format_table(metrics: Mapping[str, Mapping[str, object]]) -> str:
-    header = ["policy", *[c[1] for c in COLUMNS]]
-    rows = [[name, *[_fmt(fmt, m.get(key)) for key, _, fmt in COLUMNS]] for name, m in metrics.items()]
+def format_table(metrics: Mapping[str, Mapping[str, object]], *, acting: bool = False) -> str:
+    columns = COLUMNS + ACTING_COLUMNS if acting else COLUMNS
+    header = ["policy", *[c[1] for c in columns]]
+    rows = [[name, *[_fmt(fmt, m.get(key)) for key, _, fmt in columns]] for name, m in metrics.items()]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
     lines.append("  ".join("-" * w for w in widths))

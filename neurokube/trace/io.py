@@ -23,6 +23,7 @@ from neurokube.errors import InputError
 from neurokube.logs import event
 from neurokube.trace.model import (
     NODE_COLUMNS,
+    OPTIONAL_POD_COLUMNS,
     POD_COLUMNS,
     PROFILE_COLUMNS,
     QOS_CLASSES,
@@ -46,6 +47,11 @@ MIN_PROFILE_STEP_S = 0.001
 """Smallest step between two samples of a profile (the writer keeps t_s to the millisecond)."""
 STEP_RTOL, STEP_ATOL_S = 1e-6, 1e-6
 """How far a profile's steps may differ from its first step and still count as uniform."""
+MIN_PRIORITY, MAX_PRIORITY = -2**31, 2_000_001_000
+"""Range of pods' optional ``priority``: Kubernetes' int32 priorities, up to ``system-node-critical``
+(user classes stop at 10^9; the two system classes sit above it)."""
+MAX_UNAVAILABLE = 2**31 - 1
+"""Largest ``max_unavailable`` (a pod count, an int32 as in a PodDisruptionBudget)."""
 
 _INT_NODE = {"cpu_milli": MAX_CPU_MILLI, "memory_mib": MAX_MEMORY_MIB}
 _INT_POD = {"cpu_request_milli": MAX_CPU_MILLI, "memory_request_mib": MAX_MEMORY_MIB,
@@ -59,9 +65,9 @@ _NAN_TEXT = re.compile(r"^[+-]?nan$", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class CsvColumns:
-    """The required columns of one CSV file (:func:`read_columns`) as stripped strings;
-    ``frame.index`` holds each row's record number (0 is the header), from which :meth:`where`
-    finds its line in the file."""
+    """The required columns of one CSV file, and the optional ones it has (:func:`read_columns`),
+    as stripped strings; ``frame.index`` holds each row's record number (0 is the header), from
+    which :meth:`where` finds its line in the file."""
 
     path: Path
     frame: pd.DataFrame
@@ -76,6 +82,10 @@ class CsvColumns:
 
     def column(self, name: str) -> pd.Series:
         return self.frame[name]
+
+    def has(self, name: str) -> bool:
+        """Whether the file has column ``name`` (always, for a required one)."""
+        return name in self.frame.columns
 
 
 def _line_of(path: Path, record: int) -> int:
@@ -99,11 +109,12 @@ def _line_of(path: Path, record: int) -> int:
     return record + 1
 
 
-def read_columns(path: Path, required: tuple[str, ...]) -> CsvColumns:
-    """The ``required`` columns of the CSV file ``path`` (gzip when it ends in .gz), for the trace
-    files and the replay's placements alike. Refused with an :class:`InputError` naming the file
-    (and line): an unreadable, undecodable or empty file, a missing or duplicate required column,
-    a row with more fields than the header. Blank lines are skipped; extra columns are ignored."""
+def read_columns(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> CsvColumns:
+    """The ``required`` columns of the CSV file ``path`` (gzip when it ends in .gz), and those of
+    the ``optional`` ones it has, for the trace files and the replay's placements alike. Refused
+    with an :class:`InputError` naming the file (and line): an unreadable, undecodable or empty
+    file, a missing required column, a duplicate required or optional column, a row with more
+    fields than the header. Blank lines are skipped; extra columns are ignored."""
     try:
         # header=None: the header row is data to us, so a row longer than the header is an error
         # (pandas would otherwise take the extra field as an index and shift the columns).
@@ -127,15 +138,18 @@ def read_columns(path: Path, required: tuple[str, ...]) -> CsvColumns:
     except OSError as exc:  # PermissionError, IsADirectoryError, ...
         raise InputError("cannot be read", str(path), _reason(exc)) from None
     header = [str(c).strip().lstrip("\ufeff").strip() for c in frame.iloc[0]]
-    positions = []
-    for name in required:
+    names, positions = [], []
+    for name in (*required, *optional):
         found = [i for i, c in enumerate(header) if c == name]
+        if not found and name in optional:
+            continue
         if not found:
             raise InputError(f"missing column {name!r}", str(path), f"v1 needs columns {', '.join(required)}")
         if len(found) > 1:
             raise InputError(f"duplicate column {name!r}", f"{path}:1", "each column may appear once")
+        names.append(name)
         positions.append(found[0])
-    data = pd.DataFrame({name: frame.iloc[1:, i].str.strip() for name, i in zip(required, positions)})
+    data = pd.DataFrame({name: frame.iloc[1:, i].str.strip() for name, i in zip(names, positions)})
     blank = np.array((data == "").all(axis=1), dtype=bool)
     if blank.any():  # a blank line, unless a column we do not read has something
         others = [i for i in range(frame.shape[1]) if i not in positions]
@@ -153,9 +167,9 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _numeric(table: CsvColumns, column: str, *, maximum: int, integral: bool = False) -> np.ndarray:
-    """``column`` as float64; every value a finite number in ``[0, maximum]``, and a whole number
-    when ``integral`` (a quantity in millicores or MiB is never rounded for the producer)."""
+def _numeric(table: CsvColumns, column: str, *, maximum: int, integral: bool = False, minimum: int = 0) -> np.ndarray:
+    """``column`` as float64; every value a finite number in ``[minimum, maximum]``, and a whole
+    number when ``integral`` (a quantity in millicores or MiB is never rounded for the producer)."""
     raw = table.column(column)
     values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
 
@@ -169,7 +183,9 @@ def _numeric(table: CsvColumns, column: str, *, maximum: int, integral: bool = F
     if nan.any():
         refuse(nan & ~raw.str.match(_NAN_TEXT).to_numpy(dtype=bool), "is not a number")
     refuse(~np.isfinite(values), "is not a finite number", "inf and nan are refused")
-    refuse(values < 0, "is negative", quote=False)
+    if minimum == 0:
+        refuse(values < 0, "is negative", quote=False)
+    refuse(values < minimum, "is too small", f"at least {minimum:,}; docs/TRACE_FORMAT.md, Limits")
     refuse(values > maximum, "is too large", f"at most {maximum:,}; docs/TRACE_FORMAT.md, Limits")
     if integral:
         refuse(values != np.floor(values), "is not a whole number", "this column counts whole units")
@@ -254,7 +270,7 @@ def read_profiles(path: Path) -> ProfileTable:
 
 
 def read_pods(path: Path, profiles: ProfileTable) -> PodTable:
-    table = read_columns(path, POD_COLUMNS)
+    table = read_columns(path, POD_COLUMNS, OPTIONAL_POD_COLUMNS)
     name = _names(table, "name", unique=False)
     namespace = _names(table, "namespace", unique=False)
     key = pd.Series(namespace + "/" + name)
@@ -282,10 +298,47 @@ def read_pods(path: Path, profiles: ProfileTable) -> PodTable:
         name=name, namespace=namespace, workload=workload,
         qos=qos.to_numpy(dtype=np.int8),
         profile=profile.to_numpy(dtype=np.int32),
-        **ints, **floats,
+        **ints, **floats, **_optional_pod_columns(table, namespace, workload),
     )
     _warn_inconsistent(pods, table)
     return pods
+
+
+def _optional_pod_columns(table: CsvColumns, namespace: np.ndarray, workload: np.ndarray) -> dict[str, np.ndarray]:
+    """Those of :data:`OPTIONAL_POD_COLUMNS` that pods.csv has; a present column needs a value on
+    every row, and ``max_unavailable``, a budget per workload, one value per workload."""
+    found: dict[str, np.ndarray] = {}
+    if table.has("priority"):
+        found["priority"] = _numeric(table, "priority", minimum=MIN_PRIORITY, maximum=MAX_PRIORITY,
+                                     integral=True).astype(np.int64)
+    if table.has("controlled"):
+        found["controlled"] = _flags(table, "controlled")
+    if table.has("max_unavailable"):
+        budget = _numeric(table, "max_unavailable", maximum=MAX_UNAVAILABLE, integral=True).astype(np.int64)
+        key = namespace + "/" + workload
+        first = pd.Series(np.arange(len(budget))).groupby(key, sort=False).transform("first").to_numpy()
+        differs = budget != budget[first]  # first: the workload's first row, in file order
+        if differs.any():
+            row = int(np.flatnonzero(differs)[0])
+            raise InputError(f"column 'max_unavailable': workload {key[row]!r} has {budget[row]}", table.where(row),
+                             f"but {budget[first[row]]} on line {table.line(int(first[row]))}; "
+                             "its pods share one disruption budget")
+        found["max_unavailable"] = budget
+    return found
+
+
+_FLAG_VALUES = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _flags(table: CsvColumns, column: str) -> np.ndarray:
+    """``column`` as bool: ``true``/``false`` (any case) or ``1``/``0``."""
+    raw = table.column(column)
+    values = raw.str.lower().map(_FLAG_VALUES)
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise InputError(f"column {column!r}: {raw.iloc[row]!r} is not a boolean", table.where(row),
+                         "true, false, 1 or 0")
+    return values.to_numpy(dtype=bool)
 
 
 def _warn_inconsistent(pods: PodTable, table: CsvColumns) -> None:
@@ -331,6 +384,9 @@ def write_trace(trace: Trace, directory: str | Path, *, compress_profiles: bool 
     columns = {c: getattr(p, c) for c in POD_COLUMNS}
     columns["qos"] = np.asarray(QOS_CLASSES, dtype=object)[p.qos]
     columns["profile"] = trace.profiles.names[p.profile]
+    for c in OPTIONAL_POD_COLUMNS:  # only those set: a trace without them writes as before
+        if (values := getattr(p, c)) is not None:
+            columns[c] = np.where(values, "true", "false") if c == "controlled" else values
     frame = pd.DataFrame(columns)
     for c in _FLOAT_POD:
         frame[c] = frame[c].round(3)

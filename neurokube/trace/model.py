@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -15,6 +15,10 @@ POD_COLUMNS = (
     "cpu_request_milli", "memory_request_mib", "cpu_limit_milli", "memory_limit_mib",
     "creation_s", "duration_s", "profile", "profile_offset_s", "cpu_scale_milli", "memory_scale_mib",
 )
+OPTIONAL_POD_COLUMNS = ("priority", "controlled", "max_unavailable")
+"""pods.csv columns a trace may leave out (docs/TRACE_FORMAT.md): the per-pod facts actuators
+respect when they act on running pods. Absent, the :class:`PodTable` field is None and readers
+use the defaults: priority 0, controlled, a budget of one unavailable pod per workload."""
 PROFILE_COLUMNS = ("profile", "t_s", "cpu", "memory")
 
 
@@ -32,7 +36,11 @@ class NodeTable:
 
 @dataclass(frozen=True)
 class PodTable:
-    """One row per pod; a limit of 0 means none; times in seconds from trace start."""
+    """One row per pod; a limit of 0 means none; times in seconds from trace start.
+
+    The last three fields are the optional columns (:data:`OPTIONAL_POD_COLUMNS`), None when the
+    trace has no such column; copy or subset a table with :meth:`take`, which keeps them.
+    """
 
     name: np.ndarray
     namespace: np.ndarray
@@ -48,9 +56,17 @@ class PodTable:
     profile_offset_s: np.ndarray  # float64
     cpu_scale_milli: np.ndarray  # float64
     memory_scale_mib: np.ndarray  # float64
+    priority: np.ndarray | None = None  # int64; higher is more important
+    controlled: np.ndarray | None = None  # bool: a controller re-creates the pod after an eviction
+    max_unavailable: np.ndarray | None = None  # int64 per pod: its workload's disruption budget
 
     def __len__(self) -> int:
         return len(self.name)
+
+    def take(self, rows: np.ndarray) -> PodTable:
+        """The pods at ``rows`` (integer positions or a boolean mask), every column sliced alike;
+        an absent optional column stays absent."""
+        return PodTable(**{f.name: None if (v := getattr(self, f.name)) is None else v[rows] for f in fields(self)})
 
     def workload_ids(self) -> np.ndarray:
         """Dense integer id per pod for its (namespace, workload) pair."""

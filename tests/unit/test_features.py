@@ -9,7 +9,6 @@ from neurokube.features import FEATURE_NAMES, candidate_features
 from neurokube.policies import make_policy
 from neurokube.policies.base import PodSpec
 from neurokube.sim import SimConfig, replay
-from neurokube.trace.model import PodTable
 from tests.conftest import make_view
 
 
@@ -30,9 +29,7 @@ def _future_changed(trace, t_cut):
     keep = p.creation_s <= t_cut
     ends_after = p.creation_s + p.duration_s > t_cut - 3600  # lives past the cut, even if it waited an hour
     duration = np.where(ends_after, p.duration_s + 7200.0, p.duration_s)
-    fields = {f: getattr(p, f)[keep] for f in p.__dataclass_fields__}
-    fields["duration_s"] = duration[keep]
-    return replace(trace, pods=PodTable(**fields))
+    return replace(trace, pods=replace(p.take(keep), duration_s=duration[keep]))
 
 
 def test_no_future_information_leaks_into_features(small_trace):

@@ -1,0 +1,192 @@
+"""Acting on running pods, in the replay: NeuroKube's actuator against VPA in place and the descheduler.
+
+Builds two training and two unseen evaluation traces from ../shared/data (the seeds of the
+"Frontier" section: train 0 and 2; evaluate 101, and 202 with 40 nodes at target load 0.75),
+trains the prediction models on the training traces only (``neurokube recommend --train-trace``),
+and replays each evaluation trace under kube-scheduler's default scoring with every actuator:
+``none``, ``vpa-inplace``, ``descheduler`` (each at its defaults) and NeuroKube's at several
+eviction budgets (``max_evictions``). Writes the "acting" section of docs/BENCHMARKS.md with the
+issue's goals met or not, the JSON (``--json``) and a plot (``--plot``). About 15 minutes on 2 cores.
+
+Usage: .venv/bin/python benchmarks/acting.py [--out out/acting] [--no-docs]
+Equivalent CLI per cell: ``neurokube replay --trace EVAL --policy default --actuator SPEC --json OUT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DATA = ROOT.parent / "shared" / "data"
+NK = str(ROOT / ".venv" / "bin" / "neurokube")
+TRAIN = {"real-0": ["--seed", "0"], "real-2": ["--seed", "2"]}
+EVAL = {"real-101": ["--seed", "101"], "real-202-40n": ["--seed", "202", "--nodes", "40", "--target-load", "0.75"]}
+BUDGETS = (0.0, 0.0025, 0.005, 0.01)
+DEFAULT_BUDGET = 0.01
+
+
+def actuators(model: Path) -> list[str]:
+    return ["none", "vpa-inplace", "descheduler",
+            *(f"neurokube:model={model},max_evictions={b:g}" for b in BUDGETS)]
+
+
+def raw_args() -> list[str]:
+    return ["--openb-pods", str(DATA / "alibaba-openb" / "openb_pod_list_default.csv"),
+            "--openb-nodes", str(DATA / "alibaba-openb" / "openb_node_list_all_node.csv"),
+            "--bitbrains", str(DATA / "bitbrains-rnd-2013-7")]
+
+
+def run(cmd: list[str]) -> None:
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+def replay_one(trace: Path, spec: str, out: Path) -> dict:
+    run([NK, "replay", "--trace", str(trace), "--policy", "default", "--actuator", spec, "--json", str(out)])
+    return json.loads(out.read_text())["policies"]["default"]
+
+
+def short(spec: str) -> str:
+    """``neurokube:model=...,max_evictions=0.01`` -> ``neurokube max_evictions=0.01``."""
+    if not spec.startswith("neurokube:"):
+        return spec
+    return "neurokube " + ",".join(p for p in spec.split(":", 1)[1].split(",") if not p.startswith("model="))
+
+
+def goals(cells: dict[str, dict], pods: int) -> list[str]:
+    """The issue's acting goals on one trace, each with its numbers."""
+    none, vpa, desch = cells["none"], cells["vpa-inplace"], cells["descheduler"]
+    ours = {k: v for k, v in cells.items() if k.startswith("neurokube")}
+    default = next(v for k, v in ours.items() if k.endswith(f"max_evictions={DEFAULT_BUDGET:g}"))
+    ratio = default["contention_core_s"] / none["contention_core_s"]
+    share = default["evictions"] / pods
+    nh = default["node_hours"] / none["node_hours"]
+    lines = [f"- NeuroKube (max_evictions={DEFAULT_BUDGET:g}) contention {ratio:.2f}x no actuation (goal <= 0.70), "
+             f"evictions {default['evictions']:,} = {share:.2%} of pods (goal <= 1 %), node-hours {nh:.3f}x "
+             f"(goal <= 1.02): {verdict(ratio <= 0.7 and share <= 0.01 and nh <= 1.02)}"]
+    for name, peer in (("vpa-inplace", vpa), ("descheduler", desch)):
+        ok = [k for k, v in ours.items() if v["contention_core_s"] < peer["contention_core_s"]
+              and v["evictions"] <= peer["evictions"] and v["lost_work_core_s"] <= peer["lost_work_core_s"]]
+        best = min(ok, key=lambda k: ours[k]["contention_core_s"]) if ok else None
+        lines.append(f"- less contention than `{name}` ({peer['contention_core_s']:,.0f} core-s, "
+                     f"{peer['evictions']:,} evictions, {peer['lost_work_core_s']:,.0f} core-s lost) at no more "
+                     f"evictions and lost work: " + (f"met by `{short(best)}` ({ours[best]['contention_core_s']:,.0f} "
+                                                      f"core-s, {ours[best]['evictions']:,} evictions)"
+                                                      if best else "**NOT met** by any budget"))
+    return lines
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**NOT met**"
+
+
+COLUMNS = (("contention_core_s", "contention core-s", "{:,.0f}"), ("node_hours", "node-h", "{:,.1f}"),
+           ("pending_pod_s", "pending pod-s", "{:,.0f}"), ("resizes", "resizes", "{:,}"),
+           ("evictions", "evictions", "{:,}"), ("evictions_refused", "refused", "{:,}"),
+           ("lost_work_core_s", "evicted work core-s", "{:,.0f}"), ("throttled_s", "throttled pod-s", "{:,.0f}"),
+           ("oom_kills", "OOM kills", "{:,}"))
+
+
+def table(cells: dict[str, dict]) -> str:
+    head = "| actuator | " + " | ".join(c[1] for c in COLUMNS) + " |"
+    rows = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+    for spec, m in cells.items():
+        rows.append(f"| `{short(spec)}` | " + " | ".join(fmt.format(m[k]) for k, _, fmt in COLUMNS) + " |")
+    return "\n".join(rows)
+
+
+def plot(results: dict[str, dict[str, dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
+    for ax, (trace, cells) in zip(axes[0], results.items()):
+        ours = [(m["evictions"], m["contention_core_s"]) for k, m in cells.items() if k.startswith("neurokube")]
+        ax.plot([e for e, _ in ours], [c for _, c in ours], "o-", color="tab:green",
+                label="NeuroKube (max_evictions " + ", ".join(f"{b:g}" for b in BUDGETS) + ")")
+        for name, marker, color in (("none", "s", "black"), ("vpa-inplace", "^", "tab:blue"),
+                                    ("descheduler", "D", "tab:orange")):
+            m = cells[name]
+            ax.scatter([m["evictions"]], [m["contention_core_s"]], marker=marker, color=color, s=60, label=name,
+                       zorder=3)
+        ax.set_xscale("symlog", linthresh=10)
+        ax.set_xlabel("evictions")
+        ax.set_ylabel("contention (core-s)")
+        ax.set_title(trace)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Acting on running pods under kube-scheduler's default scoring (lower left is better)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ROOT / "out" / "acting")
+    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "acting.png")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
+    args = parser.parse_args(argv)
+    if not (DATA / "alibaba-openb").is_dir() or not (DATA / "bitbrains-rnd-2013-7").is_dir():
+        print(f"no workload data in {DATA}: the acting benchmark needs ../shared/data", file=sys.stderr)
+        return 2
+    t0 = time.monotonic()
+    out = args.out
+    traces = {}
+    for name, extra in {**TRAIN, **EVAL}.items():
+        traces[name] = out / "traces" / name
+        if not (traces[name] / "pods.csv").is_file():
+            run([NK, "trace", "build", *raw_args(), "--out", str(traces[name]), *extra])
+    model = out / "models"
+    first_eval = traces[next(iter(EVAL))]
+    run([NK, "recommend", "--trace", str(first_eval), *[a for t in TRAIN for a in ("--train-trace", str(traces[t]))],
+         "--model-dir", str(model)])
+    jobs = {}
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        for name in EVAL:
+            for i, spec in enumerate(actuators(model)):
+                jobs[(name, spec)] = pool.submit(replay_one, traces[name], spec, out / "runs" / f"{name}-{i}.json")
+        results = {name: {spec: jobs[(name, spec)].result() for spec in actuators(model)}
+                   for name in EVAL}
+    pods = {}
+    from neurokube.trace.io import read_trace
+
+    for name in EVAL:
+        pods[name] = len(read_trace(traces[name]).pods)
+    doc = {"traces": {n: {"pods": pods[n], "actuators": {short(k): v for k, v in results[n].items()}} for n in EVAL},
+           "budgets": list(BUDGETS), "default_budget": DEFAULT_BUDGET}
+    (out / "acting.json").write_text(json.dumps(doc, indent=2) + "\n")
+    plot(results, args.plot)
+    parts = [f"Placement: kube-scheduler's default scoring (`--policy default`) on traces the prediction models "
+             f"never saw; models trained on {', '.join(TRAIN)} (`neurokube recommend --train-trace ...`). "
+             f"Every actuator at its defaults; NeuroKube's at eviction budgets {', '.join(f'{b:g}' for b in BUDGETS)} "
+             f"(share of pods; {DEFAULT_BUDGET:g} is its default). \"evicted work\" is the CPU work evicted pods "
+             f"had done since they started; OOM kills are the same for every actuator that leaves memory alone "
+             f"(docs/ACTING.md).\n\n![acting](img/{args.plot.name})\n"]
+    for name in EVAL:
+        parts.append(f"### {name} ({pods[name]:,} pods)\n\n{table(results[name])}\n\n" + "\n".join(
+            goals(results[name], pods[name])) + "\n")
+    parts.append(f"Wall time {time.monotonic() - t0:,.0f} s.")
+    body = "\n".join(parts)
+    print(body)
+    if not args.no_docs:
+        from benchmarks._report import write_section
+
+        write_section("acting", "Acting on running pods: NeuroKube against VPA in place and the descheduler",
+                      ".venv/bin/python benchmarks/acting.py", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""NeuroKube's actuator (``--actuator neurokube:model=DIR,...``): forecasts drive resizes first, evictions last.
+
+DIR holds the prediction models ``neurokube recommend --train-trace T --model-dir DIR`` trains
+(:class:`~neurokube.forecast.evaluation.Recommender`): per-workload CPU forecasts (median and
+95th percentile, 15 and 60 minutes ahead) and the right-sizing margin calibrated on the training
+traces. The actuator keeps, from what it is shown each scrape, the same per-workload 5-minute
+series the models were trained on, and every ``refresh_s`` forecasts each running workload.
+
+Every ``interval_s`` it then does, in this order:
+
+1. **Predict each node.** A pod's usage 15 minutes ahead is its usage now times its workload's
+   forecast change (median forecast / the workload's mean now); a node's is the sum over its
+   pods. A node is *predicted hot* when that exceeds ``hot_threshold`` of its allocatable CPU.
+2. **Right-size requests in place** (CPU only). A pod's target request is
+   ``margin x level x residual quantile`` (the right-sizing recipe of docs/FORECASTS.md: level =
+   the largest median forecast over the horizons, times the training traces' residual quantile),
+   at least 25 millicores. A pod whose request is more than ``tolerance`` below its target is
+   raised to it, so the scheduler stops counting on room its pods will use; one more than
+   ``tolerance`` above it is lowered, unless its node is predicted hot, so that room is freed for
+   other pods. Limits stay as written (raising a limit would let a throttled pod use more and heat
+   its node), except that a limit below the new request is raised to it and a Guaranteed pod's
+   limit follows its request. A pod is resized at most once per ``pod_cooldown_s``, a node
+   sees at most ``resizes_per_node`` per round.
+3. **Relieve what resizing cannot.** Resizes change requests, not usage: a predicted-hot node
+   whose predicted usage is above its allocatable even so loses one pod per round at most, at most
+   once per ``node_cooldown_s``: the lowest-priority controlled pod (never one of higher priority
+   than any pod left on the node) whose predicted usage covers the excess, the smallest such,
+   youngest first (least work lost), and only when some node that is not predicted hot has the room
+   its request needs. Evictions stop at ``max_evictions`` per pods seen (1 %: the issue's budget).
+
+A workload the models cannot forecast yet (fewer than two bins of history) uses its pods' usage
+now as its level. With no model (``model=`` empty) the actuator uses that rule for every workload;
+the ``fallbacks`` counter says how many workload forecasts used it.
+
+Pure: numpy and the model objects; the model files are read at the edge (cli/actuator_specs.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from neurokube.acting.base import Action, ActuatorView, Evict, Resize, RunningPods, qos_class
+from neurokube.forecast.evaluation import Recommender
+from neurokube.forecast.series import WorkloadSeries
+from neurokube.policies.base import GUARANTEED
+
+BIN_S = 300
+HISTORY_BINS = 72
+"""Bins (6 h) of each workload's series given to the forecast models: their longest trailing
+window is 36 bins; older history only moves the slow EWM and history-length features."""
+
+
+@dataclass(frozen=True)
+class NeuroKubeActuatorArgs:
+    """``neurokube:key=value,...`` for ``--actuator``."""
+
+    model: str | None = None
+    """Directory of ``neurokube recommend --model-dir`` models (required on the command line)."""
+    margin: float = 0.0
+    """Right-sizing margin on the forecast; 0 = the one calibrated on the training traces."""
+    hot_threshold: float = 0.9
+    """Predicted CPU use / allocatable above which a node is predicted hot."""
+    tolerance: float = 0.15
+    """A request within this share of its target is left alone."""
+    interval_s: int = 60
+    refresh_s: int = 900
+    """How often the forecasts are recomputed (seconds)."""
+    pod_cooldown_s: float = 1800.0
+    node_cooldown_s: float = 600.0
+    resizes_per_node: int = 4
+    max_evictions: float = 0.01
+    """Evictions at most this share of the pods seen running."""
+    downsize: bool = True
+    """Lower over-requested pods (frees room); False raises only."""
+
+    def __post_init__(self) -> None:
+        if self.margin < 0 or not 0 < self.hot_threshold <= 2 or not 0 <= self.tolerance < 1:
+            raise ValueError("margin must be >= 0, hot_threshold in (0, 2], tolerance in [0, 1)")
+        if self.interval_s <= 0 or self.refresh_s <= 0 or self.refresh_s % BIN_S:
+            raise ValueError(f"interval_s must be > 0 and refresh_s a positive multiple of {BIN_S}")
+        if self.pod_cooldown_s < 0 or self.node_cooldown_s < 0 or self.resizes_per_node < 0:
+            raise ValueError("cooldowns and resizes_per_node must be >= 0")
+        if not 0 <= self.max_evictions <= 1:
+            raise ValueError("max_evictions must be in [0, 1]")
+
+
+class _Series:
+    """Per-workload 5-minute series of per-pod mean usage, built from scrapes as the models' training series were."""
+
+    def __init__(self) -> None:
+        self.cpu_s = np.zeros((0, 0))  # (W, B) millicore-seconds
+        self.pod_s = np.zeros((0, 0))  # (W, B) pod-seconds
+        self.request = np.zeros(0)  # (W,) per-pod CPU request as first seen
+        self.last_t: float | None = None
+
+    def add(self, now_s: float, pods: RunningPods) -> None:
+        dt = 60.0 if self.last_t is None else max(now_s - self.last_t, 1.0)
+        self.last_t = now_s
+        b = int(now_s // BIN_S)
+        w_n = max(int(pods.workload.max()) + 1, self.cpu_s.shape[0])
+        b_n = max(b + 1, self.cpu_s.shape[1])
+        if (w_n, b_n) != self.cpu_s.shape:
+            grow = np.zeros((w_n, max(b_n, 2 * self.cpu_s.shape[1])))
+            for name in ("cpu_s", "pod_s"):
+                old = getattr(self, name)
+                new = grow.copy()
+                new[:old.shape[0], :old.shape[1]] = old
+                setattr(self, name, new)
+            req = np.full(w_n, np.nan)
+            req[:len(self.request)] = self.request
+            self.request = req
+        unseen = np.isnan(self.request[pods.workload])
+        self.request[pods.workload[unseen]] = pods.cpu_request[unseen]
+        np.add.at(self.cpu_s, (pods.workload, b), pods.cpu_usage * dt)
+        np.add.at(self.pod_s, (pods.workload, b), dt)
+
+    def window(self, workloads: np.ndarray, end_bin: int) -> WorkloadSeries:
+        """The complete bins before ``end_bin`` (at most :data:`HISTORY_BINS`) of ``workloads``."""
+        lo = max(end_bin - HISTORY_BINS, 0)
+        pod_s = self.pod_s[workloads, lo:end_bin]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cpu = np.where(pod_s > 0, self.cpu_s[workloads, lo:end_bin] / pod_s, np.nan)
+        n = len(workloads)
+        return WorkloadSeries(np.arange(n).astype(str), BIN_S, cpu, np.full_like(cpu, np.nan), pod_s / BIN_S,
+                              np.nan_to_num(self.request[workloads]), np.zeros(n))
+
+
+class NeuroKubeActuator:
+    """See the module docstring."""
+
+    def __init__(self, args: NeuroKubeActuatorArgs, models: Recommender | None, name: str = "neurokube") -> None:
+        self.args, self.models, self.name = args, models, name
+        self.interval_s = args.interval_s
+        self.margin = args.margin or (models.cpu_margin if models is not None else 1.0)
+        self.residual_q = models.cpu_residual_q if models is not None else 1.0
+        self.series = _Series()
+        self.level = np.zeros(0)  # per workload: level (largest median forecast), nan unknown
+        self.change = np.zeros(0)  # per workload: median 15-min forecast / mean now
+        self.refreshed_at = -np.inf
+        self.last_resize: dict[int, float] = {}
+        self.last_evict_node: dict[int, float] = {}
+        self.seen_pods: set[int] = set()
+        self.evictions = 0
+        self.fallbacks = 0
+
+    def observe(self, now_s: float, pods: RunningPods) -> None:
+        if len(pods):
+            self.series.add(now_s, pods)
+            self.seen_pods.update(pods.pod.tolist())
+
+    def _refresh(self, now_s: float, workloads: np.ndarray) -> None:
+        """Forecast every running workload that has complete bins; the others get no level (NaN)
+        and :meth:`act` uses their pods' usage now."""
+        n_w = max(self.series.cpu_s.shape[0], int(workloads.max()) + 1 if workloads.size else 0)
+        self.level = np.full(n_w, np.nan)
+        self.change = np.ones(n_w)
+        self.refreshed_at = now_s
+        end = int(now_s // BIN_S)
+        known = workloads[workloads < self.series.cpu_s.shape[0]]
+        forecast = np.zeros(0, bool)
+        if end >= 1 and known.size and self.models is not None:
+            s = self.series.window(known, end)
+            now = s.cpu[:, -1]
+            forecast = np.isfinite(now) & (np.isfinite(s.cpu).sum(axis=1) >= 2)
+            if forecast.any():
+                f = self.models.forecast
+                p50 = {h: f.predict(s, "cpu", h, 0.5)[:, -1] for h in f.settings.horizons_min}
+                level = np.fmax.reduce(list(p50.values()))
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    ratio = np.where(now > 0, p50[min(p50)] / now, 1.0)
+                self.level[known[forecast]] = level[forecast]
+                self.change[known[forecast]] = np.where(np.isfinite(ratio[forecast]), ratio[forecast], 1.0)
+        self.fallbacks += int(workloads.size - forecast.sum())
+
+    def act(self, view: ActuatorView) -> list[Action]:
+        a, pods = self.args, view.pods
+        if len(pods) == 0:
+            return []
+        if view.now_s - self.refreshed_at >= a.refresh_s:
+            self._refresh(view.now_s, np.unique(pods.workload))
+        w = pods.workload
+        known = w < len(self.level)
+        change = np.where(known, self.change[np.where(known, w, 0)], 1.0)
+        level = np.where(known, self.level[np.where(known, w, 0)], np.nan)
+        # no forecast: the workload's mean usage per pod now
+        counts = np.bincount(w)
+        mean_now = np.bincount(w, weights=pods.cpu_usage) / np.maximum(counts, 1)
+        level = np.where(np.isfinite(level), level, mean_now[w])
+        predicted = pods.cpu_usage * change
+        node_pred = np.bincount(pods.node, weights=predicted, minlength=view.n_nodes)
+        alloc = view.alloc_cpu.astype(float)
+        hot = node_pred > a.hot_threshold * alloc
+
+        actions: list[Action] = []
+        req_cpu = view.req_cpu.astype(float).copy()
+        target = np.maximum(np.ceil(self.margin * self.residual_q * level), 25.0)
+        per_node: dict[int, int] = {}
+        order = np.argsort(-np.abs(target - pods.cpu_request))
+        for row in order:
+            if pods.cpu_request[row] <= 0:
+                continue  # a pod without a CPU request: a request would change its QoS class
+            p, node = int(pods.pod[row]), int(pods.node[row])
+            if view.now_s - self.last_resize.get(p, -np.inf) < a.pod_cooldown_s:
+                continue
+            if per_node.get(node, 0) >= a.resizes_per_node or np.isfinite(pods.resize_waiting_s[row]):
+                continue
+            req, new = float(pods.cpu_request[row]), float(target[row])
+            if new > req * (1 + a.tolerance):
+                if req_cpu[node] - req + new > alloc[node]:
+                    continue  # would wait for room: relief below handles a full, hot node
+            elif not (a.downsize and new < req * (1 - a.tolerance) and not hot[node]):
+                continue
+            resize = self._resize(pods, row, int(new))
+            if resize is None:
+                continue
+            actions.append(resize)
+            req_cpu[node] += new - req
+            per_node[node] = per_node.get(node, 0) + 1
+            self.last_resize[p] = view.now_s
+
+        actions += self._relieve(view, hot, node_pred, predicted, req_cpu, alloc)
+        return actions
+
+    def _resize(self, pods: RunningPods, row: int, cpu: int) -> Resize | None:
+        cpu_req, mem_req, cpu_lim, mem_lim = pods.resources(row)
+        if qos_class(cpu_req, mem_req, cpu_lim, mem_lim) == GUARANTEED:
+            return Resize(int(pods.pod[row]), cpu, mem_req, cpu, mem_lim, "neurokube: forecast (guaranteed)")
+        new_lim = cpu_lim if cpu_lim == 0 else max(cpu_lim, cpu)
+        return Resize(int(pods.pod[row]), cpu, mem_req, new_lim, mem_lim, "neurokube: forecast")
+
+    def _relieve(self, view: ActuatorView, hot: np.ndarray, node_pred: np.ndarray, predicted: np.ndarray,
+                 req_cpu: np.ndarray, alloc: np.ndarray) -> list[Action]:
+        a, pods = self.args, view.pods
+        budget = int(a.max_evictions * max(len(self.seen_pods), 1)) - self.evictions
+        if budget <= 0:
+            return []
+        excess = node_pred - alloc
+        free_cpu = alloc - req_cpu
+        free_mem = view.alloc_mem.astype(float) - view.req_mem.astype(float)
+        out: list[Action] = []
+        for node in np.argsort(-excess):
+            if excess[node] <= 0 or budget <= 0:
+                break
+            if view.now_s - self.last_evict_node.get(int(node), -np.inf) < a.node_cooldown_s:
+                continue
+            rows = np.flatnonzero(pods.node == node)
+            lowest = pods.priority[rows].min()
+            w = pods.workload[rows]
+            allowed = view.max_unavailable[w] - view.unavailable[w] > 0
+            cand = rows[(pods.priority[rows] == lowest) & pods.controlled[rows] & allowed]
+            if cand.size == 0:
+                continue
+            # somewhere else must have room for it, on a node not predicted hot
+            room = ~hot & (np.arange(view.n_nodes) != node)
+            fits = np.array([bool((room & (free_cpu >= pods.cpu_request[r])
+                                    & (free_mem >= pods.memory_request[r])).any()) for r in cand])
+            cand = cand[fits]
+            if cand.size == 0:
+                continue
+            covers = predicted[cand] >= excess[node]
+            pool = cand[covers] if covers.any() else cand
+            # smallest pod that covers the excess (else the largest), youngest first
+            key = (predicted[pool] if covers.any() else -predicted[pool], -pods.started_s[pool])
+            victim = pool[np.lexsort(key[::-1])[0]]
+            out.append(Evict(int(pods.pod[victim]), "neurokube: predicted hot node"))
+            self.last_evict_node[int(node)] = view.now_s
+            self.evictions += 1
+            budget -= 1
+        return out

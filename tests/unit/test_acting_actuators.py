@@ -1,0 +1,169 @@
+"""VPA in place and NeuroKube's actuator on hand-made views (neurokube/acting/)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neurokube.acting.base import ActuatorView, Evict, Resize, RunningPods, qos_class, resized
+from neurokube.acting.neurokube_actuator import NeuroKubeActuator, NeuroKubeActuatorArgs
+from neurokube.acting.vpa_inplace import VpaInPlace, VpaInPlaceArgs
+from neurokube.forecast.vpa import VpaSettings
+from neurokube.policies.base import BEST_EFFORT, BURSTABLE, GUARANTEED, NodeMetrics
+
+
+def pods(node, workload, cpu_req, cpu_use, *, cpu_lim=None, mem_req=None, mem_lim=None, mem_use=None,
+         priority=None, controlled=None, started=None, waiting=None) -> RunningPods:
+    n = len(node)
+
+    def arr(v, default, dt):
+        return np.asarray(default if v is None else v, dtype=dt) * np.ones(n, dtype=dt)
+
+    return RunningPods(
+        pod=np.arange(n, dtype=np.int64), node=np.asarray(node, np.int64), workload=np.asarray(workload, np.int64),
+        qos=np.full(n, BURSTABLE, np.int8), priority=arr(priority, 0, np.int64), controlled=arr(controlled, True, bool),
+        cpu_request=np.asarray(cpu_req, np.int64), memory_request=arr(mem_req, 100, np.int64),
+        cpu_limit=arr(cpu_lim, 0, np.int64), memory_limit=arr(mem_lim, 0, np.int64),
+        cpu_usage=np.asarray(cpu_use, float), memory_usage=arr(mem_use, 50.0, float),
+        started_s=arr(started, 0.0, float), resize_waiting_s=arr(waiting, np.nan, float))
+
+
+def view(now, running, alloc_cpu, *, alloc_mem=None, workloads=None, budget=1) -> ActuatorView:
+    n = len(alloc_cpu)
+    alloc_mem = np.asarray(alloc_mem if alloc_mem is not None else [100_000] * n, np.int64)
+    w = int(running.workload.max()) + 1 if workloads is None else workloads
+    return ActuatorView(
+        now_s=now, alloc_cpu=np.asarray(alloc_cpu, np.int64), alloc_mem=alloc_mem,
+        req_cpu=np.bincount(running.node, weights=running.cpu_request, minlength=n).astype(np.int64),
+        req_mem=np.bincount(running.node, weights=running.memory_request, minlength=n).astype(np.int64),
+        metrics=NodeMetrics.empty(n), pods=running, unavailable=np.zeros(w, np.int64),
+        max_unavailable=np.full(w, budget, np.int64), pending=0)
+
+
+# --- the shared helpers -----------------------------------------------------------------------
+
+def test_qos_class_and_resized_keep_the_class():
+    assert qos_class(0, 0, 0, 0) == BEST_EFFORT
+    assert qos_class(500, 100, 500, 100) == GUARANTEED
+    assert qos_class(0, 0, 500, 100) == GUARANTEED  # requests default to limits
+    assert qos_class(500, 100, 1000, 0) == BURSTABLE
+    g = resized(1, 800, 200, (500, 100, 500, 100), "x")
+    assert (g.cpu_limit_milli, g.memory_limit_mib) == (800, 200)
+    b = resized(1, 800, 200, (500, 100, 1000, 0), "x")
+    assert (b.cpu_limit_milli, b.memory_limit_mib) == (1600, 0)  # the ratio 2 kept; no limit stays none
+
+
+# --- VPA in place --------------------------------------------------------------------------------
+
+def feed(vpa, running, times):
+    for t in times:
+        vpa.observe(t, running)
+
+
+def test_vpa_target_is_the_p90_bucket_end_plus_the_margin():
+    vpa = VpaInPlace(VpaInPlaceArgs())
+    running = pods([0, 0], [0, 0], [100, 100], [400.0, 400.0])
+    feed(vpa, running, np.arange(0, 3600, 60))
+    rec = vpa.recommendation(3600.0)
+    edges = VpaSettings().cpu.edges()
+    end = edges[np.searchsorted(edges, 400.0, side="right")]  # the end of the bucket holding 400
+    assert rec["cpu_target"][0] == pytest.approx(end * 1.15)
+    # one hour of history: the upper bound is wide (1 + 1/d), the lower close to p50 x 1.15
+    assert rec["cpu_upper"][0] > 20 * rec["cpu_target"][0]
+    assert rec["cpu_lower"][0] == pytest.approx(end * 1.15 * (1 + 0.001 * 24) ** -2)
+
+
+def test_vpa_resizes_a_pod_below_its_lower_bound_and_leaves_single_replicas_alone():
+    vpa = VpaInPlace(VpaInPlaceArgs())
+    running = pods([0, 0, 1], [0, 0, 1], [100, 100, 100], [400.0, 400.0, 400.0], cpu_lim=[200, 200, 200])
+    feed(vpa, running, np.arange(0, 3600, 60))
+    actions = vpa.act(view(3600.0, running, [4000, 4000]))
+    assert {a.pod for a in actions} == {0, 1}  # workload 1 has one replica (< min_replicas 2)
+    a = actions[0]
+    assert isinstance(a, Resize) and a.cpu_request_milli > 400 and a.cpu_limit_milli == 2 * a.cpu_request_milli
+    one = VpaInPlace(VpaInPlaceArgs(min_replicas=1))
+    feed(one, running, np.arange(0, 3600, 60))
+    assert {a.pod for a in one.act(view(3600.0, running, [4000, 4000]))} == {0, 1, 2}
+
+
+def test_vpa_recreates_when_in_place_cannot_or_waited_too_long():
+    vpa = VpaInPlace(VpaInPlaceArgs(min_replicas=1))
+    running = pods([0, 1, 2], [0, 1, 2], [100, 100, 0], [400.0, 400.0, 400.0], mem_req=[100, 100, 0],
+                   waiting=[np.nan, 3600.0 - 301, np.nan])
+    feed(vpa, running, np.arange(0, 3600, 60))
+    actions = {a.pod: a for a in vpa.act(view(3600.0, running, [4000, 4000, 300]))}
+    assert isinstance(actions[0], Resize)
+    assert isinstance(actions[1], Evict) and actions[1].reason == "vpa: resize deferred"
+    assert isinstance(actions[2], Evict) and actions[2].reason == "vpa: resize infeasible"  # no requests: QoS
+    assert actions[1].recreate_with[0] == actions[0].cpu_request_milli
+
+
+def test_vpa_evicts_at_most_its_tolerance_of_a_workload_per_round():
+    vpa = VpaInPlace(VpaInPlaceArgs())
+    running = pods([0] * 4, [0] * 4, [100] * 4, [400.0] * 4, waiting=[0.0] * 4)
+    feed(vpa, running, np.arange(0, 3600, 60))
+    actions = vpa.act(view(3600.0, running, [4000]))
+    assert sum(isinstance(a, Evict) for a in actions) == 2  # half of 4 replicas
+
+
+def test_vpa_args_are_validated():
+    with pytest.raises(ValueError):
+        VpaInPlaceArgs(lower_percentile=0.95, target_percentile=0.9)
+    with pytest.raises(ValueError):
+        VpaInPlaceArgs(eviction_tolerance=0)
+
+
+# --- NeuroKube's actuator (no model: a workload's level is its pods' usage now) ------------------
+
+def test_neurokube_raises_an_under_requested_pod_and_keeps_its_limit():
+    act = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, downsize=False), None)
+    running = pods([0, 1], [0, 1], [100, 1000], [600.0, 900.0], cpu_lim=[2000, 0])
+    act.observe(0.0, running)
+    actions = act.act(view(60.0, running, [4000, 4000]))
+    assert len(actions) == 1 and isinstance(actions[0], Resize)
+    r = actions[0]
+    assert (r.pod, r.cpu_request_milli, r.cpu_limit_milli) == (0, 600, 2000)
+    assert act.fallbacks == 2  # both workloads used the no-model level
+
+
+def test_neurokube_lowers_an_over_requested_pod_unless_its_node_is_predicted_hot():
+    act = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, hot_threshold=0.9), None)
+    running = pods([0, 1, 1], [0, 1, 2], [2000, 2000, 2000], [500.0, 500.0, 3400.0])
+    act.observe(0.0, running)
+    actions = act.act(view(60.0, running, [4000, 4000]))
+    lowered = {a.pod: a.cpu_request_milli for a in actions if isinstance(a, Resize) and a.cpu_request_milli < 2000}
+    assert lowered == {0: 500}  # pod 1 sits on node 1, predicted at 3,900 of 4,000 (hot)
+
+
+def test_neurokube_relieves_a_node_predicted_over_capacity_with_the_lowest_priority_youngest_pod():
+    act = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, max_evictions=1.0), None)
+    # node 0: 5,000 of 4,000 predicted; pods 0-2 there; node 1 has room
+    running = pods([0, 0, 0, 1], [0, 1, 2, 3], [1000, 1000, 1000, 500], [2000.0, 1500.0, 1500.0, 100.0],
+                   priority=[10, 0, 0, 0], started=[0.0, 0.0, 30.0, 0.0])
+    act.observe(0.0, running)
+    actions = act.act(view(60.0, running, [4000, 4000]))
+    evicted = [a.pod for a in actions if isinstance(a, Evict)]
+    assert evicted == [2]  # pod 0 has a higher priority; pods 1 and 2 both cover 1,000; pod 2 is younger
+    again = act.act(view(120.0, running, [4000, 4000]))
+    assert not [a for a in again if isinstance(a, Evict)]  # the node's cooldown (600 s)
+
+
+def test_neurokube_never_evicts_without_room_elsewhere_or_past_its_budget():
+    running = pods([0, 0], [0, 1], [2000, 2000], [2500.0, 2500.0])
+    full = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, max_evictions=1.0), None)
+    full.observe(0.0, running)
+    assert not [a for a in full.act(view(60.0, running, [4000, 1000])) if isinstance(a, Evict)]
+    spent = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, max_evictions=0.0), None)
+    spent.observe(0.0, running)
+    assert not [a for a in spent.act(view(60.0, running, [4000, 4000])) if isinstance(a, Evict)]
+    uncontrolled = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, max_evictions=1.0), None)
+    loose = pods([0, 0], [0, 1], [2000, 2000], [2500.0, 2500.0], controlled=[False, False])
+    uncontrolled.observe(0.0, loose)
+    assert not [a for a in uncontrolled.act(view(60.0, loose, [4000, 4000])) if isinstance(a, Evict)]
+
+
+def test_neurokube_args_are_validated():
+    with pytest.raises(ValueError):
+        NeuroKubeActuatorArgs(refresh_s=100)
+    with pytest.raises(ValueError):
+        NeuroKubeActuatorArgs(max_evictions=2)
