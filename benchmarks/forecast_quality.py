@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._report import write_section  # noqa: E402
 from neurokube.forecast.evaluation import RecommenderSettings, evaluate, prepare, train  # noqa: E402
+from neurokube.forecast.frontier import VPA_PERCENTILES, closest, dominated_by, points_of  # noqa: E402
 from neurokube.policies import make_policy  # noqa: E402
 from neurokube.sim import SimConfig, replay  # noqa: E402
 from neurokube.trace.assemble import ArrivalSettings  # noqa: E402
@@ -54,6 +55,22 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "**NOT met**"
 
 
+def frontier_rows(name: str, frontier: dict) -> list[str]:
+    """One row per VPA percentile: does some CPU margin dominate it (no more slack *and* no more
+    throttled time)? With the closest margin: the smallest max(slack ratio, throttled ratio)."""
+    margins, vpas = points_of(frontier, "cpu")
+    rows = []
+    for v in vpas:
+        won = dominated_by(margins, v)
+        best, score = closest(margins, v)
+        which = f"margins {', '.join(f'x{m:g}' for m in won)}; " if won else ""
+        rows.append(f"| {name} | some CPU margin dominates VPA p{v.setting * 100:g} (slack and throttled both <=) | "
+                    f"VPA {v.slack:,.0f} core-h / {v.over_s / 3600:,.0f} pod-h; {which}closest x{best.setting:g}: "
+                    f"{best.slack:,.0f} core-h / {best.over_s / 3600:,.0f} pod-h | {score:.3f} | "
+                    f"{verdict(bool(won))} |")
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.parse_args()
@@ -69,6 +86,7 @@ def main() -> int:
     rows = ["| eval trace | goal | measured | ratio | verdict |", "|---|---|---:|---:|---|"]
     for trace in eval_traces:
         rep = evaluate(model, data(trace))
+        first = len(rows)
         f, r, b = rep["forecast"], rep["rightsizing"], rep["bottleneck"]
         name = trace.name
         for h in (15, 60):
@@ -100,13 +118,18 @@ def main() -> int:
                     f"{b['decisions']:,} node-decisions) | - | {verdict(b['precision'] >= 0.8)} |")
         rows.append(f"| {name} | bottleneck recall >= 0.8 | {b['recall']:.2f} (onset only: precision "
                     f"{b['onset_precision']:.2f}, recall {b['onset_recall']:.2f}) | - | {verdict(b['recall'] >= 0.8)} |")
-        print("\n".join(rows[-12:]), flush=True)
+        rows.extend(frontier_rows(name, rep["rightsizing_frontier"]))
+        print("\n".join(rows[first:]), flush=True)
     body = "\n".join(rows) + (
         f"\n\nTrained on {', '.join(t.name for t in train_traces)} ({fit_s:.0f} s including replays); evaluated on "
         f"{', '.join(t.name for t in eval_traces)}, which the models never saw. 24-hour traces, builder defaults, "
         f"replayed under `default`. Right-sizing margins calibrated on the training traces: CPU x{model.cpu_margin}, "
         f"memory x{model.mem_margin}; bottleneck probability threshold {model.bottleneck.probability_threshold:.3f} "
-        "(best F1 out of fold on the training traces). Definitions: docs/FORECASTS.md.")
+        "(best F1 out of fold on the training traces). Frontier rows: every margin of "
+        f"{model.settings.rightsizing.margins[0]:g}..{model.settings.rightsizing.margins[-1]:g} against VPA at "
+        f"target percentiles {', '.join(f'{p:g}' for p in VPA_PERCENTILES)} (0.9 is its default); the ratio is the "
+        "closest margin's max(slack ratio, throttled ratio) to VPA's, at most 1.00 exactly when it dominates. "
+        "Definitions: docs/FORECASTS.md.")
     path = write_section("forecast-quality", "Forecast, right-sizing and bottleneck quality",
                          "python benchmarks/forecast_quality.py", body)
     print(f"wrote {path}")

@@ -27,7 +27,7 @@ def load_models(spec: PolicySpec, args: object):
     """NeuroKube's prediction models for ``spec`` (None for the other actuators)."""
     if spec.name != LEARNED:
         return None
-    from neurokube.cli.recommend_cmd import load_model_dir
+    from neurokube.adapters.forecast_models import load_model_dir
 
     return load_model_dir(Path(args.model))
 

@@ -11,7 +11,7 @@ import csv
 import json
 from pathlib import Path
 
-from neurokube.cli.options import output_path, seed, writable_problem
+from neurokube.cli.options import output_path, positive_float, seed, writable_problem
 from neurokube.cli.outputs import Outputs
 from neurokube.errors import InputError
 
@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=output_path, metavar="OUT", help="write the metrics as JSON")
     p.add_argument("--csv", type=output_path, metavar="OUT.csv", help="write per-workload recommendations")
     p.add_argument("--seed", type=seed, default=0, help="model seed (default 0)")
+    p.add_argument("--margin", type=positive_float, metavar="M",
+                   help="CPU margin for the reported point and the --csv requests, instead of the calibrated one "
+                        "(the frontier still sweeps every margin)")
     p.set_defaults(func=_recommend)
 
 
@@ -44,16 +47,10 @@ def _prepare(path: Path):
 
 
 def load_model_dir(directory: Path):
-    from neurokube.forecast.evaluation import Recommender
+    """The models of ``--model-dir`` (the one reader: neurokube.adapters.forecast_models)."""
+    from neurokube.adapters.forecast_models import load_model_dir as read
 
-    if not (directory / "manifest.json").is_file():
-        raise InputError("no manifest.json: not a model directory", str(directory), "train with --train-trace first")
-    try:
-        files = {f.name: f.read_text(encoding="utf-8") for f in directory.iterdir()
-                 if f.suffix in (".json", ".txt") and f.is_file()}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError("cannot be read", str(directory), getattr(exc, "strerror", None) or str(exc)) from None
-    return Recommender.from_texts(files)
+    return read(directory)
 
 
 def _recommend(args: argparse.Namespace) -> int:
@@ -86,14 +83,14 @@ def _recommend(args: argparse.Namespace) -> int:
         else:
             model = load_model_dir(args.model_dir)
         data = _prepare(args.trace)
-        report = evaluate(model, data)
+        report = evaluate(model, data, cpu_margin=args.margin)
         print(f"trace {args.trace}; trained on {', '.join(model.trained_on)}")
         print(format_report(report))
         if args.json:
             out.file(args.json, "--json").write_text(json.dumps(json_report(report), indent=2) + "\n")
             wrote.append(f"wrote {args.json}")
         if args.csv:
-            rows = recommendations(model, data)
+            rows = recommendations(model, data, cpu_margin=args.margin)
             with out.file(args.csv, "--csv").open("w", newline="") as fh:
                 writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["workload"])
                 writer.writeheader()
@@ -124,4 +121,28 @@ def format_report(report: dict) -> str:
         "<= 1.00")
     lines.append(f"{'bottleneck precision / recall':34s} {b['precision']:12.3f} {b['recall']:12.3f} "
                  f"{'':7s}  >= 0.80 each (p >= {b['probability_threshold']:.3f}, {b['events']} events)")
+    lines.extend(format_frontier(report.get("rightsizing_frontier"), r.get("cpu_margin"),
+                                 r.get("cpu_margin_source", "calibrated")))
     return "\n".join(lines)
+
+
+def format_frontier(frontier: dict | None, margin: float | None, source: str) -> list[str]:
+    """The frontier block: per VPA percentile, its CPU and memory point and the margins dominating it."""
+    if not frontier:
+        return []
+    from neurokube.forecast.frontier import closest, dominated_by, points_of
+
+    grid = [m["margin"] for m in frontier["margins"]]
+    lines = [f"right-sizing frontier: margins {min(grid):g}..{max(grid):g} vs VPA target percentiles "
+             f"(reported CPU margin x{margin:g}, {source})"]
+    for res, unit, what, section in (("cpu", "core-h", "throttled", frontier),
+                                     ("mem", "GiB-h", "over request", frontier["memory"])):
+        ours, theirs = points_of(section, res)
+        for v in theirs:
+            won = dominated_by(ours, v)
+            best, score = closest(ours, v)
+            verdict = (f"dominated by margins [{', '.join(f'{m:g}' for m in won)}]" if won else
+                       f"not dominated (closest x{best.setting:g}: {score:.3f}x)")
+            lines.append(f"  {res:3s} VPA p{v.setting * 100:<4g} slack {v.slack:10.1f} {unit}, {what} "
+                         f"{v.over_s / 3600:8.1f} pod-h: {verdict}")
+    return lines

@@ -15,11 +15,13 @@ from neurokube.errors import InputError
 from neurokube.forecast.bottleneck import (
     BottleneckModel, BottleneckSettings, fit_bottleneck, node_features, node_forecasts)
 from neurokube.forecast.features import targets
+from neurokube.forecast.frontier import VPA_PERCENTILES, Requests, sweep
+from neurokube.forecast.frontier import report as frontier_report
 from neurokube.forecast.metrics import coverage, mape, precision_recall, rmse
 from neurokube.forecast.models import ForecastModels, ForecastSettings, fit_forecasters, horizon_bins
 from neurokube.forecast.rightsizing import (
-    RightsizingSettings, Scored, calibrate_margin, forecast_recommendations, limits, outcome, per_sample,
-    residual_quantiles, score_frame, vpa_recommendations, clairvoyant_slack)
+    RightsizingSettings, Scored, calibrate_margin, clairvoyant_slack, forecast_recommendations, limits, outcome,
+    per_sample, residual_quantiles, score_frame, vpa_recommendations_at)
 from neurokube.forecast.series import (
     NodeSeries, PodSamples, SeriesSettings, WorkloadSeries, node_series, pod_samples, workload_series)
 from neurokube.trace.model import Trace
@@ -114,11 +116,16 @@ def _bottleneck_inputs(forecast: ForecastModels, data: TraceData, s: BottleneckS
     return node_features(data.nodes, s, fc)
 
 
-def _rightsizing_inputs(forecast: ForecastModels, data: TraceData, s: RightsizingSettings):
+def _rightsizing_inputs(forecast: ForecastModels, data: TraceData, s: RightsizingSettings,
+                        vpa_percentiles: tuple[float, ...] = ()):
+    """The scored frame, the forecast levels and VPA's targets at its default percentile, all (W, R);
+    last, VPA's (cpu, mem) targets at each of ``vpa_percentiles`` (computed in the same pass)."""
     scored = score_frame(data.trace, data.samples, data.series.bin_s, s)
     f_cpu, f_mem = forecast_recommendations(forecast, data.series, data.refreshes(s.refresh_s), s)
-    v_cpu, v_mem = vpa_recommendations(data.trace, data.samples, data.series.bin_s, data.refreshes(s.refresh_s), s)
-    return scored, f_cpu, f_mem, v_cpu, v_mem
+    ps = tuple(dict.fromkeys((s.vpa.target_percentile, *vpa_percentiles)))
+    v_cpu, v_mem = vpa_recommendations_at(data.trace, data.samples, data.series.bin_s, data.refreshes(s.refresh_s),
+                                          s, ps)
+    return scored, f_cpu, f_mem, v_cpu[0], v_mem[0], {p: (v_cpu[i], v_mem[i]) for i, p in enumerate(ps)}
 
 
 def forecast_requests(level: np.ndarray, scored: Scored, usage_attr: str, quantile: float,
@@ -146,7 +153,7 @@ def train(data: list[TraceData], settings: RecommenderSettings = RecommenderSett
         res = res[np.isfinite(res)]
         fallback[attr] = float(np.quantile(res, s.residual_quantile)) if res.size else 1.0
     cpu_cases, mem_cases = [], []
-    for scored, f_cpu, f_mem, v_cpu, v_mem in inputs:
+    for scored, f_cpu, f_mem, v_cpu, v_mem, _ in inputs:
         nan = np.full_like(v_cpu, np.nan)
         cpu_cases.append((scored, forecast_requests(f_cpu, scored, "cpu", s.residual_quantile, fallback["cpu"]),
                           v_cpu, per_sample(v_cpu, nan, scored, scored.cpu_written)))
@@ -158,8 +165,17 @@ def train(data: list[TraceData], settings: RecommenderSettings = RecommenderSett
                        fallback["cpu"], fallback["mem"], [d.trace.name for d in data])
 
 
-def evaluate(rec: Recommender, data: TraceData) -> dict:
-    """The report of ``neurokube recommend --json`` (docs/FORECASTS.md defines every key)."""
+def evaluate(rec: Recommender, data: TraceData, cpu_margin: float | None = None,
+             vpa_percentiles: tuple[float, ...] = VPA_PERCENTILES) -> dict:
+    """The report of ``neurokube recommend --json`` (docs/FORECASTS.md defines every key).
+
+    ``cpu_margin`` replaces the calibrated CPU margin for the reported point (an operator's
+    ``--margin``; ``cpu_margin_source`` says which was used). ``rightsizing_frontier`` scores every
+    margin of the settings and VPA at each of ``vpa_percentiles`` (neurokube/forecast/frontier.py).
+    """
+    margin, source = _cpu_margin(rec, cpu_margin)
+    if not all(0 < p <= 1 for p in vpa_percentiles):
+        raise InputError("VPA target percentiles must be in (0, 1]", "rightsizing frontier", f"{vpa_percentiles}")
     series = data.series
     fc: dict[str, float] = {}
     for res, x, req in (("cpu", series.cpu, series.cpu_request), ("mem", series.mem, series.mem_request)):
@@ -179,11 +195,11 @@ def evaluate(rec: Recommender, data: TraceData) -> dict:
             fc[f"{prefix}points_{h}m"] = int(ok.sum())
 
     s = rec.settings.rightsizing
-    scored, f_cpu, f_mem, v_cpu, v_mem = _rightsizing_inputs(rec.forecast, data, s)
+    scored, f_cpu, f_mem, v_cpu, v_mem, vpa_at = _rightsizing_inputs(rec.forecast, data, s, vpa_percentiles)
     nan = np.full_like(v_cpu, np.nan)
     f_cpu = forecast_requests(f_cpu, scored, "cpu", s.residual_quantile, rec.cpu_residual_q)
     f_mem = forecast_requests(f_mem, scored, "mem", s.residual_quantile, rec.mem_residual_q)
-    ours = outcome(scored, per_sample(f_cpu * rec.cpu_margin, v_cpu, scored, scored.cpu_written),
+    ours = outcome(scored, per_sample(f_cpu * margin, v_cpu, scored, scored.cpu_written),
                    per_sample(f_mem * rec.mem_margin, v_mem, scored, scored.mem_written))
     vpa = outcome(scored, per_sample(v_cpu, nan, scored, scored.cpu_written),
                   per_sample(v_mem, nan, scored, scored.mem_written))
@@ -195,10 +211,20 @@ def evaluate(rec: Recommender, data: TraceData) -> dict:
           "vpa_mem_slack_gib_h": vpa["mem_slack_gib_h"], "mem_over_request_s": ours["mem_over_request_s"],
           "vpa_mem_over_request_s": vpa["mem_over_request_s"],
           "requested_mem_over_request_s": written["mem_over_request_s"],
-          "scored_pod_s": ours["pod_s"], "cpu_margin": rec.cpu_margin, "mem_margin": rec.mem_margin}
+          "scored_pod_s": ours["pod_s"], "cpu_margin": margin, "cpu_margin_source": source,
+          "mem_margin": rec.mem_margin}
 
     bound, bound_q = clairvoyant_slack(scored, v_cpu.shape[1], v_cpu.shape[0], vpa["throttled_s"])
     rs["clairvoyant_slack_core_h"], rs["clairvoyant_quantile"] = bound, bound_q
+
+    none = np.full(scored.samples.pod.size, np.nan)
+
+    def requests(level: np.ndarray, fallback: np.ndarray, written: np.ndarray, which: int) -> Requests:
+        return Requests(per_sample(level, nan, scored, none), per_sample(fallback, nan, scored, written),
+                        {p: per_sample(vpa_at[p][which], nan, scored, written) for p in vpa_percentiles})
+
+    frontier = frontier_report(sweep(scored, requests(f_cpu, v_cpu, scored.cpu_written, 0),
+                                     requests(f_mem, v_mem, scored.mem_written, 1), s.margins))
 
     X, y, now = _bottleneck_inputs(rec.forecast, data, rec.bottleneck.settings)
     warned = rec.bottleneck.warn(X)
@@ -208,14 +234,24 @@ def evaluate(rec: Recommender, data: TraceData) -> dict:
     bn = {"precision": precision, "recall": recall, "probability_threshold": rec.bottleneck.probability_threshold,
           "events": int(y.sum()), "decisions": int(len(y)), "onset_precision": o_precision,
           "onset_recall": o_recall, "onset_events": int(y[onset].sum())}
-    return {"forecast": fc, "rightsizing": rs, "bottleneck": bn}
+    return {"forecast": fc, "rightsizing": rs, "bottleneck": bn, "rightsizing_frontier": frontier}
 
 
-def recommendations(rec: Recommender, data: TraceData) -> list[dict]:
+def _cpu_margin(rec: Recommender, override: float | None) -> tuple[float, str]:
+    """The CPU margin to report and where it came from (``calibrated`` or ``--margin``)."""
+    if override is None:
+        return rec.cpu_margin, "calibrated"
+    if not np.isfinite(override) or override <= 0:
+        raise InputError("the CPU margin must be a positive number", "--margin", f"got {override!r}")
+    return float(override), "--margin"
+
+
+def recommendations(rec: Recommender, data: TraceData, cpu_margin: float | None = None) -> list[dict]:
     """Per workload: the request and limit to use from the end of ``data``, with expected outcomes.
 
     The request is the level forecast at the workload's last running bin x the quantile of all
-    its residuals in ``data`` (the training fallback when it has none) x the calibrated margin. A
+    its residuals in ``data`` (the training fallback when it has none) x the calibrated margin
+    (for CPU: ``cpu_margin`` instead when given, as :func:`evaluate`). A
     workload with no forecast falls back to its VPA target, then to its request as written
     (``source`` says which). ``expected_*`` are its outcomes over the evaluation (throttled share:
     share of its scored pod-time above the recommended CPU request).
@@ -225,9 +261,10 @@ def recommendations(rec: Recommender, data: TraceData) -> list[dict]:
     series, s = data.series, rec.settings.rightsizing
     keys = series.keys
     W = len(keys)
-    scored, f_cpu, f_mem, v_cpu, v_mem = _rightsizing_inputs(rec.forecast, data, s)
+    scored, f_cpu, f_mem, v_cpu, v_mem, _ = _rightsizing_inputs(rec.forecast, data, s)
+    cpu_margin, _ = _cpu_margin(rec, cpu_margin)
     final = {}
-    for res, level, fb, margin, vpa in (("cpu", f_cpu, rec.cpu_residual_q, rec.cpu_margin, v_cpu),
+    for res, level, fb, margin, vpa in (("cpu", f_cpu, rec.cpu_residual_q, cpu_margin, v_cpu),
                                         ("mem", f_mem, rec.mem_residual_q, rec.mem_margin, v_mem)):
         residual, _ = residual_quantiles(scored, level, res, s.residual_quantile)
         ok = np.isfinite(residual)
@@ -239,7 +276,7 @@ def recommendations(rec: Recommender, data: TraceData) -> list[dict]:
                          s.min_level_cpu_milli if res == "cpu" else s.min_level_mem_mib)
         final[res] = (now, q_all, margin, vpa)
     cpu_req = per_sample(forecast_requests(f_cpu, scored, "cpu", s.residual_quantile, rec.cpu_residual_q)
-                         * rec.cpu_margin, v_cpu, scored, scored.cpu_written)
+                         * cpu_margin, v_cpu, scored, scored.cpu_written)
     w = scored.workload
     run = scored.samples.run_s
     pod_s = np.bincount(w, weights=run, minlength=W)
@@ -290,8 +327,12 @@ REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
 
 def json_report(report: dict) -> dict:
     """The ``--json`` document: exactly :data:`REQUIRED_KEYS` per section; everything else under
-    ``<section>_details``. NaN becomes ``null``."""
+    ``<section>_details``; ``rightsizing_frontier`` as :func:`evaluate` made it. NaN becomes ``null``."""
     def clean(v):
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
         return None if isinstance(v, float) and not np.isfinite(v) else v
 
     doc: dict = {}
@@ -299,4 +340,6 @@ def json_report(report: dict) -> dict:
         doc[section] = {k: clean(report[section][k]) for k in keys}
     for section, keys in REQUIRED_KEYS.items():
         doc[f"{section}_details"] = {k: clean(v) for k, v in report[section].items() if k not in keys}
+    if "rightsizing_frontier" in report:
+        doc["rightsizing_frontier"] = clean(report["rightsizing_frontier"])
     return doc

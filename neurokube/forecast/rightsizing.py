@@ -35,7 +35,7 @@ import numpy as np
 from neurokube.errors import InputError
 from neurokube.forecast.models import ForecastModels
 from neurokube.forecast.series import PodSamples, WorkloadSeries, workload_keys
-from neurokube.forecast.vpa import VpaSettings, vpa_target
+from neurokube.forecast.vpa import VpaSettings, vpa_targets
 from neurokube.trace.model import Trace
 
 
@@ -100,14 +100,23 @@ def outcome(scored: Scored, cpu_req: np.ndarray, mem_req: np.ndarray) -> dict[st
 def vpa_recommendations(trace: Trace, samples: PodSamples, bin_s: int, refreshes: int,
                         settings: RightsizingSettings) -> tuple[np.ndarray, np.ndarray]:
     """(W, R) VPA CPU and memory targets at each refresh, from samples before it; NaN without history."""
+    cpu, mem = vpa_recommendations_at(trace, samples, bin_s, refreshes, settings, (settings.vpa.target_percentile,))
+    return cpu[0], mem[0]
+
+
+def vpa_recommendations_at(trace: Trace, samples: PodSamples, bin_s: int, refreshes: int,
+                           settings: RightsizingSettings, percentiles: tuple[float, ...]
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """(P, W, R) :func:`vpa_recommendations` with ``settings.vpa``'s target percentile set to each of
+    ``percentiles`` in turn; one histogram per workload and refresh serves them all."""
     keys, wid = workload_keys(trace)
     per = settings.refresh_s // bin_s
     w_of = wid[samples.pod]
     order = np.argsort(w_of, kind="stable")
     bounds = np.searchsorted(w_of[order], np.arange(len(keys) + 1))
     req_cores = trace.pods.cpu_request_milli[samples.pod] / 1000.0
-    cpu = np.full((len(keys), refreshes), np.nan)
-    mem = np.full((len(keys), refreshes), np.nan)
+    cpu = np.full((len(percentiles), len(keys), refreshes), np.nan)
+    mem = np.full((len(percentiles), len(keys), refreshes), np.nan)
     v = settings.vpa
     for w in range(len(keys)):
         idx = order[bounds[w]:bounds[w + 1]]
@@ -121,8 +130,9 @@ def vpa_recommendations(trace: Trace, samples: PodSamples, bin_s: int, refreshes
             if not past.any():
                 continue
             now = r * per * float(bin_s)
-            cpu[w, r] = vpa_target(samples.cpu[idx][past], t[past], wcpu[past], "cpu", now, v)
-            mem[w, r] = vpa_target(samples.mem[idx][past], t[past], np.ones(past.sum()), "mem", now, v)
+            cpu[:, w, r] = vpa_targets(samples.cpu[idx][past], t[past], wcpu[past], "cpu", now, v, percentiles)
+            mem[:, w, r] = vpa_targets(samples.mem[idx][past], t[past], np.ones(past.sum()), "mem", now, v,
+                                       percentiles)
     return cpu, mem
 
 

@@ -63,23 +63,40 @@ def decayed_percentile(values: np.ndarray, times_s: np.ndarray, weights: np.ndar
 
     Returns NaN when there are no samples (or all weights are zero).
     """
+    return float(decayed_percentiles(values, times_s, weights, (percentile,), hist, half_life_s, now_s)[0])
+
+
+def decayed_percentiles(values: np.ndarray, times_s: np.ndarray, weights: np.ndarray, percentiles,
+                        hist: HistogramSettings, half_life_s: float, now_s: float) -> np.ndarray:
+    """:func:`decayed_percentile` at several percentiles from one histogram (the frontier's VPA settings).
+
+    All NaN when there are no samples (or all weights are zero).
+    """
+    percentiles = np.asarray(percentiles, dtype=float)
     if len(values) == 0:
-        return float("nan")
+        return np.full(percentiles.shape, np.nan)
     edges = hist.edges()
     w = weights * np.exp2((np.asarray(times_s, dtype=float) - now_s) / half_life_s)
     bucket = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 1)
     total = np.bincount(bucket, weights=w, minlength=len(edges))
     if total.sum() <= 0:
-        return float("nan")
+        return np.full(percentiles.shape, np.nan)
     cum = np.cumsum(total)
-    b = int(np.searchsorted(cum, percentile * cum[-1] * (1 - 1e-12)))
-    return float(edges[b + 1]) if b + 1 < len(edges) else float(edges[b])
+    b = np.searchsorted(cum, percentiles * cum[-1] * (1 - 1e-12))
+    return edges[np.minimum(b + 1, len(edges) - 1)].astype(float)  # the last bucket ends at its start
 
 
 def vpa_target(values: np.ndarray, times_s: np.ndarray, weights: np.ndarray, resource: str,
                now_s: float, settings: VpaSettings = VpaSettings()) -> float:
     """VPA's target request (``cpu`` milli or ``mem`` MiB) from past pod samples; NaN with none."""
+    return float(vpa_targets(values, times_s, weights, resource, now_s, settings, (settings.target_percentile,))[0])
+
+
+def vpa_targets(values: np.ndarray, times_s: np.ndarray, weights: np.ndarray, resource: str, now_s: float,
+                settings: VpaSettings, percentiles) -> np.ndarray:
+    """:func:`vpa_target` for ``VpaSettings(target_percentile=p)``, each ``p`` in ``percentiles``, from
+    one histogram; NaN with no samples."""
     hist = settings.cpu if resource == "cpu" else settings.memory
     floor = settings.min_cpu_milli if resource == "cpu" else settings.min_memory_mib
-    p = decayed_percentile(values, times_s, weights, settings.target_percentile, hist, settings.half_life_s, now_s)
-    return float("nan") if np.isnan(p) else max(p * (1 + settings.safety_margin), floor)
+    p = decayed_percentiles(values, times_s, weights, percentiles, hist, settings.half_life_s, now_s)
+    return np.where(np.isnan(p), np.nan, np.maximum(p * (1 + settings.safety_margin), floor))
