@@ -8,6 +8,7 @@
   what is placed is the apiserver's pod (:mod:`neurokube.live.trust`), and an event that
   contradicts it is refused (403/410, counted by reason) before anything is written.
 * :func:`on_ping`: a PingSource event starts a sweep.
+* :func:`on_actuator_ping`: a PingSource event runs one actuator tick (:mod:`neurokube.live.acting`).
 * :func:`extender_call`: one extender verb.
 
 The runtime (watch cache, clients) is only touched after the input is validated.
@@ -123,6 +124,32 @@ def on_ping(ce: AnyCloudEvent, settings: Settings, request_id: str) -> dict:
     report = runtime.current(settings).sweeper.sweep(request_id)
     telemetry.events.labels(type=PING_EVENT, result="handled").inc()
     return report
+
+
+def on_actuator_ping(ce: AnyCloudEvent, settings: Settings, request_id: str) -> dict:
+    """A PingSource event runs one actuator tick (neurokube.live.acting); its report."""
+    from neurokube.live import acting  # the forecast models' libraries: only the actuator loads them
+
+    telemetry = process_telemetry()
+    if ce["type"] != PING_EVENT:
+        telemetry.events.labels(type="other", result="rejected").inc()
+        raise InputError(f"unexpected event type {str(ce['type'])[:100]!r}", why=f"the actuator expects {PING_EVENT}")
+    try:
+        report = acting.current(settings).tick(request_id)
+    except Exception:
+        telemetry.events.labels(type=PING_EVENT, result="failed").inc()
+        raise
+    telemetry.events.labels(type=PING_EVENT, result="handled").inc()
+    return report
+
+
+def actuator_readiness(settings: Settings) -> tuple[dict, bool]:
+    """The actuator is ready once its client is built (it reads the cluster afresh every tick)."""
+    from neurokube.live import acting
+
+    actor = acting.current(settings)
+    return {"dry_run": actor.dry_run, "model": actor.model_fallback or "loaded",
+            "metrics": "configured" if actor.metrics is not None else "disabled"}, True
 
 
 def extender_call(verb: str, doc: object, settings: Settings) -> object:

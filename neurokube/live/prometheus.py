@@ -257,6 +257,16 @@ class PrometheusSource:
         if self.telemetry is not None:
             self.telemetry.workload_history.labels(result=result).inc()
 
+    def pod_usage(self) -> dict[str, tuple[float, float]]:
+        """``namespace/name`` -> (CPU in cores, memory in bytes) of every pod with both series now
+        (``prom_pod_cpu_usage``, ``prom_pod_memory_usage``: the actuator's observation). A failing
+        query is a TemporaryError."""
+        values = {"window": self.settings.prom_window, "step": self.settings.prom_step}
+        cpu = self._by_pod(self._query(string.Template(self.settings.prom_pod_cpu_usage).safe_substitute(values)))
+        memory = self._by_pod(self._query(string.Template(self.settings.prom_pod_memory_usage)
+                                          .safe_substitute(values)))
+        return {key: (cpu[key], memory[key]) for key in cpu.keys() & memory.keys()}
+
     @staticmethod
     def _by_pod(series: list[dict]) -> dict[str, float]:
         out: dict[str, float] = {}

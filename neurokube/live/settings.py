@@ -227,6 +227,21 @@ class Settings:
     prom_history_refresh_s: float = _setting("NEUROKUBE_PROM_HISTORY_REFRESH_S", 300.0,
                                              "seconds between refreshes of the per-workload usage history "
                                              "(in the metrics thread)")
+    # -- actuator (functions/actuator: resize and evict running pods, docs/ACTING.md) ---------------
+    actuator_dry_run: bool = _setting("NEUROKUBE_ACTUATOR_DRY_RUN", True,
+                                      "the actuator only asks the apiserver (dryRun=All) and changes nothing; "
+                                      "set false to resize and evict for real")
+    actuator_model_dir: Path | None = _setting("NEUROKUBE_ACTUATOR_MODEL_DIR", None,
+                                               "forecast models of `neurokube recommend --model-dir`; unset: "
+                                               "every workload's level is its usage now (counted as fallback "
+                                               "reason no_model); unreadable: the same, reason model_unreadable")
+    actuator_args: str = _setting("NEUROKUBE_ACTUATOR_ARGS", "",
+                                  "key=value,... of NeuroKube's actuator (docs/ACTING.md: margin, hot_threshold, "
+                                  "tolerance, pod_cooldown_s, node_cooldown_s, resizes_per_node, max_evictions, "
+                                  "downsize, ...; not model); empty: its defaults")
+    actuator_skip_namespaces: str = _setting("NEUROKUBE_ACTUATOR_SKIP_NAMESPACES", "kube-system",
+                                             "comma-separated namespaces whose pods the actuator never resizes or "
+                                             "evicts (their requests still count on their nodes)")
 
     def query(self, statistic: str) -> str:
         """The PromQL of one statistic (``cpu_mean``, ...), with the templates filled in."""
@@ -355,7 +370,34 @@ def validate(s: Settings) -> list[str]:
               "reads only decisions/date=YYYY-MM-DD/ and quarantines other keys; use decisions")
     check(s.decision_spool_max_bytes >= 1024 * 1024, "NEUROKUBE_DECISION_SPOOL_MAX_BYTES",
           f"must be at least 1 MiB (1048576), got {s.decision_spool_max_bytes}")
+    problems += _actuator_problems(s)
     return problems
+
+
+def actuator_args(s: Settings):
+    """NEUROKUBE_ACTUATOR_ARGS as :class:`~neurokube.acting.neurokube_actuator.NeuroKubeActuatorArgs`
+    (InputError naming the variable)."""
+    from neurokube.acting.neurokube_actuator import NeuroKubeActuatorArgs
+    from neurokube.policies.spec import parse_spec, typed_args
+
+    env = "NEUROKUBE_ACTUATOR_ARGS"
+    text = s.actuator_args.strip()
+    if not text:
+        return NeuroKubeActuatorArgs()
+    spec = parse_spec(f"neurokube:{text}", env)
+    if any(key == "model" for key, _ in spec.pairs):
+        raise InputError("model is not an argument here", env, "set NEUROKUBE_ACTUATOR_MODEL_DIR")
+    return typed_args(NeuroKubeActuatorArgs, spec, env)
+
+
+def _actuator_problems(s: Settings) -> list[str]:
+    if not s.actuator_args.strip():  # the defaults; the other functions do not import the actuator
+        return []
+    try:
+        actuator_args(s)
+    except InputError as exc:
+        return [str(exc)]  # names the variable
+    return []
 
 
 def table() -> str:

@@ -93,6 +93,17 @@ class Telemetry:
                                         "Refreshes of the per-workload usage history from Prometheus by result "
                                         "(refreshed; failed: no history, every workload unseen).", ["result"],
                                         registry=r)
+        self.actuator_actions = Counter("neurokube_actuator_actions_total",
+                                        "Actions of the actuator function by action (resize, evict) and the "
+                                        "apiserver's answer (applied, dry_run, refused_budget, refused_invalid, "
+                                        "multiple_budgets, not_found, conflict, error; skipped: not sent, the "
+                                        "pod cannot take it as asked).", ["action", "result"], registry=r)
+        self.actuator_fallbacks = Counter("neurokube_actuator_fallbacks_total",
+                                          "Actuator ticks or forecasts that did not use the models, by reason "
+                                          "(no_model, model_unreadable: ticks run on usage now; no_forecast: "
+                                          "workloads without enough history; prometheus_unavailable: a tick "
+                                          "without usage, nothing done; error: the actuator raised, nothing "
+                                          "done).", ["reason"], registry=r)
         self.insecure = Gauge("neurokube_insecure",
                               "1 when this function accepts unauthenticated requests (NEUROKUBE_INSECURE=1).",
                               registry=r)

@@ -177,17 +177,19 @@ def metrics_response(telemetry: Telemetry) -> flask.Response:
     return flask.Response(telemetry.exposition(), status=200, headers={"Content-Type": telemetry.content_type})
 
 
-def readiness_response(settings) -> flask.Response:
+def readiness_response(settings, ready: Callable[[], tuple[dict, bool]] | None = None) -> flask.Response:
     """``GET /readyz``: 200 once the watch cache has listed (metrics may be stale: scheduling
     degrades, it does not stop), 503 before; the body says what is missing. It also starts the
-    runtime, so a launcher polling it warms the function up."""
+    runtime, so a launcher polling it warms the function up. ``ready``: the function's own check
+    instead (the actuator has no runtime)."""
     from neurokube.live.handlers import readiness
 
-    doc, ready = readiness(settings)
-    return json_response(doc, 200 if ready else 503)
+    doc, ok = ready() if ready is not None else readiness(settings)
+    return json_response(doc, 200 if ok else 503)
 
 
-def operational(request: flask.Request, settings, telemetry: Telemetry, function: str) -> flask.Response | None:
+def operational(request: flask.Request, settings, telemetry: Telemetry, function: str,
+                ready: Callable[[], tuple[dict, bool]] | None = None) -> flask.Response | None:
     """The GET endpoints every function serves the same way: /metrics, / and /healthz (alive,
     needs no cluster), /readyz (the watch cache has listed); None for any other request."""
     if request.method != "GET":
@@ -199,7 +201,7 @@ def operational(request: flask.Request, settings, telemetry: Telemetry, function
     if request.path in ("/", "/healthz"):
         return json_response({"ok": True})
     if request.path == "/readyz":
-        return serve(request, telemetry, lambda _: readiness_response(settings), function)
+        return serve(request, telemetry, lambda _: readiness_response(settings, ready), function)
     return None
 
 
@@ -253,10 +255,12 @@ def _path_label(path: str) -> str:
 
 
 def cloud_event_endpoint(request: flask.Request, settings, telemetry: Telemetry, function: str, what: str,
-                         on_event: Callable[[CloudEvent, str], object]) -> flask.Response:
-    """The whole HTTP entry of a CloudEvent function (binder, sweeper): the GET endpoints, then
-    token, path, method and body limit, then ``on_event(event, request_id)`` answered as JSON."""
-    answer = operational(request, settings, telemetry, function)
+                         on_event: Callable[[CloudEvent, str], object],
+                         ready: Callable[[], tuple[dict, bool]] | None = None) -> flask.Response:
+    """The whole HTTP entry of a CloudEvent function (binder, sweeper, actuator): the GET endpoints
+    (``ready``: the function's own readiness check), then token, path, method and body limit, then
+    ``on_event(event, request_id)`` answered as JSON."""
+    answer = operational(request, settings, telemetry, function, ready)
     if answer is not None:
         return answer
 

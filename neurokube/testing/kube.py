@@ -2,8 +2,10 @@
 
 :class:`FakeKube` implements the few REST calls the live package makes, with the apiserver's
 semantics where they matter: resourceVersion-conditional Lease updates (409), Bindings that
-refuse a bound pod (409 "already assigned"), a deleted pod (404) or a UID mismatch (409), a
-deleted namespace (404 on a create in it, :meth:`FakeKube.delete_namespace`), 404s whose Status
+refuse a bound pod (409 "already assigned"), a deleted pod (404) or a UID mismatch (409),
+in-place resizes (``pods/resize``: containers merged by name, a QoS change refused with 422) and
+evictions (``pods/eviction``: 429 for the pods of :attr:`FakeKube.budget_exhausted`), both
+honouring dry runs, a deleted namespace (404 on a create in it, :meth:`FakeKube.delete_namespace`), 404s whose Status
 details name the missing object, and field selectors on ``spec.nodeName`` /
 ``spec.schedulerName``. ``before`` hooks let a test change the world between two requests (a
 node vanishing mid-placement). It stands in for
@@ -23,6 +25,7 @@ from collections.abc import Callable
 
 from neurokube.adapters.kube import KubeError
 from neurokube.errors import StatusDetails
+from neurokube.k8s.objects import parse_pod
 
 # -- objects ------------------------------------------------------------------------------------
 
@@ -76,6 +79,8 @@ _ROUTES = [
     ("ns_pods", re.compile(r"^/api/v1/namespaces/([^/]+)/pods$")),
     ("pod", re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)$")),
     ("binding", re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/binding$")),
+    ("resize", re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/resize$")),
+    ("eviction", re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/eviction$")),
     ("events", re.compile(r"^/api/v1/namespaces/([^/]+)/events$")),
     ("leases", re.compile(r"^/apis/coordination\.k8s\.io/v1/namespaces/([^/]+)/leases$")),
     ("lease", re.compile(r"^/apis/coordination\.k8s\.io/v1/namespaces/([^/]+)/leases/([^/]+)$")),
@@ -96,6 +101,9 @@ class FakeKube:
         self.bindings: list[tuple[str, str]] = []  # (namespace/name, node) of every successful Binding
         self.binding_bodies: list[dict] = []  # the body of every Binding request, successful or not
         self.requests: list[tuple[str, str]] = []
+        self.resizes: list[tuple[str, dict]] = []  # (namespace/name, patch) of every resize applied (not dry runs)
+        self.evictions: list[str] = []  # namespace/name of every pod evicted (not dry runs)
+        self.budget_exhausted: set[str] = set()  # namespace/name whose eviction a disruption budget refuses (429)
         self.namespaces = set(namespaces)  # where Leases can be created
         self.deleted_namespaces: set[str] = set()  # where nothing can be created (delete_namespace)
         self.before: list[Callable[[str, str, object], None]] = []
@@ -232,6 +240,49 @@ class FakeKube:
             pod["metadata"]["annotations"] = {**(pod["metadata"].get("annotations") or {}), **annotations}
         pod["metadata"]["resourceVersion"] = self._next_rv()
         self.bindings.append((f"{groups[0]}/{name}", body["target"]["name"]))
+        return {"kind": "Status", "status": "Success"}
+
+    def _resize(self, method, path, groups, body, query):
+        """``PATCH pods/{name}/resize``: a strategic merge of containers by name (requests and limits
+        only); a change of the QoS class is the apiserver's 422; ``dryRun=All`` persists nothing."""
+        pod = self.pods.get(groups)
+        if pod is None:
+            raise _not_found("pods", groups[1], method, path)
+        resized = copy.deepcopy(pod)
+        by_name = {c["name"]: c for c in resized["spec"]["containers"]}
+        for patch in body["spec"]["containers"]:
+            container = by_name.get(patch["name"])
+            if container is None:
+                raise KubeError(422, "Invalid", f"Pod \"{groups[1]}\" is invalid: spec.containers: no container "
+                                f"{patch['name']!r}", method, path)
+            resources = container.setdefault("resources", {})
+            for kind, values in patch["resources"].items():
+                resources.setdefault(kind, {}).update(values)
+        if parse_pod(resized).qos != parse_pod(pod).qos:
+            raise KubeError(422, "Invalid", f"Pod \"{groups[1]}\" is invalid: metadata: Invalid value: "
+                            "\"Guaranteed\": Pod QOS Class may not change as a result of resizing", method, path)
+        if query.get("dryRun") == "All":
+            return resized
+        resized["metadata"]["resourceVersion"] = self._next_rv()
+        resized["metadata"]["generation"] = int(pod["metadata"].get("generation") or 1) + 1
+        self.pods[groups] = resized
+        self.resizes.append((f"{groups[0]}/{groups[1]}", copy.deepcopy(body)))
+        return resized
+
+    def _eviction(self, method, path, groups, body, query):
+        """``POST pods/{name}/eviction``: 429 for a pod in :attr:`budget_exhausted`, else the pod is
+        deleted (a dry run deletes nothing)."""
+        pod = self.pods.get(groups)
+        key = f"{groups[0]}/{groups[1]}"
+        if pod is None:
+            raise _not_found("pods", groups[1], method, path)
+        if key in self.budget_exhausted:
+            raise KubeError(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption "
+                            "budget.", method, path)
+        if ((body or {}).get("deleteOptions") or {}).get("dryRun") == ["All"]:
+            return {"kind": "Status", "status": "Success"}
+        del self.pods[groups]
+        self.evictions.append(key)
         return {"kind": "Status", "status": "Success"}
 
     def _events(self, method, path, groups, body, query):

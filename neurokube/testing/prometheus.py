@@ -18,10 +18,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class FakePrometheus:
     """Answers ``/api/v1/query`` with one sample per node: CPU cores and memory bytes per node,
-    recognising the statistic by the PromQL function and the resource by the metric name."""
+    recognising the statistic by the PromQL function and the resource by the metric name.
 
-    def __init__(self, usage: dict[str, tuple[float, float]], label: str = "instance", suffix: str = ":9100") -> None:
+    With ``pods`` (``namespace/name`` -> CPU cores, memory bytes), a query of cAdvisor's series
+    (``container_...``) is answered with one sample per pod, labelled ``namespace`` and ``pod``
+    (the actuator's per-pod usage); the table may be changed between queries."""
+
+    def __init__(self, usage: dict[str, tuple[float, float]], label: str = "instance", suffix: str = ":9100",
+                 pods: dict[str, tuple[float, float]] | None = None) -> None:
         self.usage = usage
+        self.pods = pods if pods is not None else {}
         self.label = label
         self.suffix = suffix
         self.up = True
@@ -64,6 +70,12 @@ class FakePrometheus:
     def answer(self, query: str) -> dict:
         memory = "memory" in query
         result = []
+        if self.pods and "container_" in query:
+            for key, (cpu_cores, mem_bytes) in dict(self.pods).items():
+                namespace, _, pod = key.partition("/")
+                result.append({"metric": {"namespace": namespace, "pod": pod},
+                               "value": [0, str(mem_bytes if memory else cpu_cores)]})
+            return {"status": "success", "data": {"resultType": "vector", "result": result}}
         for node, (cpu_cores, mem_bytes) in self.usage.items():
             value = mem_bytes if memory else cpu_cores
             if query.startswith("stddev_over_time") or query.startswith("deriv"):

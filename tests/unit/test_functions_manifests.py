@@ -101,7 +101,8 @@ def pod_specs() -> dict[str, dict]:
 
 FUNCTION_ACCOUNTS = {"neurokube-binder": "neurokube-binder", "neurokube-sweeper": "neurokube-sweeper",
                      "neurokube-extender": "neurokube-extender", "trainer": "neurokube-trainer-launcher",
-                     "neurokube-dead-letter": "neurokube-dead-letter", "neurokube-snapshot": "neurokube-snapshot"}
+                     "neurokube-dead-letter": "neurokube-dead-letter", "neurokube-snapshot": "neurokube-snapshot",
+                     "neurokube-actuator": "neurokube-actuator"}
 PLACING = {("", "nodes", "get"), ("", "nodes", "list"), ("", "nodes", "watch"), ("", "pods/binding", "create")}
 #: (cluster-wide rules, rules in the ledger namespace) per ServiceAccount, as (apiGroup, resource, verb).
 NEEDED = {
@@ -112,6 +113,9 @@ NEEDED = {
                           {("coordination.k8s.io", "leases", v) for v in ("get", "list", "create", "update", "delete")}),
     "neurokube-extender": (PLACING | {("", "pods", "get"), ("", "pods", "list"), ("", "pods", "watch")},
                            {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}),
+    # fresh lists of pods and nodes each tick (no watch cache), resizes and evictions (live/acting.py)
+    "neurokube-actuator": ({("", "pods", "list"), ("", "nodes", "list"), ("", "pods/resize", "patch"),
+                            ("", "pods/eviction", "create")}, set()),
     "neurokube-trainer-launcher": (set(), {("batch", "jobs", "create")}),
     "neurokube-trainer": (set(), set()),
     "neurokube-dead-letter": (set(), set()),
@@ -268,6 +272,8 @@ def test_sources_and_triggers():
     assert pings["neurokube-nightly-training"]["spec"]["sink"]["ref"]["name"] == "trainer"
     assert pings["neurokube-snapshot"]["spec"]["schedule"] == "*/15 * * * *"
     assert pings["neurokube-snapshot"]["spec"]["sink"]["ref"]["name"] == "neurokube-snapshot"
+    assert pings["neurokube-act"]["spec"]["schedule"] == "* * * * *"
+    assert pings["neurokube-act"]["spec"]["sink"]["ref"]["name"] == "neurokube-actuator"
 
 
 def test_every_trigger_retries_then_dead_letters():
@@ -325,7 +331,8 @@ def test_each_service_admits_only_the_knative_data_plane(service):
         for peer in peers(rule):
             admitted.setdefault(peer, set()).update(p["port"] for p in rule["ports"])
     expected = {**{peer: {8012, 8013, 8112} for peer in DATA_PLANE}, **{peer: {9090} for peer in AUTOSCALER}}
-    if service in ("neurokube-binder", "neurokube-sweeper", "neurokube-extender", "neurokube-snapshot"):
+    if service in ("neurokube-binder", "neurokube-sweeper", "neurokube-extender", "neurokube-snapshot",
+                   "neurokube-actuator"):
         expected.update({peer: {8080, 9091} for peer in PROMETHEUS})  # the functions' /metrics
     assert admitted == expected, service
 
@@ -343,14 +350,14 @@ SCHEDULING = {"neurokube-binder", "neurokube-extender", "neurokube-sweeper"}
 
 def test_services():
     services = knative_services()
-    assert set(services) == SCHEDULING | {"trainer", "neurokube-dead-letter", "neurokube-snapshot"}
+    assert set(services) == SCHEDULING | {"trainer", "neurokube-dead-letter", "neurokube-snapshot", "neurokube-actuator"}
     for name, svc in services.items():
         assert svc["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local", name
         spec = svc["spec"]["template"]["spec"]
         [container] = spec["containers"]
         assert "tcpSocket" in container["readinessProbe"], name
         assert all(p["containerPort"] == 8080 for p in container["ports"])  # Knative's port inside the pod
-        if name not in SCHEDULING:
+        if name not in SCHEDULING | {"neurokube-actuator"}:
             continue
         assert int(svc["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"]) >= 1
         env = literal_env(container)
@@ -403,7 +410,7 @@ def function_env(name: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("name, function", [("neurokube-binder", "binder"), ("neurokube-sweeper", "sweeper"),
-                                            ("neurokube-extender", "extender")])
+                                            ("neurokube-extender", "extender"), ("neurokube-actuator", "actuator")])
 def test_each_function_starts_with_its_settings(name, function):
     settings = from_env(function_env(name))  # raises InputError naming the variable otherwise
     assert settings.scheduler_name == "neurokube" and settings.ledger_namespace == "neurokube"
@@ -434,6 +441,18 @@ def test_binder_and_sweeper_accept_exactly_their_senders():
     assert sweeper.oidc_audience == "serving.knative.dev/service/neurokube/neurokube-sweeper" and not sweeper.insecure
     assert sweeper.oidc_subject_list == (oidc_identity(ping),)
     assert ping["spec"]["sink"].get("audience") == sweeper.oidc_audience
+
+
+def test_the_actuator_is_a_dry_run_that_accepts_exactly_its_ping():
+    """As deployed the actuator only asks (dry run), leaves the system and its own namespaces alone,
+    and accepts the OIDC tokens of its PingSource only."""
+    settings = from_env(function_env("neurokube-actuator"))
+    ping = by_kind("PingSource")["neurokube-act"]
+    assert settings.actuator_dry_run is True and settings.prometheus_url
+    assert {"kube-system", "neurokube"} <= set(settings.actuator_skip_namespaces.split(","))
+    assert settings.oidc_audience == "serving.knative.dev/service/neurokube/neurokube-actuator" and not settings.insecure
+    assert settings.oidc_subject_list == (oidc_identity(ping),)
+    assert ping["spec"]["sink"].get("audience") == settings.oidc_audience
 
 
 def test_the_trainer_accepts_exactly_the_nightly_ping():

@@ -1,4 +1,4 @@
-"""The live functions' entry points (binder, extender, sweeper) are thin: they import the live edge
+"""The live functions' entry points (binder, extender, sweeper, actuator) are thin: they import the live edge
 (handlers, web, settings, telemetry), the error taxonomy and logging, and nothing deeper.
 
 The other layer rules (the core never imports the live code; ``neurokube.live`` stays an adapter and
@@ -28,7 +28,8 @@ def imports(path: Path) -> set[str]:
     return out
 
 
-@pytest.mark.parametrize("path", [ROOT / "functions" / name / "main.py" for name in ("binder", "extender", "sweeper")],
+@pytest.mark.parametrize("path", [ROOT / "functions" / name / "main.py"
+                                  for name in ("binder", "extender", "sweeper", "actuator")],
                          ids=lambda p: p.parent.name)
 def test_function_entry_points_are_thin(path):
     for name in imports(path):
