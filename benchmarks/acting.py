@@ -48,9 +48,13 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
-def replay_one(trace: Path, spec: str, out: Path) -> dict:
-    run([NK, "replay", "--trace", str(trace), "--policy", "default", "--actuator", spec, "--json", str(out)])
-    return json.loads(out.read_text())["policies"]["default"]
+def replay_one(trace: Path, spec: str, out: Path, reuse: bool = False) -> dict:
+    if not (reuse and out.is_file()):
+        run([NK, "replay", "--trace", str(trace), "--policy", "default", "--actuator", spec, "--json", str(out)])
+    doc = json.loads(out.read_text())
+    if doc["config"].get("actuator") != spec:
+        raise SystemExit(f"{out} is a replay with --actuator {doc['config'].get('actuator')}, not {spec}")
+    return doc["policies"]["default"]
 
 
 def short(spec: str) -> str:
@@ -137,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "acting.png")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse the replays and models already in --out (to rewrite the section only)")
     args = parser.parse_args(argv)
     if not (DATA / "alibaba-openb").is_dir() or not (DATA / "bitbrains-rnd-2013-7").is_dir():
         print(f"no workload data in {DATA}: the acting benchmark needs ../shared/data", file=sys.stderr)
@@ -150,13 +156,15 @@ def main(argv: list[str] | None = None) -> int:
             run([NK, "trace", "build", *raw_args(), "--out", str(traces[name]), *extra])
     model = out / "models"
     first_eval = traces[next(iter(EVAL))]
-    run([NK, "recommend", "--trace", str(first_eval), *[a for t in TRAIN for a in ("--train-trace", str(traces[t]))],
-         "--model-dir", str(model)])
+    if not (args.reuse and (model / "manifest.json").is_file()):
+        run([NK, "recommend", "--trace", str(first_eval),
+             *[a for t in TRAIN for a in ("--train-trace", str(traces[t]))], "--model-dir", str(model)])
     jobs = {}
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         for name in EVAL:
             for i, spec in enumerate(actuators(model)):
-                jobs[(name, spec)] = pool.submit(replay_one, traces[name], spec, out / "runs" / f"{name}-{i}.json")
+                jobs[(name, spec)] = pool.submit(replay_one, traces[name], spec, out / "runs" / f"{name}-{i}.json",
+                                                 args.reuse)
         results = {name: {spec: jobs[(name, spec)].result() for spec in actuators(model)}
                    for name in EVAL}
     pods = {}

@@ -1,9 +1,8 @@
 """NeuroKube's actuator (``--actuator neurokube:model=DIR,...``): forecasts drive resizes first, evictions last.
 
 DIR holds the prediction models ``neurokube recommend --train-trace T --model-dir DIR`` trains
-(:class:`~neurokube.forecast.evaluation.Recommender`): per-workload CPU forecasts (median and
-95th percentile, 15 and 60 minutes ahead) and the right-sizing margin calibrated on the training
-traces. The actuator keeps, from what it is shown each scrape, the same per-workload 5-minute
+(:class:`~neurokube.forecast.evaluation.Recommender`); the actuator uses its per-workload median
+CPU forecasts, 15 and 60 minutes ahead. It keeps, from what it is shown each scrape, the same per-workload 5-minute
 series the models were trained on, and every ``refresh_s`` forecasts each running workload.
 
 Every ``interval_s`` it then does, in this order:
@@ -11,15 +10,15 @@ Every ``interval_s`` it then does, in this order:
 1. **Predict each node.** A pod's usage 15 minutes ahead is its usage now times its workload's
    forecast change (median forecast / the workload's mean now); a node's is the sum over its
    pods. A node is *predicted hot* when that exceeds ``hot_threshold`` of its allocatable CPU.
-2. **Right-size requests in place** (CPU only). A pod's target request is
-   ``margin x level x residual quantile`` (the right-sizing recipe of docs/FORECASTS.md: level =
-   the largest median forecast over the horizons, times the training traces' residual quantile),
-   at least 25 millicores. A pod whose request is more than ``tolerance`` below its target is
-   raised to it, so the scheduler stops counting on room its pods will use; one more than
-   ``tolerance`` above it is lowered, unless its node is predicted hot, so that room is freed for
-   other pods. Limits stay as written (raising a limit would let a throttled pod use more and heat
-   its node), except that a limit below the new request is raised to it and a Guaranteed pod's
-   limit follows its request. A pod is resized at most once per ``pod_cooldown_s``, a node
+2. **Right-size requests in place** (CPU only). A pod's target request is ``margin`` (1.5) times
+   its predicted usage, at least 25 millicores. A pod whose request is more than ``tolerance``
+   below its target is raised to it, so the scheduler stops counting on room its pods will use;
+   one more than ``tolerance`` above it is lowered, unless its node is predicted hot, so that room
+   is freed for other pods. Limits stay as written (a limit below the new request is raised to
+   it), and Guaranteed pods are left alone, because their limit must follow their request: a
+   lower limit throttles the pod, and a higher one lets a throttled pod use more and heat its
+   node. Neither relieves anything; both were measured to do harm on validation traces (throttled
+   time up to 4.4x, or contention up; docs/ACTING.md). A pod is resized at most once per ``pod_cooldown_s``, a node
    sees at most ``resizes_per_node`` per round.
 3. **Relieve what resizing cannot.** Resizes change requests, not usage: a predicted-hot node
    whose predicted usage is above its allocatable even so loses one pod per round at most, at most
@@ -28,11 +27,13 @@ Every ``interval_s`` it then does, in this order:
    youngest first (least work lost), and only when some node that is not predicted hot has the room
    its request needs. Evictions stop at ``max_evictions`` per pods seen (1 %: the issue's budget).
 
-A workload the models cannot forecast yet (fewer than two bins of history) uses its pods' usage
-now as its level. With no model (``model=`` empty) the actuator uses that rule for every workload;
-the ``fallbacks`` counter says how many workload forecasts used it.
+A workload the models cannot forecast yet (fewer than two 5-minute bins of history) is not
+resized (``resize_unforecast=true`` resizes it from its pods' usage now); its pods' predicted
+usage is their usage now. Without models (a live actuator given no model directory) every
+workload uses the usage-now rule; the ``fallbacks`` counter says how many workload forecasts were
+missing.
 
-Pure: numpy and the model objects; the model files are read at the edge (cli/actuator_specs.py).
+Pure: numpy and the model objects; the model files are read at the edge (adapters/forecast_models.py).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ BIN_S = 300
 HISTORY_BINS = 72
 """Bins (6 h) of each workload's series given to the forecast models: their longest trailing
 window is 36 bins; older history only moves the slow EWM and history-length features."""
+CAPACITY_BINS = 4 * (HISTORY_BINS + 1)
+"""Bins the series hold before the oldest are dropped: memory stays bounded however long it runs."""
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,10 @@ class NeuroKubeActuatorArgs:
 
     model: str | None = None
     """Directory of ``neurokube recommend --model-dir`` models (required on the command line)."""
-    margin: float = 0.0
-    """Right-sizing margin on the forecast; 0 = the one calibrated on the training traces."""
+    margin: float = 1.5
+    """A pod's CPU request is set to this times its predicted usage. Chosen on two validation traces
+    (real seeds 3 and 4, neither trained on nor reported): 1.5 had less contention than 1.2 on both
+    (0.61x / 0.93x against 0.66x / 1.06x of no actuation)."""
     hot_threshold: float = 0.9
     """Predicted CPU use / allocatable above which a node is predicted hot."""
     tolerance: float = 0.15
@@ -74,10 +79,14 @@ class NeuroKubeActuatorArgs:
     """Evictions at most this share of the pods seen running."""
     downsize: bool = True
     """Lower over-requested pods (frees room); False raises only."""
+    resize_unforecast: bool = False
+    """Also resize pods of workloads the models cannot forecast yet (fewer than two 5-minute bins of
+    history), from their pods' mean usage now; by default those are left alone (VPA waits for
+    history too)."""
 
     def __post_init__(self) -> None:
-        if self.margin < 0 or not 0 < self.hot_threshold <= 2 or not 0 <= self.tolerance < 1:
-            raise ValueError("margin must be >= 0, hot_threshold in (0, 2], tolerance in [0, 1)")
+        if self.margin <= 0 or not 0 < self.hot_threshold <= 2 or not 0 <= self.tolerance < 1:
+            raise ValueError("margin must be > 0, hot_threshold in (0, 2], tolerance in [0, 1)")
         if self.interval_s <= 0 or self.refresh_s <= 0 or self.refresh_s % BIN_S:
             raise ValueError(f"interval_s must be > 0 and refresh_s a positive multiple of {BIN_S}")
         if self.pod_cooldown_s < 0 or self.node_cooldown_s < 0 or self.resizes_per_node < 0:
@@ -90,8 +99,9 @@ class _Series:
     """Per-workload 5-minute series of per-pod mean usage, built from scrapes as the models' training series were."""
 
     def __init__(self) -> None:
-        self.cpu_s = np.zeros((0, 0))  # (W, B) millicore-seconds
-        self.pod_s = np.zeros((0, 0))  # (W, B) pod-seconds
+        self.cpu_s = np.zeros((0, CAPACITY_BINS))  # (W, bins) millicore-seconds, bins from first_bin
+        self.pod_s = np.zeros((0, CAPACITY_BINS))  # (W, bins) pod-seconds
+        self.first_bin = 0  # the bin column 0 holds; older bins are dropped (a live process runs for weeks)
         self.request = np.zeros(0)  # (W,) per-pod CPU request as first seen
         self.last_t: float | None = None
 
@@ -99,29 +109,34 @@ class _Series:
         dt = 60.0 if self.last_t is None else max(now_s - self.last_t, 1.0)
         self.last_t = now_s
         b = int(now_s // BIN_S)
-        w_n = max(int(pods.workload.max()) + 1, self.cpu_s.shape[0])
-        b_n = max(b + 1, self.cpu_s.shape[1])
-        if (w_n, b_n) != self.cpu_s.shape:
-            grow = np.zeros((w_n, max(b_n, 2 * self.cpu_s.shape[1])))
+        if b - self.first_bin >= CAPACITY_BINS:  # keep the last HISTORY_BINS complete bins and this one
+            keep = b - HISTORY_BINS
+            shift = min(keep - self.first_bin, CAPACITY_BINS)
             for name in ("cpu_s", "pod_s"):
                 old = getattr(self, name)
-                new = grow.copy()
-                new[:old.shape[0], :old.shape[1]] = old
-                setattr(self, name, new)
+                moved = np.zeros_like(old)
+                moved[:, :CAPACITY_BINS - shift] = old[:, shift:]
+                setattr(self, name, moved)
+            self.first_bin = keep
+        w_n = int(pods.workload.max()) + 1
+        if w_n > self.cpu_s.shape[0]:
+            extra = np.zeros((w_n - self.cpu_s.shape[0], CAPACITY_BINS))
+            self.cpu_s, self.pod_s = np.vstack([self.cpu_s, extra]), np.vstack([self.pod_s, extra])
             req = np.full(w_n, np.nan)
             req[:len(self.request)] = self.request
             self.request = req
         unseen = np.isnan(self.request[pods.workload])
         self.request[pods.workload[unseen]] = pods.cpu_request[unseen]
-        np.add.at(self.cpu_s, (pods.workload, b), pods.cpu_usage * dt)
-        np.add.at(self.pod_s, (pods.workload, b), dt)
+        np.add.at(self.cpu_s, (pods.workload, b - self.first_bin), pods.cpu_usage * dt)
+        np.add.at(self.pod_s, (pods.workload, b - self.first_bin), dt)
 
     def window(self, workloads: np.ndarray, end_bin: int) -> WorkloadSeries:
         """The complete bins before ``end_bin`` (at most :data:`HISTORY_BINS`) of ``workloads``."""
-        lo = max(end_bin - HISTORY_BINS, 0)
-        pod_s = self.pod_s[workloads, lo:end_bin]
+        lo = max(end_bin - HISTORY_BINS, self.first_bin) - self.first_bin
+        hi = end_bin - self.first_bin
+        pod_s = self.pod_s[workloads, lo:hi]
         with np.errstate(invalid="ignore", divide="ignore"):
-            cpu = np.where(pod_s > 0, self.cpu_s[workloads, lo:end_bin] / pod_s, np.nan)
+            cpu = np.where(pod_s > 0, self.cpu_s[workloads, lo:hi] / pod_s, np.nan)
         n = len(workloads)
         return WorkloadSeries(np.arange(n).astype(str), BIN_S, cpu, np.full_like(cpu, np.nan), pod_s / BIN_S,
                               np.nan_to_num(self.request[workloads]), np.zeros(n))
@@ -133,8 +148,6 @@ class NeuroKubeActuator:
     def __init__(self, args: NeuroKubeActuatorArgs, models: Recommender | None, name: str = "neurokube") -> None:
         self.args, self.models, self.name = args, models, name
         self.interval_s = args.interval_s
-        self.margin = args.margin or (models.cpu_margin if models is not None else 1.0)
-        self.residual_q = models.cpu_residual_q if models is not None else 1.0
         self.series = _Series()
         self.level = np.zeros(0)  # per workload: level (largest median forecast), nan unknown
         self.change = np.zeros(0)  # per workload: median 15-min forecast / mean now
@@ -184,10 +197,10 @@ class NeuroKubeActuator:
         known = w < len(self.level)
         change = np.where(known, self.change[np.where(known, w, 0)], 1.0)
         level = np.where(known, self.level[np.where(known, w, 0)], np.nan)
-        # no forecast: the workload's mean usage per pod now
-        counts = np.bincount(w)
-        mean_now = np.bincount(w, weights=pods.cpu_usage) / np.maximum(counts, 1)
-        level = np.where(np.isfinite(level), level, mean_now[w])
+        if a.resize_unforecast or self.models is None:  # no forecast: the workload's mean usage per pod now
+            counts = np.bincount(w)
+            mean_now = np.bincount(w, weights=pods.cpu_usage) / np.maximum(counts, 1)
+            level = np.where(np.isfinite(level), level, mean_now[w])
         predicted = pods.cpu_usage * change
         node_pred = np.bincount(pods.node, weights=predicted, minlength=view.n_nodes)
         alloc = view.alloc_cpu.astype(float)
@@ -195,12 +208,12 @@ class NeuroKubeActuator:
 
         actions: list[Action] = []
         req_cpu = view.req_cpu.astype(float).copy()
-        target = np.maximum(np.ceil(self.margin * self.residual_q * level), 25.0)
+        target = np.where(np.isfinite(level), np.maximum(np.ceil(a.margin * predicted), 25.0), np.nan)
         per_node: dict[int, int] = {}
-        order = np.argsort(-np.abs(target - pods.cpu_request))
+        order = np.argsort(-np.abs(np.nan_to_num(target) - pods.cpu_request))
         for row in order:
-            if pods.cpu_request[row] <= 0:
-                continue  # a pod without a CPU request: a request would change its QoS class
+            if pods.cpu_request[row] <= 0 or not np.isfinite(level[row]):
+                continue  # a pod without a CPU request (a request would change its QoS class), or no level
             p, node = int(pods.pod[row]), int(pods.node[row])
             if view.now_s - self.last_resize.get(p, -np.inf) < a.pod_cooldown_s:
                 continue
@@ -226,7 +239,7 @@ class NeuroKubeActuator:
     def _resize(self, pods: RunningPods, row: int, cpu: int) -> Resize | None:
         cpu_req, mem_req, cpu_lim, mem_lim = pods.resources(row)
         if qos_class(cpu_req, mem_req, cpu_lim, mem_lim) == GUARANTEED:
-            return Resize(int(pods.pod[row]), cpu, mem_req, cpu, mem_lim, "neurokube: forecast (guaranteed)")
+            return None  # its limit would have to follow its request: see the module docstring
         new_lim = cpu_lim if cpu_lim == 0 else max(cpu_lim, cpu)
         return Resize(int(pods.pod[row]), cpu, mem_req, new_lim, mem_lim, "neurokube: forecast")
 

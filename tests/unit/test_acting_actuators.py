@@ -167,3 +167,25 @@ def test_neurokube_args_are_validated():
         NeuroKubeActuatorArgs(refresh_s=100)
     with pytest.raises(ValueError):
         NeuroKubeActuatorArgs(max_evictions=2)
+
+
+def test_neurokube_leaves_guaranteed_pods_alone():
+    act = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0), None)
+    running = pods([0, 0], [0, 1], [2000, 500], [300.0, 1500.0], cpu_lim=[2000, 500], mem_req=[100, 100],
+                   mem_lim=[100, 100])
+    act.observe(0.0, running)
+    assert act.act(view(60.0, running, [4000])) == []  # their limits would have to follow their requests
+
+
+def test_the_series_stay_bounded_and_keep_the_recent_bins():
+    from neurokube.acting.neurokube_actuator import BIN_S, CAPACITY_BINS, HISTORY_BINS, _Series
+
+    s = _Series()
+    running = pods([0, 0], [0, 1], [100, 100], [100.0, 300.0])
+    for t in np.arange(0, 10 * CAPACITY_BINS * BIN_S, BIN_S):
+        s.add(float(t), running)
+    assert s.cpu_s.shape == (2, CAPACITY_BINS)
+    end = int(t // BIN_S)
+    w = s.window(np.array([0, 1]), end)
+    assert w.cpu.shape == (2, HISTORY_BINS)
+    assert np.allclose(w.cpu[0], 100.0) and np.allclose(w.cpu[1], 300.0)
