@@ -79,6 +79,9 @@ class NeuroKubeActuatorArgs:
     """Evictions at most this share of the pods seen running."""
     downsize: bool = True
     """Lower over-requested pods (frees room); False raises only."""
+    victim: str = "smallest"
+    """Among the pods whose eviction covers the excess: ``smallest`` (the smallest, youngest first) or
+    ``least_work`` (the one whose eviction loses the least work: usage x time running)."""
     resize_unforecast: bool = False
     """Also resize pods of workloads the models cannot forecast yet (fewer than two 5-minute bins of
     history), from their pods' mean usage now; by default those are left alone (VPA waits for
@@ -93,6 +96,8 @@ class NeuroKubeActuatorArgs:
             raise ValueError("cooldowns and resizes_per_node must be >= 0")
         if not 0 <= self.max_evictions <= 1:
             raise ValueError("max_evictions must be in [0, 1]")
+        if self.victim not in ("smallest", "least_work"):
+            raise ValueError(f"victim must be smallest or least_work, not {self.victim!r}")
 
 
 class _Series:
@@ -274,8 +279,10 @@ class NeuroKubeActuator:
                 continue
             covers = predicted[cand] >= excess[node]
             pool = cand[covers] if covers.any() else cand
-            # smallest pod that covers the excess (else the largest), youngest first
-            key = (predicted[pool] if covers.any() else -predicted[pool], -pods.started_s[pool])
+            if a.victim == "least_work":  # the work an eviction loses: its usage times how long it has run
+                key = (pods.cpu_usage[pool] * np.maximum(view.now_s - pods.started_s[pool], 0.0), -predicted[pool])
+            else:  # the smallest pod that covers the excess (else the largest), youngest first
+                key = (predicted[pool] if covers.any() else -predicted[pool], -pods.started_s[pool])
             victim = pool[np.lexsort(key[::-1])[0]]
             out.append(Evict(int(pods.pod[victim]), "neurokube: predicted hot node"))
             self.last_evict_node[int(node)] = view.now_s

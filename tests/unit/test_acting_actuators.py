@@ -189,3 +189,18 @@ def test_the_series_stay_bounded_and_keep_the_recent_bins():
     w = s.window(np.array([0, 1]), end)
     assert w.cpu.shape == (2, HISTORY_BINS)
     assert np.allclose(w.cpu[0], 100.0) and np.allclose(w.cpu[1], 300.0)
+
+
+def test_neurokube_least_work_evicts_the_pod_that_has_done_the_least():
+    # node 0 (5,000) is predicted 500 over: pods 1 and 2 both cover it; pod 1 ran 3,000 s at 1,500, pod 2 60 s at 2,000
+    running = pods([0, 0, 0, 1], [0, 1, 2, 3], [1000, 1000, 1000, 500], [2000.0, 1500.0, 2000.0, 100.0],
+                   priority=[10, 0, 0, 0], started=[0.0, 0.0, 2940.0, 0.0])
+    smallest = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, max_evictions=1.0), None)
+    least = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, max_evictions=1.0, victim="least_work"), None)
+    for act in (smallest, least):
+        act.observe(0.0, running)
+    evicted = [[a.pod for a in act.act(view(3000.0, running, [5000, 4000])) if isinstance(a, Evict)]
+               for act in (smallest, least)]
+    assert evicted == [[1], [2]]
+    with pytest.raises(ValueError):
+        NeuroKubeActuatorArgs(victim="oldest")
