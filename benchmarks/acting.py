@@ -192,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in EVAL:
         parts.append(f"### {name} ({pods[name]:,} pods)\n\n{table(results[name])}\n\n" + "\n".join(
             goals(results[name], pods[name])) + "\n")
-    parts.append("Replays reused from an earlier run of this script (`--reuse`): about 3 minutes per trace on 2 workers."
-                 if args.reuse else f"Wall time {time.monotonic() - t0:,.0f} s.")
+    parts.append("Replays reused from an earlier run of this script (`--reuse`): about 3 minutes per trace on "
+                 "2 workers." if args.reuse else f"Wall time {time.monotonic() - t0:,.0f} s.")
     body = "\n".join(parts)
     print(body)
     if not args.no_docs:
