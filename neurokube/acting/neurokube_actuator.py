@@ -2,8 +2,9 @@
 
 DIR holds the prediction models ``neurokube recommend --train-trace T --model-dir DIR`` trains
 (:class:`~neurokube.forecast.evaluation.Recommender`); the actuator uses its per-workload median
-CPU forecasts, 15 and 60 minutes ahead. It keeps, from what it is shown each scrape, the same per-workload 5-minute
-series the models were trained on, and every ``refresh_s`` forecasts each running workload.
+CPU forecast at the shortest horizon (15 minutes). It keeps, from what it is shown each scrape,
+the same per-workload 5-minute series the models were trained on, and every ``refresh_s``
+forecasts each running workload.
 
 Every ``interval_s`` it then does, in this order:
 
@@ -84,8 +85,7 @@ class NeuroKubeActuatorArgs:
     ``least_work`` (the one whose eviction loses the least work: usage x time running)."""
     resize_unforecast: bool = False
     """Also resize pods of workloads the models cannot forecast yet (fewer than two 5-minute bins of
-    history), from their pods' mean usage now; by default those are left alone (VPA waits for
-    history too)."""
+    history), from each pod's usage now; by default those are left alone (VPA waits for history too)."""
 
     def __post_init__(self) -> None:
         if self.margin <= 0 or not 0 < self.hot_threshold <= 2 or not 0 <= self.tolerance < 1:
@@ -111,7 +111,8 @@ class _Series:
         self.last_t: float | None = None
 
     def add(self, now_s: float, pods: RunningPods) -> None:
-        dt = 60.0 if self.last_t is None else max(now_s - self.last_t, 1.0)
+        # a scrape's weight is the time since the last one, at most a bin (after a gap, not the whole gap)
+        dt = 60.0 if self.last_t is None else min(max(now_s - self.last_t, 1.0), float(BIN_S))
         self.last_t = now_s
         b = int(now_s // BIN_S)
         if b - self.first_bin >= CAPACITY_BINS:  # keep the last HISTORY_BINS complete bins and this one
@@ -154,8 +155,8 @@ class NeuroKubeActuator:
         self.args, self.models, self.name = args, models, name
         self.interval_s = args.interval_s
         self.series = _Series()
-        self.level = np.zeros(0)  # per workload: level (largest median forecast), nan unknown
-        self.change = np.zeros(0)  # per workload: median 15-min forecast / mean now
+        self.forecast_ok = np.zeros(0, bool)  # per workload: forecast at the last refresh
+        self.change = np.zeros(0)  # per workload: median forecast at the shortest horizon / mean now
         self.refreshed_at = -np.inf
         self.last_resize: dict[int, float] = {}
         self.last_evict_node: dict[int, float] = {}
@@ -169,10 +170,10 @@ class NeuroKubeActuator:
             self.seen_pods.update(pods.pod.tolist())
 
     def _refresh(self, now_s: float, workloads: np.ndarray) -> None:
-        """Forecast every running workload that has complete bins; the others get no level (NaN)
-        and :meth:`act` uses their pods' usage now."""
+        """Forecast every running workload that has two complete bins or more, at the models'
+        shortest horizon; the others keep a change of 1 (their usage now)."""
         n_w = max(self.series.cpu_s.shape[0], int(workloads.max()) + 1 if workloads.size else 0)
-        self.level = np.full(n_w, np.nan)
+        self.forecast_ok = np.zeros(n_w, bool)
         self.change = np.ones(n_w)
         self.refreshed_at = now_s
         end = int(now_s // BIN_S)
@@ -184,11 +185,10 @@ class NeuroKubeActuator:
             forecast = np.isfinite(now) & (np.isfinite(s.cpu).sum(axis=1) >= 2)
             if forecast.any():
                 f = self.models.forecast
-                p50 = {h: f.predict(s, "cpu", h, 0.5)[:, -1] for h in f.settings.horizons_min}
-                level = np.fmax.reduce(list(p50.values()))
+                p50 = f.predict(s, "cpu", min(f.settings.horizons_min), 0.5)[:, -1]
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    ratio = np.where(now > 0, p50[min(p50)] / now, 1.0)
-                self.level[known[forecast]] = level[forecast]
+                    ratio = np.where(now > 0, p50 / now, 1.0)
+                self.forecast_ok[known[forecast]] = True
                 self.change[known[forecast]] = np.where(np.isfinite(ratio[forecast]), ratio[forecast], 1.0)
         self.fallbacks += int(workloads.size - forecast.sum())
 
@@ -199,13 +199,11 @@ class NeuroKubeActuator:
         if view.now_s - self.refreshed_at >= a.refresh_s:
             self._refresh(view.now_s, np.unique(pods.workload))
         w = pods.workload
-        known = w < len(self.level)
+        known = w < len(self.change)
         change = np.where(known, self.change[np.where(known, w, 0)], 1.0)
-        level = np.where(known, self.level[np.where(known, w, 0)], np.nan)
-        if a.resize_unforecast or self.models is None:  # no forecast: the workload's mean usage per pod now
-            counts = np.bincount(w)
-            mean_now = np.bincount(w, weights=pods.cpu_usage) / np.maximum(counts, 1)
-            level = np.where(np.isfinite(level), level, mean_now[w])
+        # without a forecast a pod's predicted usage is its usage now; it is resized only when asked
+        resizable = np.where(known, self.forecast_ok[np.where(known, w, 0)], False)
+        resizable |= a.resize_unforecast or self.models is None
         predicted = pods.cpu_usage * change
         node_pred = np.bincount(pods.node, weights=predicted, minlength=view.n_nodes)
         alloc = view.alloc_cpu.astype(float)
@@ -213,12 +211,12 @@ class NeuroKubeActuator:
 
         actions: list[Action] = []
         req_cpu = view.req_cpu.astype(float).copy()
-        target = np.where(np.isfinite(level), np.maximum(np.ceil(a.margin * predicted), 25.0), np.nan)
+        target = np.where(resizable, np.maximum(np.ceil(a.margin * predicted), 25.0), np.nan)
         per_node: dict[int, int] = {}
         order = np.argsort(-np.abs(np.nan_to_num(target) - pods.cpu_request))
         for row in order:
-            if pods.cpu_request[row] <= 0 or not np.isfinite(level[row]):
-                continue  # a pod without a CPU request (a request would change its QoS class), or no level
+            if pods.cpu_request[row] <= 0 or not resizable[row]:
+                continue  # a pod without a CPU request (a request would change its QoS class), or no forecast
             p, node = int(pods.pod[row]), int(pods.node[row])
             if view.now_s - self.last_resize.get(p, -np.inf) < a.pod_cooldown_s:
                 continue

@@ -25,7 +25,7 @@ Pure: numpy only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -64,7 +64,11 @@ class VpaInPlaceArgs:
 
 @dataclass
 class _Histograms:
-    """Per-workload decaying histograms of one resource; weights grow as 2^(t / half-life)."""
+    """Per-workload decaying histograms of one resource; weights grow as 2^(t / half-life).
+
+    The buckets and the percentile rule are ``forecast/vpa.py``'s; this keeps them incrementally
+    (one update per scrape) where that module recomputes from every sample, which per minute of a
+    replay would grow with its length."""
 
     edges: np.ndarray
     weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
@@ -92,6 +96,10 @@ class VpaInPlace:
 
     def __init__(self, args: VpaInPlaceArgs = VpaInPlaceArgs(), name: str = "vpa-inplace",
                  settings: VpaSettings = VpaSettings()) -> None:
+        # ``settings`` gives the buckets, the sample-weight floor and the per-pod minimums; the knobs a
+        # user sets (percentile, margin, half-life) come from ``args``, so they are copied over it
+        settings = replace(settings, target_percentile=args.target_percentile, safety_margin=args.safety_margin,
+                           half_life_s=args.half_life_s)
         self.args, self.name, self.settings = args, name, settings
         self.interval_s = args.interval_s
         self.cpu = _Histograms(settings.cpu.edges())

@@ -97,18 +97,12 @@ def outcome(scored: Scored, cpu_req: np.ndarray, mem_req: np.ndarray) -> dict[st
     }
 
 
-def vpa_recommendations(trace: Trace, samples: PodSamples, bin_s: int, refreshes: int,
-                        settings: RightsizingSettings) -> tuple[np.ndarray, np.ndarray]:
-    """(W, R) VPA CPU and memory targets at each refresh, from samples before it; NaN without history."""
-    cpu, mem = vpa_recommendations_at(trace, samples, bin_s, refreshes, settings, (settings.vpa.target_percentile,))
-    return cpu[0], mem[0]
-
-
 def vpa_recommendations_at(trace: Trace, samples: PodSamples, bin_s: int, refreshes: int,
                            settings: RightsizingSettings, percentiles: tuple[float, ...]
                            ) -> tuple[np.ndarray, np.ndarray]:
-    """(P, W, R) :func:`vpa_recommendations` with ``settings.vpa``'s target percentile set to each of
-    ``percentiles`` in turn; one histogram per workload and refresh serves them all."""
+    """(P, W, R) VPA CPU and memory targets at each refresh, from samples before it (NaN without
+    history), with ``settings.vpa``'s target percentile set to each of ``percentiles`` in turn; one
+    histogram per workload and refresh serves them all."""
     keys, wid = workload_keys(trace)
     per = settings.refresh_s // bin_s
     w_of = wid[samples.pod]

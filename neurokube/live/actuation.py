@@ -22,8 +22,9 @@ records each refusal and goes on. An unreachable apiserver is no answer: it rais
 :class:`~neurokube.errors.TemporaryError` (the function's edge answers 503 and the event is
 delivered again). Malformed arguments raise :class:`~neurokube.errors.InputError`.
 
-RBAC for an actuator's ServiceAccount: ``patch`` on ``pods/resize``, ``create`` on
-``pods/eviction``, ``get``/``list`` on ``poddisruptionbudgets`` (policy) to plan around budgets.
+RBAC for an actuator's ServiceAccount: ``patch`` on ``pods/resize`` and ``create`` on
+``pods/eviction`` (deploy/knative/rbac.yaml); it reads no PodDisruptionBudget, the apiserver
+enforces them.
 """
 
 from __future__ import annotations

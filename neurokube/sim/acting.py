@@ -64,17 +64,12 @@ class PodRules:
         """From the trace's optional ``priority``, ``controlled`` and ``max_unavailable`` columns
         (the defaults where a column is absent)."""
         workload = pods.workload_ids()
-        n_workloads = int(workload.max()) + 1 if len(workload) else 0
-        rules = cls.defaults(len(pods), n_workloads)
-        priority = getattr(pods, "priority", None)
-        controlled = getattr(pods, "controlled", None)
-        budget = getattr(pods, "max_unavailable", None)
+        rules = cls.defaults(len(pods), int(workload.max()) + 1 if len(workload) else 0)
         per_workload = rules.max_unavailable
-        if budget is not None:
-            per_workload = per_workload.copy()
-            per_workload[workload] = budget  # one value per workload (the trace reader checks)
-        return cls(rules.priority if priority is None else np.asarray(priority, np.int64),
-                   rules.controlled if controlled is None else np.asarray(controlled, bool), per_workload)
+        if pods.max_unavailable is not None:
+            per_workload[workload] = pods.max_unavailable  # one value per workload (the trace reader checks)
+        return cls(rules.priority if pods.priority is None else np.asarray(pods.priority, np.int64),
+                   rules.controlled if pods.controlled is None else np.asarray(pods.controlled, bool), per_workload)
 
 
 @dataclass
@@ -101,6 +96,7 @@ class Actuation:
     def __init__(self, actuator: Actuator, state: ReplayState, rules: PodRules, step_s: int, scrape_s: int) -> None:
         pods = state.pods
         self.actuator, self.state, self.rules = actuator, state, rules
+        self.idle = isinstance(actuator, NoActuator)  # nothing acts: skip the actuator's bookkeeping
         self.step, self.scrape = step_s, scrape_s
         n = len(pods)
         # the state's arrays, changed only through state.resize
@@ -134,8 +130,9 @@ class Actuation:
             c.oom_kills += int(killed.sum())
             c.oom_lost_milli_s += float(self.work[dead].sum())
             self.work[dead] = 0.0
-        self.cpu_now[run_idx] = cpu
-        self.mem_now[run_idx] = mem
+        if not self.idle:  # only an actuator reads the usage now
+            self.cpu_now[run_idx] = cpu
+            self.mem_now[run_idx] = mem
         return cpu, mem
 
     # --- the actuator's turn ---------------------------------------------------------------
@@ -147,7 +144,7 @@ class Actuation:
 
     def after_step(self, t: float, run_idx: np.ndarray) -> None:
         """Show the actuator this step (a scrape and, on its interval, the view) and apply its actions."""
-        if isinstance(self.actuator, NoActuator):
+        if self.idle:
             return
         if t % self.scrape == 0:
             self.actuator.observe(t, self.running(run_idx, t))

@@ -53,6 +53,7 @@ class ReplayResult:
     node_pods: np.ndarray | None = None  # (steps, nodes) running pods, when recorded
     node_mem: np.ndarray | None = None  # (steps, nodes) memory usage in MiB, when recorded
     actuator: str = "none"  # what acted on running pods (--actuator); with one, node_of is the final placement
+    refusals: dict[str, int] = field(default_factory=dict)  # the actuator's refused actions, by reason
 
 
 def pod_specs(trace: Trace) -> list[PodSpec]:
@@ -126,9 +127,7 @@ class _Replay:
         self.window = MetricsWindow(self.n_nodes, config)
         self.acc = MetricAccumulator(step_s=step, hot_threshold=config.hot_threshold)
         self.log = StepLog(record)
-        n_workloads = int(workload_of.max()) + 1 if self.n_pods else 0
-        self.acting = Actuation(actuator, self.state, rules or PodRules.defaults(self.n_pods, n_workloads),
-                                step, config.scrape_s)
+        self.acting = Actuation(actuator, self.state, rules or PodRules.of(trace.pods), step, config.scrape_s)
         self.idle_steps = 0  # steps in a row with nothing running and nothing bound
         self.waits = 0  # offers the policy declined although the pod fitted a node
 
@@ -151,11 +150,11 @@ class _Replay:
         view.workloads = self.history.view()
         state.publish_recent(newest)
         bound = self.decide(k, t, newest)
-        running = self.measure(t)
-        self.acting.after_step(t, np.flatnonzero(state.running))
+        run_idx = self.measure(t)
+        self.acting.after_step(t, run_idx)
         if self.on_step is not None:
             self.on_step(k + 1, self.max_steps)
-        return self.finished(running, bound)
+        return self.finished(run_idx.size, bound)
 
     def decide(self, k: int, t: float, newest: float) -> int:
         """Offer each queued pod to the policy in FIFO order; bind or keep it. Returns how many were bound."""
@@ -206,8 +205,8 @@ class _Replay:
         if self.on_bind is not None:
             self.on_bind(s, int(n), t)
 
-    def measure(self, t: float) -> int:
-        """Sum the running pods' usage per node and account the step. Returns how many pods run."""
+    def measure(self, t: float) -> np.ndarray:
+        """Sum the running pods' usage per node and account the step. Returns the running pods."""
         state, pods = self.state, self.trace.pods
         run_idx = np.flatnonzero(state.running)
         cpu, mem = self.acting.usage(
@@ -216,15 +215,14 @@ class _Replay:
         node_mem = np.bincount(state.node_of[run_idx], weights=mem, minlength=self.n_nodes)
         self.window.record(t, node_cpu, node_mem)
         if t % self.config.scrape_s == 0:
-            self.history.add(state.workload_of[run_idx], cpu, mem,
-                             pods.cpu_request_milli[run_idx].astype(np.float64))
+            self.history.add(state.workload_of[run_idx], cpu, mem, state.cpu_request[run_idx].astype(np.float64))
         pod_count = state.view.pod_count
         self.log.add_nodes(node_cpu, pod_count, node_mem)
         active = pod_count > 0
         contention = self.acc.add_step(node_cpu, node_mem, self.cap_cpu_f, self.cap_mem_f, active)
         hot = int((node_cpu[active] > self.config.hot_threshold * self.cap_cpu_f[active]).sum())
         self.log.add(t, active, contention, hot, len(state.queue))
-        return run_idx.size
+        return run_idx
 
     def finished(self, running: int, bound: int) -> bool:
         """Whether nothing can change any more after this step."""
@@ -254,7 +252,7 @@ class _Replay:
             policy=self.policy.name, trace=self.trace.name, node_of=state.node_of, bind_s=bind_s, end_s=end_s,
             metrics=metrics, series={key: np.asarray(v) for key, v in log.series.items()},
             node_cpu=log.stacked(log.cpu), node_pods=log.stacked(log.pods), node_mem=log.stacked(log.mem),
-            actuator=self.acting.actuator.name,
+            actuator=self.acting.actuator.name, refusals=dict(self.acting.counters.refusals),
         )
 
 
@@ -274,7 +272,7 @@ def replay(
     ``clock`` (nanoseconds, e.g. ``time.perf_counter_ns``) times each decision when given;
     ``on_step(done, total)`` reports progress; ``record`` keeps per-step node usage and pod
     counts in the result (for attributing outcomes to decisions); ``actuator`` acts on running pods
-    (none by default), under the trace's ``rules`` (priority, controller, disruption budgets; the
-    defaults when None).
+    (none by default), under ``rules`` (priority, controller, disruption budgets; by default the
+    trace's optional columns, :meth:`PodRules.of`).
     """
     return _Replay(trace, policy, config, clock, on_step, record, actuator or NoActuator(), rules).run()

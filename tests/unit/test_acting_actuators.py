@@ -181,14 +181,18 @@ def test_the_series_stay_bounded_and_keep_the_recent_bins():
     from neurokube.acting.neurokube_actuator import BIN_S, CAPACITY_BINS, HISTORY_BINS, _Series
 
     s = _Series()
-    running = pods([0, 0], [0, 1], [100, 100], [100.0, 300.0])
-    for t in np.arange(0, 10 * CAPACITY_BINS * BIN_S, BIN_S):
-        s.add(float(t), running)
+    times = np.arange(0, 10 * CAPACITY_BINS * BIN_S, BIN_S)
+    for k, t in enumerate(times):  # usage ramps with the bin: the bin's index (x1 and x3)
+        s.add(float(t), pods([0, 0], [0, 1], [100, 100], [float(k), 3.0 * k]))
     assert s.cpu_s.shape == (2, CAPACITY_BINS)
-    end = int(t // BIN_S)
+    end = len(times) - 1  # the bin in progress
     w = s.window(np.array([0, 1]), end)
     assert w.cpu.shape == (2, HISTORY_BINS)
-    assert np.allclose(w.cpu[0], 100.0) and np.allclose(w.cpu[1], 300.0)
+    expected = np.arange(end - HISTORY_BINS, end, dtype=float)
+    assert np.allclose(w.cpu[0], expected) and np.allclose(w.cpu[1], 3 * expected)
+    # a scrape after a long gap weighs one bin at most, not the whole gap
+    s.add(float(times[-1] + 100 * BIN_S), pods([0], [0], [100], [1.0]))
+    assert s.pod_s[0].max() <= BIN_S
 
 
 def test_neurokube_least_work_evicts_the_pod_that_has_done_the_least():

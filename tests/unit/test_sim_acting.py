@@ -100,7 +100,7 @@ def test_a_resize_without_room_waits_and_applies_when_a_pod_leaves():
 
 
 @pytest.mark.parametrize("resize, why", [
-    (Resize(0, 3000, 10, 0, 0, "x"), "resize: infeasible (above the node's allocatable)"),
+    (Resize(0, 3000, 10, 3000, 0, "x"), "resize: infeasible (above the node's allocatable)"),
     (Resize(0, 0, 0, 0, 0, "x"), "resize: changes the QoS class"),
     (Resize(0, 500, 10, 0, 0, "x"), "resize: removes a limit"),
     (Resize(0, 900, 10, 800, 0, "x"), "resize: request above limit"),
@@ -109,6 +109,7 @@ def test_a_resize_without_room_waits_and_applies_when_a_pod_leaves():
 def test_resizes_the_apiserver_or_kubelet_would_refuse_are_refused(resize, why):
     r = run(trace(1, cpu_req=500, cpu_lim=1000), Scripted({60.0: [resize]}))
     assert r.metrics["resizes_refused"] == 1 and r.metrics["resizes"] == 0
+    assert r.refusals == {why: 1}
 
 
 def test_an_evicted_pod_is_queued_again_loses_its_work_and_ends_when_its_first_run_would_have():
@@ -146,12 +147,15 @@ def test_an_eviction_may_recreate_the_pod_with_new_requests():
     assert later.cpu_request.tolist() == [300]
 
 
-def test_no_actuator_leaves_the_replay_as_it_was():
+def test_an_actuator_that_never_acts_leaves_the_replay_as_it_was():
+    # NoActuator skips the bookkeeping; an actuator that is shown every step but never acts must give
+    # the same replay
     tr = trace(4, cpu_req=700, durations=[300.0, 600.0, 900.0, 200.0], creations=[0, 0, 60, 120],
                nodes=(1500, 1500))
     plain = run(tr)
     none = run(tr, NoActuator())
     silent = run(tr, Scripted({}))
+    assert silent.metrics["evictions"] == 0
     for r in (none, silent):
         assert r.node_of.tolist() == plain.node_of.tolist()
         assert r.bind_s.tolist() == plain.bind_s.tolist()
@@ -159,10 +163,31 @@ def test_no_actuator_leaves_the_replay_as_it_was():
 
 
 def test_pod_rules_come_from_the_trace_columns_when_present():
-    tr = trace(3, workloads=["a", "a", "b"])
+    from dataclasses import replace
+
+    tr = trace(3, cpu_req=100, workloads=["a", "a", "b"])
     rules = PodRules.of(tr.pods)
     assert rules.priority.tolist() == [0, 0, 0] and rules.controlled.all()
     assert rules.max_unavailable.tolist() == [1, 1]
+    pods = replace(tr.pods, priority=np.array([5, 5, -1]), controlled=np.array([True, False, True]),
+                   max_unavailable=np.array([2, 2, 0]))
+    rules = PodRules.of(pods)
+    assert rules.priority.tolist() == [5, 5, -1] and rules.controlled.tolist() == [True, False, True]
+    assert rules.max_unavailable.tolist() == [2, 0]
+    # the replay reads them by default: workload b's budget of 0 refuses its eviction
+    columns = Trace(tr.name, tr.nodes, pods, tr.profiles)
+    r = run(columns, Scripted({60.0: [Evict(2, "x"), Evict(0, "x"), Evict(1, "x")]}))
+    assert r.metrics["evictions"] == 2 and r.refusals == {"evict: disruption budget": 1}
+
+
+def test_an_evicted_pod_whose_run_ends_while_it_waits_just_ends():
+    # pod 0 (300 s) is evicted at 120 s; pod 1 fills the only node until 600 s, so pod 0 is placed
+    # again only after its first run would have ended: it takes its place and leaves at once
+    tr = trace(2, cpu_req=1500, durations=[300.0, 600.0], creations=[0.0, 60.0], nodes=(2000,))
+    r = run(tr, Scripted({120.0: [Evict(0, "x")]}))
+    assert r.metrics["evictions"] == 1 and r.metrics["unscheduled_pods"] == 0
+    assert r.node_pods[:, 0].max() == 1  # never both on the node
+    assert r.metrics["pending_pod_s"] >= 600.0 - 120.0  # back in the queue from 120 s to 660 s
 
 
 # --- the command line -----------------------------------------------------------------------
