@@ -13,7 +13,6 @@ import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from neurokube.errors import InputError, TemporaryError
 from neurokube.live import handlers, web
 from neurokube.live.settings import from_env
 from neurokube.live.telemetry import process_telemetry
@@ -34,12 +33,4 @@ def actuator(request: flask.Request) -> flask.Response:
 
 @functions_framework.cloud_event
 def on_ping(ce: CloudEvent) -> None:
-    try:
-        web.authenticate(flask.request, web.authenticator(SETTINGS, "actuator"), TELEMETRY)
-        handlers.on_actuator_ping(ce, SETTINGS, ce["id"])
-    except web.HttpError as exc:
-        flask.abort(exc.status, description=exc.message)
-    except InputError as exc:
-        flask.abort(400, description=str(exc))
-    except TemporaryError as exc:
-        flask.abort(503, description=str(exc))
+    web.plain_cloud_event(SETTINGS, TELEMETRY, "actuator", lambda: handlers.on_actuator_ping(ce, SETTINGS, ce["id"]))

@@ -25,7 +25,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from neurokube.adapters.objectstore import open_store
-from neurokube.errors import InputError, TemporaryError
+from neurokube.errors import InputError
 from neurokube.live import web
 from neurokube.live.settings import from_env
 from neurokube.live.telemetry import process_telemetry
@@ -87,12 +87,4 @@ def snapshot(request: flask.Request) -> flask.Response:
 
 @functions_framework.cloud_event
 def on_ping(ce: CloudEvent) -> None:
-    try:
-        web.authenticate(flask.request, web.authenticator(SETTINGS, "snapshot"), TELEMETRY)
-        _rejecting(ce, ce["id"])
-    except web.HttpError as exc:
-        flask.abort(exc.status, description=exc.message)
-    except InputError as exc:
-        flask.abort(400, description=str(exc))
-    except TemporaryError as exc:
-        flask.abort(503, description=str(exc))
+    web.plain_cloud_event(SETTINGS, TELEMETRY, "snapshot", lambda: _rejecting(ce, ce["id"]))

@@ -124,6 +124,22 @@ def authenticate(request: flask.Request, authenticator: auth.Authenticator, tele
             from None
 
 
+def plain_cloud_event(settings, telemetry: Telemetry, function: str, handle: Callable[[], object]) -> None:
+    """A ``@functions_framework.cloud_event`` target's body: authenticate the caller of ``function``,
+    run ``handle``, and answer what goes wrong through ``flask.abort`` (that signature has no
+    response of its own): an :class:`HttpError` with its status, bad input 400, a temporary
+    failure 503."""
+    try:
+        authenticate(flask.request, authenticator(settings, function), telemetry)
+        handle()
+    except HttpError as exc:
+        flask.abort(exc.status, description=exc.message)
+    except InputError as exc:
+        flask.abort(400, description=str(exc))
+    except TemporaryError as exc:
+        flask.abort(503, description=str(exc))
+
+
 _authenticators: dict[tuple[object, str], auth.Authenticator] = {}
 _authenticators_lock = threading.Lock()
 
