@@ -11,7 +11,8 @@ import queue
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +22,18 @@ from neurokube.adapters.kube import KubeClient
 from neurokube.cluster import control, workload
 from neurokube.cluster.build import Binaries
 from neurokube.cluster.state import ClusterRecord
+
+
+def wait_for(what: str, probe: Callable[[], object], timeout_s: float = 20.0, interval_s: float = 0.2) -> object:
+    """``probe()``'s first truthy value, polled every ``interval_s``; an AssertionError naming ``what``
+    after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not within {timeout_s:.0f}s"
+        time.sleep(interval_s)
 
 
 @dataclass(frozen=True)

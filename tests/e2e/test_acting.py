@@ -14,7 +14,7 @@ import pytest
 
 from neurokube.adapters.kube import KubeClient, KubeError
 from neurokube.cluster import workload
-from neurokube.cluster.testing import RunningCluster
+from neurokube.cluster.testing import RunningCluster, wait_for
 from neurokube.cluster.workload import PodSpec
 from neurokube.live import actuation
 from neurokube.live.actuation import Result
@@ -29,16 +29,6 @@ LIMITS = {"cpu": "500m", "memory": "128Mi"}
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def wait_for(what: str, probe: Callable[[], object], timeout_s: float = 20.0) -> object:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {timeout_s:.0f}s"
-        time.sleep(0.2)
 
 
 def get_pod(client: KubeClient, name: str) -> dict | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import functions_framework
@@ -28,7 +28,7 @@ from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 
 from neurokube.adapters.kube import KubeError
-from neurokube.cluster.testing import RunningCluster
+from neurokube.cluster.testing import RunningCluster, wait_for
 from neurokube.k8s.quantity import cpu_milli
 from neurokube.live import acting, actuation
 from neurokube.testing import FakePrometheus
@@ -43,16 +43,6 @@ USAGE_CORES = (14.0, 14.0, 8.0)  # by pod name order: 36 cores on a 32-core node
 RS = f"/apis/apps/v1/namespaces/{NS}/replicasets"
 PDBS = f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets"
 PODS = f"/api/v1/namespaces/{NS}/pods"
-
-
-def wait_for(what: str, probe: Callable[[], object], timeout_s: float = 30.0) -> object:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {timeout_s:.0f}s"
-        time.sleep(0.2)
 
 
 def pods_of(cluster: RunningCluster, app: str) -> list[dict]:
@@ -79,7 +69,7 @@ def hot(cluster: RunningCluster) -> Iterator[tuple[str, list[dict]]]:
     try:
         running = wait_for("the ReplicaSet's pods running", lambda: (
             pods := pods_of(cluster, app)) and len(pods) == REPLICAS
-            and all(p["status"].get("phase") == "Running" for p in pods) and pods)
+            and all(p["status"].get("phase") == "Running" for p in pods) and pods, timeout_s=30)
 
         def observed() -> bool:
             doc = cluster.client.get(f"{PDBS}/{app}")
@@ -87,7 +77,7 @@ def hot(cluster: RunningCluster) -> Iterator[tuple[str, list[dict]]]:
             return (status.get("observedGeneration", 0) >= doc["metadata"]["generation"]
                     and status.get("currentHealthy") == REPLICAS)
 
-        wait_for("the budget's status", observed)
+        wait_for("the budget's status", observed, timeout_s=30)
         yield app, running
     finally:
         for path in (f"{PDBS}/{app}", f"{RS}/{app}"):
