@@ -63,6 +63,7 @@ from neurokube.adapters.objectstore import MinioStore
 from neurokube.cluster import faults, processes, workload
 from neurokube.cluster.functions import FunctionsOptions
 from neurokube.cluster.livekit import ADD, create_pods, neurokube_pod, over_committed, pods_of
+from neurokube.cluster.testing import wait_for
 from neurokube.errors import TemporaryError
 from neurokube.stack import control as stack_control
 from tests.chaos.conftest import Chaos
@@ -179,13 +180,7 @@ def cleanup(chaos: Chaos, run: str) -> None:
 
 
 def eventually(check, timeout_s: float, what: str, interval_s: float = 0.5):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} not within {timeout_s:.0f}s"
-        time.sleep(interval_s)
+    return wait_for(what, check, timeout_s, interval_s)
 
 
 def readiness(chaos: Chaos) -> dict:

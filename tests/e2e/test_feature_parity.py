@@ -47,7 +47,7 @@ from neurokube.adapters.usage import NodeUsage, PodUsage, Snapshot
 from neurokube.cluster import workload
 from neurokube.cluster.build import find_go
 from neurokube.cluster.livekit import ensure_namespace
-from neurokube.cluster.testing import running_cluster
+from neurokube.cluster.testing import running_cluster, wait_for
 from neurokube.emulator.filesource import write_snapshot
 from neurokube.features import FEATURE_NAMES
 from neurokube.k8s.objects import parse_pod
@@ -136,13 +136,7 @@ def usage_snapshot(running: list[dict]) -> Snapshot:
 
 
 def eventually(check, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} within {timeout_s:.0f}s"
-        time.sleep(0.25)
+    return wait_for(what, check, timeout_s, 0.25)
 
 
 class Follow:
