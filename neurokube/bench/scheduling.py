@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import random
 import shutil
 import sys
@@ -45,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import psutil
 import urllib3
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -69,6 +71,7 @@ CPU_CHOICES = (100, 250, 500, 1000)  # millicores
 MEMORY_CHOICES = (128, 256, 512, 1024)  # MiB
 SWEEP_EVERY_S = 60.0
 BINDER_THREADS = 64  # the binder's THREADS and containerConcurrency in deploy/knative/services.yaml
+FUNCTION_PROCESSES = frozenset({"binder", "sweeper", "extender"})  # a functions-framework master and its worker
 
 #: ``progress(description, total, unit)`` -> a context manager yielding ``update(done, total)``
 #: (neurokube.cli.progress.progress has this shape).
@@ -123,6 +126,8 @@ class PhaseRecord:
     api_requests: dict | None = None  # stats.api_requests_per_pod over the phase; None: /metrics unreadable
     #: kube-scheduler phases: its scheduling-attempt bucket deltas (stats.bucket_deltas); None: /metrics unreadable
     attempts: dict | None = None
+    #: CPU milliseconds per bound pod that each local process used during the phase (stats.CPU_ROLES)
+    cpu_ms_per_pod: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -151,11 +156,13 @@ class BenchResult:
                  "binder_threads": self.options.binder_threads,
                  "profile": {name: phase.profile for name, phase in self.phases.items() if phase.profile},
                  "rounds": [{name: {**phase.result.to_json(), "api_requests_per_pod": phase.api_requests,
-                                    **_attempts_json(name, phase)}
+                                    "cpu_ms_per_pod": phase.cpu_ms_per_pod, **_attempts_json(name, phase)}
                              for name, phase in r.items()} for r in self.rounds]}
         doc = stats.to_json(self.results, self.options.nodes, extra)
         for name, requests in self.api_requests().items():
             doc[name]["api_requests_per_pod"] = requests
+        for name, cpu in self.cpu().items():
+            doc[name]["cpu_ms_per_pod"] = cpu
         attempts = self.scheduling_attempts()
         for name, summary in attempts.items():
             doc[name]["scheduling_attempt_ms"] = summary
@@ -185,6 +192,10 @@ class BenchResult:
             found.append(stats.attempt_verdict(attempts[stats.KUBE_SCHEDULER], attempts[stats.EXTENDER],
                                                self.options.nodes))
         return found
+
+    def cpu(self) -> dict[str, dict[str, float]]:
+        """Per scheduler, the CPU milliseconds per bound pod of each process: medians over the rounds."""
+        return {name: stats.median_cpu([r[name].cpu_ms_per_pod for r in self.rounds]) for name in self.rounds[0]}
 
     def api_requests(self) -> dict[str, dict | None]:
         """Per scheduler, the apiserver's requests per bound pod: medians over the rounds (None if unread)."""
@@ -461,10 +472,12 @@ def run(options: BenchOptions, out: IO[str] | None = None, progress: Progress | 
         print(f"model: {model}\nnode metrics: Prometheus double (loopback), {len(node_names)} nodes", file=out)
         schedulers = {stats.KUBE_SCHEDULER: (scheduler_client(cluster.client, cluster.record.ports["scheduler"]),
                                              DEFAULT_SCHEDULER)}
+        extra_pids: dict[str, int] = {}
         if options.extender:
-            port = stack.enter_context(_extender_scheduler(cluster, live, logs, out))
+            port, extra_pids = stack.enter_context(_extender_scheduler(cluster, live, logs, out))
             schedulers[stats.EXTENDER] = (scheduler_client(cluster.client, port), EXTENDER_SCHEDULER)
-        ctx = _Context(options, specs, run_id, kube, watch, cluster, live, broker, out, progress, schedulers)
+        ctx = _Context(options, specs, run_id, kube, watch, cluster, live, broker, out, progress, schedulers,
+                       extra_pids)
         rounds: list[dict[str, PhaseRecord]] = []
         for number in range(1, options.rounds + 1):
             if options.rounds > 1:
@@ -526,9 +539,9 @@ def _prometheus(node_names: list[str], seed: int):
 
 @contextmanager
 def _extender_scheduler(cluster: RunningCluster, live: livekit.LiveFunctions, logs: Path,
-                        out: IO[str]) -> Iterator[int]:
+                        out: IO[str]) -> Iterator[tuple[int, dict[str, int]]]:
     """The extender function and a second kube-scheduler whose one profile calls it; yields that
-    scheduler's secure port (its /metrics)."""
+    scheduler's secure port (its /metrics) and the two processes' pids (for their CPU time)."""
     extender = livekit.Function("extender", live.env, logs).start()
     try:
         layout = Layout(cluster.state_dir)
@@ -549,7 +562,7 @@ def _extender_scheduler(cluster: RunningCluster, live: livekit.LiveFunctions, lo
                 time.sleep(0.2)
             print(f"started a second kube-scheduler (profile {EXTENDER_SCHEDULER}) calling the extender at "
                   f"{extender.url}", file=out, flush=True)
-            yield ports["scheduler"]
+            yield ports["scheduler"], {"kube-scheduler-extender": proc.pid, "extender": extender.process.pid}
         finally:
             processes.stop(proc)
     finally:
@@ -570,6 +583,19 @@ class _Context:
     progress: Progress
     #: phase -> (a client of the kube-scheduler placing its pods, that scheduler's profile)
     schedulers: dict[str, tuple[KubeClient, str]] = field(default_factory=dict)
+    #: pids of processes started for one phase (the extender's), beside the cluster's and the functions'
+    extra_pids: dict[str, int] = field(default_factory=dict)
+
+    def pids(self) -> dict[str, int]:
+        """The local processes whose CPU time each phase reads (stats.CPU_PROCESSES), by name."""
+        found = {p.name: p.pid for p in self.cluster.record.processes}
+        for name, function in (("binder", self.live.binder), ("sweeper", self.live.sweeper)):
+            if function.process is not None:
+                found[name] = function.process.pid
+        if self.live.adapter is not None:
+            found["receive-adapter"] = self.live.adapter.pid
+        found["bench"] = os.getpid()
+        return {**found, **self.extra_pids}
 
 
 def _phase(ctx: _Context, name: str, scheduler_name: str, round_: int) -> PhaseRecord:
@@ -586,6 +612,8 @@ def _phase(ctx: _Context, name: str, scheduler_name: str, round_: int) -> PhaseR
     attempts_before = scheduling_attempt_buckets(*source) if source else None
     requests_before = apiserver_requests(cluster.client)
     broker_before = _broker_snapshot(broker)
+    pids = ctx.pids()
+    cpu_before = process_cpu_s(pids)
     created, created_wall = _create(kube, docs, options, progress, name)
     deadline = time.monotonic() + options.phase_timeout_s
     with progress(f"{name}: bound", len(docs), "pod") as update:
@@ -600,6 +628,7 @@ def _phase(ctx: _Context, name: str, scheduler_name: str, round_: int) -> PhaseR
                                      f"{options.phase_timeout_s:.0f}s (logs: {live.logs})")
             time.sleep(0.1)
     after = _settled_metrics(live, before, len(docs) if name == stats.NEUROKUBE else None)
+    cpu_after = process_cpu_s(pids)
     requests_after = apiserver_requests(cluster.client)
     attempts = _attempts_over(source, attempts_before, len(docs)) if source and attempts_before is not None else None
     with watch._lock:
@@ -633,7 +662,34 @@ def _phase(ctx: _Context, name: str, scheduler_name: str, round_: int) -> PhaseR
     _delete_all(kube, run_id)
     _wait_gone(kube, run_id, progress)
     _wait_delivered(live.binder.url)
-    return PhaseRecord(name, result, placements, created_wall, profile, requests, attempts)
+    return PhaseRecord(name, result, placements, created_wall, profile, requests, attempts,
+                       stats.cpu_ms_per_pod(cpu_before, cpu_after, result.bound))
+
+
+def process_cpu_s(pids: dict[str, int], with_children: frozenset[str] = FUNCTION_PROCESSES) -> dict[str, float]:
+    """CPU seconds (user + system) that each named process has used so far.
+
+    A function is a functions-framework master with its gunicorn worker as a child, so for the names
+    in ``with_children`` the live children count too. Nothing else counts its children: the bench's
+    own process started the cluster and the functions, which are read under their own names. A
+    process that is gone or cannot be read is left out (its column stays empty)."""
+    out: dict[str, float] = {}
+    for name, pid in pids.items():
+        try:
+            process = psutil.Process(pid)
+            times = process.cpu_times()
+            children = process.children(recursive=True) if name in with_children else []
+        except psutil.Error:
+            continue
+        total = times.user + times.system
+        for child in children:
+            try:
+                child_times = child.cpu_times()
+            except psutil.Error:  # it ended in between
+                continue
+            total += child_times.user + child_times.system
+        out[name] = total
+    return out
 
 
 def _attempts_over(source: tuple[KubeClient, str], before: dict, pods: int,
@@ -831,6 +887,7 @@ def markdown(result: BenchResult, command: str) -> str:
         stats.goals_table(found),
         *_attempts_lines(result),
         *_requests_lines(result),
+        *_cpu_lines(result),
     ]
     profile = result.phases[stats.NEUROKUBE].profile
     if profile:
@@ -862,6 +919,17 @@ def _attempts_lines(result: BenchResult) -> list[str]:
         rows += ["", f"The extender adds {added:.1f} ms to kube-scheduler's p99 scheduling attempt (goal <= "
                  f"{stats.EXTENDER_ADDED_ATTEMPT_P99_MS_MAX:.0f} ms): {'met' if met else '**NOT met**'}."]
     return rows
+
+
+def _cpu_lines(result: BenchResult) -> list[str]:
+    """CPU milliseconds per bound pod of each scheduler's own processes and of the shared ones."""
+    cpu = {name: found for name, found in result.cpu().items() if found}
+    if not cpu:
+        return []
+    return ["", "CPU per bound pod, ms (user + system, children included, the median of the rounds; each row is "
+            "one scheduler's phase, so a shared process's column is what that phase cost it; on 2 cores every "
+            "millisecond here is one the creators, the apiserver and the scheduler compete for):", "",
+            stats.cpu_table(cpu)]
 
 
 def _requests_lines(result: BenchResult) -> list[str]:

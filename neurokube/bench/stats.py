@@ -142,6 +142,55 @@ def median_requests(rounds: Sequence[dict]) -> dict:
             "writes": round(_median([r["writes"] for r in rounds]), 3)}
 
 
+# -- CPU per bound pod -------------------------------------------------------------------------------
+
+#: The local processes whose CPU time a phase reads (user + system, children included), and for each
+#: phase the ones that are that phase's scheduler: kube-scheduler alone; the binder, the sweeper and
+#: the Knative receive adapter that delivers the binder's events; the second kube-scheduler and the
+#: extender function. The others (apiserver, etcd, KWOK, controllers, the bench's own process with
+#: its creators, watch and Broker stand-in) are shared: what a scheduler costs them shows as their
+#: difference between phases.
+CPU_PROCESSES = ("kube-scheduler", "binder", "sweeper", "receive-adapter", "kube-scheduler-extender", "extender",
+                 "kube-apiserver", "etcd", "kwok", "kube-controller-manager", "bench")
+OWN_PROCESSES = {KUBE_SCHEDULER: ("kube-scheduler",), NEUROKUBE: ("binder", "sweeper", "receive-adapter"),
+                 EXTENDER: ("kube-scheduler-extender", "extender")}
+SHARED_PROCESSES = ("kube-apiserver", "etcd", "kwok", "kube-controller-manager", "bench")
+
+
+def cpu_ms_per_pod(before: Mapping[str, float], after: Mapping[str, float], pods: int) -> dict[str, float]:
+    """CPU milliseconds per bound pod of every process read both times (seconds in, ms out)."""
+    if pods <= 0:
+        return {}
+    return {name: round(max(after[name] - before[name], 0.0) * 1000.0 / pods, 3)
+            for name in CPU_PROCESSES if name in before and name in after}
+
+
+def median_cpu(rounds: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Per process, the median over the rounds that read it."""
+    names = [n for n in CPU_PROCESSES if any(n in r for r in rounds)]
+    return {n: round(_median([r[n] for r in rounds if n in r]), 3) for n in names}
+
+
+def own_cpu(scheduler: str, cpu: Mapping[str, float]) -> float | None:
+    """The CPU ms per pod of ``scheduler``'s own processes (None if none was read)."""
+    found = [cpu[n] for n in OWN_PROCESSES.get(scheduler, ()) if n in cpu]
+    return round(sum(found), 3) if found else None
+
+
+def cpu_table(per_scheduler: Mapping[str, Mapping[str, float]]) -> str:
+    """Markdown: per scheduler, its own processes' CPU per pod, then the shared processes'."""
+    shared = [n for n in SHARED_PROCESSES if any(n in c for c in per_scheduler.values())]
+    rows = ["| scheduler | its own processes | own ms | " + " | ".join(shared) + " | all ms |",
+            "|---|---|---:|" + "---:|" * len(shared) + "---:|"]
+    for name, cpu in per_scheduler.items():
+        own = own_cpu(name, cpu)
+        everyone = sum(cpu.get(n, 0.0) for n in (*OWN_PROCESSES.get(name, ()), *shared))
+        rows.append(f"| {LABELS.get(name, name)} | {', '.join(OWN_PROCESSES.get(name, ()))} | "
+                    + (f"{own:.2f}" if own is not None else "not read") + " | "
+                    + " | ".join(f"{cpu[n]:.2f}" if n in cpu else "" for n in shared) + f" | {everyone:.2f} |")
+    return "\n".join(rows)
+
+
 # -- kube-scheduler's scheduling attempts ------------------------------------------------------------
 
 Buckets = Mapping[tuple[str, float], float]

@@ -7,12 +7,14 @@ concurrency, retries), and bad arguments (one line, exit 2, before anything star
 
 import json
 import math
+import os
 import subprocess
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import psutil
 import pytest
 
 from neurokube.bench import scheduling, stats
@@ -357,6 +359,79 @@ def test_an_unread_scheduler_is_reported_not_measured_not_zero():
     assert doc["kube_scheduler"]["scheduling_attempt_ms"]["attempts"] == 20  # both rounds together
     assert doc["goals"][-1]["measured"] == "not measured" and not doc["goals"][-1]["met"]
     assert "extender_added_attempt_p99_ms" not in doc["ratios"]
+
+
+# -- CPU per bound pod --------------------------------------------------------------------------------
+
+
+def test_cpu_per_bound_pod_is_the_phase_delta_of_every_process_read_both_times():
+    before = {"kube-scheduler": 10.0, "binder": 5.0, "kube-apiserver": 100.0, "etcd": 3.0}
+    after = {"kube-scheduler": 10.5, "binder": 9.0, "kube-apiserver": 104.0, "kwok": 1.0}
+    got = stats.cpu_ms_per_pod(before, after, 2000)
+    # ms per pod: (after - before) * 1000 / pods; etcd and kwok were read once only: left out
+    assert got == {"kube-scheduler": 0.25, "binder": 2.0, "kube-apiserver": 2.0}
+    assert stats.cpu_ms_per_pod(before, after, 0) == {}
+    assert stats.cpu_ms_per_pod({"bench": 5.0}, {"bench": 4.0}, 10) == {"bench": 0.0}  # never negative
+
+
+def test_own_cpu_is_each_schedulers_own_processes_and_the_table_shows_the_shared_ones():
+    ks = {"kube-scheduler": 1.5, "binder": 0.1, "kube-apiserver": 3.0, "etcd": 1.0}
+    nk = {"kube-scheduler": 0.05, "binder": 4.0, "sweeper": 0.2, "receive-adapter": 0.8, "kube-apiserver": 3.5,
+          "etcd": 1.2}
+    assert stats.own_cpu(stats.KUBE_SCHEDULER, ks) == 1.5  # the idle binder is not kube-scheduler's
+    assert stats.own_cpu(stats.NEUROKUBE, nk) == 5.0  # binder + sweeper + the adapter delivering its events
+    assert stats.own_cpu(stats.EXTENDER, ks) is None  # neither of its processes was read
+    text = stats.cpu_table({stats.KUBE_SCHEDULER: ks, stats.NEUROKUBE: nk})
+    rows = text.splitlines()
+    assert rows[0].startswith("| scheduler | its own processes | own ms | kube-apiserver | etcd |")
+    assert "| 1.50 | 3.00 | 1.00 | 5.50 |" in rows[2]  # own, apiserver, etcd, all
+    assert "| 5.00 | 3.50 | 1.20 | 9.70 |" in rows[3]
+
+
+def test_cpu_is_reported_as_the_median_of_the_rounds_in_json_and_markdown():
+    def record(name, cpu):
+        return scheduling.PhaseRecord(name, phase(name, 40, 300, 1000), {"p": "n1"}, {}, cpu_ms_per_pod=cpu)
+
+    rounds = [{stats.KUBE_SCHEDULER: record(stats.KUBE_SCHEDULER, {"kube-scheduler": k, "kube-apiserver": 2.0}),
+               stats.NEUROKUBE: record(stats.NEUROKUBE, {"binder": b, "kube-apiserver": 3.0})}
+              for k, b in ((1.0, 4.0), (3.0, 8.0), (2.0, 5.0))]
+    result = scheduling.BenchResult(scheduling.BenchOptions(nodes=10, pods=100, rounds=3), rounds, "m", "f", "c")
+    doc = json.loads(json.dumps(result.to_json()))
+    assert doc["kube_scheduler"]["cpu_ms_per_pod"] == {"kube-scheduler": 2.0, "kube-apiserver": 2.0}
+    assert doc["neurokube"]["cpu_ms_per_pod"] == {"binder": 5.0, "kube-apiserver": 3.0}
+    assert doc["rounds"][1]["neurokube"]["cpu_ms_per_pod"]["binder"] == 8.0
+    text = scheduling.markdown(result, "x")
+    assert "CPU per bound pod, ms" in text and "| NeuroKube binder | binder, sweeper, receive-adapter | 5.00 |" in text
+
+
+def test_process_cpu_reads_this_process_and_leaves_out_one_that_is_gone():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    busy = time.thread_time() + 0.05
+    while time.thread_time() < busy:  # use some CPU, so that the reading cannot be zero
+        pass
+    got = scheduling.process_cpu_s({"bench": os.getpid(), "gone": child.pid})
+    assert set(got) == {"bench"} and got["bench"] >= 0.05
+
+
+def test_process_cpu_counts_children_only_for_the_functions():
+    code = "import time\nt = time.process_time() + 0.3\nwhile time.process_time() < t: pass\ntime.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # until the child has spent its CPU
+            times = psutil.Process(child.pid).cpu_times()
+            if times.user + times.system >= 0.3:
+                break
+            time.sleep(0.05)
+        alone = scheduling.process_cpu_s({"bench": os.getpid()})["bench"]
+        got = scheduling.process_cpu_s({"binder": os.getpid()})  # a function: its worker counts
+        assert got["binder"] >= alone + 0.3 - 0.02
+        # the bench: the cluster and functions it started are read under their own names
+        assert scheduling.process_cpu_s({"bench": os.getpid()})["bench"] < alone + 0.2
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_the_scheduler_client_reuses_the_credentials_on_the_scheduler_port(tmp_path):
