@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", type=output_path, metavar="OUT.csv", help="write per-workload recommendations")
     p.add_argument("--seed", type=seed, default=0, help="model seed (default 0)")
     p.add_argument("--margin", type=positive_float, metavar="M",
-                   help="CPU margin for the reported point and the --csv requests, instead of the calibrated one "
+                   help="CPU margin for the reported point and the --csv requests, instead of the calibrated one; "
+                        "margin M targets the usage histogram's 1 - 0.1/M percentile (x1: p90, x2: p95) "
                         "(the frontier still sweeps every margin)")
     p.set_defaults(func=_recommend)
 

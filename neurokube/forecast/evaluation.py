@@ -13,18 +13,46 @@ import numpy as np
 
 from neurokube.errors import InputError
 from neurokube.forecast.bottleneck import (
-    BottleneckModel, BottleneckSettings, fit_bottleneck, node_features, node_forecasts)
+    BottleneckModel,
+    BottleneckSettings,
+    fit_bottleneck,
+    node_features,
+    node_forecasts,
+)
 from neurokube.forecast.features import targets
 from neurokube.forecast.frontier import VPA_PERCENTILES, Requests, sweep
 from neurokube.forecast.frontier import report as frontier_report
 from neurokube.forecast.metrics import coverage, mape, precision_recall, rmse
 from neurokube.forecast.models import ForecastModels, ForecastSettings, fit_forecasters, horizon_bins
 from neurokube.forecast.rightsizing import (
-    RightsizingSettings, Scored, calibrate_margin, clairvoyant_slack, forecast_recommendations, limits, outcome,
-    per_sample, residual_quantiles, score_frame, vpa_recommendations_at)
+    RightsizingSettings,
+    Scored,
+    calibrate_margin,
+    clairvoyant_slack,
+    forecast_growth,
+    growth_at_refreshes,
+    history_target,
+    history_targets_at,
+    limits,
+    outcome,
+    per_sample,
+    score_frame,
+    vpa_recommendations_at,
+)
 from neurokube.forecast.series import (
-    NodeSeries, PodSamples, SeriesSettings, WorkloadSeries, node_series, pod_samples, workload_series)
+    NodeSeries,
+    PodSamples,
+    SeriesSettings,
+    WorkloadSeries,
+    node_series,
+    pod_samples,
+    workload_series,
+)
 from neurokube.trace.model import Trace
+
+FORMAT_VERSION = 2
+"""Of ``manifest.json``. 2: the right-sizing recommender is the short-memory histogram x forecast growth
+(1 held residual quantiles)."""
 
 
 @dataclass(frozen=True)
@@ -65,18 +93,16 @@ class Recommender:
     forecast: ForecastModels
     bottleneck: BottleneckModel
     cpu_margin: float
+    """Calibrated on the training traces; a margin moves the histogram's target percentile
+    (:meth:`RightsizingSettings.percentile`)."""
     mem_margin: float
-    cpu_residual_q: float
-    """Fallback residual quantile (pooled over the training traces) for a workload without its own."""
-    mem_residual_q: float
     trained_on: list[str]
 
     def to_texts(self) -> dict[str, str]:
         files = {**self.forecast.to_texts(), **self.bottleneck.to_texts()}
         files["manifest.json"] = json.dumps({
-            "format_version": 1, "kind": "neurokube-recommender", "cpu_margin": self.cpu_margin,
-            "mem_margin": self.mem_margin,
-            "cpu_residual_q": self.cpu_residual_q, "mem_residual_q": self.mem_residual_q, "trained_on": self.trained_on,
+            "format_version": FORMAT_VERSION, "kind": "neurokube-recommender", "cpu_margin": self.cpu_margin,
+            "mem_margin": self.mem_margin, "trained_on": self.trained_on,
             "rightsizing": asdict(self.settings.rightsizing), "series": asdict(self.settings.series)}, indent=2)
         return files
 
@@ -84,17 +110,19 @@ class Recommender:
     def from_texts(cls, files: dict[str, str]) -> "Recommender":
         try:
             m = json.loads(files["manifest.json"])
-            if m.get("kind") != "neurokube-recommender" or m.get("format_version") != 1:
-                raise ValueError(f"kind {m.get('kind')!r}, format_version {m.get('format_version')!r}")
+            if m.get("kind") != "neurokube-recommender" or m.get("format_version") != FORMAT_VERSION:
+                raise ValueError(f"kind {m.get('kind')!r}, format_version {m.get('format_version')!r} "
+                                 f"(this version reads {FORMAT_VERSION}; retrain with --train-trace)")
             forecast = ForecastModels.from_texts(files)
             bottleneck = BottleneckModel.from_texts(files)
             rs = dict(m["rightsizing"])
             rs.pop("vpa", None)  # VPA's defaults are constants of the baseline, not trained state
             rs["margins"] = tuple(rs["margins"])
+            rs["growth_bounds"] = tuple(rs["growth_bounds"])
             settings = RecommenderSettings(SeriesSettings(**m["series"]), forecast.settings,
                                            RightsizingSettings(**rs), bottleneck.settings)
             return cls(settings, forecast, bottleneck, float(m["cpu_margin"]), float(m["mem_margin"]),
-                       float(m["cpu_residual_q"]), float(m["mem_residual_q"]), list(m["trained_on"]))
+                       list(m["trained_on"]))
         except (KeyError, ValueError, TypeError) as exc:
             raise InputError("not a recommender model directory", "manifest.json", str(exc)) from None
 
@@ -116,24 +144,39 @@ def _bottleneck_inputs(forecast: ForecastModels, data: TraceData, s: BottleneckS
     return node_features(data.nodes, s, fc)
 
 
+@dataclass(frozen=True)
+class RightsizingInputs:
+    """Everything right-sizing needs on one trace, all (W, R) per workload and refresh."""
+
+    scored: Scored
+    ours: dict[float, tuple[np.ndarray, np.ndarray]]
+    """Per margin: our (CPU, memory) targets (NaN without history)."""
+    vpa: dict[float, tuple[np.ndarray, np.ndarray]]
+    """Per target percentile: VPA's (CPU, memory) targets (NaN without history)."""
+
+    def per_sample(self, targets: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(CPU, memory) request per scored sample; without history, the request as written."""
+        nan = np.full_like(targets[0], np.nan)
+        sc = self.scored
+        return per_sample(targets[0], nan, sc, sc.cpu_written), per_sample(targets[1], nan, sc, sc.mem_written)
+
+
 def _rightsizing_inputs(forecast: ForecastModels, data: TraceData, s: RightsizingSettings,
-                        vpa_percentiles: tuple[float, ...] = ()):
-    """The scored frame, the forecast levels and VPA's targets at its default percentile, all (W, R);
-    last, VPA's (cpu, mem) targets at each of ``vpa_percentiles`` (computed in the same pass)."""
+                        margins=(), vpa_percentiles=()) -> RightsizingInputs:
+    """Our targets at each of ``margins`` (one histogram per workload and refresh serves them all)
+    and VPA's at its default percentile and each of ``vpa_percentiles``."""
     scored = score_frame(data.trace, data.samples, data.series.bin_s, s)
-    f_cpu, f_mem = forecast_recommendations(forecast, data.series, data.refreshes(s.refresh_s), s)
+    refreshes = data.refreshes(s.refresh_s)
+    margins = tuple(dict.fromkeys(margins))
+    h_cpu, h_mem = history_targets_at(data.trace, data.samples, data.series.bin_s, refreshes, s,
+                                      [s.percentile(m) for m in margins])
+    per = s.refresh_s // data.series.bin_s
+    g_cpu, g_mem = (growth_at_refreshes(forecast_growth(forecast, data.series, res, s), refreshes, per)
+                    for res in ("cpu", "mem"))
     ps = tuple(dict.fromkeys((s.vpa.target_percentile, *vpa_percentiles)))
-    v_cpu, v_mem = vpa_recommendations_at(data.trace, data.samples, data.series.bin_s, data.refreshes(s.refresh_s),
-                                          s, ps)
-    return scored, f_cpu, f_mem, v_cpu[0], v_mem[0], {p: (v_cpu[i], v_mem[i]) for i, p in enumerate(ps)}
-
-
-def forecast_requests(level: np.ndarray, scored: Scored, usage_attr: str, quantile: float,
-                      fallback_q: float) -> np.ndarray:
-    """(W, R) requests before the margin: forecast level x the workload's past residual quantile
-    (``fallback_q`` from training when it has none yet)."""
-    _, q = residual_quantiles(scored, level, usage_attr, quantile)
-    return level * np.where(np.isfinite(q), q, fallback_q)
+    v_cpu, v_mem = vpa_recommendations_at(data.trace, data.samples, data.series.bin_s, refreshes, s, ps)
+    return RightsizingInputs(scored, {m: (h_cpu[i] * g_cpu, h_mem[i] * g_mem) for i, m in enumerate(margins)},
+                             {p: (v_cpu[i], v_mem[i]) for i, p in enumerate(ps)})
 
 
 def train(data: list[TraceData], settings: RecommenderSettings = RecommenderSettings()) -> Recommender:
@@ -146,23 +189,15 @@ def train(data: list[TraceData], settings: RecommenderSettings = RecommenderSett
                                 [node_forecast_features(forecast, d, b.lead_steps * d.nodes.step_s // 60)
                                  for d in data] if b.use_forecasts else None)
     s = settings.rightsizing
-    inputs = [_rightsizing_inputs(forecast, d, s) for d in data]
-    fallback = {}
-    for i, attr in ((1, "cpu"), (2, "mem")):
-        res = np.concatenate([residual_quantiles(x[0], x[i], attr, s.residual_quantile)[0] for x in inputs])
-        res = res[np.isfinite(res)]
-        fallback[attr] = float(np.quantile(res, s.residual_quantile)) if res.size else 1.0
     cpu_cases, mem_cases = [], []
-    for scored, f_cpu, f_mem, v_cpu, v_mem, _ in inputs:
-        nan = np.full_like(v_cpu, np.nan)
-        cpu_cases.append((scored, forecast_requests(f_cpu, scored, "cpu", s.residual_quantile, fallback["cpu"]),
-                          v_cpu, per_sample(v_cpu, nan, scored, scored.cpu_written)))
-        mem_cases.append((scored, forecast_requests(f_mem, scored, "mem", s.residual_quantile, fallback["mem"]),
-                          v_mem, per_sample(v_mem, nan, scored, scored.mem_written)))
-    return Recommender(settings, forecast, bottleneck,
-                       calibrate_margin(cpu_cases, "cpu_written", "cpu", s),
-                       calibrate_margin(mem_cases, "mem_written", "mem", s),
-                       fallback["cpu"], fallback["mem"], [d.trace.name for d in data])
+    for d in data:
+        x = _rightsizing_inputs(forecast, d, s, s.margins)
+        ours = {m: x.per_sample(x.ours[m]) for m in s.margins}
+        vpa = x.per_sample(x.vpa[s.vpa.target_percentile])
+        cpu_cases.append((x.scored, {m: r[0] for m, r in ours.items()}, vpa[0]))
+        mem_cases.append((x.scored, {m: r[1] for m, r in ours.items()}, vpa[1]))
+    return Recommender(settings, forecast, bottleneck, calibrate_margin(cpu_cases, "cpu", s.margins),
+                       calibrate_margin(mem_cases, "mem", s.margins), [d.trace.name for d in data])
 
 
 def evaluate(rec: Recommender, data: TraceData, cpu_margin: float | None = None,
@@ -195,14 +230,12 @@ def evaluate(rec: Recommender, data: TraceData, cpu_margin: float | None = None,
             fc[f"{prefix}points_{h}m"] = int(ok.sum())
 
     s = rec.settings.rightsizing
-    scored, f_cpu, f_mem, v_cpu, v_mem, vpa_at = _rightsizing_inputs(rec.forecast, data, s, vpa_percentiles)
-    nan = np.full_like(v_cpu, np.nan)
-    f_cpu = forecast_requests(f_cpu, scored, "cpu", s.residual_quantile, rec.cpu_residual_q)
-    f_mem = forecast_requests(f_mem, scored, "mem", s.residual_quantile, rec.mem_residual_q)
-    ours = outcome(scored, per_sample(f_cpu * margin, v_cpu, scored, scored.cpu_written),
-                   per_sample(f_mem * rec.mem_margin, v_mem, scored, scored.mem_written))
-    vpa = outcome(scored, per_sample(v_cpu, nan, scored, scored.cpu_written),
-                  per_sample(v_mem, nan, scored, scored.mem_written))
+    x = _rightsizing_inputs(rec.forecast, data, s, (*s.margins, margin, rec.mem_margin), vpa_percentiles)
+    scored = x.scored
+    ours_cpu, _ = x.per_sample(x.ours[margin])
+    _, ours_mem = x.per_sample(x.ours[rec.mem_margin])
+    ours = outcome(scored, ours_cpu, ours_mem)
+    vpa = outcome(scored, *x.per_sample(x.vpa[s.vpa.target_percentile]))
     written = outcome(scored, scored.cpu_written, scored.mem_written)
     rs = {"slack_core_h": ours["slack_core_h"], "requested_slack_core_h": written["slack_core_h"],
           "throttled_s": ours["throttled_s"], "vpa_slack_core_h": vpa["slack_core_h"],
@@ -212,19 +245,17 @@ def evaluate(rec: Recommender, data: TraceData, cpu_margin: float | None = None,
           "vpa_mem_over_request_s": vpa["mem_over_request_s"],
           "requested_mem_over_request_s": written["mem_over_request_s"],
           "scored_pod_s": ours["pod_s"], "cpu_margin": margin, "cpu_margin_source": source,
-          "mem_margin": rec.mem_margin}
+          "cpu_target_percentile": s.percentile(margin), "mem_margin": rec.mem_margin}
 
+    v_cpu = x.vpa[s.vpa.target_percentile][0]
     bound, bound_q = clairvoyant_slack(scored, v_cpu.shape[1], v_cpu.shape[0], vpa["throttled_s"])
     rs["clairvoyant_slack_core_h"], rs["clairvoyant_quantile"] = bound, bound_q
 
-    none = np.full(scored.samples.pod.size, np.nan)
-
-    def requests(level: np.ndarray, fallback: np.ndarray, written: np.ndarray, which: int) -> Requests:
-        return Requests(per_sample(level, nan, scored, none), per_sample(fallback, nan, scored, written),
-                        {p: per_sample(vpa_at[p][which], nan, scored, written) for p in vpa_percentiles})
-
-    frontier = frontier_report(sweep(scored, requests(f_cpu, v_cpu, scored.cpu_written, 0),
-                                     requests(f_mem, v_mem, scored.mem_written, 1), s.margins))
+    ours_at = {m: x.per_sample(x.ours[m]) for m in s.margins}
+    vpa_at = {p: x.per_sample(x.vpa[p]) for p in vpa_percentiles}
+    frontier = frontier_report(sweep(
+        scored, Requests({m: r[0] for m, r in ours_at.items()}, {p: r[0] for p, r in vpa_at.items()}),
+        Requests({m: r[1] for m, r in ours_at.items()}, {p: r[1] for p, r in vpa_at.items()}), s.margins))
 
     X, y, now = _bottleneck_inputs(rec.forecast, data, rec.bottleneck.settings)
     warned = rec.bottleneck.warn(X)
@@ -249,52 +280,48 @@ def _cpu_margin(rec: Recommender, override: float | None) -> tuple[float, str]:
 def recommendations(rec: Recommender, data: TraceData, cpu_margin: float | None = None) -> list[dict]:
     """Per workload: the request and limit to use from the end of ``data``, with expected outcomes.
 
-    The request is the level forecast at the workload's last running bin x the quantile of all
-    its residuals in ``data`` (the training fallback when it has none) x the calibrated margin
-    (for CPU: ``cpu_margin`` instead when given, as :func:`evaluate`). A
-    workload with no forecast falls back to its VPA target, then to its request as written
-    (``source`` says which). ``expected_*`` are its outcomes over the evaluation (throttled share:
-    share of its scored pod-time above the recommended CPU request).
+    The request is the workload's histogram target over all its samples in ``data`` (decayed to the
+    end of ``data``) at the percentile of the calibrated margin (for CPU: ``cpu_margin`` instead when
+    given, as :func:`evaluate`), times the forecast growth made at its last running bin (``source``
+    ``forecast``). A workload that never ran keeps its request as written (``as-written``).
+    ``expected_*`` are its outcomes over the evaluation (throttled share: share of its scored
+    pod-time above the recommended CPU request).
     """
     from neurokube.forecast.series import workload_keys
 
     series, s = data.series, rec.settings.rightsizing
     keys = series.keys
     W = len(keys)
-    scored, f_cpu, f_mem, v_cpu, v_mem, _ = _rightsizing_inputs(rec.forecast, data, s)
     cpu_margin, _ = _cpu_margin(rec, cpu_margin)
-    final = {}
-    for res, level, fb, margin, vpa in (("cpu", f_cpu, rec.cpu_residual_q, cpu_margin, v_cpu),
-                                        ("mem", f_mem, rec.mem_residual_q, rec.mem_margin, v_mem)):
-        residual, _ = residual_quantiles(scored, level, res, s.residual_quantile)
-        ok = np.isfinite(residual)
-        q_all = np.full(W, fb)
-        for w in np.unique(scored.workload[ok]):
-            q_all[w] = np.quantile(residual[ok & (scored.workload == w)], s.residual_quantile)
-        now = np.maximum(np.fmax.reduce([rec.forecast.predict(series, res, h, s.alpha)
-                                         for h in rec.forecast.settings.horizons_min]),
-                         s.min_level_cpu_milli if res == "cpu" else s.min_level_mem_mib)
-        final[res] = (now, q_all, margin, vpa)
-    cpu_req = per_sample(forecast_requests(f_cpu, scored, "cpu", s.residual_quantile, rec.cpu_residual_q)
-                         * cpu_margin, v_cpu, scored, scored.cpu_written)
+    x = _rightsizing_inputs(rec.forecast, data, s, (cpu_margin,))
+    scored = x.scored
+    cpu_req, _ = x.per_sample(x.ours[cpu_margin])
     w = scored.workload
     run = scored.samples.run_s
     pod_s = np.bincount(w, weights=run, minlength=W)
     slack = np.bincount(w, weights=np.maximum(cpu_req - scored.samples.cpu, 0) * run, minlength=W) / 1000 / 3600
     thr = np.bincount(w, weights=run * (scored.samples.cpu > cpu_req + 1e-9), minlength=W)
-    p = data.trace.pods
     _, wid = workload_keys(data.trace)
+    smp = data.samples
+    w_of = wid[smp.pod]
+    times = (smp.bin + 1) * float(series.bin_s)
+    end_s = series.bins * float(series.bin_s)
+    req_cores = data.trace.pods.cpu_request_milli[smp.pod] / 1000.0
+    growth = {res: forecast_growth(rec.forecast, series, res, s) for res in ("cpu", "mem")}
+    margins = {"cpu": cpu_margin, "mem": rec.mem_margin}
+    p = data.trace.pods
     rows = []
     for i, key in enumerate(keys):
         pods_i = np.flatnonzero(wid == i)
+        mine = w_of == i
+        running = np.flatnonzero(np.isfinite(series.cpu[i]))
         values, source = {}, "forecast"
         for res in ("cpu", "mem"):
-            now, q_all, margin, vpa = final[res]
-            running = np.flatnonzero(np.isfinite(now[i]))
-            if running.size:
-                values[res] = now[i, running[-1]] * q_all[i] * margin
-            elif np.isfinite(vpa[i]).any():
-                values[res], source = vpa[i, np.flatnonzero(np.isfinite(vpa[i]))[-1]], "vpa-history"
+            if mine.any() and running.size:
+                usage = smp.cpu if res == "cpu" else smp.mem
+                target = history_target(usage[mine], times[mine], req_cores[mine], res, end_s, s,
+                                        (s.percentile(margins[res]),))[0]
+                values[res] = target * growth[res][i, running[-1]]
             else:
                 values[res] = series.cpu_request[i] if res == "cpu" else series.mem_request[i]
                 source = "as-written"

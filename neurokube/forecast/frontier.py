@@ -7,10 +7,11 @@ question becomes: for each VPA setting, is there a margin with **no more slack a
 above request**, both at once (it *dominates* the VPA point)? Comparisons are exact (``<=``), no
 tolerance.
 
-Every margin is scored on the same frame and with the same per-sample fallbacks as the reported
-point (no level: VPA's target at its default percentile; no history: the request as written), so
-the margin the report uses is one of these points. VPA is scored with its own fallback only (as
-written). Pure: the caller passes the per-sample requests; this module only sweeps and compares.
+Every margin is scored on the same frame and with the same per-sample fallback as the reported
+point (no history: the request as written, VPA too), so the margin the report uses is one of these
+points. A margin moves our histogram's target percentile (``RightsizingSettings.percentile``), so
+the caller computes one request per margin. Pure: the caller passes the per-sample requests; this
+module only sweeps and compares.
 """
 
 from __future__ import annotations
@@ -70,12 +71,10 @@ def closest(margins: Sequence[Point], vpa: Point) -> tuple[Point, float]:
 
 @dataclass(frozen=True)
 class Requests:
-    """Per scored sample, for one resource: the forecast request before the margin (NaN where the
-    workload has none at that refresh), the fallback our recommender uses there, and VPA's request
-    at each target percentile."""
+    """Per scored sample, for one resource: our request at each margin and VPA's at each target
+    percentile (fallbacks already applied)."""
 
-    forecast: np.ndarray
-    fallback: np.ndarray
+    ours: Mapping[float, np.ndarray]
     vpa: Mapping[float, np.ndarray]
 
 
@@ -88,11 +87,9 @@ def sweep(scored: Scored, cpu: Requests, mem: Requests, margins: Sequence[float]
 
     Scored with :func:`rightsizing.outcome`, the reported point's own arithmetic.
     """
-    have = {"cpu": np.isfinite(cpu.forecast), "mem": np.isfinite(mem.forecast)}
     ours: dict[str, list[Point]] = {"cpu": [], "mem": []}
     for m in margins:
-        o = outcome(scored, np.where(have["cpu"], cpu.forecast * m, cpu.fallback),
-                    np.where(have["mem"], mem.forecast * m, mem.fallback))
+        o = outcome(scored, cpu.ours[m], mem.ours[m])
         for res in ("cpu", "mem"):
             ours[res].append(Point(float(m), o[_KEYS[res][0]], o[_KEYS[res][1]]))
     theirs: dict[str, list[Point]] = {"cpu": [], "mem": []}

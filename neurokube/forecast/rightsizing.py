@@ -1,4 +1,5 @@
-"""Right-sizing: per-workload requests from forecasts, scored against the requests as written and VPA.
+"""Right-sizing: per-workload requests from a short-memory usage histogram and the forecast, scored
+against the requests as written and VPA.
 
 Protocol (the same for every recommender, docs/FORECASTS.md):
 
@@ -12,52 +13,88 @@ Protocol (the same for every recommender, docs/FORECASTS.md):
   pod lives on spare capacity: it is the first to be throttled under contention (CPU) or evicted
   (memory).
 
-The forecast recommender sets a workload's request for the next hour to
-``margin x level x Q``: ``level`` is the largest median (q50) forecast of its per-pod usage over
-the 15- and 60-minute horizons, made at the refresh; ``Q`` is the 90th percentile (VPA's) of its
-past *residuals* -- each pod sample divided by the level in force when it was taken -- which
-carries the spread between pods of one workload that a per-workload series cannot see. A
-workload with no residual yet uses the 90th percentile of all residuals in the training traces.
-``margin`` is calibrated on the *training* traces: the smallest on a grid whose throttled
-(over-request) time there is no more than VPA's.
+The recommender keeps what makes VPA good -- a histogram of the workload's pod samples, so the
+spread between its pods is in the request -- and changes two things:
 
-Fallbacks, in order, for a workload without a level at the refresh (nothing running in the last
-bin): its VPA target from its history in this trace; with no history at all, the request as
-written. VPA gets the same last fallback.
+* **memory**: a sample's weight decays with a 1-hour half-life plus a small 24-hour term
+  (``2 ** (-age / 1 h) + 0.05 x 2 ** (-age / 24 h)``) instead of VPA's 24-hour half-life alone.
+  A workload's usage moves over the day; the last hours say more about the next one than the
+  whole day does, and the long term keeps a tail when the recent samples are few;
+* **forecast growth**: the histogram's target is multiplied by the forecast's predicted change of
+  the workload's per-pod level, ``mean over the horizons of the median forecast / trailing 1-hour
+  mean`` (the forecast models' own scale), bounded to ``growth_bounds`` ([1, 1.5] by default: a
+  rising forecast raises the request, a falling one does not lower it).
+
+The **margin** ``m`` moves the histogram's target percentile, not a multiplier on the request:
+``p = 1 - (1 - 0.9) / m``, so the share of (weighted) samples above the target is VPA's 10 %
+divided by ``m`` (x1 is p90, x2 p95, x0.5 p80). A multiplier raises every workload by the same
+factor whatever its spread, which wastes slack on steady workloads and under-covers bursty ones;
+moving the percentile raises each by its own spread. The target is the percentile times VPA's
+15 % safety margin, at least VPA's minimum, as VPA. The margin is calibrated on the *training*
+traces: the smallest on a grid whose throttled (over-request) time there is no more than VPA's.
+
+The weights, bounds and the growth horizons' mean were chosen on the training traces only
+(docs/FORECASTS.md, "Right-sizing: how the recommender was chosen"). Fallback: a workload with no
+history at all keeps the request as written (VPA too).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from neurokube.errors import InputError
+from neurokube.forecast.features import trailing_scale
 from neurokube.forecast.models import ForecastModels
 from neurokube.forecast.series import PodSamples, WorkloadSeries, workload_keys
-from neurokube.forecast.vpa import VpaSettings, vpa_targets
+from neurokube.forecast.vpa import VpaSettings, histogram_percentiles, vpa_targets
 from neurokube.trace.model import Trace
+
+MARGINS: tuple[float, ...] = (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1,
+                              1.15, 1.2, 1.3, 1.4, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0)
 
 
 @dataclass(frozen=True)
 class RightsizingSettings:
     refresh_s: int = 3600
     """Recommendations are recomputed this often (seconds) and applied until the next refresh."""
-    alpha: float = 0.5
-    """Forecast quantile the level is taken from (the median)."""
-    residual_quantile: float = 0.9
-    """Quantile of past per-pod residuals (usage / level) the request covers (VPA's 0.9)."""
-    min_level_cpu_milli: float = 25.0
-    """Floor of the CPU level (VPA's per-pod minimum), so a near-idle forecast cannot blow residuals up."""
-    min_level_mem_mib: float = 250.0
-    """Floor of the memory level (VPA's per-pod minimum)."""
-    margins: tuple[float, ...] = (0.7, 0.8, 0.9, 1.0, 1.05, 1.1, 1.15, 1.2, 1.3, 1.4, 1.5, 1.75, 2.0, 2.5, 3.0)
-    """Candidate safety margins on the forecast; the calibration picks one on training traces."""
-    vpa: VpaSettings = VpaSettings()
+    half_life_s: float = 3600.0
+    """Half-life of a sample's weight in the histogram (VPA: 24 h)."""
+    long_half_life_s: float = 24 * 3600.0
+    """Half-life of the second, slow term of a sample's weight (VPA's half-life)."""
+    long_weight: float = 0.05
+    """Weight of the slow term relative to the fast one (0: the fast term alone)."""
+    target_percentile: float = 0.9
+    """Histogram percentile at margin x1 (VPA's); margin ``m`` targets ``1 - (1 - this) / m``."""
+    forecast_alpha: float = 0.5
+    """Forecast quantile the growth is taken from (the median), averaged over the model's horizons."""
+    growth_bounds: tuple[float, float] = (1.0, 1.5)
+    """The forecast growth factor is clipped to ``[low, high]`` (``low <= 1 <= high``)."""
+    margins: tuple[float, ...] = MARGINS
+    """Candidate margins; the calibration picks one on training traces, the frontier sweeps them all."""
+    vpa: VpaSettings = field(default_factory=VpaSettings)
+    """The VPA baseline; its safety margin, minimums and histogram buckets are also ours."""
 
     def __post_init__(self) -> None:
         if self.refresh_s <= 0 or not self.margins or min(self.margins) <= 0:
             raise InputError("refresh_s and margins must be positive", "rightsizing settings")
+        if self.half_life_s <= 0 or self.long_half_life_s <= 0 or self.long_weight < 0:
+            raise InputError("half-lives must be positive and long_weight >= 0", "rightsizing settings")
+        if not 0 < self.target_percentile <= 1:
+            raise InputError("target_percentile must be in (0, 1]", "rightsizing settings")
+        lo, hi = self.growth_bounds
+        if not 0 < lo <= 1 <= hi:
+            raise InputError("growth_bounds must satisfy 0 < low <= 1 <= high", "rightsizing settings",
+                             f"got {self.growth_bounds}")
+
+    def percentile(self, margin: float) -> float:
+        """The histogram percentile margin ``margin`` targets: ``1 - (1 - target_percentile) / margin``,
+        in ``[0, 1]``."""
+        if not np.isfinite(margin) or margin <= 0:
+            raise InputError("a margin must be a positive number", "rightsizing", f"got {margin!r}")
+        return float(np.clip(1 - (1 - self.target_percentile) / margin, 0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -97,84 +134,123 @@ def outcome(scored: Scored, cpu_req: np.ndarray, mem_req: np.ndarray) -> dict[st
     }
 
 
-def vpa_recommendations_at(trace: Trace, samples: PodSamples, bin_s: int, refreshes: int,
-                           settings: RightsizingSettings, percentiles: tuple[float, ...]
-                           ) -> tuple[np.ndarray, np.ndarray]:
-    """(P, W, R) VPA CPU and memory targets at each refresh, from samples before it (NaN without
-    history), with ``settings.vpa``'s target percentile set to each of ``percentiles`` in turn; one
-    histogram per workload and refresh serves them all."""
+def _by_workload_and_refresh(trace: Trace, samples: PodSamples, bin_s: int, refreshes: int, refresh_s: int,
+                             percentiles: Sequence[float], targets) -> tuple[np.ndarray, np.ndarray]:
+    """(P, W, R) CPU and memory targets at each refresh ``r >= 1`` from the workload's samples before
+    it (NaN without any). ``targets(values, times_s, request_cores, resource, now_s)`` returns the P
+    targets of one workload, resource and refresh; a sample is known at the end of its bin."""
     keys, wid = workload_keys(trace)
-    per = settings.refresh_s // bin_s
+    per = refresh_s // bin_s
     w_of = wid[samples.pod]
     order = np.argsort(w_of, kind="stable")
     bounds = np.searchsorted(w_of[order], np.arange(len(keys) + 1))
     req_cores = trace.pods.cpu_request_milli[samples.pod] / 1000.0
     cpu = np.full((len(percentiles), len(keys), refreshes), np.nan)
     mem = np.full((len(percentiles), len(keys), refreshes), np.nan)
-    v = settings.vpa
     for w in range(len(keys)):
         idx = order[bounds[w]:bounds[w + 1]]
         if idx.size == 0:
             continue
         b = samples.bin[idx]
-        t = (b + 1) * float(bin_s)  # a sample is known at the end of its bin
-        wcpu = np.maximum(req_cores[idx], v.min_sample_weight)
+        t = (b + 1) * float(bin_s)
         for r in range(1, refreshes):
             past = b < r * per
             if not past.any():
                 continue
             now = r * per * float(bin_s)
-            cpu[:, w, r] = vpa_targets(samples.cpu[idx][past], t[past], wcpu[past], "cpu", now, v, percentiles)
-            mem[:, w, r] = vpa_targets(samples.mem[idx][past], t[past], np.ones(past.sum()), "mem", now, v,
-                                       percentiles)
+            cpu[:, w, r] = targets(samples.cpu[idx][past], t[past], req_cores[idx][past], "cpu", now)
+            mem[:, w, r] = targets(samples.mem[idx][past], t[past], req_cores[idx][past], "mem", now)
     return cpu, mem
 
 
-def forecast_recommendations(models: ForecastModels, series: WorkloadSeries, refreshes: int,
-                             settings: RightsizingSettings) -> tuple[np.ndarray, np.ndarray]:
-    """(W, R) forecast *level* at each refresh: the largest median forecast over the horizons, made
-    in the last bin before the refresh, floored at VPA's minimum; NaN where nothing runs then."""
-    per = settings.refresh_s // series.bin_s
-    out = []
-    for res in ("cpu", "mem"):
-        q = np.fmax.reduce([models.predict(series, res, h, settings.alpha) for h in models.settings.horizons_min])
-        q = np.maximum(q, settings.min_level_cpu_milli if res == "cpu" else settings.min_level_mem_mib)
-        rec = np.full((q.shape[0], refreshes), np.nan)
-        for r in range(1, refreshes):
-            col = r * per - 1
-            if col < q.shape[1]:
-                rec[:, r] = q[:, col]
-        out.append(rec)
-    return out[0], out[1]
+def vpa_recommendations_at(trace: Trace, samples: PodSamples, bin_s: int, refreshes: int,
+                           settings: RightsizingSettings, percentiles: tuple[float, ...]
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """(P, W, R) VPA CPU and memory targets at each refresh, from samples before it (NaN without
+    history), with ``settings.vpa``'s target percentile set to each of ``percentiles`` in turn; one
+    histogram per workload and refresh serves them all."""
+    v = settings.vpa
+
+    def targets(values, times_s, req_cores, resource, now_s):
+        weights = np.maximum(req_cores, v.min_sample_weight) if resource == "cpu" else np.ones(len(values))
+        return vpa_targets(values, times_s, weights, resource, now_s, v, percentiles)
+
+    return _by_workload_and_refresh(trace, samples, bin_s, refreshes, settings.refresh_s, percentiles, targets)
 
 
-def residual_quantiles(scored: Scored, level: np.ndarray, usage_attr: str, quantile: float
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pod residuals against the forecast level, and their quantile per workload and refresh.
+def sample_weights(age_s: np.ndarray, settings: RightsizingSettings) -> np.ndarray:
+    """A sample's weight by its age: ``2 ** (-age / half_life) + long_weight x 2 ** (-age / long_half_life)``
+    (VPA's is the slow term alone)."""
+    age = np.asarray(age_s, dtype=float)
+    return np.exp2(-age / settings.half_life_s) + settings.long_weight * np.exp2(-age / settings.long_half_life_s)
 
-    A scored sample's residual is its usage over the level forecast at its refresh
-    (``level[w, r]``). ``Q[w, r]`` is the ``quantile`` of the workload's residuals in refreshes
-    ``< r`` (NaN without any). Returns ``(residuals per sample, Q (W, R))``.
-    """
-    u = getattr(scored.samples, usage_attr)
-    lvl = level[scored.workload, scored.refresh]
+
+def history_target(values: np.ndarray, times_s: np.ndarray, req_cores: np.ndarray, resource: str, now_s: float,
+                   settings: RightsizingSettings, percentiles) -> np.ndarray:
+    """Our histogram target of one workload at ``now_s``, per percentile: VPA's histogram, buckets,
+    request weighting (CPU), safety margin and minimum, with :func:`sample_weights` for the decay;
+    NaN with no samples."""
+    v = settings.vpa
+    hist = v.cpu if resource == "cpu" else v.memory
+    floor = v.min_cpu_milli if resource == "cpu" else v.min_memory_mib
+    base = np.maximum(req_cores, v.min_sample_weight) if resource == "cpu" else np.ones(len(values))
+    p = histogram_percentiles(values, base * sample_weights(now_s - np.asarray(times_s, dtype=float), settings),
+                              percentiles, hist)
+    return np.where(np.isnan(p), np.nan, np.maximum(p * (1 + v.safety_margin), floor))
+
+
+def history_targets_at(trace: Trace, samples: PodSamples, bin_s: int, refreshes: int,
+                       settings: RightsizingSettings, percentiles: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(P, W, R) :func:`history_target` for CPU and memory at each refresh, from the samples before it."""
+    def targets(values, times_s, req_cores, resource, now_s):
+        return history_target(values, times_s, req_cores, resource, now_s, settings, percentiles)
+
+    return _by_workload_and_refresh(trace, samples, bin_s, refreshes, settings.refresh_s, percentiles, targets)
+
+
+def growth_factor(forecast: np.ndarray, level: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """``forecast / level`` clipped to ``bounds``; 1 where either is missing (nothing runs now)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        res = np.where(lvl > 0, u / lvl, np.nan)
-    q = np.full(level.shape, np.nan)
-    ok = np.isfinite(res)
-    w_all, r_all, v_all = scored.workload[ok], scored.refresh[ok], res[ok]
-    order = np.lexsort((r_all, w_all))
-    w_all, r_all, v_all = w_all[order], r_all[order], v_all[order]
-    bounds = np.searchsorted(w_all, np.arange(level.shape[0] + 1))
-    for w in range(level.shape[0]):
-        lo, hi = bounds[w], bounds[w + 1]
-        if lo == hi:
-            continue
-        rr, vv = r_all[lo:hi], v_all[lo:hi]
-        for r in range(int(rr[0]) + 1, level.shape[1]):
-            n = np.searchsorted(rr, r)  # residuals from refreshes before r
-            q[w, r] = np.quantile(vv[:n], quantile)
-    return res, q
+        g = forecast / level
+    return np.where(np.isfinite(g), np.clip(g, *bounds), 1.0)
+
+
+def forecast_growth(models: ForecastModels, series: WorkloadSeries, resource: str,
+                    settings: RightsizingSettings) -> np.ndarray:
+    """(W, B) the forecast's predicted change of the per-pod level, made at each bin: the mean over
+    the horizons of the ``forecast_alpha`` forecast over the trailing 1-hour mean (the models' own
+    scale), clipped to ``growth_bounds`` (:func:`growth_factor`)."""
+    x = series.cpu if resource == "cpu" else series.mem
+    f = np.mean([models.predict(series, resource, h, settings.forecast_alpha)
+                 for h in models.settings.horizons_min], axis=0)
+    return growth_factor(f, trailing_scale(x, models.settings.features), settings.growth_bounds)
+
+
+def growth_at_refreshes(growth: np.ndarray, refreshes: int, bins_per_refresh: int) -> np.ndarray:
+    """(W, R) the growth made in the last bin before each refresh (1 at refresh 0 and past the series)."""
+    out = np.ones((growth.shape[0], refreshes))
+    for r in range(1, refreshes):
+        col = r * bins_per_refresh - 1
+        if col < growth.shape[1]:
+            out[:, r] = growth[:, col]
+    return out
+
+
+def calibrate_margin(cases: list[tuple[Scored, dict[float, np.ndarray], np.ndarray]], usage_attr: str,
+                     margins: Sequence[float]) -> float:
+    """Smallest margin whose time above request, summed over ``cases``, is at most VPA's.
+
+    Each case is ``(scored, {margin: our per-sample request}, VPA's per-sample request)``.
+    """
+    def above(scored: Scored, req: np.ndarray) -> float:
+        u = getattr(scored.samples, usage_attr)
+        return float(scored.samples.run_s[u > req + 1e-9].sum())
+
+    vpa_time = sum(above(c[0], c[2]) for c in cases)
+    for m in sorted(margins):
+        if sum(above(c[0], c[1][m]) for c in cases) <= vpa_time:
+            return m
+    return max(margins)
 
 
 def per_sample(rec: np.ndarray, fallback: np.ndarray, scored: Scored, written: np.ndarray) -> np.ndarray:
@@ -183,24 +259,6 @@ def per_sample(rec: np.ndarray, fallback: np.ndarray, scored: Scored, written: n
     value = rec[scored.workload, r]
     value = np.where(np.isfinite(value), value, fallback[scored.workload, r])
     return np.where(np.isfinite(value), value, written)
-
-
-def calibrate_margin(cases: list[tuple[Scored, np.ndarray, np.ndarray, np.ndarray]], written_attr: str,
-                     usage_attr: str, settings: RightsizingSettings) -> float:
-    """Smallest margin whose time above request, summed over ``cases``, is at most VPA's.
-
-    Each case is ``(scored, forecast (W, R), vpa (W, R), vpa per-sample request)``.
-    """
-    def above(scored: Scored, req: np.ndarray) -> float:
-        u = getattr(scored.samples, usage_attr)
-        return float(scored.samples.run_s[u > req + 1e-9].sum())
-
-    vpa_time = sum(above(c[0], c[3]) for c in cases)
-    for m in sorted(settings.margins):
-        t = sum(above(c[0], per_sample(c[1] * m, c[2], c[0], getattr(c[0], written_attr))) for c in cases)
-        if t <= vpa_time:
-            return m
-    return max(settings.margins)
 
 
 def limits(request: np.ndarray, written_request: np.ndarray, written_limit: np.ndarray) -> np.ndarray:

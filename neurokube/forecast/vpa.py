@@ -72,11 +72,19 @@ def decayed_percentiles(values: np.ndarray, times_s: np.ndarray, weights: np.nda
 
     All NaN when there are no samples (or all weights are zero).
     """
+    w = np.asarray(weights, dtype=float) * np.exp2((np.asarray(times_s, dtype=float) - now_s) / half_life_s)
+    return histogram_percentiles(values, w, percentiles, hist)
+
+
+def histogram_percentiles(values: np.ndarray, weights: np.ndarray, percentiles, hist: HistogramSettings
+                          ) -> np.ndarray:
+    """Percentiles of VPA's histogram of ``values`` with the given (already decayed) ``weights``: for
+    each, the end of the bucket where the cumulative weight reaches it. All NaN with no weight."""
     percentiles = np.asarray(percentiles, dtype=float)
     if len(values) == 0:
         return np.full(percentiles.shape, np.nan)
     edges = hist.edges()
-    w = weights * np.exp2((np.asarray(times_s, dtype=float) - now_s) / half_life_s)
+    w = np.asarray(weights, dtype=float)
     bucket = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 1)
     total = np.bincount(bucket, weights=w, minlength=len(edges))
     if total.sum() <= 0:

@@ -7,8 +7,10 @@
   the VPA p90 point is the reported VPA point and the calibrated margin's point is the reported
   point (same frame, same fallbacks); slack grows and time above request falls along each curve;
   ``dominated_by`` agrees with the numbers.
-* ``cpu_margin`` moves the reported point onto the frontier at that margin, says so in
+* ``cpu_margin`` moves the reported point onto the frontier at that margin (and its percentile), says so in
   ``cpu_margin_source`` and leaves the frontier alone; a margin <= 0 is an InputError.
+* With VPA's 24-hour memory and no forecast growth, margins x0.5, x1, x2 are VPA's p80, p90, p95
+  points exactly (the recommender reduces to VPA).
 * The benchmark's frontier rows say met / NOT met and name the closest margin.
 * The CLI: ``--margin`` changes the reported point and the CSV requests, the JSON keeps every
   earlier key, and a bad ``--margin`` is one line and exit 2.
@@ -156,6 +158,7 @@ def test_a_given_margin_moves_the_reported_point_onto_the_frontier(trained):
     rs = other["rightsizing"]
     at = next(m for m in report["rightsizing_frontier"]["margins"] if m["margin"] == margin)
     assert rs["cpu_margin"] == margin and rs["cpu_margin_source"] == "--margin"
+    assert rs["cpu_target_percentile"] == pytest.approx(1 - 0.1 / margin)
     assert rs["slack_core_h"] == at["slack_core_h"] and rs["throttled_s"] == at["throttled_s"]
     assert rs["slack_core_h"] != report["rightsizing"]["slack_core_h"]
     assert other["rightsizing_frontier"] == report["rightsizing_frontier"]
@@ -164,6 +167,19 @@ def test_a_given_margin_moves_the_reported_point_onto_the_frontier(trained):
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(InputError):
             evaluate(model, data, cpu_margin=bad)
+
+
+def test_with_vpas_memory_and_no_growth_margins_half_one_two_are_vpas_three_points(trained):
+    model, data, _ = trained
+    like_vpa = replace(model.settings.rightsizing, half_life_s=24 * 3600.0, long_weight=0.0, growth_bounds=(1.0, 1.0))
+    report = evaluate(replace(model, settings=replace(model.settings, rightsizing=like_vpa)), data)
+    fr = report["rightsizing_frontier"]
+    for section, slack, over in ((fr, "slack_core_h", "throttled_s"),
+                                 (fr["memory"], "mem_slack_gib_h", "mem_over_request_s")):
+        at = {m["margin"]: (m[slack], m[over]) for m in section["margins"]}
+        for v, margin in zip(section["vpa"], (0.5, 1.0, 2.0)):
+            assert at[margin] == pytest.approx((v[slack], v[over]), rel=1e-12)
+            assert margin in v["dominated_by"]  # a tie dominates (<=): the goal needs more than VPA itself
 
 
 # --- the command ------------------------------------------------------------------------------

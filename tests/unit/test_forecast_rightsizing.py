@@ -1,0 +1,130 @@
+"""The right-sizing recommender (issue 18): a short-memory usage histogram x the forecast's growth.
+
+Hand-made samples, no models:
+* the margin moves the target percentile: x1 is VPA's p90, x2 p95, x0.5 p80; a bad margin is an
+  InputError;
+* a sample's weight is a 1-hour half-life plus a small 24-hour term; with the fast term off and a
+  24-hour half-life the histogram target *is* VPA's (same buckets, weights, safety margin, floor);
+* a workload whose usage fell in the last hours gets a lower target than VPA's, one whose usage
+  rose a higher one (the short memory; at p80, where the slow term's tail does not decide it);
+* on a steady workload (our histogram target equal to VPA's), a falling forecast gives a lower
+  target than VPA's and a rising one a higher, within the bounds; with the default bounds
+  [1, 1.5] a falling forecast does not lower it;
+* the calibration picks the smallest margin whose time above request is at most VPA's.
+"""
+
+import numpy as np
+import pytest
+
+from neurokube.errors import InputError
+from neurokube.forecast.rightsizing import (
+    RightsizingSettings,
+    Scored,
+    calibrate_margin,
+    growth_at_refreshes,
+    growth_factor,
+    history_target,
+    sample_weights,
+)
+from neurokube.forecast.series import PodSamples
+from neurokube.forecast.vpa import VpaSettings, vpa_target
+
+H = 3600.0
+NOW = 24 * H
+
+
+def test_margin_moves_the_target_percentile():
+    s = RightsizingSettings()
+    assert s.percentile(1.0) == pytest.approx(0.9)
+    assert s.percentile(2.0) == pytest.approx(0.95)
+    assert s.percentile(0.5) == pytest.approx(0.8)
+    assert s.percentile(0.05) == 0.0  # 1 - 0.1 / 0.05 < 0: clipped
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(InputError):
+            s.percentile(bad)
+    with pytest.raises(InputError):
+        RightsizingSettings(growth_bounds=(1.1, 1.5))  # the low bound must not be above 1
+
+
+def test_sample_weights_fast_plus_slow_term():
+    s = RightsizingSettings()
+    np.testing.assert_allclose(sample_weights(np.array([0.0, H, 24 * H]), s),
+                               [1.05, 0.5 + 0.05 * 2 ** (-1 / 24), 2.0 ** -24 + 0.025])
+
+
+def test_with_vpa_memory_the_histogram_target_is_vpas():
+    rng = np.random.default_rng(7)
+    values = rng.gamma(2.0, 150.0, 300)
+    times = rng.uniform(0, NOW, 300)
+    req = rng.choice([0.05, 0.5, 2.0], 300)  # CPU weights: request in cores, at least 0.1
+    like_vpa = RightsizingSettings(half_life_s=24 * H, long_weight=0.0)
+    for res in ("cpu", "mem"):
+        ours = history_target(values, times, req, res, NOW, like_vpa, (0.8, 0.9, 0.95))
+        w = np.maximum(req, 0.1) if res == "cpu" else np.ones(300)
+        theirs = [vpa_target(values, times, w, res, NOW, VpaSettings(target_percentile=p)) for p in (0.8, 0.9, 0.95)]
+        np.testing.assert_allclose(ours, theirs)
+
+
+def _day(first: float, last: float, switch_h: float):
+    """One pod sample every 5 minutes for 24 h: ``first`` milli-CPU until ``switch_h``, then ``last``."""
+    times = np.arange(1, 24 * 12 + 1) * 300.0
+    return np.where(times <= switch_h * H, first, last), times, np.ones(times.size)
+
+
+@pytest.mark.parametrize("first, last, switch_h, lower", [
+    (1000.0, 200.0, 12, True),    # fell 12 h ago: VPA's 24-hour memory still has 41 % of its weight high
+    (200.0, 1000.0, 22, False),   # rose 2 h ago: 12 % of VPA's weight is high, about half of ours
+])
+def test_short_memory_follows_the_last_hours(first, last, switch_h, lower):
+    values, times, req = _day(first, last, switch_h)
+    margin = 0.5  # p80
+    s = RightsizingSettings()
+    ours = history_target(values, times, req, "cpu", NOW, s, (s.percentile(margin),))[0]
+    vpa = vpa_target(values, times, req, "cpu", NOW, VpaSettings(target_percentile=0.8))
+    assert (ours < vpa) if lower else (ours > vpa)
+    assert ours == pytest.approx(last * 1.15, rel=0.1)  # the end of the bucket holding `last`, + 15 %
+    assert vpa == pytest.approx(first * 1.15, rel=0.1)
+
+
+@pytest.mark.parametrize("forecast, bounds, expected", [
+    (700.0, (0.5, 2.0), 0.7),     # falling: lower
+    (1300.0, (0.5, 2.0), 1.3),    # rising: higher
+    (100.0, (0.5, 2.0), 0.5),     # clipped at the low bound
+    (700.0, (1.0, 1.5), 1.0),     # the default bounds never lower it
+    (3000.0, (1.0, 1.5), 1.5),    # and cap a rise at x1.5
+    (np.nan, (0.5, 2.0), 1.0),    # nothing runs now: the histogram alone
+])
+def test_forecast_growth_scales_a_steady_workloads_target_against_vpa(forecast, bounds, expected):
+    values = np.full(200, 500.0)
+    times = np.linspace(0, NOW, 200)
+    req = np.ones(200)
+    s = RightsizingSettings(growth_bounds=bounds)
+    hist = history_target(values, times, req, "cpu", NOW, s, (0.9,))[0]
+    vpa = vpa_target(values, times, req, "cpu", NOW)
+    assert hist == vpa  # steady: the same bucket either way
+    g = growth_factor(np.array([forecast]), np.array([1000.0]), s.growth_bounds)[0]
+    assert g == pytest.approx(expected)
+    target = hist * g
+    if expected < 1:
+        assert target < vpa
+    elif expected > 1:
+        assert target > vpa
+    else:
+        assert target == vpa
+
+
+def test_growth_is_taken_in_the_last_bin_before_each_refresh():
+    growth = np.arange(1.0, 1.0 + 0.01 * 30, 0.01)[None, :]  # (1 workload, 30 bins)
+    out = growth_at_refreshes(growth, refreshes=4, bins_per_refresh=12)
+    np.testing.assert_allclose(out, [[1.0, growth[0, 11], growth[0, 23], 1.0]])  # bin 35 is past the series
+
+
+def test_calibration_picks_the_smallest_margin_at_or_below_vpas_time():
+    s = PodSamples(pod=np.arange(4), bin=np.full(4, 12), cpu=np.array([100.0, 200.0, 300.0, 400.0]),
+                   mem=np.ones(4), run_s=np.full(4, 300.0))
+    scored = Scored(s, np.zeros(4, int), np.ones(4, int), np.zeros(4), np.zeros(4))
+    vpa = np.full(4, 250.0)  # two samples above: 600 s
+    ours = {0.5: np.full(4, 150.0), 1.0: np.full(4, 299.0), 2.0: np.full(4, 300.0), 3.0: np.full(4, 500.0)}
+    # 0.5: 900 s > 600; 1.0: 600 s (ties count); 2.0: 300 s
+    assert calibrate_margin([(scored, ours, vpa)], "cpu", (3.0, 2.0, 1.0, 0.5)) == 1.0
+    assert calibrate_margin([(scored, ours, np.full(4, 1000.0))], "cpu", (0.5, 1.0, 2.0, 3.0)) == 3.0  # none: max
