@@ -29,6 +29,7 @@ from pathlib import Path
 
 from neurokube.adapters.objectstore import ObjectStore, open_store
 from neurokube.adapters.plots import plot_replay
+from neurokube.learning.rollout import RolloutEstimate
 from neurokube.logs import event
 from neurokube.registry import Registry
 from neurokube.trace.assemble import ArrivalSettings
@@ -88,24 +89,35 @@ def run_night(store: ObjectStore, registry: Registry, day: str, held_out: Trace,
                     "attribution.replace_simulated": s.attribution.replace_simulated})
         model = train.fit(joined, s.weights, s.fit, version=f"nightly-{day}-{run.run_id[:8]}", days=days)
         judged = evaluate.evaluate(model, champion, joined, data["candidates"], held_out, s.weights,
-                                   seed=s.world.seed, ope_sample=s.ope_sample)
-        verdict = register.decide(judged.replay, s.promotion)
+                                   seed=s.world.seed, ope_sample=s.ope_sample,
+                                   logs=logged_days(data, days, s.rollout_days, snapshot_step_s))
+        estimate = judged.rollout
+        verdict = register.decide(judged.replay, s.promotion, estimate.metrics if estimate is not None else None)
         metrics = {**{f"data.{k}": v for k, v in stats.items()}, **{f"data.{k}": v for k, v in attributed.items()},
                    "data.quarantined": len(data.quarantined),
                    "data.objects": data.objects, "data.snapshot_rows": len(data["snapshots"]),
                    **{f"ope.{k}": v for k, v in judged.ope.items()},
                    **{f"replay.{p}.{k}": v for p, m in judged.replay.items() for k, v in m.items()
                       if k in ("cost", "contention_core_s", "node_hours", "pending_pod_s", "hot_node_fraction")},
+                   **rollout_metrics(estimate),
                    "promotion.gain": verdict.gain, "promotion.promoted": float(verdict.promote)}
+        if verdict.estimated_gain is not None:
+            metrics["promotion.estimated_gain"] = verdict.estimated_gain
         run.metrics(metrics)
         for step, row in enumerate(per_day):
             run.metrics({"day.observed_contention_core_s": row["contention_core_s"],
                          "day.observed_node_hours": row["node_hours"]}, step=step)
         run.model(model)
         (work / "evaluation.json").write_text(json.dumps(
-            {"replay": judged.replay, "ope": judged.ope, "verdict": dataclasses.asdict(verdict),
-             "dataset": stats, "quarantined": data.quarantined}, indent=2, default=str) + "\n")
+            {"replay": judged.replay, "ope": judged.ope,
+             "rollout": estimate.to_dict() if estimate is not None else None, "rollout_note": judged.rollout_note,
+             "verdict": dataclasses.asdict(verdict), "dataset": stats, "quarantined": data.quarantined},
+            indent=2, default=str) + "\n")
         run.artifact(work / "evaluation.json")
+        (work / "evaluation.md").write_text(report.estimate_table(
+            judged.replay, estimate.to_dict() if estimate is not None else None, verdict.incumbent, judged.ope,
+            judged.rollout_note) + "\n")
+        run.artifact(work / "evaluation.md")
         if per_day:
             run.artifact(report.plot_days(work / "learning_curve.png", per_day, f"observed per day, up to {day}"),
                          "plots")
@@ -124,6 +136,31 @@ def run_night(store: ObjectStore, registry: Registry, day: str, held_out: Trace,
           champion=champion_after, quarantined=len(data.quarantined), seconds=round(time.monotonic() - started, 1))
     return NightResult(day=day, run_id=run.run_id, version=version, promoted=verdict.promote, reason=verdict.reason,
                        champion=champion_after, quarantined=len(data.quarantined), metrics=metrics)
+
+
+def logged_days(data: ingest.Ingested, days: list[str], rollout_days: int, step_s: int) -> evaluate.LoggedDays | None:
+    """The last ``rollout_days`` of ``days`` as the rollout estimate reads them; None when 0."""
+    if rollout_days <= 0:
+        return None
+    start = calendar.timegm(time.strptime(days[-rollout_days], "%Y-%m-%d"))
+    end = calendar.timegm(time.strptime(days[-1], "%Y-%m-%d")) + DAY_S
+    return evaluate.LoggedDays(decisions=data["decisions"], candidates=data["candidates"],
+                               snapshots=data["snapshots"], pod_usage=data["pod_usage"], start_s=start, end_s=end,
+                               step_s=step_s)
+
+
+ROLLOUT_KEYS = ("cost", "contention_core_s", "node_hours", "pending_pod_s")
+
+
+def rollout_metrics(estimate: RolloutEstimate | None) -> dict[str, float]:
+    """MLflow metrics of the rollout estimate: ``rollout.<policy>.<metric>``, the reconstruction
+    check ``rollout.logged.*`` and size ``rollout.pods`` / ``rollout.hours``; ``rollout.available``."""
+    if estimate is None:
+        return {"rollout.available": 0.0}
+    return {"rollout.available": 1.0,
+            **{f"rollout.{p}.{k}": v for p, m in estimate.metrics.items() for k, v in m.items() if k in ROLLOUT_KEYS},
+            **{f"rollout.logged.{k}": v for k, v in estimate.logged.items()},
+            "rollout.pods": estimate.reconstruction["pods"], "rollout.hours": estimate.reconstruction["hours"]}
 
 
 def _per_day(snapshots, step_s: int) -> list[dict]:

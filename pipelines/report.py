@@ -1,4 +1,5 @@
-"""The figures a night logs to MLflow and the loop writes: learning curve, feature importance."""
+"""What a night logs to MLflow and the loop writes: learning curve, feature importance, and the
+table of the candidate's estimated and measured cost (``evaluation.md``)."""
 
 from __future__ import annotations
 
@@ -74,3 +75,55 @@ def plot_importance(path: Path, model: ValueModel) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _gain(metrics: dict[str, dict[str, float]], policy: str, incumbent: str) -> str:
+    if policy not in metrics or incumbent not in metrics:
+        return "-"
+    c, i = metrics[policy]["cost"], metrics[incumbent]["cost"]
+    if i <= 0:
+        return "-"
+    return f"{(i - c) / i:+.1%}"
+
+
+def estimate_table(replay: dict[str, dict[str, float]], rollout: dict | None, incumbent: str,
+                   ope: dict[str, float] | None = None, note: str = "") -> str:
+    """Markdown: each policy's cost as the rollout estimate puts it on the logged days, beside what
+    the replay measures on the held-out trace, each with its gain over ``incumbent``; then the
+    rollout's own check and the one-step DR estimate.
+
+    ``rollout`` is :meth:`neurokube.learning.rollout.RolloutEstimate.to_dict`, or None (``note`` says
+    why). The two columns are different pods: their costs do not compare, their gains do."""
+    est = rollout["metrics"] if rollout else {}
+    lines = ["# The candidate, estimated and measured", "",
+             "| policy | estimated cost, logged days (rollout) | gain | pending pod-s beyond logged "
+             "| measured cost, held-out replay | gain | pending pod-s |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name in ("candidate", "champion", "default"):
+        if name not in replay and name not in est:
+            continue
+        e, m = est.get(name), replay.get(name)
+        lines.append(f"| {name}{' (incumbent)' if name == incumbent else ''} | "
+                     + (f"{e['cost']:,.1f} | {_gain(est, name, incumbent)} | {e['pending_pod_s']:,.0f}" if e
+                        else "- | - | -")
+                     + " | " + (f"{m['cost']:,.1f} | {_gain(replay, name, incumbent)} | {m['pending_pod_s']:,.0f}"
+                                if m else "- | - | -") + " |")
+    lines.append("")
+    if rollout:
+        lg, rec = rollout["logged"], rollout["reconstruction"]
+        ratio = lg["replayed_cost"] / lg["observed_cost"] if lg["observed_cost"] > 0 else float("nan")
+        gaps = ", ".join(f"{k} {v:,.0f}" for k, v in rec.items()
+                         if k not in ("pods", "nodes", "hours", "step_s") and v)
+        lines += [f"Rollout: the logged days rebuilt from the logs ({rec['pods']:,.0f} pods, {rec['nodes']:,.0f} "
+                  f"nodes, {rec['hours']:,.1f} h at {rec['step_s']:,.0f} s); every policy replayed on them. Check: "
+                  f"the logged placements replayed there cost {lg['replayed_cost']:,.1f}, the samples show "
+                  f"{lg['observed_cost']:,.1f} ({ratio:.3f}x). Filled in: {gaps or 'nothing'}.", ""]
+    else:
+        lines += [f"No rollout estimate: {note or 'none given'}.", ""]
+    if ope and ope.get("dr") == ope.get("dr") and "dr" in ope:
+        lines.append(f"One-step DR estimate of the candidate's reward per decision: {ope['dr']:,.2f} "
+                     f"(logged policy {ope.get('behaviour', float('nan')):,.2f}); it cannot see the state shift.")
+        lines.append("")
+    lines.append("The estimate is on the logged days' pods, the replay on the held-out trace's: costs do not "
+                 "compare across the two, gains do.")
+    return "\n".join(lines)

@@ -195,15 +195,25 @@ class PromotionRule:
     """A candidate becomes ``champion`` only if, replayed on the held-out trace, its cost
     (``weights.cost(contention_core_s, node_hours)``) is below the incumbent's by at least
     ``min_relative_gain`` and its pending pod-seconds are at most ``max_pending_ratio`` times the
-    incumbent's. The incumbent is the current champion, or the default policy when there is none
-    (that is what serves then)."""
+    incumbent's; and if, when the logged days give a rollout estimate
+    (:mod:`neurokube.learning.rollout`), its estimated cost there is at most
+    ``1 + rollout_max_relative_loss`` times the incumbent's. The incumbent is the current champion,
+    or the default policy when there is none (that is what serves then)."""
 
     min_relative_gain: float = 0.01
     max_pending_ratio: float = 1.10
+    rollout_max_relative_loss: float | None = 0.0
+    """How much worse than the incumbent's the candidate's rollout-estimated cost on the logged days
+    may be, as a fraction of the incumbent's (0: no worse). None: the estimate is reported, never
+    used. A night without an estimate (no per-pod usage in the logs) is judged on the replay alone."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_relative_gain < 1 or self.max_pending_ratio < 1:
             raise InputError("bad promotion rule", "promotion settings", str(self))
+        if self.rollout_max_relative_loss is not None and not 0 <= self.rollout_max_relative_loss < 1:
+            raise InputError("bad promotion rule", "promotion settings",
+                             f"rollout_max_relative_loss must be in [0, 1) or None, "
+                             f"got {self.rollout_max_relative_loss}")
 
 
 # --- Outcome attribution (issue 12, item 3; pipelines/attribute.py) -----------------------------
@@ -234,10 +244,16 @@ class NightlySettings:
     ope_sample: int = 5000
     """Logged decisions drawn for the off-policy estimate."""
     attribution: AttributionSettings = field(default_factory=AttributionSettings)
+    rollout_days: int = 1
+    """The most recent days of the lookback that the rollout estimate rebuilds from the logs and
+    replays every policy on (neurokube/learning/rollout.py); 0: no rollout estimate."""
 
     def __post_init__(self) -> None:
         if self.lookback_days <= 0:
             raise InputError("lookback_days must be positive", "nightly settings", str(self.lookback_days))
+        if not 0 <= self.rollout_days <= self.lookback_days:
+            raise InputError("rollout_days must be in 0..lookback_days", "nightly settings",
+                             f"{self.rollout_days} of {self.lookback_days}")
 
 
 @dataclass(frozen=True)

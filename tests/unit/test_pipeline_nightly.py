@@ -3,7 +3,8 @@
 * two simulated days: day 1 is served by the default-scoring fallback (every decision counted as
   a fallback), day 2 by the night's champion when it was promoted;
 * the store holds 24 snapshot partitions and the decision logs of each day;
-* MLflow holds one run per night with params, metrics and the three plots, one model version per
+* MLflow holds one run per night with params, metrics (the rollout estimate on the logged day among
+  them, its reconstruction check exact) and the three plots, one model version per
   night (an MLflow Model: a pyfunc from code with the LightGBM text inside, no pickle), tags saying whether and why each was promoted, and the alias on
   the newest promoted version;
 * the per-day table and learning curve are written;
@@ -89,6 +90,14 @@ def test_mlflow_runs_versions_and_alias(ran):
     for run in runs:
         assert run.data.params["fit.rounds"] == "8"
         assert "ope.dr" in run.data.metrics and "replay.candidate.cost" in run.data.metrics
+        # the rollout estimate on the logged day: rebuilt from the store's logs, its check exact
+        metrics = run.data.metrics
+        assert metrics["rollout.available"] == 1.0 and "promotion.estimated_gain" in metrics
+        assert {"rollout.candidate.cost", "rollout.default.cost"} <= set(metrics) and metrics["rollout.pods"] > 100
+        assert metrics["rollout.logged.replayed_cost"] == pytest.approx(metrics["rollout.logged.observed_cost"],
+                                                                        rel=1e-6)
+        assert metrics["rollout.logged.observed_cost"] > 0
+        assert "evaluation.md" in {a.path for a in registry.client.list_artifacts(run.info.run_id)}
         plots = {a.path for a in registry.client.list_artifacts(run.info.run_id, "plots")}
         assert plots == {"plots/learning_curve.png", "plots/feature_importance.png", "plots/replay_comparison.png"}
         [output] = run.outputs.model_outputs  # the night's MLflow Model (a pyfunc from code, no pickle)
