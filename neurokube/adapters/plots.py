@@ -100,9 +100,7 @@ def plot_frontier(path: Path, doc: dict, title: str = "contention against node-h
                             edgecolors="black", linewidths=0.6, label=fam, zorder=3)
             for p in ps:
                 if p["default"] or big:
-                    text = p["spec"].split("node_hour_cost=")[-1] if ":" in p["spec"] and big else p["spec"]
-                    if big and ":" in p["spec"]:
-                        text = f"C={text}"
+                    text = _short_label(p["spec"]) if big else p["spec"]
                     ax.annotate(text, (p["node_hours"], p["contention_core_s"]), fontsize=7,
                                 xytext=(4, 4), textcoords="offset points")
         front = {s: i for i, s in enumerate(part["fronts"].get("neurokube", []))}
@@ -124,3 +122,12 @@ def plot_frontier(path: Path, doc: dict, title: str = "contention against node-h
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _short_label(spec: str) -> str:
+    """A NeuroKube point's label on the frontier plot: ``C=120`` for ``neurokube:...node_hour_cost=120``,
+    the other arguments as written (``tie_core_s=10``), the plain default as its name."""
+    if ":" not in spec:
+        return spec
+    args = [a for a in spec.split(":", 1)[1].split(",") if not a.startswith("model=")]
+    return ",".join(f"C={a.split('=', 1)[1]}" if a.startswith("node_hour_cost=") else a for a in args) or spec

@@ -72,18 +72,26 @@ def _register_frontier(commands: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser(
         "frontier", help="every peer at several settings and NeuroKube at several node_hour_cost values: "
-                         "contention against node-hours, Pareto fronts, domination",
-        description="Replay each peer at its default and two other settings, and NeuroKube at several "
-                    "node_hour_cost values of one model, on each trace; write every point, each family's Pareto "
-                    "front, whether each peer point is dominated by a NeuroKube point (2 %% slack), and a plot.")
+                         "contention, node-hours and pending time, Pareto fronts, domination, the oracle goal",
+        description="Replay each peer at its default and two other settings, NeuroKube at several "
+                    "node_hour_cost values and other settings of one model, and the clairvoyant oracle as a "
+                    "reference, on each trace; "
+                    "write every point, each family's Pareto front, whether each peer point is dominated by a "
+                    "NeuroKube point (no more contention, node-hours and pending time, 2 %% slack on each) and "
+                    "on which axis not, the oracle goal, and a plot.")
     p.add_argument("--trace", type=Path, action="append", required=True, metavar="DIR", help="trace (repeatable)")
     p.add_argument("--model", type=Path, required=True, metavar="DIR", help="NeuroKube model directory")
     p.add_argument("--node-hour-cost", type=_cost_list, default=frontier.NODE_HOUR_COSTS, metavar="C,C,...",
                    help="NeuroKube's rates besides its default, core-s of contention per node-hour (default "
                         f"{','.join(f'{c:g}' for c in frontier.NODE_HOUR_COSTS)})")
+    p.add_argument("--setting", action="append", metavar="KEY=VALUE[,...]",
+                   help="NeuroKube's other settings to replay (repeatable; default "
+                        f"{' '.join(frontier.LEARNED_SETTINGS)})")
     p.add_argument("--peer", action="append", metavar="SPEC",
                    help="peer specs to replay instead of the built-in settings (repeatable; a plain name is that "
                         "family's default)")
+    p.add_argument("--no-oracle", dest="oracle", action="store_false",
+                   help="do not replay the clairvoyant oracle (no oracle goal)")
     p.add_argument("--json", type=output_path, metavar="OUT", help="write every point, the fronts and the verdicts")
     p.add_argument("--plot", type=output_path, metavar="OUT.png", help="contention against node-hours, pending as colour")
     p.add_argument("--seed", type=seed, default=0)
@@ -111,7 +119,9 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     if not (args.model / "manifest.json").is_file():
         raise InputError("not a model directory (no manifest.json)", str(args.model))
     peers = args.peer or [s for settings in frontier.PEER_SETTINGS.values() for s in settings]
-    texts = [*peers, *frontier.learned_specs(None, args.node_hour_cost)]
+    oracle = [frontier.ORACLE] if args.oracle and frontier.ORACLE not in peers else []
+    settings = frontier.LEARNED_SETTINGS if args.setting is None else args.setting
+    texts = [*peers, *frontier.learned_specs(None, args.node_hour_cost, settings), *oracle]
     specs = {s.text: s for s in check_specs(texts, args.model)}
     traces = [(t.name, read_trace(t)) for t in args.trace]
     config = SimConfig(seed=args.seed)
@@ -144,14 +154,16 @@ def cmd_frontier(args: argparse.Namespace) -> int:
             from neurokube.adapters.plots import plot_frontier
 
             plot_frontier(out.file(args.plot, "--plot"), doc,
-                          f"NeuroKube ({args.model.name}) across node_hour_cost against peers across settings")
+                          f"NeuroKube ({args.model.name}) across its settings against peers across theirs, "
+                          "and the oracle")
     for target in (args.json, args.plot):
         if target:
             print(f"wrote {target}")
     if args.docs:
         command = "neurokube bench frontier " + " ".join(shlex.quote(a) for a in _replayable_after(sys.argv, "frontier"))
         body = text + (f"\n![frontier]({_relative_to_docs(args.plot)})\n" if args.plot else "")
-        path = _write_docs("frontier", "Frontier: contention against node-hours across settings", body, command)
+        path = _write_docs("frontier", "Frontier: contention, node-hours and pending time across settings", body,
+                           command)
         print(f"wrote the 'frontier' section of {path}", file=sys.stderr)
     return 0
 

@@ -118,7 +118,8 @@ class Decider:
     def _learned(self) -> LearnedPolicy:
         policy = load_learned_policy(self.model_dir, seed=int(self.rng.integers(2**31)),
                                      node_hour_cost=self.learned_args.node_hour_cost,
-                                     wait_above_core_s=self.learned_args.wait_above_core_s)
+                                     wait_above_core_s=self.learned_args.wait_above_core_s,
+                                     tie_core_s=self.learned_args.tie_core_s)
         policy.name = self.policy_name
         return policy
 
@@ -140,7 +141,9 @@ class Decider:
             model = replace(model, weights=replace(model.weights, node_hour=float(self.learned_args.node_hour_cost)))
         with self._lock:
             seed = int(self.rng.integers(2**31))
-        policy = LearnedPolicy(model, np.random.default_rng(seed), wait_above_core_s=self.learned_args.wait_above_core_s)
+        policy = LearnedPolicy(model, np.random.default_rng(seed),
+                               wait_above_core_s=self.learned_args.wait_above_core_s,
+                               tie_core_s=self.learned_args.tie_core_s)
         policy.name = self.policy_name
         with self._lock:
             self.policy = policy

@@ -7,17 +7,18 @@ a non-increasing ``o`` in ``w``; the near-tie tolerance bounds the slack). The r
 not guaranteed (placements change later states), so it is checked on the small trace for a much
 higher rate only."""
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
+from neurokube.cli.policy_specs import build_policy, check_specs
+from neurokube.errors import InputError
 from neurokube.learning.fit import FitSettings
 from neurokube.learning.loop import TrainSettings, train
-from neurokube.model.policy import LearnedPolicy, load_learned_policy
+from neurokube.model.policy import LearnedArgs, LearnedPolicy, load_learned_policy
 from neurokube.model.reward import RewardWeights
 from neurokube.model.value_model import ValueModel, load_model
 from neurokube.policies.base import PodSpec
+from neurokube.policies.spec import parse_spec, typed_args
 from neurokube.sim import SimConfig, replay
 from neurokube.trace.assemble import ArrivalSettings
 from neurokube.trace.synth import SynthSettings, synth_trace
@@ -52,6 +53,32 @@ def test_a_higher_rate_never_picks_a_node_with_more_predicted_node_hours(seed):
         chosen.append(occupancy[candidates[pick]])
     assert all(b <= a + 1e-2 for a, b in zip(chosen, chosen[1:])), chosen
     assert chosen[-1] == pytest.approx(occupancy.min(), abs=1e-2)  # at a huge rate: fewest node-hours
+
+
+def test_tie_core_s_widens_the_near_ties_that_go_to_the_most_requested_node():
+    # node 0: the lowest predicted cost (contention 0), lightly requested; node 1: 5 core-s more,
+    # the most requested; node 2: 50 core-s more, fuller still
+    view = make_view([10000] * 3, [16000] * 3, req_cpu=[1000, 8000, 9000], req_mem=[100] * 3)
+    model = ValueModel({"contention": Fixed([0.0, 5.0, 50.0]), "occupancy": Fixed([0.0, 0.0, 0.0])},
+                       RewardWeights(node_hour=360.0))
+    picks = {}
+    for tie in (1e-3, 10.0, 100.0):
+        policy = LearnedPolicy(model, np.random.default_rng(0), tie_core_s=tie)
+        picks[tie] = policy.select(PodSpec(500, 100), view)
+    assert picks == {1e-3: 0, 10.0: 1, 100.0: 2}  # the default only breaks exact ties
+    assert LearnedArgs().tie_core_s == 1e-3
+    assert typed_args(LearnedArgs, parse_spec("neurokube:node_hour_cost=1000,tie_core_s=10")) == LearnedArgs(
+        node_hour_cost=1000.0, tie_core_s=10.0)
+    with pytest.raises(InputError, match="tie_core_s must be in"):
+        typed_args(LearnedArgs, parse_spec("neurokube:tie_core_s=-1"))
+
+
+def test_tie_core_s_reaches_the_policy_from_its_spec(trained):
+    spec = check_specs(["neurokube:tie_core_s=10"], trained)[0]
+    policy = build_policy(spec, None, seed=0, step_s=60, model_dir=trained)
+    assert policy.plugin.tie_core_s == 10.0 and policy.model is not None
+    assert build_policy(check_specs(["neurokube"], trained)[0], None, seed=0, step_s=60,
+                        model_dir=trained).plugin.tie_core_s == 1e-3
 
 
 def test_the_rate_is_applied_at_load_without_retraining(tmp_path):

@@ -165,6 +165,17 @@ def test_a_learned_profile_sets_the_node_hour_rate(model, tmp_path):
     assert (fallback.policy, fallback.fallback) == ("default", "prometheus_unavailable")
 
 
+def test_every_live_learned_argument_reaches_the_policy_and_survives_install(model):
+    """A profile argument the live path dropped would be accepted and silently ignored."""
+    spec = parse_spec("neurokube:tie_core_s=10,wait_above_core_s=5")
+    decider = Decider(model, Telemetry(), spec=spec)
+    assert (decider.policy.plugin.tie_core_s, decider.policy.plugin.wait_above_core_s) == (10.0, 5.0)
+    decider.install(load_model(model), "models:/x/1")  # the MLflow champion, swapped in
+    assert (decider.policy.plugin.tie_core_s, decider.policy.plugin.wait_above_core_s) == (10.0, 5.0)
+    plain = Decider(model, Telemetry())
+    assert plain.policy.plugin.tie_core_s == 1e-3  # the default: exact ties only
+
+
 def test_no_profile_is_the_learned_policy_as_trained(model):
     decider = Decider(model, Telemetry())
     assert decider.spec is None and decider.peer is None and decider.policy_name == "neurokube"
