@@ -22,6 +22,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -29,8 +31,21 @@ DATA = ROOT.parent / "shared" / "data"
 NK = str(ROOT / ".venv" / "bin" / "neurokube")
 TRAIN = {"real-0": ["--seed", "0"], "real-2": ["--seed", "2"]}
 EVAL = {"real-101": ["--seed", "101"], "real-202-40n": ["--seed", "202", "--nodes", "40", "--target-load", "0.75"]}
-VALIDATION = {"real-3": ["--seed", "3"], "real-4-40n": ["--seed", "4", "--nodes", "40", "--target-load", "0.75"]}
-"""Traces the actuator's defaults were chosen on (``--validation``): neither trained on nor reported above."""
+VALIDATION = {"real-3": ["--seed", "3"], "real-4-40n": ["--seed", "4", "--nodes", "40", "--target-load", "0.75"],
+              "real-5": ["--seed", "5"], "real-6-40n": ["--seed", "6", "--nodes", "40", "--target-load", "0.75"]}
+"""Traces the actuator's defaults are chosen on (``--validation``): neither trained on nor reported above."""
+VALIDATION_VARIANTS = (
+    "", "victim=smallest", "victim=least_work",
+    "victim=relief_per_work,relief_horizon_s=0,work_floor_core_s=60",
+    "victim=relief_per_work,relief_horizon_s=0,work_floor_core_s=600",
+    "victim=relief_per_work,work_floor_core_s=60", "victim=relief_per_work,work_floor_core_s=3600",
+    "victim=relief_per_work,relief_horizon_s=7200,work_floor_core_s=600",
+    "relieve=warned", "relieve=forecast_or_warned", "margin=1.2", "downsize=false",
+)
+"""NeuroKube's settings compared on the validation traces (``""``: its defaults, ``victim=relief_per_work``
+with ``work_floor_core_s=600`` and ``relief_horizon_s=3600``); docs/ACTING.md says what each is and why."""
+OTHER_VICTIMS = ("victim=smallest", "victim=least_work")
+"""Victim rules shown beside the default on the evaluation traces, at the budgets above 0."""
 BUDGETS = (0.0, 0.0025, 0.005, 0.01)
 DEFAULT_BUDGET = 0.01
 
@@ -38,7 +53,7 @@ DEFAULT_BUDGET = 0.01
 def actuators(model: Path) -> list[str]:
     return ["none", "vpa-inplace", "descheduler",
             *(f"neurokube:model={model},max_evictions={b:g}" for b in BUDGETS),
-            *(f"neurokube:model={model},max_evictions={b:g},victim=least_work" for b in BUDGETS[1:])]
+            *(f"neurokube:model={model},max_evictions={b:g},{v}" for v in OTHER_VICTIMS for b in BUDGETS[1:])]
 
 
 def raw_args() -> list[str]:
@@ -65,6 +80,11 @@ def short(spec: str) -> str:
     if not spec.startswith("neurokube:"):
         return spec
     return "neurokube " + ",".join(p for p in spec.split(":", 1)[1].split(",") if not p.startswith("model="))
+
+
+def slug(spec: str) -> str:
+    """A file name for one actuator setting: ``neurokube max_evictions=0.01`` -> ``neurokube_max_evictions-0.01``."""
+    return "".join(c if c.isalnum() or c in ".-_" else "-" if c == "=" else "_" for c in short(spec)).strip("_")
 
 
 def goals(cells: dict[str, dict], pods: int) -> list[str]:
@@ -115,14 +135,14 @@ def plot(results: dict[str, dict[str, dict]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 6), squeeze=False)
     for ax, (trace, cells) in zip(axes[0], results.items()):
-        for victim, color in (("smallest", "tab:green"), ("least_work", "tab:olive")):
-            ours = [(m["evictions"], m["contention_core_s"]) for k, m in cells.items()
-                    if k.startswith("neurokube") and (("victim=least_work" in k) == (victim == "least_work"))]
+        for victim, color in (("", "tab:green"), *zip(OTHER_VICTIMS, ("tab:olive", "tab:gray"))):
+            ours = [(m["evictions"], m["contention_core_s"]) for k, m in cells.items() if k.startswith("neurokube")
+                    and (victim in k if victim else not any(v in k for v in OTHER_VICTIMS))]
             ax.plot([e for e, _ in ours], [c for _, c in ours], "o-", color=color,
-                    label=f"NeuroKube, victim={victim}, max_evictions " + ", ".join(
-                        f"{b:g}" for b in (BUDGETS if victim == "smallest" else BUDGETS[1:])))
+                    label=f"NeuroKube, {victim or 'default (victim=relief_per_work)'}, max_evictions " + ", ".join(
+                        f"{b:g}" for b in (BUDGETS[1:] if victim else BUDGETS)))
         for name, marker, color in (("none", "s", "black"), ("vpa-inplace", "^", "tab:blue"),
                                     ("descheduler", "D", "tab:orange")):
             m = cells[name]
@@ -133,7 +153,7 @@ def plot(results: dict[str, dict[str, dict]], path: Path) -> None:
         ax.set_ylabel("contention (core-s)")
         ax.set_title(trace)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     fig.suptitle("Acting on running pods under kube-scheduler's default scoring (lower left is better)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
     parser.add_argument("--validation", action="store_true",
-                        help="replay the validation traces (seeds 3 and 4) the actuator's defaults were chosen on, "
+                        help="replay the validation traces (seeds 3 to 6) the actuator's defaults were chosen on, "
                              "with the settings compared there; writes the 'acting-validation' section")
     parser.add_argument("--reuse", action="store_true",
                         help="reuse the replays and models already in --out (to rewrite the section only)")
@@ -173,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     jobs = {}
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         for name in EVAL:
-            for i, spec in enumerate(actuators(model)):
-                jobs[(name, spec)] = pool.submit(replay_one, traces[name], spec, out / "runs" / f"{name}-{i}.json",
-                                                 args.reuse)
+            for spec in actuators(model):
+                jobs[(name, spec)] = pool.submit(replay_one, traces[name], spec,
+                                                 out / "runs" / f"{name}-{slug(spec)}.json", args.reuse)
         results = {name: {spec: jobs[(name, spec)].result() for spec in actuators(model)}
                    for name in EVAL}
     pods = {}
@@ -190,10 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     parts = [f"Placement: kube-scheduler's default scoring (`--policy default`) on traces the prediction models "
              f"never saw; models trained on {', '.join(TRAIN)} (`neurokube recommend --train-trace ...`). "
              f"Every actuator at its defaults; NeuroKube's at eviction budgets {', '.join(f'{b:g}' for b in BUDGETS)} "
-             f"(share of pods; {DEFAULT_BUDGET:g} is its default), with its default victim choice (the smallest pod "
-             f"that covers the predicted excess) and with `victim=least_work` (the pod whose eviction loses the "
-             f"least work). Its defaults were chosen on two validation traces (seeds 3 and 4), not on these "
-             f"(docs/ACTING.md). \"evicted work\" is the CPU work evicted pods "
+             f"(share of pods; {DEFAULT_BUDGET:g} is its default), with its default victim choice "
+             f"(`relief_per_work`: the most predicted relief, over the pod's expected remaining run, per unit of "
+             f"work its eviction loses), with `victim=smallest` (the smallest pod that covers the predicted "
+             f"excess; the default before) and with `victim=least_work` (of those, the one whose eviction loses "
+             f"the least work). Its defaults were chosen on four validation traces (seeds 3 to 6), not on these "
+             f"(docs/ACTING.md; BENCHMARKS \"the validation traces\"). \"evicted work\" is the CPU work evicted pods "
              f"had done since they started; OOM kills are the same for every actuator that leaves memory alone "
              f"(docs/ACTING.md).\n\n![acting](img/{args.plot.name})\n"]
     for name in EVAL:
@@ -215,28 +237,42 @@ def validation(args: argparse.Namespace, model: Path, t0: float) -> int:
     """The settings docs/ACTING.md compares on the validation traces, at HEAD's code."""
     from neurokube.trace.io import read_trace
 
-    specs = ["none", f"neurokube:model={model},margin=1.2", f"neurokube:model={model}",
-             f"neurokube:model={model},victim=least_work"]
+    specs = ["none", "descheduler",
+             *(f"neurokube:model={model}" + (f",{v}" if v else "") for v in VALIDATION_VARIANTS)]
     traces = {}
     for name, extra in VALIDATION.items():
         traces[name] = args.out / "traces" / name
         if not (traces[name] / "pods.csv").is_file():
             run([NK, "trace", "build", *raw_args(), "--out", str(traces[name]), *extra])
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        jobs = {(n, s): pool.submit(replay_one, traces[n], s, args.out / "validation" / f"{n}-{i}.json", args.reuse)
-                for n in VALIDATION for i, s in enumerate(specs)}
+        jobs = {(n, s): pool.submit(replay_one, traces[n], s, args.out / "validation" / f"{n}-{slug(s)}.json",
+                                    args.reuse)
+                for n in VALIDATION for s in specs}
         results = {n: {s: jobs[(n, s)].result() for s in specs} for n in VALIDATION}
-    parts = ["The traces NeuroKube's actuator's defaults were chosen on (`trace build --seed 3` and `--seed 4 "
-             "--nodes 40 --target-load 0.75`; neither trained on nor reported in the section above), under "
-             "kube-scheduler's default scoring, with the models of the section above. `neurokube` is the default "
-             "(margin 1.5, victim smallest); the variants tried with earlier code are in docs/ACTING.md.\n"]
+    parts = ["The traces NeuroKube's actuator's defaults were chosen on (`trace build --seed 3`, `--seed 4 "
+             "--nodes 40 --target-load 0.75`, `--seed 5` and `--seed 6 --nodes 40 --target-load 0.75`; neither "
+             "trained on nor reported in the section above), under kube-scheduler's default scoring, with the "
+             "models of the section above. `neurokube` is the default (margin 1.5, `victim=relief_per_work`, "
+             "`work_floor_core_s=600`, `relief_horizon_s=3600`, `relieve=forecast`, budget 1 %); every other row "
+             "changes what it names. docs/ACTING.md says what each is; variants tried with earlier code are "
+             "listed there.\n"]
     for n in VALIDATION:
         none = results[n]["none"]["contention_core_s"]
         ratios = ", ".join(f"`{short(s) if s != f'neurokube:model={model}' else 'neurokube (default)'}` "
                            f"{m['contention_core_s'] / none:.2f}x" for s, m in results[n].items() if s != "none")
         parts.append(f"### {n} ({len(read_trace(traces[n]).pods):,} pods)\n\n{table(results[n])}\n\n"
                      f"Contention against no actuation: {ratios}.\n")
-    parts.append(f"Wall time {time.monotonic() - t0:,.0f} s.")
+    def ratio(n: str, s: str) -> float:
+        return results[n][s]["contention_core_s"] / results[n]["none"]["contention_core_s"]
+
+    gmean = {s: float(np.exp(np.mean([np.log(ratio(n, s)) for n in VALIDATION]))) for s in specs if s != "none"}
+    lost = {s: sum(results[n][s]["lost_work_core_s"] for n in VALIDATION) for s in specs if s != "none"}
+    parts.append("### Over the four traces\n\n| actuator | contention vs none, geometric mean | evicted work core-s, "
+                 "total |\n|---|---|---|\n" + "\n".join(
+                     f"| `{short(s) if s != f'neurokube:model={model}' else 'neurokube (default)'}` | {g:.3f}x | "
+                     f"{lost[s]:,.0f} |" for s, g in sorted(gmean.items(), key=lambda kv: kv[1])) + "\n")
+    parts.append("Replays reused from earlier runs of this script where their setting was unchanged (`--reuse`)."
+                 if args.reuse else f"Wall time {time.monotonic() - t0:,.0f} s.")
     body = "\n".join(parts)
     print(body)
     if not args.no_docs:

@@ -136,7 +136,7 @@ def test_neurokube_lowers_an_over_requested_pod_unless_its_node_is_predicted_hot
 
 
 def test_neurokube_relieves_a_node_predicted_over_capacity_with_the_lowest_priority_youngest_pod():
-    act = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, max_evictions=1.0), None)
+    act = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, max_evictions=1.0, victim="smallest"), None)
     # node 0: 5,000 of 4,000 predicted; pods 0-2 there; node 1 has room
     running = pods([0, 0, 0, 1], [0, 1, 2, 3], [1000, 1000, 1000, 500], [2000.0, 1500.0, 1500.0, 100.0],
                    priority=[10, 0, 0, 0], started=[0.0, 0.0, 30.0, 0.0])
@@ -199,7 +199,7 @@ def test_neurokube_least_work_evicts_the_pod_that_has_done_the_least():
     # node 0 (5,000) is predicted 500 over: pods 1 and 2 both cover it; pod 1 ran 3,000 s at 1,500, pod 2 60 s at 2,000
     running = pods([0, 0, 0, 1], [0, 1, 2, 3], [1000, 1000, 1000, 500], [2000.0, 1500.0, 2000.0, 100.0],
                    priority=[10, 0, 0, 0], started=[0.0, 0.0, 2940.0, 0.0])
-    smallest = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, max_evictions=1.0), None)
+    smallest = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, max_evictions=1.0, victim="smallest"), None)
     least = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, max_evictions=1.0, victim="least_work"), None)
     for act in (smallest, least):
         act.observe(0.0, running)
@@ -208,3 +208,127 @@ def test_neurokube_least_work_evicts_the_pod_that_has_done_the_least():
     assert evicted == [[1], [2]]
     with pytest.raises(ValueError):
         NeuroKubeActuatorArgs(victim="oldest")
+
+
+def test_neurokube_relief_per_work_weighs_relief_against_the_work_lost():
+    # node 0 (allocatable 5,000) is predicted 1,000 over. Pod 1 is the smallest that covers the excess
+    # (1,200) but has run 3,000 s; pod 2 is the largest (3,000) and has run as long; pod 3 (800) covers
+    # 80 % of the excess and started 300 s ago. Relief per work: pod 3 by far.
+    running = pods([0, 0, 0, 0, 1], [0, 1, 2, 3, 4], [500, 500, 500, 500, 100],
+                   [1000.0, 1200.0, 3000.0, 800.0, 100.0], priority=[10, 0, 0, 0, 0],
+                   started=[0.0, 0.0, 0.0, 2700.0, 0.0])
+    chosen = {}
+    for victim in ("smallest", "least_work", "relief_per_work"):  # relief now only (relief_horizon_s=0)
+        act = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, max_evictions=1.0, victim=victim,
+                                                      relief_horizon_s=0.0), None)
+        for t in np.arange(0.0, 3000.0, 60.0):
+            act.observe(t, running)
+        chosen[victim] = [a.pod for a in act.act(view(3000.0, running, [5000, 6000])) if isinstance(a, Evict)]
+    assert chosen == {"smallest": [1], "least_work": [1], "relief_per_work": [3]}
+
+
+def test_neurokube_relief_per_work_counts_the_work_observed_not_usage_now_times_age():
+    # both pods cover the 500 excess and started at 0; pod 1 idled at 10 m until its last scrape, pod 2 ran
+    # at 2,000 all along: usage now x age calls pod 2 the cheaper eviction, the scrapes say pod 1 is
+    act = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, max_evictions=1.0, victim="relief_per_work",
+                                                  work_floor_core_s=1.0, relief_horizon_s=0.0), None)
+    for t in np.arange(0.0, 3000.0, 60.0):
+        act.observe(t, pods([0, 0, 0, 1], [0, 1, 2, 3], [500, 500, 500, 100], [1000.0, 10.0, 2000.0, 100.0],
+                            priority=[10, 0, 0, 0]))
+    now = pods([0, 0, 0, 1], [0, 1, 2, 3], [500, 500, 500, 100], [1000.0, 2500.0, 2000.0, 100.0],
+               priority=[10, 0, 0, 0])
+    act.observe(3000.0, now)
+    assert [a.pod for a in act.act(view(3000.0, now, [5000, 6000])) if isinstance(a, Evict)] == [1]
+
+
+def test_neurokube_relief_per_work_starts_a_pods_count_afresh_with_its_new_run():
+    from neurokube.acting.neurokube_actuator import _Work
+
+    w = _Work()
+    for t in (0.0, 60.0, 120.0):
+        w.add(t, pods([0], [0], [100], [1000.0], started=[0.0]))
+    assert np.allclose(w.lost(120.0, pods([0], [0], [100], [1000.0], started=[0.0]), np.array([0])), [120_000.0])
+    w.add(180.0, pods([0], [0], [100], [500.0], started=[150.0]))  # evicted and placed again at 150 s
+    assert np.allclose(w.lost(180.0, pods([0], [0], [100], [500.0], started=[150.0]), np.array([0])), [15_000.0])
+    with pytest.raises(ValueError):
+        NeuroKubeActuatorArgs(victim="relief_per_work", work_floor_core_s=0)
+
+
+class _SameForecast:
+    """Forecasts that every workload's usage stays as it is."""
+
+    class settings:  # noqa: N801 - mimics ForecastModels.settings
+        horizons_min = (15, 60)
+
+    def predict(self, series, what, horizon, quantile):
+        return series.cpu
+
+
+class _WarnAbove:
+    """A hot-node classifier stand-in: warns when the node's utilisation now (feature 0) is above ``cut``."""
+
+    def __init__(self, cut):
+        self.cut = cut
+
+    def predict(self, X):
+        return X[:, 0] - self.cut
+
+
+def _models(cut):
+    from types import SimpleNamespace
+
+    from neurokube.forecast.bottleneck import BottleneckModel, BottleneckSettings
+
+    return SimpleNamespace(forecast=_SameForecast(),
+                           bottleneck=BottleneckModel(BottleneckSettings(), _WarnAbove(cut), 0.0))
+
+
+def test_neurokube_relieve_warned_needs_the_classifier_to_agree():
+    # node 0 runs at 5,000 of 4,000 (predicted over its allocatable); node 1 has room
+    running = pods([0, 0, 1], [0, 1, 2], [1000, 1000, 500], [2500.0, 2500.0, 100.0])
+    evicted = {}
+    for relieve, cut in (("forecast", 2.0), ("warned", 2.0), ("warned", 1.0)):
+        act = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, max_evictions=1.0, relieve=relieve,
+                                                      victim="smallest"), _models(cut))
+        for t in np.arange(0.0, 960.0, 60.0):
+            act.observe(t, running)
+        evicted[(relieve, cut)] = [a.pod for a in act.act(view(960.0, running, [4000, 8000])) if isinstance(a, Evict)]
+    assert evicted == {("forecast", 2.0): [0], ("warned", 2.0): [], ("warned", 1.0): [0]}
+
+
+def test_neurokube_relieve_forecast_or_warned_relieves_a_warned_node_down_to_the_hot_threshold():
+    # node 0 runs at 3,800 of 4,000: not over its allocatable, but warned; 0.9 x 4,000 = 3,600, so 200 over
+    running = pods([0, 0, 1], [0, 1, 2], [1000, 1000, 500], [3000.0, 800.0, 100.0])
+    evicted = {}
+    for relieve in ("forecast", "forecast_or_warned"):
+        act = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, max_evictions=1.0, relieve=relieve,
+                                                      victim="smallest"), _models(0.9))
+        for t in np.arange(0.0, 960.0, 60.0):
+            act.observe(t, running)
+        evicted[relieve] = [a.pod for a in act.act(view(960.0, running, [4000, 8000])) if isinstance(a, Evict)]
+    assert evicted == {"forecast": [], "forecast_or_warned": [1]}  # the smallest pod that covers the 200
+
+
+def test_neurokube_relief_per_work_counts_relief_over_the_run_its_workload_says_is_left():
+    # node 0 (4,000) is predicted 1,000 over. Pods 1 and 2 are alike (1,000 each, 600 s old) but pod 1's
+    # workload's runs ended at 700 s and pod 2's at 4,000 s: evicting pod 2 relieves the node far longer
+    act = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, max_evictions=1.0, victim="relief_per_work"), None)
+    t = 0.0
+    for start in (0.0, 5000.0, 10000.0):  # three finished runs of each workload, on node 1
+        for t in np.arange(start, start + 4000.0 + 1, 60.0):
+            short_done = t - start > 700.0
+            act.observe(t, pods([1] if short_done else [1, 1], [2] if short_done else [2, 1], [100] * (1 if short_done
+                                else 2), [10.0] * (1 if short_done else 2), started=[start] * (1 if short_done else 2)))
+        act.observe(t + 60.0, pods([1], [3], [100], [10.0], started=[t + 60.0]))  # both runs over
+    t0 = 20000.0
+    running = pods([0, 0, 0, 1], [0, 1, 2, 3], [1000, 1000, 1000, 100], [3000.0, 1000.0, 1000.0, 10.0],
+                   priority=[10, 0, 0, 0], started=[0.0, t0, t0, 0.0])
+    running.pod[:] = [10, 11, 12, 13]
+    for t in np.arange(t0, t0 + 601.0, 60.0):
+        act.observe(t, running)
+    assert (act.work.runs[1], act.work.runs[2]) == ([660.0] * 3, [3960.0] * 3)  # as last seen running
+    assert [a.pod for a in act.act(view(t0 + 600.0, running, [4000, 8000])) if isinstance(a, Evict)] == [12]
+    again = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, max_evictions=1.0, victim="relief_per_work",
+                                                    relief_horizon_s=0.0), None)
+    again.observe(t0 + 600.0, running)  # no history, relief now only: a tie, the first pod
+    assert [a.pod for a in again.act(view(t0 + 600.0, running, [4000, 8000])) if isinstance(a, Evict)] == [11]
