@@ -27,10 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DATA = ROOT.parent / "shared" / "data"
-NK = str(ROOT / ".venv" / "bin" / "neurokube")
-TRAIN = {"real-0": ["--seed", "0"], "real-2": ["--seed", "2"]}
-EVAL = {"real-101": ["--seed", "101"], "real-202-40n": ["--seed", "202", "--nodes", "40", "--target-load", "0.75"]}
+from benchmarks._traces import DATA, EVAL, NK, TRAIN, raw_args  # noqa: E402
+
 VALIDATION = {"real-3": ["--seed", "3"], "real-4-40n": ["--seed", "4", "--nodes", "40", "--target-load", "0.75"],
               "real-5": ["--seed", "5"], "real-6-40n": ["--seed", "6", "--nodes", "40", "--target-load", "0.75"]}
 """Traces the actuator's defaults are chosen on (``--validation``): neither trained on nor reported above."""
@@ -54,12 +52,6 @@ def actuators(model: Path) -> list[str]:
     return ["none", "vpa-inplace", "descheduler",
             *(f"neurokube:model={model},max_evictions={b:g}" for b in BUDGETS),
             *(f"neurokube:model={model},max_evictions={b:g},{v}" for v in OTHER_VICTIMS for b in BUDGETS[1:])]
-
-
-def raw_args() -> list[str]:
-    return ["--openb-pods", str(DATA / "alibaba-openb" / "openb_pod_list_default.csv"),
-            "--openb-nodes", str(DATA / "alibaba-openb" / "openb_node_list_all_node.csv"),
-            "--bitbrains", str(DATA / "bitbrains-rnd-2013-7")]
 
 
 def run(cmd: list[str]) -> None:

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._report import write_section  # noqa: E402
+from benchmarks._traces import EVAL, NK, TRAIN, missing_data, raw_args  # noqa: E402
 from neurokube.learning import rollout  # noqa: E402
 from neurokube.learning.collect import run_episode  # noqa: E402
 from neurokube.model.policy import LearnedPolicy  # noqa: E402
@@ -47,13 +48,6 @@ from pipelines import dataset, evaluate  # noqa: E402
 from pipelines.simulate import day_trace, run_day  # noqa: E402
 from pipelines.usage import SimulatorUsage  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
-NK = str(ROOT / ".venv" / "bin" / "neurokube")
-TRAIN = {"real-0": ["--seed", "0"], "real-2": ["--seed", "2"]}
-EVAL = {"real-101": ["--seed", "101"], "real-202-40n": ["--seed", "202", "--nodes", "40", "--target-load", "0.75"]}
-RAW = {"--openb-pods": DATA / "alibaba-openb" / "openb_pod_list_default.csv",
-       "--openb-nodes": DATA / "alibaba-openb" / "openb_node_list_all_node.csv",
-       "--bitbrains": DATA / "bitbrains-rnd-2013-7"}
 START = 1_710_028_800  # the logged day's midnight (epoch seconds), as the simulated loop's days start
 EPSILON = 0.1
 DEFAULT_SEEDS = (0, 1, 2)
@@ -64,8 +58,7 @@ CONFIG = SimConfig()
 
 def ensure_trace(path: Path, seed_args: list[str]) -> Path:
     if not (path / "pods.csv").is_file():
-        raw = [str(x) for k, v in RAW.items() for x in (k, v)]
-        subprocess.run([NK, "trace", "build", *raw, "--out", str(path), *seed_args], check=True,
+        subprocess.run([NK, "trace", "build", *raw_args(), "--out", str(path), *seed_args], check=True,
                        stdout=subprocess.DEVNULL)
     return path
 
@@ -221,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write every number here (default OUT/rollout_estimate.json)")
     ap.add_argument("--no-docs", action="store_true", help="do not write docs/BENCHMARKS.md")
     args = ap.parse_args(argv)
-    missing = [str(p) for p in RAW.values() if not p.exists()]
+    missing = missing_data()
     if missing:
         print(f"rollout_estimate: the real data is missing ({', '.join(missing)}): this benchmark needs "
               f"../shared/data (see its README.md)", file=sys.stderr)
