@@ -215,13 +215,18 @@ def main(argv: list[str] | None = None) -> int:
             goals(results[name], pods[name])) + "\n")
     parts.append("Replays reused from an earlier run of this script (`--reuse`): about 3 minutes per trace on "
                  "2 workers." if args.reuse else f"Wall time {time.monotonic() - t0:,.0f} s.")
+    return publish(args, parts, "acting", "Acting on running pods: NeuroKube against VPA in place and the descheduler",
+                   ".venv/bin/python benchmarks/acting.py")
+
+
+def publish(args: argparse.Namespace, parts: list[str], section: str, title: str, command: str) -> int:
+    """Print the section's body and, unless ``--no-docs``, write it into docs/BENCHMARKS.md."""
     body = "\n".join(parts)
     print(body)
     if not args.no_docs:
         from benchmarks._report import write_section
 
-        write_section("acting", "Acting on running pods: NeuroKube against VPA in place and the descheduler",
-                      ".venv/bin/python benchmarks/acting.py", body)
+        write_section(section, title, command, body)
     return 0
 
 
@@ -265,14 +270,8 @@ def validation(args: argparse.Namespace, model: Path, t0: float) -> int:
                      f"{lost[s]:,.0f} |" for s, g in sorted(gmean.items(), key=lambda kv: kv[1])) + "\n")
     parts.append("Replays reused from earlier runs of this script where their setting was unchanged (`--reuse`)."
                  if args.reuse else f"Wall time {time.monotonic() - t0:,.0f} s.")
-    body = "\n".join(parts)
-    print(body)
-    if not args.no_docs:
-        from benchmarks._report import write_section
-
-        write_section("acting-validation", "Acting on running pods: the validation traces",
-                      ".venv/bin/python benchmarks/acting.py --validation", body)
-    return 0
+    return publish(args, parts, "acting-validation", "Acting on running pods: the validation traces",
+                   ".venv/bin/python benchmarks/acting.py --validation")
 
 
 if __name__ == "__main__":

@@ -53,26 +53,26 @@ def logged_day(trace, epsilon: float = 0.2, step_s: int = STEP):
     return day, source.read(START, end, step_s), source.read_pods(START, end, step_s)
 
 
-@pytest.fixture(scope="module")
-def light():
-    """A lightly loaded day: under the logged policy no pod waits for a node."""
-    trace = synth_trace("light", SynthSettings(
-        arrivals=ArrivalSettings(hours=3, target_load=0.35, warmup_hours=1, seed=5), nodes=6, workloads=30,
+def small_day(name: str, target_load: float, seed: int):
+    """A 3-hour day on 6 nodes of two shapes at ``target_load``, logged as the loop logs it."""
+    trace = synth_trace(name, SynthSettings(
+        arrivals=ArrivalSettings(hours=3, target_load=target_load, warmup_hours=1, seed=seed), nodes=6, workloads=30,
         node_shapes=((8000, 32768), (16000, 65536)), qos_shares=(0.3, 0.5, 0.2), cpu_level_median=(0.9, 1.4, 1.0),
         cpu_level_sigma=0.8))
     day, nodes, pods = logged_day(trace)
     return trace, day, nodes, pods
+
+
+@pytest.fixture(scope="module")
+def light():
+    """A lightly loaded day: under the logged policy no pod waits for a node."""
+    return small_day("light", 0.35, 5)
 
 
 @pytest.fixture(scope="module")
 def busy():
     """A contended day (pods use more than they request; some wait for a node)."""
-    trace = synth_trace("busy", SynthSettings(
-        arrivals=ArrivalSettings(hours=3, target_load=0.8, warmup_hours=1, seed=3), nodes=6, workloads=30,
-        node_shapes=((8000, 32768), (16000, 65536)), qos_shares=(0.3, 0.5, 0.2), cpu_level_median=(0.9, 1.4, 1.0),
-        cpu_level_sigma=0.8))
-    day, nodes, pods = logged_day(trace)
-    return trace, day, nodes, pods
+    return small_day("busy", 0.8, 3)
 
 
 def rebuild(day, nodes, pods, **kw) -> rollout.Reconstruction:
