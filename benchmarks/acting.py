@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         results = {name: {spec: jobs[(name, spec)].result() for spec in actuators(model)}
                    for name in EVAL}
     pods = {}
-    from neurokube.trace.io import read_trace
+    from neurokube.adapters.trace_files import read_trace
 
     for name in EVAL:
         pods[name] = len(read_trace(traces[name]).pods)
@@ -232,7 +232,7 @@ def publish(args: argparse.Namespace, parts: list[str], section: str, title: str
 
 def validation(args: argparse.Namespace, model: Path, t0: float) -> int:
     """The settings docs/ACTING.md compares on the validation traces, at HEAD's code."""
-    from neurokube.trace.io import read_trace
+    from neurokube.adapters.trace_files import read_trace
 
     specs = ["none", "descheduler",
              *(f"neurokube:model={model}" + (f",{v}" if v else "") for v in VALIDATION_VARIANTS)]

@@ -19,9 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._report import write_section  # noqa: E402
+from neurokube.adapters.model_files import load_value_model  # noqa: E402
+from neurokube.adapters.trace_files import read_trace  # noqa: E402
 from neurokube.learning.evaluate import compare  # noqa: E402
-from neurokube.model.value_model import load_model  # noqa: E402
-from neurokube.trace.io import read_trace  # noqa: E402
 
 
 def main() -> int:
@@ -31,7 +31,7 @@ def main() -> int:
     ap.add_argument("--train-command", default="")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    model = load_model(args.model)
+    model = load_value_model(args.model)
     parts, verdicts = [], {}
     for path in args.trace:
         trace = read_trace(path)

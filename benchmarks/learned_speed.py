@@ -26,15 +26,15 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._report import write_section  # noqa: E402
+from neurokube.adapters.model_files import load_value_model  # noqa: E402
 from neurokube.features import candidate_features  # noqa: E402
 from neurokube.learning.collect import run_episode  # noqa: E402
 from neurokube.learning.fit import FitSettings, fit_value_model  # noqa: E402
 from neurokube.model.decision_log import FEATURE_COLUMNS  # noqa: E402
 from neurokube.model.policy import LearnedPolicy  # noqa: E402
 from neurokube.model.reward import RewardWeights  # noqa: E402
-from neurokube.model.value_model import load_model  # noqa: E402
 from neurokube.policies import make_policy  # noqa: E402
-from neurokube.policies.base import NodeMetrics, PodSpec, WorkloadUsage, ClusterView  # noqa: E402
+from neurokube.policies.base import ClusterView, NodeMetrics, PodSpec, WorkloadUsage  # noqa: E402
 from neurokube.trace.assemble import ArrivalSettings  # noqa: E402
 from neurokube.trace.synth import SynthSettings, synth_trace  # noqa: E402
 
@@ -84,7 +84,7 @@ def main() -> int:
     train_s = time.perf_counter() - t0
     print(f"training on {len(big):,} decisions: {train_s:.1f} s", flush=True)
     if args.model:
-        model = load_model(args.model)
+        model = load_value_model(args.model)
 
     view = big_view(1000, rng)
     policy = LearnedPolicy(model, np.random.default_rng(1))

@@ -35,14 +35,15 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._report import write_section  # noqa: E402
 from benchmarks._traces import EVAL, NK, TRAIN, missing_data, raw_args  # noqa: E402
+from neurokube.adapters.model_files import load_value_model  # noqa: E402
+from neurokube.adapters.trace_files import read_trace  # noqa: E402
 from neurokube.learning import rollout  # noqa: E402
 from neurokube.learning.collect import run_episode  # noqa: E402
 from neurokube.model.policy import LearnedPolicy  # noqa: E402
 from neurokube.model.reward import RewardWeights  # noqa: E402
-from neurokube.model.value_model import ValueModel, load_model  # noqa: E402
+from neurokube.model.value_model import ValueModel  # noqa: E402
 from neurokube.policies import make_policy  # noqa: E402
 from neurokube.sim import SimConfig, replay  # noqa: E402
-from neurokube.trace.io import read_trace  # noqa: E402
 from neurokube.trace.model import Trace  # noqa: E402
 from pipelines import dataset, evaluate  # noqa: E402
 from pipelines.simulate import day_trace, run_day  # noqa: E402
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.monotonic()
     model_dir, train_command = ensure_model(args.out, args.model)
-    model = load_model(model_dir)
+    model = load_value_model(model_dir)
     results: dict[str, dict] = {}
     for name, seed_args in EVAL.items():
         day = the_day(read_trace(ensure_trace(args.out / "eval" / name, seed_args)), args.hours)

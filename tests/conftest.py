@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from neurokube.adapters.trace_files import write_trace
 from neurokube.policies.base import ClusterView, NodeMetrics
 from neurokube.trace.assemble import ArrivalSettings
-from neurokube.trace.io import write_trace
 from neurokube.trace.synth import SynthSettings, synth_trace
 
 REPO = Path(__file__).resolve().parents[1]

@@ -56,8 +56,8 @@ from neurokube.bench import stats
 from neurokube.cluster import components, control, functions, livekit, processes, rbac, schedconfig, workload
 from neurokube.cluster.broker import LocalBroker
 from neurokube.cluster.build import Binaries
+from neurokube.cluster.session import RunningCluster
 from neurokube.cluster.state import Layout
-from neurokube.cluster.testing import RunningCluster
 from neurokube.errors import InputError, TemporaryError
 
 LABEL = "neurokube-bench"

@@ -110,11 +110,11 @@ def _cost_list(text: str) -> tuple[float, ...]:
 
 
 def cmd_frontier(args: argparse.Namespace) -> int:
+    from neurokube.adapters.trace_files import read_trace
     from neurokube.bench import frontier
     from neurokube.cli.outputs import Outputs
     from neurokube.cli.policy_specs import build_policy, check_specs
     from neurokube.sim import SimConfig, replay
-    from neurokube.trace.io import read_trace
 
     if not (args.model / "manifest.json").is_file():
         raise InputError("not a model directory (no manifest.json)", str(args.model))
@@ -129,7 +129,7 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     def one(text: str, trace) -> dict:
         policy = build_policy(specs[text], trace, seed=args.seed, step_s=config.step_s, model_dir=args.model)
         metrics = dict(replay(trace, policy, config).metrics)
-        if getattr(policy, "fallbacks", 0):
+        if policy.fallbacks:
             metrics["fallback_decisions"] = int(policy.fallbacks)
         return metrics
 

@@ -35,8 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _live(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from neurokube.adapters.trace_files import read_trace
     from neurokube.liveloop import run as live_run
-    from neurokube.trace.io import read_trace
     from pipelines.settings import NightlySettings, WorldSettings
 
     trace = read_trace(args.trace)

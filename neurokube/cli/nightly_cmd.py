@@ -48,7 +48,7 @@ def _nightly(args: argparse.Namespace) -> int:
                                fit=dataclasses.replace(base.fit, rounds=args.rounds, seed=args.seed))
     trace = None
     if args.trace:
-        from neurokube.trace.io import read_trace
+        from neurokube.adapters.trace_files import read_trace
 
         trace = read_trace(args.trace)
     services = loop.local_services if state_dir is None else (lambda s: _stack_services(state_dir, s))

@@ -39,7 +39,7 @@ def check_specs(texts: list[str], model_dir: Path | None) -> list[PolicySpec]:
 def build_policy(spec: PolicySpec, trace, *, seed: int, step_s: int, model_dir: Path | None = None):
     """The policy for a checked spec; its ``name`` is the spec text as given."""
     if spec.name == LEARNED:
-        from neurokube.model.policy import load_learned_policy
+        from neurokube.adapters.model_files import load_learned_policy
 
         args = typed_args(LearnedArgs, spec)
         directory = Path(args.model) if args.model is not None else model_dir

@@ -36,10 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _prepare(path: Path):
+    from neurokube.adapters.trace_files import read_trace
     from neurokube.forecast.evaluation import prepare
     from neurokube.policies import make_policy
     from neurokube.sim import SimConfig, replay
-    from neurokube.trace.io import read_trace
 
     trace = read_trace(path)
     config = SimConfig()

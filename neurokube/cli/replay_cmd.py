@@ -55,12 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _replay(args: argparse.Namespace) -> int:
     from neurokube.adapters.reports import write_json, write_placements
+    from neurokube.adapters.trace_files import read_trace
     from neurokube.cli.actuator_specs import build_actuator, check_actuator, load_models
     from neurokube.cli.policy_specs import build_policy, check_specs
     from neurokube.sim import SimConfig, replay
     from neurokube.sim.acting import PodRules
     from neurokube.sim.table import format_table
-    from neurokube.trace.io import read_trace
 
     specs = check_specs(args.policy or list(DEFAULT_POLICIES), args.model)
     actuator_spec, actuator_args = check_actuator(args.actuator)
@@ -81,9 +81,8 @@ def _replay(args: argparse.Namespace) -> int:
             results.append(replay(trace, policy, config, clock=time.perf_counter_ns, on_step=update,
                                   actuator=actuator, rules=PodRules.of(trace.pods)))
         results[-1].policy = spec.text  # reports key each policy by its spec, exactly as given
-        fallbacks = getattr(policy, "fallbacks", None)
-        if fallbacks:
-            results[-1].metrics["fallback_decisions"] = int(fallbacks)
+        if policy.fallbacks:
+            results[-1].metrics["fallback_decisions"] = int(policy.fallbacks)
     print(f"trace {args.trace} ({len(trace.nodes)} nodes, {len(trace.pods)} pods)")
     if acting:
         print(f"actuator {actuator_spec.text}")
@@ -113,8 +112,8 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _audit(args: argparse.Namespace) -> int:
     from neurokube.adapters.reports import placements_file, pod_keys
+    from neurokube.adapters.trace_files import read_trace
     from neurokube.sim.audit import recompute, relative_errors
-    from neurokube.trace.io import read_trace
 
     trace = read_trace(args.trace)
     policies, step_s, ends = _read_report(args.report)
@@ -180,7 +179,7 @@ def _read_report(path: Path) -> tuple[dict[str, dict[str, float | None]], int, d
 
 def _read_placements(path: Path, index: dict[str, int], node_index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
     """``node_of`` and ``bind_s`` per trace pod from a ``<policy>.csv`` placements file."""
-    from neurokube.trace.io import read_columns
+    from neurokube.adapters.trace_files import read_columns
 
     if not path.is_file():
         raise InputError("placements file missing", str(path))

@@ -110,8 +110,8 @@ def _levels(text: dict[str, str], defaults: dict, flag: str) -> dict:
 
 def _build(args: argparse.Namespace) -> int:
     from neurokube.adapters.rawdata import read_bitbrains, read_openb_nodes, read_openb_pods
+    from neurokube.adapters.trace_files import write_trace
     from neurokube.trace.build import QOS_INDEX, BuildSettings, build_trace
-    from neurokube.trace.io import write_trace
 
     bad = [v for v in args.qos_map.values() if v not in QOS_INDEX]
     if bad:
@@ -135,7 +135,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from neurokube.trace.io import write_trace
+    from neurokube.adapters.trace_files import write_trace
     from neurokube.trace.synth import SynthSettings, synth_trace
 
     trace = synth_trace(args.out.name, SynthSettings(arrivals=_arrivals(args), nodes=args.nodes,
@@ -147,7 +147,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from neurokube.trace.io import read_trace
+    from neurokube.adapters.trace_files import read_trace
     from neurokube.trace.summary import summarise
 
     summary = summarise(read_trace(args.trace))

@@ -35,11 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from neurokube.adapters.decision_store import write_log
+    from neurokube.adapters.model_files import save_value_model
     from neurokube.adapters.plots import plot_learning_curve
+    from neurokube.adapters.trace_files import read_trace
     from neurokube.cli.progress import progress
     from neurokube.learning.fit import FitSettings
     from neurokube.learning.loop import TrainSettings, train
-    from neurokube.trace.io import read_trace
 
     traces = [read_trace(t) for t in args.trace]
     settings = TrainSettings(iterations=args.iterations, epsilon=args.epsilon, epsilon_initial=args.epsilon_initial,
@@ -63,7 +64,7 @@ def _train(args: argparse.Namespace) -> int:
     result.model.info["learning_curve"] = result.curve
     with Outputs() as outputs:  # the model directory and the logs, complete or not at all
         model_dir = outputs.directory(args.out, "--out")
-        result.model.save(model_dir)
+        save_value_model(result.model, model_dir)
         (model_dir / "learning_curve.json").write_text(json.dumps(result.curve, indent=2) + "\n")
         (model_dir / "ope.json").write_text(json.dumps(result.ope, indent=2) + "\n")
         plot_learning_curve(model_dir / "learning_curve.png", result.curve, result.ope)

@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from neurokube.adapters.kube import KubeError
 from neurokube.cluster import adapter, certs, components, functions, processes, rbac, workload
 from neurokube.cluster.build import Binaries
+from neurokube.cluster.session import RunningCluster
 from neurokube.cluster.state import Layout
-from neurokube.cluster.testing import RunningCluster
 from neurokube.k8s.quantity import cpu_milli, memory_bytes
 from neurokube.testing import FakePrometheus, write_packing_model
 

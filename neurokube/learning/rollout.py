@@ -165,6 +165,38 @@ def reconstruct(decisions: pd.DataFrame, pod_usage: pd.DataFrame, *, step_s: int
     ``ts``, ``pod`` every ``step_s`` seconds), optionally the node snapshots (``nodes``) and the
     candidate rows (``candidates``: the allocatable memory of nodes never chosen). Times are epoch
     seconds. InputError for anything it cannot read."""
+    d = _checked_decisions(decisions, pod_usage, step_s, nodes, candidates)
+    # one row per pod: its first decision, in decision order within a time
+    d = d.assign(_order=np.arange(len(d)), pod=d["pod"].astype(str), ts_s=d["ts_s"].astype(float))
+    d = d.sort_values(["ts_s", "_order"], kind="stable")
+    first = d.drop_duplicates("pod", keep="first").reset_index(drop=True)
+    origin = float(np.floor(first["ts_s"].astype(float).min() / DAY_S) * DAY_S)
+
+    node_names, cap_cpu, cap_mem, filled = _nodes(d, nodes, candidates)
+    if (cap_cpu <= 0).any():
+        raise InputError(f"node {node_names[int(np.argmax(cap_cpu <= 0))]!r} has no allocatable CPU",
+                         "rollout reconstruction")
+    node_index = pd.Index(node_names)
+    resources = _pod_resources(first)
+    usage = _usage_by_age(first, pod_usage, step_s)
+    pods, profiles = _pod_tables(first, resources, usage, origin, step_s)
+    trace = Trace(name=name, nodes=NodeTable(name=np.asarray(node_names, dtype=object), cpu_milli=cap_cpu,
+                                             memory_mib=cap_mem), pods=pods, profiles=profiles)
+    gaps = {"pods_without_usage": int((~usage.seen).sum()), "usage_rows_without_decision": usage.orphan_rows,
+            "usage_rows_before_decision": usage.early_rows, "repeat_decisions": int(len(d) - len(first)),
+            "memory_limits_unknown": int(resources.unknown_limits), "nodes_memory_filled": int(filled)}
+    if nodes is not None and "cpu_used_milli" in nodes.columns and len(nodes):
+        node_total = float(nodes.drop_duplicates(["ts", "node"], keep="last")["cpu_used_milli"].astype(float).sum())
+        pod_total = float(pod_usage["cpu_used_milli"].astype(float).sum())
+        gaps["unattributed_cpu_core_s"] = max(node_total - pod_total, 0.0) * step_s / 1000.0
+    return Reconstruction(trace=trace, origin_s=origin, step_s=int(step_s),
+                          logged_node=node_index.get_indexer(first["node"].astype(str)).astype(np.int64),
+                          observed=_observed(usage.rows, node_index, cap_cpu, step_s), gaps=gaps)
+
+
+def _checked_decisions(decisions: pd.DataFrame, pod_usage: pd.DataFrame, step_s: int,
+                       nodes: pd.DataFrame | None, candidates: pd.DataFrame | None) -> pd.DataFrame:
+    """The decision log with one row per decision id (the last), after every input check."""
     where = "rollout reconstruction"
     if not isinstance(step_s, (int, np.integer)) or step_s <= 0:
         raise InputError("the usage sample step must be a positive whole number of seconds", where, f"got {step_s!r}")
@@ -184,22 +216,23 @@ def reconstruct(decisions: pd.DataFrame, pod_usage: pd.DataFrame, *, step_s: int
     bad_qos = sorted(set(d["qos"].astype(str)) - set(QOS_NAMES))
     if bad_qos:
         raise InputError(f"unknown QoS class {bad_qos[0]!r} in the decision log", where, f"expected one of {QOS_NAMES}")
+    return d
 
-    # --- one row per pod: its first decision, in decision order within a time -----------------
-    d = d.assign(_order=np.arange(len(d)), pod=d["pod"].astype(str), ts_s=d["ts_s"].astype(float))
-    d = d.sort_values(["ts_s", "_order"], kind="stable")
-    first = d.drop_duplicates("pod", keep="first").reset_index(drop=True)
-    repeats = len(d) - len(first)
-    origin = float(np.floor(first["ts_s"].astype(float).min() / DAY_S) * DAY_S)
 
-    # --- nodes --------------------------------------------------------------------------------
-    node_names, cap_cpu, cap_mem, filled = _nodes(d, nodes, candidates)
-    if (cap_cpu <= 0).any():
-        raise InputError(f"node {node_names[int(np.argmax(cap_cpu <= 0))]!r} has no allocatable CPU", where)
-    node_index = pd.Index(node_names)
-    logged_node = node_index.get_indexer(first["node"].astype(str)).astype(np.int64)
+@dataclass(frozen=True)
+class _Resources:
+    """Each pod's requests and limits, read back from its chosen node's feature row."""
 
-    # --- requests and limits from the chosen node's feature row -------------------------------
+    qos: np.ndarray
+    cpu_req: np.ndarray
+    mem_req: np.ndarray
+    cpu_lim: np.ndarray
+    mem_lim: np.ndarray
+    unknown_limits: int
+
+
+def _pod_resources(first: pd.DataFrame) -> _Resources:
+    where = "rollout reconstruction"
     row_cpu = np.rint(first["f_node_cpu_cores"].to_numpy(float) * 1000.0)
     row_mem = np.rint(first["f_node_mem_gib"].to_numpy(float) * 1024.0)
     if (row_cpu <= 0).any() or (row_mem <= 0).any():
@@ -213,16 +246,31 @@ def reconstruct(decisions: pd.DataFrame, pod_usage: pd.DataFrame, *, step_s: int
     mem_peak = np.rint(first["f_pod_mem_peak_frac"].to_numpy(float) * row_mem).astype(np.int64)
     fresh = first["f_wl_log_samples"].to_numpy(float) == 0
     mem_lim, unknown = _memory_limits(first["workload"].astype(str).to_numpy(), qos, mem_req, mem_peak, fresh)
+    return _Resources(qos, cpu_req, mem_req, cpu_lim, mem_lim, unknown)
 
-    # --- usage by age since the logged decision -----------------------------------------------
-    pod_names = first["pod"].to_numpy(dtype=object)
+
+@dataclass(frozen=True)
+class _Usage:
+    """Each pod's usage by age since its logged decision, as flat profiles (``start``/``length``
+    per pod), and the usage rows that belong to a logged pod."""
+
+    rows: pd.DataFrame
+    start: np.ndarray
+    length: np.ndarray
+    seen: np.ndarray
+    cpu: np.ndarray
+    mem: np.ndarray
+    orphan_rows: int
+    early_rows: int
+
+
+def _usage_by_age(first: pd.DataFrame, pod_usage: pd.DataFrame, step_s: int) -> _Usage:
     u = pod_usage[["ts", "pod", "node", "cpu_used_milli", "mem_used_mib"]]
-    who = pd.Index(pod_names).get_indexer(u["pod"].astype(str))
+    who = pd.Index(first["pod"].to_numpy(dtype=object)).get_indexer(u["pod"].astype(str))
     known = who >= 0
     orphan_rows = int((~known).sum())
     u, who = u[known], who[known]
-    decided_s = first["ts_s"].to_numpy(float)
-    age = u["ts"].to_numpy(float) - decided_s[who]
+    age = u["ts"].to_numpy(float) - first["ts_s"].to_numpy(float)[who]
     before = age < -1e-6  # a sample before the pod's decision (clock skew): not part of its life
     early_rows = int(before.sum())
     u, who, age = u[~before], who[~before], np.maximum(age[~before], 0.0)
@@ -246,32 +294,26 @@ def reconstruct(decisions: pd.DataFrame, pod_usage: pd.DataFrame, *, step_s: int
     owner = np.repeat(np.arange(len(first)), length)
     flat_cpu = pd.Series(flat_cpu).groupby(owner).ffill().fillna(0.0).to_numpy()
     flat_mem = pd.Series(flat_mem).groupby(owner).ffill().fillna(0.0).to_numpy()
-    duration = np.where(seen, length * float(step_s), 0.0)
+    return _Usage(u, start, length, seen, flat_cpu, flat_mem, orphan_rows, early_rows)
 
+
+def _pod_tables(first: pd.DataFrame, r: _Resources, usage: _Usage, origin: float,
+                step_s: int) -> tuple[PodTable, ProfileTable]:
+    pod_names = first["pod"].to_numpy(dtype=object)
     ns_name = [_split(p) for p in pod_names]
     workloads = [_split(w)[1] for w in first["workload"].astype(str)]
     n = len(first)
+    duration = np.where(usage.seen, usage.length * float(step_s), 0.0)
     pods = PodTable(
         name=np.array([x[1] for x in ns_name], dtype=object), namespace=np.array([x[0] for x in ns_name], dtype=object),
-        workload=np.array(workloads, dtype=object), qos=qos,
-        cpu_request_milli=cpu_req, memory_request_mib=mem_req, cpu_limit_milli=cpu_lim, memory_limit_mib=mem_lim,
-        creation_s=decided_s - origin, duration_s=duration, profile=np.arange(n, dtype=np.int32),
-        profile_offset_s=np.zeros(n), cpu_scale_milli=np.ones(n), memory_scale_mib=np.ones(n))
-    profiles = ProfileTable(names=pod_names.copy(), step_s=np.full(n, float(step_s)), start=start.astype(np.int64),
-                            length=length, cpu=flat_cpu, memory=flat_mem)
-    trace = Trace(name=name, nodes=NodeTable(name=np.asarray(node_names, dtype=object), cpu_milli=cap_cpu,
-                                             memory_mib=cap_mem), pods=pods, profiles=profiles)
-
-    observed = _observed(u, node_index, cap_cpu, step_s)
-    gaps = {"pods_without_usage": int((~seen).sum()), "usage_rows_without_decision": orphan_rows,
-            "usage_rows_before_decision": early_rows, "repeat_decisions": int(repeats),
-            "memory_limits_unknown": int(unknown), "nodes_memory_filled": int(filled)}
-    if nodes is not None and "cpu_used_milli" in nodes.columns and len(nodes):
-        node_total = float(nodes.drop_duplicates(["ts", "node"], keep="last")["cpu_used_milli"].astype(float).sum())
-        pod_total = float(pod_usage["cpu_used_milli"].astype(float).sum())
-        gaps["unattributed_cpu_core_s"] = max(node_total - pod_total, 0.0) * step_s / 1000.0
-    return Reconstruction(trace=trace, origin_s=origin, step_s=int(step_s), logged_node=logged_node,
-                          observed=observed, gaps=gaps)
+        workload=np.array(workloads, dtype=object), qos=r.qos,
+        cpu_request_milli=r.cpu_req, memory_request_mib=r.mem_req, cpu_limit_milli=r.cpu_lim,
+        memory_limit_mib=r.mem_lim, creation_s=first["ts_s"].to_numpy(float) - origin, duration_s=duration,
+        profile=np.arange(n, dtype=np.int32), profile_offset_s=np.zeros(n), cpu_scale_milli=np.ones(n),
+        memory_scale_mib=np.ones(n))
+    profiles = ProfileTable(names=pod_names.copy(), step_s=np.full(n, float(step_s)),
+                            start=usage.start.astype(np.int64), length=usage.length, cpu=usage.cpu, memory=usage.mem)
+    return pods, profiles
 
 
 def rollout(rec: Reconstruction, policies: Mapping[str, PolicyFactory], weights: RewardWeights,

@@ -7,8 +7,11 @@ LeastAllocated + BalancedAllocation) and counts the reason when:
   staleness limit (the model was trained on fresh ones);
 * ``no_model`` / ``model_missing`` / ``model_corrupt`` / ``predict_error`` / ``non_finite_score``:
   :class:`~neurokube.model.policy.LearnedPolicy`'s own reasons;
-* ``policy_declined``: the policy found no node although the filter did (MiB rounding at the
-  very edge of a node's capacity).
+* ``policy_declined``: the policy found no node although the filter did (a peer's own filter,
+  such as Koordinator's load thresholds, left a pod that fits pending).
+
+The view holds only the nodes the edge's exact filter passed (``ClusterView.prefiltered``), so the
+policies' fit filter takes that verdict: a pod is filtered once.
 
 With ``epsilon > 0`` a share of decisions goes to a uniformly random feasible node; every
 decision carries the exact propensity of each candidate and the candidates' features, for the
@@ -40,15 +43,16 @@ from pathlib import Path
 
 import numpy as np
 
+from neurokube.adapters.model_files import load_learned_policy
 from neurokube.features import FEATURE_VERSION, candidate_features
 from neurokube.live.telemetry import Telemetry
 from neurokube.logs import event
-from neurokube.model.policy import LearnedArgs, LearnedPolicy, load_learned_policy
+from neurokube.model.policy import LearnedArgs, LearnedPolicy
 from neurokube.model.value_model import ValueModel
 from neurokube.policies.base import ClusterView, PodSpec
 from neurokube.policies.common import fits, pick_best
 from neurokube.policies.default import DefaultPolicy
-from neurokube.policies.framework import Reason
+from neurokube.policies.framework import Reason, ScoredPolicy
 from neurokube.policies.registry import LEARNED, make_policy
 from neurokube.policies.spec import PolicySpec, typed_args
 
@@ -209,8 +213,7 @@ class Decider:
                 if scored is not None and np.array_equal(scored[0], candidates):
                     features = scored[1]
             if choice is None and candidates.size:
-                # The policy's own MiB-level check disagrees with the exact filter at the edge, or a
-                # peer's own filter (Koordinator's load thresholds) left a pod that fits pending.
+                # A peer's own filter (Koordinator's load thresholds) left a pod that fits pending.
                 choice = pick_best(self.default.scores(pod, view), np.isin(np.arange(view.n_nodes), candidates),
                                    self.rng)
                 reason = reason or Reason.POLICY_DECLINED
@@ -238,11 +241,10 @@ class Decider:
         """
         if self.peer is not None:  # its own scores over the fitting nodes (``random`` has none: all 0)
             candidates = np.flatnonzero(fits(pod, view))
-            scores = getattr(self.peer, "scores", None)
-            if scores is None or candidates.size == 0:
+            if not isinstance(self.peer, ScoredPolicy) or candidates.size == 0:
                 return np.zeros(view.n_nodes, dtype=np.int64), ""
             with self._lock:
-                raw = np.asarray(scores(pod, view), dtype=np.float64)
+                raw = np.asarray(self.peer.scores(pod, view), dtype=np.float64)
             return stretch(raw, candidates), ""
         with self._lock:
             self.maybe_reload()

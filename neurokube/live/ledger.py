@@ -262,29 +262,7 @@ class Ledger:
             lease = self._read(node)
             now = self.clock()
             entries, checked = self._settle(node, parse_reservations(lease["metadata"].get("annotations")), now)
-            used_cpu, used_memory, used_pods = self._used(node, entries)
-            admitted = []
-            for request in remaining:
-                pod = request.pod
-                held = self.state.pod(pod.uid) if pod.uid else None
-                if (held is not None and held.bound and held.node_name == node) or (
-                        pod.uid in entries and entries[pod.uid].bound):
-                    request.result = Placement(binding.ALREADY_BOUND, node, "already on this node", conflicts)
-                    continue
-                cpu, memory, count = used_cpu, used_memory, used_pods
-                prior = entries.get(pod.uid)
-                if prior is not None:  # the pod's own earlier entry (a retry, a duplicate delivery to another
-                    # replica, or twice in this batch) is replaced if it fits, and stays counted if not
-                    cpu, memory, count = cpu - prior.cpu, memory - prior.memory, count - 1
-                short = resource_shortfalls(pod, cached, cpu, memory, count)
-                if short:
-                    request.result = Placement(NO_ROOM, node, ", ".join(short), conflicts)
-                    continue
-                admitted.append(request)
-                used_cpu, used_memory, used_pods = cpu + pod.resources.cpu, memory + pod.resources.memory, count + 1
-                entries[pod.uid] = Reservation(pod.key, pod.resources.cpu, pod.resources.memory, now + self.ttl_s,
-                                               self.replica)
-            remaining = admitted
+            remaining = self._admit(remaining, node, cached, entries, now, conflicts)
             if not remaining:
                 if checked:  # keep what the apiserver said, so that no one asks again (best effort)
                     self._write(lease, entries)
@@ -299,6 +277,34 @@ class Ledger:
             return
         for request in remaining:
             request.result = Placement(CONTENDED, node, f"{conflicts} Lease write conflicts", conflicts)
+
+    def _admit(self, requests: list[_Request], node: str, cached: Node, entries: dict[str, Reservation], now: float,
+               conflicts: int) -> list[_Request]:
+        """Step 3 for one read of the Lease: the requests whose pods fit beside ``entries``, each
+        added to ``entries`` in turn; every other request gets its final result."""
+        used_cpu, used_memory, used_pods = self._used(node, entries)
+        admitted = []
+        for request in requests:
+            pod = request.pod
+            held = self.state.pod(pod.uid) if pod.uid else None
+            if (held is not None and held.bound and held.node_name == node) or (
+                    pod.uid in entries and entries[pod.uid].bound):
+                request.result = Placement(binding.ALREADY_BOUND, node, "already on this node", conflicts)
+                continue
+            cpu, memory, count = used_cpu, used_memory, used_pods
+            prior = entries.get(pod.uid)
+            if prior is not None:  # the pod's own earlier entry (a retry, a duplicate delivery to another
+                # replica, or twice in this batch) is replaced if it fits, and stays counted if not
+                cpu, memory, count = cpu - prior.cpu, memory - prior.memory, count - 1
+            short = resource_shortfalls(pod, cached, cpu, memory, count)
+            if short:
+                request.result = Placement(NO_ROOM, node, ", ".join(short), conflicts)
+                continue
+            admitted.append(request)
+            used_cpu, used_memory, used_pods = cpu + pod.resources.cpu, memory + pod.resources.memory, count + 1
+            entries[pod.uid] = Reservation(pod.key, pod.resources.cpu, pod.resources.memory, now + self.ttl_s,
+                                           self.replica)
+        return admitted
 
     def _settle(self, node: str, entries: dict[str, Reservation],
                 now: float) -> tuple[dict[str, Reservation], bool]:

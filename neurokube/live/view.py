@@ -1,7 +1,8 @@
 """The live :class:`~neurokube.policies.base.ClusterView`: what a policy sees, built from the cache.
 
-Only the feasible nodes go in (the policies' own request check then agrees with the full filter).
-Memory is converted to MiB conservatively: requests round up and allocatable rounds down, so
+Only the feasible nodes go in, and the view says so (``prefiltered``): the policies' fit filter
+takes the edge's exact verdict instead of filtering again, so a pod is filtered once. Memory is
+converted to MiB conservatively: requests round up and allocatable rounds down, so
 anything the view says fits also fits in bytes. Pods bound after ``refreshed_at - recent_lag_s``
 are the *recent* pods: their usage is not in the metrics yet, and the features add them to the
 node's projected load (the burst-on-a-cold-node failure of load-aware schedulers).
@@ -31,7 +32,8 @@ def _mib_up(n_bytes: np.ndarray) -> np.ndarray:
 
 def build_view(snapshot: Snapshot, nodes: np.ndarray, metrics: MetricsSnapshot | None, now: float,
                recent_lag_s: float) -> ClusterView:
-    """A view of ``snapshot``'s nodes at indices ``nodes`` (in that order)."""
+    """A view of ``snapshot``'s nodes at indices ``nodes`` (in that order), which the caller's
+    exact filter passed (:mod:`neurokube.k8s.feasibility`)."""
     nodes = np.asarray(nodes, dtype=np.int64)
     table = snapshot.table
     if metrics is not None:
@@ -51,6 +53,7 @@ def build_view(snapshot: Snapshot, nodes: np.ndarray, metrics: MetricsSnapshot |
         lim_cpu=snapshot.lim_cpu[nodes].astype(np.int64),
         unlimited_pods=snapshot.unlimited[nodes].astype(np.int64),
         workloads=metrics.workloads if metrics is not None else None,
+        prefiltered=True,
     )
     if not snapshot.recent:
         return view

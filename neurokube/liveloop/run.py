@@ -36,7 +36,7 @@ from neurokube.adapters.objectstore import open_store
 from neurokube.cluster import control, livekit, rbac, workload
 from neurokube.cluster.broker import LocalBroker
 from neurokube.cluster.functions import FunctionsOptions
-from neurokube.cluster.testing import RunningCluster
+from neurokube.cluster.session import RunningCluster
 from neurokube.emulator.filesource import write_snapshot
 from neurokube.errors import InputError, TemporaryError
 from neurokube.liveloop import driver, outcomes, plan

@@ -28,6 +28,10 @@ class ExploringPolicy:
         self.recorder = recorder
         self.name = base.name
 
+    @property
+    def fallbacks(self) -> int:
+        return self.base.fallbacks
+
     def select(self, pod: PodSpec, view: ClusterView) -> int | None:
         choice = self.base.select(pod, view)
         if choice is None:

@@ -33,15 +33,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
-from neurokube.errors import NeuroKubeError
 from neurokube.features import FEATURE_NAMES, candidate_features
 from neurokube.logs import event
 from neurokube.model.reward import RewardWeights
-from neurokube.model.value_model import ModelError, ValueModel, combine, load_model
+from neurokube.model.value_model import ValueModel, combine
 from neurokube.policies.base import ClusterView, PodSpec
 from neurokube.policies.default import FIT_FILTER, DefaultArgs, kube_profile
 from neurokube.policies.framework import CycleResult, CycleState, FrameworkPolicy, Profile, Reason, Status, Weighted
@@ -291,28 +289,20 @@ class LearnedPolicy(FrameworkPolicy):
         return out, None
 
 
-def load_learned_policy(model_dir: str | Path | None, *, trace=None, seed: int = 0,
-                        weights: RewardWeights | None = None, node_hour_cost: float | None = None,
-                        max_wait_steps: int = 0, wait_above_core_s: float = 60.0,
-                        tie_core_s: float = ABSOLUTE_TIE) -> LearnedPolicy:
-    """The learned policy for ``model_dir``; a missing or broken model gives the fallback, not an error.
+def learned_policy(model: ValueModel | None, *, seed: int = 0, fallback_reason: str = "no_model",
+                   node_hour_cost: float | None = None, max_wait_steps: int = 0, wait_above_core_s: float = 60.0,
+                   tie_core_s: float = ABSOLUTE_TIE) -> LearnedPolicy:
+    """The learned policy of ``model``, its tie-breaks drawn from ``seed``; without a model, the
+    fallback for ``fallback_reason`` (``no_model``, ``model_missing``, ``model_corrupt``).
 
     ``node_hour_cost`` (core-seconds of contention per node-hour) replaces the model's trained
-    rate at decision time; ``weights`` replaces all of its weights.
+    rate at decision time (the model's weights are set to it). A model directory is loaded at the
+    edge: :func:`neurokube.adapters.model_files.load_learned_policy`.
     """
     rng = np.random.default_rng(seed)
-    if model_dir is None:
-        return LearnedPolicy(None, rng, "no_model")
-    try:
-        model = load_model(model_dir, weights)
-        if node_hour_cost is not None:
-            model.weights = replace(model.weights, node_hour=float(node_hour_cost))
-        return LearnedPolicy(model, rng, max_wait_steps=max_wait_steps, wait_above_core_s=wait_above_core_s,
-                             tie_core_s=tie_core_s)
-    except ModelError as exc:
-        event(log, "cannot load model, using default scoring", level=logging.WARNING, reason=str(exc.reason),
-              error=str(exc))
-        return LearnedPolicy(None, rng, exc.reason)
-    except NeuroKubeError as exc:  # pragma: no cover - defensive
-        event(log, "cannot load model, using default scoring", level=logging.WARNING, error=str(exc))
-        return LearnedPolicy(None, rng, Reason.MODEL_CORRUPT)
+    if model is None:
+        return LearnedPolicy(None, rng, fallback_reason)
+    if node_hour_cost is not None:
+        model.weights = replace(model.weights, node_hour=float(node_hour_cost))
+    return LearnedPolicy(model, rng, max_wait_steps=max_wait_steps, wait_above_core_s=wait_above_core_s,
+                         tie_core_s=tie_core_s)

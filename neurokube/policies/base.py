@@ -117,6 +117,12 @@ class ClusterView:
     recent_workload: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     workloads: WorkloadUsage | None = None
     """Observed usage per workload (None when the source has no such history)."""
+    prefiltered: bool = False
+    """Every node here already passed NodeResourcesFit at the edge. The live binder and extender
+    filter exactly (bytes, taints, affinity: :mod:`neurokube.k8s.feasibility`) and put only the
+    passing nodes in the view, so the cycle's fit filter takes that verdict instead of checking
+    again on MiB-rounded numbers: a pod is filtered once on the live path. The replay leaves it
+    False and filters in the cycle."""
 
     @property
     def n_nodes(self) -> int:
@@ -133,6 +139,11 @@ class Policy(Protocol):
     """A placement policy: picks a node index for ``pod``, or ``None`` to leave it pending."""
 
     name: str
+
+    @property
+    def fallbacks(self) -> int:
+        """Decisions handed to a fallback (see :class:`~neurokube.policies.framework.FrameworkPolicy`)."""
+        ...
 
     def select(self, pod: PodSpec, view: ClusterView) -> int | None: ...
 

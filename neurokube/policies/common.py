@@ -15,7 +15,10 @@ from neurokube.policies.framework import select_host
 
 
 def fits(pod: PodSpec, view: ClusterView) -> np.ndarray:
-    """kube-scheduler's NodeResourcesFit filter: requests fit allocatable minus bound requests."""
+    """kube-scheduler's NodeResourcesFit filter: requests fit allocatable minus bound requests
+    (every node of a :attr:`~ClusterView.prefiltered` view: the edge has filtered it)."""
+    if view.prefiltered:
+        return np.ones(view.n_nodes, dtype=bool)
     return (view.req_cpu + pod.cpu_request_milli <= view.alloc_cpu) & (
         view.req_mem + pod.memory_request_mib <= view.alloc_mem)
 

@@ -404,6 +404,12 @@ class FrameworkPolicy:
     rng: np.random.Generator
     profile: Profile
 
+    @property
+    def fallbacks(self) -> int:
+        """Decisions this policy handed to its fallback score (0 for a profile without one; the
+        learned policy counts them by reason). Reports add it as ``fallback_decisions``."""
+        return 0
+
     def cycle(self, pod: PodSpec, view: ClusterView) -> CycleResult:
         return run_cycle(self.profile, pod, view, self.rng)
 

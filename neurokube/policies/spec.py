@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import types
 import typing
-from dataclasses import MISSING, dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, TypeVar
 
 from neurokube.errors import InputError
@@ -85,17 +85,6 @@ def typed_args(cls: type[T] | None, spec: PolicySpec, flag: str = FLAG) -> T | N
         return cls(**values)
     except (ValueError, TypeError) as exc:
         raise InputError(f"policy spec {spec.text!r}: {exc}", flag) from None
-
-
-def describe_args(cls: type | None) -> str:
-    """``key=default, ...`` of an arguments dataclass, for help texts and docs."""
-    if cls is None:
-        return "(no arguments)"
-    out = []
-    for f in fields(cls):
-        default = f.default if f.default is not MISSING else "?"
-        out.append(f"{f.name}={default}")
-    return ", ".join(out)
 
 
 def _convert(raw: str, hint: Any, spec: PolicySpec, key: str, flag: str = FLAG) -> Any:

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from neurokube.adapters.model_files import save_value_model
 from neurokube.errors import InputError, TemporaryError
 from neurokube.features import FEATURE_NAMES, FEATURE_VERSION
 from neurokube.logs import event
@@ -90,7 +91,7 @@ class RunLog:
             run.info.experiment_id, name=MODEL_ARTIFACT, source_run_id=self.run_id, model_type="neurokube-placement",
             params={"value_model_version": model.version}))
         with tempfile.TemporaryDirectory() as tmp:
-            model.save(Path(tmp) / placement.VALUE_MODEL)
+            save_value_model(model, Path(tmp) / placement.VALUE_MODEL)
             previous = _set_uris(self._uri)
             try:
                 _call("log model", lambda: mlflow.pyfunc.log_model(

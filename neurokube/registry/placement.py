@@ -6,7 +6,7 @@ The logged model (:meth:`~neurokube.registry.mlflow_registry.RunLog.model`) is M
   ``placement_pyfunc.py`` (MLflow "models from code": the file calls ``mlflow.models.set_model``;
   nothing is pickled);
 * ``artifacts/value_model/``: the value model's own files (``manifest.json`` and LightGBM text,
-  :meth:`ValueModel.save`);
+  :func:`~neurokube.adapters.model_files.save_value_model`);
 * a signature: one float input column per :data:`~neurokube.features.FEATURE_NAMES`, in order, and
   the outputs :data:`OUTPUTS`; an input example (three candidate rows of a small cluster);
 * ``metadata``: ``feature_version`` and ``features``, the feature set the model was trained on.
@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from neurokube.adapters.model_files import load_value_model
 from neurokube.errors import PermanentError
 from neurokube.features import FEATURE_NAMES, FEATURE_VERSION, candidate_features
-from neurokube.model.value_model import ModelError, ValueModel, combine, load_model
+from neurokube.model.value_model import ModelError, ValueModel, combine
 from neurokube.policies.base import ClusterView, NodeMetrics, PodSpec
 
 CODE_FILE = Path(__file__).with_name("placement_pyfunc.py")
@@ -110,7 +111,7 @@ def read_model(directory: Path) -> LoadedModel:
     ``directory`` holds an MLflow Model (``MLmodel``) or, for versions registered before it, the
     value model's files. Raises :class:`FeatureMismatch` when the declared feature version or
     feature names differ from this build's, :class:`~neurokube.model.value_model.ModelError` when
-    the files are missing or corrupt (checksums, pickles: :func:`load_model`)."""
+    the files are missing or corrupt (checksums, pickles: :func:`~neurokube.adapters.model_files.load_value_model`)."""
     directory = Path(directory)
     if (directory / MLMODEL).is_file():
         from mlflow.models import Model
@@ -130,7 +131,7 @@ def read_model(directory: Path) -> LoadedModel:
         target = (directory / entry["path"]).resolve()
         if not target.is_relative_to(directory.resolve()):
             raise ModelError(f"{directory / MLMODEL}: the {VALUE_MODEL!r} artifact points outside the model")
-        return LoadedModel(load_model(target), int(metadata["feature_version"]), "mlflow-pyfunc")
+        return LoadedModel(load_value_model(target), int(metadata["feature_version"]), "mlflow-pyfunc")
     manifest = directory / LEGACY_MANIFEST
     if manifest.is_file():
         try:
@@ -139,7 +140,7 @@ def read_model(directory: Path) -> LoadedModel:
             declared = {}
         declared = declared if isinstance(declared, dict) else {}
         _check_features(declared.get("feature_version"), declared.get("features"), str(manifest))
-        return LoadedModel(load_model(directory), int(declared["feature_version"]), "legacy")
+        return LoadedModel(load_value_model(directory), int(declared["feature_version"]), "legacy")
     raise ModelError(f"{directory}: neither an MLflow Model (MLmodel) nor a value model (manifest.json)")
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 import mlflow
-from neurokube.model.value_model import load_model
+from neurokube.adapters.model_files import load_value_model
 from neurokube.registry.placement import VALUE_MODEL, predict
 
 
@@ -19,7 +19,7 @@ class PlacementModel(PythonModel):
     overflow and cost per row (see neurokube.registry.placement.OUTPUTS)."""
 
     def load_context(self, context):
-        self.model = load_model(context.artifacts[VALUE_MODEL])
+        self.model = load_value_model(context.artifacts[VALUE_MODEL])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         return predict(self.model, model_input)

@@ -8,6 +8,7 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 
+from neurokube.adapters.model_files import save_value_model
 from neurokube.features import FEATURE_NAMES
 from neurokube.model.reward import RewardWeights
 from neurokube.model.value_model import ValueModel
@@ -23,5 +24,5 @@ def write_packing_model(directory: Path, version: str = "packing-test") -> Path:
     boosters = {name: lgb.train({"objective": "regression", "verbosity": -1, "num_leaves": 15, "num_threads": 1},
                                 lgb.Dataset(x, y), num_boost_round=40)
                 for name, y in targets.items()}
-    return ValueModel(boosters, RewardWeights(), version=version).save(directory)
+    return save_value_model(ValueModel(boosters, RewardWeights(), version=version), directory)
 

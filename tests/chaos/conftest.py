@@ -25,16 +25,16 @@ from pathlib import Path
 
 import pytest
 
+from neurokube.adapters.model_files import load_value_model
 from neurokube.adapters.usage import NodeUsage, Snapshot
 from neurokube.cluster import functions, workload
 from neurokube.cluster.build import find_go
 from neurokube.cluster.livekit import LiveFunctions, live_functions
-from neurokube.cluster.testing import RunningCluster, running_cluster
+from neurokube.cluster.session import RunningCluster, running_cluster
 from neurokube.emulator.filesource import write_snapshot
-from neurokube.model.value_model import load_model
 from neurokube.registry import Registry
+from neurokube.stack.session import RunningStack, running_stack
 from neurokube.stack.settings import StackSettings
-from neurokube.stack.testing import RunningStack, running_stack
 from neurokube.testing import write_packing_model
 
 #: 16 nodes of 4 CPU / 8 GiB: the test pods (200m) fill them enough for packing to matter.
@@ -83,7 +83,7 @@ def chaos_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningC
 def _register_champion(mlflow_url: str, model_dir: Path) -> str:
     registry = Registry(mlflow_url, MODEL_NAME)
     with registry.run("neurokube-chaos", "packing-champion") as run:
-        run.model(load_model(model_dir))  # an MLflow Model, as the nightly logs it
+        run.model(load_value_model(model_dir))  # an MLflow Model, as the nightly logs it
     version = registry.register(run.run_id)
     registry.set_alias(version)
     return version

@@ -63,10 +63,10 @@ from neurokube.adapters.objectstore import MinioStore
 from neurokube.cluster import faults, processes, workload
 from neurokube.cluster.functions import FunctionsOptions
 from neurokube.cluster.livekit import ADD, create_pods, neurokube_pod, over_committed, pods_of
-from neurokube.cluster.testing import wait_for
 from neurokube.errors import TemporaryError
 from neurokube.stack import control as stack_control
 from tests.chaos.conftest import Chaos
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.chaos
 

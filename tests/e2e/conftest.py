@@ -14,7 +14,8 @@ import pytest
 
 from neurokube.cluster import workload
 from neurokube.cluster.build import find_go
-from neurokube.cluster.testing import EventSink, RunningCluster, running_cluster
+from neurokube.cluster.session import RunningCluster, running_cluster
+from tests.e2e.event_sink import EventSink
 
 #: Nodes of the session cluster (uniform, 32 CPU / 128 GiB / 110 pods each).
 NODES = 100

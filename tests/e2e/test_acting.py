@@ -14,10 +14,11 @@ import pytest
 
 from neurokube.adapters.kube import KubeClient, KubeError
 from neurokube.cluster import workload
-from neurokube.cluster.testing import RunningCluster, wait_for
+from neurokube.cluster.session import RunningCluster
 from neurokube.cluster.workload import PodSpec
 from neurokube.live import actuation
 from neurokube.live.actuation import Result
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.e2e
 

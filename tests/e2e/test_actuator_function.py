@@ -28,10 +28,11 @@ from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 
 from neurokube.adapters.kube import KubeError
-from neurokube.cluster.testing import RunningCluster, wait_for
+from neurokube.cluster.session import RunningCluster
 from neurokube.k8s.quantity import cpu_milli
 from neurokube.live import acting, actuation
 from neurokube.testing import FakePrometheus
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.e2e
 

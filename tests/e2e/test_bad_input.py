@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from neurokube.adapters.kube import KubeError
 from neurokube.cluster import functions, processes
 from neurokube.cluster.livekit import Function, create_pods, neurokube_pod, service_account_env
-from neurokube.cluster.testing import RunningCluster
+from neurokube.cluster.session import RunningCluster
 from neurokube.testing import FakePrometheus, write_packing_model
 
 pytestmark = pytest.mark.e2e

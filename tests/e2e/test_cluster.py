@@ -12,8 +12,9 @@ from collections import Counter
 import pytest
 
 from neurokube.cluster import control, workload
-from neurokube.cluster.testing import EventSink, RunningCluster
+from neurokube.cluster.session import RunningCluster
 from neurokube.cluster.workload import PodSpec
+from tests.e2e.event_sink import EventSink
 
 pytestmark = pytest.mark.e2e
 

@@ -47,7 +47,7 @@ from neurokube.adapters.usage import NodeUsage, PodUsage, Snapshot
 from neurokube.cluster import workload
 from neurokube.cluster.build import find_go
 from neurokube.cluster.livekit import ensure_namespace
-from neurokube.cluster.testing import running_cluster, wait_for
+from neurokube.cluster.session import running_cluster
 from neurokube.emulator.filesource import write_snapshot
 from neurokube.features import FEATURE_NAMES
 from neurokube.k8s.objects import parse_pod
@@ -57,10 +57,11 @@ from neurokube.live.telemetry import Telemetry
 from neurokube.model.decision_log import DecisionRecorder
 from neurokube.model.explore import ExploringPolicy
 from neurokube.sim import SimConfig, replay
+from neurokube.stack.session import running_stack
 from neurokube.stack.settings import StackSettings
-from neurokube.stack.testing import running_stack
 from neurokube.testing import write_packing_model
 from neurokube.trace.model import NodeTable, PodTable, ProfileTable, Trace
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.e2e
 

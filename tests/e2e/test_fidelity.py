@@ -14,8 +14,8 @@ import pytest
 
 from neurokube.cluster import workload
 from neurokube.cluster.build import find_go
-from neurokube.cluster.testing import running_cluster
-from neurokube.policies.base import NodeMetrics, ClusterView, PodSpec
+from neurokube.cluster.session import running_cluster
+from neurokube.policies.base import ClusterView, NodeMetrics, PodSpec
 from neurokube.policies.common import fits
 from neurokube.policies.default import DefaultPolicy
 

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from neurokube.adapters.kube import KubeError
 from neurokube.cluster import adapter, functions
 from neurokube.cluster.livekit import Function, create_pods, ensure_namespace, neurokube_pod, packing_env
-from neurokube.cluster.testing import RunningCluster
+from neurokube.cluster.session import RunningCluster
 
 pytestmark = pytest.mark.e2e
 

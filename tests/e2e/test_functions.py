@@ -41,8 +41,8 @@ from neurokube.cluster.livekit import (
     scheduled_events,
     wait_bound,
 )
+from neurokube.cluster.session import RunningCluster, running_cluster
 from neurokube.cluster.state import Layout
-from neurokube.cluster.testing import RunningCluster, running_cluster
 from neurokube.k8s.quantity import cpu_milli
 from neurokube.testing import FakePrometheus, write_packing_model
 

@@ -23,7 +23,7 @@ import yaml
 
 from neurokube.cluster import control, functions
 from neurokube.cluster.build import Binaries
-from neurokube.cluster.testing import RunningCluster
+from neurokube.cluster.session import RunningCluster
 
 pytestmark = pytest.mark.e2e
 

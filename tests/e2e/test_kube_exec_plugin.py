@@ -24,7 +24,7 @@ import yaml
 
 from neurokube.cluster import certs, functions, workload
 from neurokube.cluster.livekit import Function, neurokube_pod, wait_bound
-from neurokube.cluster.testing import RunningCluster, running_cluster
+from neurokube.cluster.session import RunningCluster, running_cluster
 
 pytestmark = pytest.mark.e2e
 

@@ -15,9 +15,9 @@ import sys
 
 import pytest
 
+from neurokube.adapters.trace_files import write_trace
 from neurokube.cluster.build import find_go
 from neurokube.trace.assemble import ArrivalSettings
-from neurokube.trace.io import write_trace
 from neurokube.trace.synth import SynthSettings, synth_trace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -43,7 +43,7 @@ import yaml
 from neurokube.adapters.kube import KubeError
 from neurokube.cluster import certs, functions
 from neurokube.cluster.build import Binaries
-from neurokube.cluster.testing import RunningCluster
+from neurokube.cluster.session import RunningCluster
 
 pytestmark = pytest.mark.e2e
 

@@ -31,10 +31,11 @@ from pathlib import Path
 import pytest
 
 from neurokube.adapters.kube import KubeError
+from neurokube.adapters.model_files import load_value_model
 from neurokube.cluster.livekit import Function, create_pods, ensure_namespace, neurokube_pod, packing_env
-from neurokube.cluster.testing import RunningCluster
+from neurokube.cluster.session import RunningCluster
 from neurokube.live import auth
-from neurokube.model.value_model import ModelError, load_model
+from neurokube.model.value_model import ModelError
 from neurokube.testing import write_packing_model
 
 pytestmark = pytest.mark.e2e
@@ -384,7 +385,7 @@ def test_a_model_that_is_a_pickle_is_refused(tmp_path, protocol, message):
     manifest["sha256"] = {}  # no checksum to trip over first: the content itself is refused
     (model / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match=message):
-        load_model(model)
+        load_value_model(model)
     assert not marker.exists()
 
 
@@ -397,7 +398,7 @@ def test_a_manifest_cannot_point_at_a_pickle_or_outside(tmp_path, target, messag
     manifest["targets"]["contention"] = target
     (model / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match=message):
-        load_model(model)
+        load_value_model(model)
 
 
 def test_the_binder_refuses_a_pickled_model_and_keeps_placing(secured, tmp_path):

@@ -18,8 +18,8 @@ import pytest
 from neurokube.adapters.usage import NodeUsage, PodUsage, Snapshot
 from neurokube.cluster.build import find_go
 from neurokube.emulator.filesource import write_snapshot
+from neurokube.stack.session import RunningStack, running_stack
 from neurokube.stack.settings import StackSettings
-from neurokube.stack.testing import RunningStack, running_stack
 
 #: Prometheus scrape interval of the session stack: short, so rates settle within seconds.
 SCRAPE_INTERVAL_S = 1.0

@@ -19,10 +19,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import mlflow
+from neurokube.adapters.model_files import load_value_model
 from neurokube.live.champion import ChampionSync
 from neurokube.live.decide import Decider
 from neurokube.live.telemetry import Telemetry
-from neurokube.model.value_model import load_model
 from neurokube.registry import Registry
 from neurokube.testing import write_packing_model
 
@@ -80,7 +80,7 @@ def test_run_artifact_and_registry_alias(tracking: str, stack, tmp_path: Path) -
 def test_the_placement_champion_through_the_server(stack, tmp_path: Path) -> None:
     url = stack.endpoints["mlflow"]["url"]
     registry = Registry(url, f"it-placement-{uuid.uuid4().hex[:8]}")
-    model = load_model(write_packing_model(tmp_path / "packing", version="it-champion"))
+    model = load_value_model(write_packing_model(tmp_path / "packing", version="it-champion"))
     with registry.run("it-placement", "champion") as run:
         uri = run.model(model)
     registry.set_alias(registry.register(run.run_id))

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurokube.model.value_model import load_model
+from neurokube.adapters.model_files import load_value_model
 from neurokube.registry import Registry, placement
 from neurokube.testing import write_packing_model
 
@@ -70,7 +70,7 @@ def stop(proc: subprocess.Popen) -> None:
 def test_mlflow_models_serve_scores_like_the_value_model(tmp_path):
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     registry = Registry(tracking, MODEL, tmp_path / "artifacts")
-    model = load_model(write_packing_model(tmp_path / "packing", version="serve-it"))
+    model = load_value_model(write_packing_model(tmp_path / "packing", version="serve-it"))
     with registry.run("it-serve", "champion") as run:
         run.model(model)
     registry.set_alias(registry.register(run.run_id))

@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from neurokube.adapters import trace_files
 from neurokube.cli import main as cli
-from neurokube.trace import io as trace_io
 
 NODES = "name,cpu_milli,memory_mib\nn1,4000,8192\nn2,8000,16384\n"
 PODS_HEADER = ("name,namespace,workload,qos,cpu_request_milli,memory_request_mib,cpu_limit_milli,"
@@ -149,14 +149,14 @@ def test_a_bom_and_blank_lines_are_accepted(tmp_path, capsys):
     d = write_trace(tmp_path, nodes="\ufeff" + NODES + "\n\n", pods=PODS_HEADER + POD1 + "\n" + POD2)
     code, err = run(capsys, "trace", "info", d)
     assert code == 0, err
-    assert len(trace_io.read_trace(d).pods) == 2
+    assert len(trace_files.read_trace(d).pods) == 2
 
 
 def test_rows_out_of_order_within_a_profile_are_sorted(tmp_path):
     lines = PROFILES.splitlines()
     shuffled = "\n".join([lines[0], lines[3], lines[1], lines[4], lines[2]]) + "\n"
     d = write_trace(tmp_path, profiles=shuffled)
-    profiles = trace_io.read_trace(d).profiles
+    profiles = trace_files.read_trace(d).profiles
     assert profiles.step_s.tolist() == [300.0] and profiles.cpu.tolist() == [1.0, 2.0, 4.0, 1.0]
 
 
@@ -331,7 +331,7 @@ def test_a_synth_whose_writer_fails_leaves_no_directory(tmp_path, capsys, monkey
         (Path(directory) / "nodes.csv").write_text("name,cpu_milli,memory_mib\n")
         raise OSError(errno.EIO, "Input/output error", str(Path(directory) / "pods.csv"))
 
-    monkeypatch.setattr(trace_io, "write_trace", fails)
+    monkeypatch.setattr(trace_files, "write_trace", fails)
     out = tmp_path / "a" / "b" / "trace"
     code, err = run(capsys, "trace", "synth", "--out", out, "--hours", "1", "--nodes", "3", "--workloads", "5")
     refused(code, err, f"{out}: cannot write output (Input/output error)")
@@ -346,7 +346,7 @@ def test_a_synth_into_an_existing_directory_keeps_other_files_and_drops_stale_pr
     code, err = run(capsys, "trace", "synth", "--out", out, "--hours", "1", "--nodes", "3", "--workloads", "5")
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["README", "nodes.csv", "pods.csv", "profiles.csv.gz"]
-    assert len(trace_io.read_trace(out).nodes) == 3
+    assert len(trace_files.read_trace(out).nodes) == 3
 
 
 # --- audit: a bad report or placements file -----------------------------------------------------

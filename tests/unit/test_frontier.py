@@ -7,6 +7,8 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
+from neurokube.adapters.model_files import save_value_model
+from neurokube.adapters.trace_files import write_trace
 from neurokube.bench.frontier import (
     PEER_SETTINGS,
     Point,
@@ -24,7 +26,6 @@ from neurokube.features import FEATURE_NAMES
 from neurokube.model.reward import RewardWeights
 from neurokube.model.value_model import ValueModel
 from neurokube.trace.assemble import ArrivalSettings
-from neurokube.trace.io import write_trace
 from neurokube.trace.synth import SynthSettings, synth_trace
 
 
@@ -145,7 +146,7 @@ def tiny(tmp_path_factory):
     boosters = {name: lgb.train({"objective": "regression", "verbosity": -1, "num_leaves": 7, "num_threads": 1},
                                 lgb.Dataset(x, y), num_boost_round=15)
                 for name, y in (("contention", np.maximum(peak - 0.6, 0) * 100), ("occupancy", 1 - packed))}
-    model = ValueModel(boosters, RewardWeights(), version="tiny").save(root / "model")
+    model = save_value_model(ValueModel(boosters, RewardWeights(), version="tiny"), root / "model")
     return write_trace(trace, root / "trace"), model, root
 
 

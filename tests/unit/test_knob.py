@@ -10,13 +10,14 @@ higher rate only."""
 import numpy as np
 import pytest
 
+from neurokube.adapters.model_files import load_learned_policy, load_value_model, save_value_model
 from neurokube.cli.policy_specs import build_policy, check_specs
 from neurokube.errors import InputError
 from neurokube.learning.fit import FitSettings
 from neurokube.learning.loop import TrainSettings, train
-from neurokube.model.policy import LearnedArgs, LearnedPolicy, load_learned_policy
+from neurokube.model.policy import LearnedArgs, LearnedPolicy
 from neurokube.model.reward import RewardWeights
-from neurokube.model.value_model import ValueModel, load_model
+from neurokube.model.value_model import ValueModel
 from neurokube.policies.base import PodSpec
 from neurokube.policies.spec import parse_spec, typed_args
 from neurokube.sim import SimConfig, replay
@@ -97,7 +98,7 @@ def trained(tmp_path_factory):
     trace = synth_trace("knob-train", SynthSettings(
         arrivals=ArrivalSettings(hours=3, target_load=0.7, warmup_hours=1, seed=11), nodes=8, workloads=30))
     result = train([trace], TrainSettings(iterations=0, fit=FitSettings(rounds=30, threads=1)))
-    return result.model.save(tmp_path_factory.mktemp("knob") / "model")
+    return save_value_model(result.model, tmp_path_factory.mktemp("knob") / "model")
 
 
 def test_a_much_higher_rate_gives_no_more_node_hours_in_replay(trained):
@@ -110,4 +111,4 @@ def test_a_much_higher_rate_gives_no_more_node_hours_in_replay(trained):
         metrics[rate] = replay(unseen, policy, SimConfig()).metrics
         assert policy.fallbacks == 0
     assert metrics[1e5]["node_hours"] <= metrics[0.0]["node_hours"]
-    assert load_model(trained).weights == RewardWeights()  # the manifest keeps the training rate
+    assert load_value_model(trained).weights == RewardWeights()  # the manifest keeps the training rate

@@ -9,10 +9,11 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
+from neurokube.adapters.model_files import load_learned_policy, load_value_model, save_value_model
 from neurokube.features import FEATURE_NAMES
-from neurokube.model.policy import LearnedPolicy, load_learned_policy
+from neurokube.model.policy import LearnedPolicy
 from neurokube.model.reward import RewardWeights
-from neurokube.model.value_model import ModelError, ValueModel, load_model
+from neurokube.model.value_model import ModelError, ValueModel
 from neurokube.policies import make_policy
 from neurokube.policies.base import PodSpec
 from neurokube.sim import SimConfig, replay
@@ -30,7 +31,7 @@ def tiny_model(tmp_path_factory):
         boosters[name] = lgb.train({"objective": "regression", "verbosity": -1, "num_leaves": 7},
                                    lgb.Dataset(x, y), num_boost_round=20)
     model = ValueModel(boosters, RewardWeights(), version="t1")
-    return model, model.save(tmp_path_factory.mktemp("model") / "m")
+    return model, save_value_model(model, tmp_path_factory.mktemp("model") / "m")
 
 
 def test_model_files_are_text_and_round_trip(tiny_model):
@@ -41,14 +42,14 @@ def test_model_files_are_text_and_round_trip(tiny_model):
                                           "memory_overflow_per_gib_s": 4.0}
     assert (path / "contention.txt").read_text().startswith("tree")
     x = np.random.default_rng(1).random((5, len(FEATURE_NAMES))).astype(np.float32)
-    np.testing.assert_allclose(load_model(path).cost(x), model.cost(x), rtol=1e-6)
+    np.testing.assert_allclose(load_value_model(path).cost(x), model.cost(x), rtol=1e-6)
     with pytest.raises(pickle.UnpicklingError):  # nothing in a model directory is a pickle
         pickle.loads((path / "contention.txt").read_bytes())
 
 
 def test_weights_can_be_overridden_at_load(tiny_model):
     _, path = tiny_model
-    assert load_model(path, RewardWeights(node_hour=1.0)).weights.node_hour == 1.0
+    assert load_value_model(path, RewardWeights(node_hour=1.0)).weights.node_hour == 1.0
 
 
 @pytest.mark.parametrize("damage, reason", [
@@ -198,10 +199,10 @@ def test_model_error_carries_its_reason(tiny_model, tmp_path):
     from neurokube.policies.framework import Reason
 
     with pytest.raises(ModelError) as missing:
-        load_model(tmp_path / "nowhere")
+        load_value_model(tmp_path / "nowhere")
     assert missing.value.reason is Reason.MODEL_MISSING
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "manifest.json").write_text("{not json")
     with pytest.raises(ModelError) as corrupt:
-        load_model(tmp_path / "bad")
+        load_value_model(tmp_path / "bad")
     assert corrupt.value.reason is Reason.MODEL_CORRUPT

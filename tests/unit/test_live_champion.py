@@ -7,6 +7,7 @@ on SQLite (no server needed)."""
 import numpy as np
 import pytest
 
+from neurokube.adapters.model_files import save_value_model
 from neurokube.features import FEATURE_VERSION
 from neurokube.live.champion import ChampionSync
 from neurokube.live.decide import Decider
@@ -129,7 +130,7 @@ def test_a_corrupt_champion_is_refused(registry, models, tmp_path):  # noqa: F81
     publish(registry, models[0])
     sync.poll_once()
     broken = tmp_path / "broken"
-    models[1].save(broken)
+    save_value_model(models[1], broken)
     (broken / "occupancy.txt").write_text("tree\nnot a model\n")
     with registry.run("unit", "broken") as run:
         run.files(broken)
@@ -151,12 +152,12 @@ def test_mlflow_outage_keeps_the_current_model(registry, models):  # noqa: F811
 
 
 def test_the_champion_replaces_the_start_up_directory(registry, models, tmp_path):  # noqa: F811
-    models[0].save(tmp_path / "local")
+    save_value_model(models[0], tmp_path / "local")
     decider = Decider(tmp_path / "local", Telemetry(), reload_s=0.0)
     assert decider.model_version == "m0"
     publish(registry, models[1])
     ChampionSync(registry, decider.install).poll_once()
-    models[0].save(tmp_path / "local")  # a change there no longer matters
+    save_value_model(models[0], tmp_path / "local")  # a change there no longer matters
     decider.maybe_reload()
     assert decider.model_version == "m1"
 

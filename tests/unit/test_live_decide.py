@@ -13,6 +13,7 @@ from neurokube.live.decide import Decider
 from neurokube.live.telemetry import Telemetry
 from neurokube.policies.base import PodSpec
 from neurokube.policies.framework import Reason
+from neurokube.policies.spec import parse_spec
 from neurokube.testing import write_packing_model
 from tests.conftest import make_view
 
@@ -91,3 +92,21 @@ def test_a_failing_model_is_counted_under_the_cycles_enum_reason(trained, monkey
     assert why == reason.value and not scores.any()
     assert telemetry.fallbacks.labels(reason=reason.value)._value.get() == 2
 
+
+
+
+@pytest.mark.parametrize("learned", [False, True])
+def test_the_live_view_is_filtered_once_at_the_edge(trained, learned):
+    """The node has room in bytes but not in the view's conservatively rounded MiB (the pod asks
+    for 1 MiB more than the rounded free memory). The edge's exact filter passed it and says so
+    (``prefiltered``), so the policy's fit filter must not reject it again: the pod is placed
+    there by the policy itself, not by a ``policy_declined`` fallback."""
+    pod = PodSpec(100, 385)  # 16000 + 385 > 16384 in the view's MiB
+    spec = None if learned else parse_spec("default")
+    decider = Decider(trained[0] if learned else None, Telemetry(), spec=spec, metrics_configured=learned)
+    replayed = make_view([8000], [16384], [0], [16000])
+    assert decider.choose(pod, replayed, metrics_fresh=True) is None  # a replay view: the cycle filters
+    live = make_view([8000], [16384], [0], [16000])
+    live.prefiltered = True
+    choice = decider.choose(pod, live, metrics_fresh=True)
+    assert choice is not None and (choice.index, choice.candidates.tolist(), choice.fallback) == (0, [0], "")

@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from neurokube.adapters.model_files import load_value_model
 from neurokube.errors import InputError
 from neurokube.k8s.objects import parse_pod
 from neurokube.live.decide import Decider
 from neurokube.live.profile import parse_profiles, profile_for
 from neurokube.live.settings import Settings, from_env
 from neurokube.live.telemetry import Telemetry
-from neurokube.model.value_model import load_model
 from neurokube.policies.base import PodSpec
 from neurokube.policies.default import DefaultPolicy
 from neurokube.policies.spec import parse_spec
@@ -150,7 +150,7 @@ def test_a_peer_that_leaves_a_fitting_pod_pending_is_overruled_and_counted():
 
 
 def test_a_learned_profile_sets_the_node_hour_rate(model, tmp_path):
-    trained = load_model(model).weights.node_hour
+    trained = load_value_model(model).weights.node_hour
     spec = parse_spec("neurokube:node_hour_cost=7.5")
     champion = tmp_path / "champion"
     shutil.copytree(model, champion)
@@ -170,7 +170,7 @@ def test_every_live_learned_argument_reaches_the_policy_and_survives_install(mod
     spec = parse_spec("neurokube:tie_core_s=10,wait_above_core_s=5")
     decider = Decider(model, Telemetry(), spec=spec)
     assert (decider.policy.plugin.tie_core_s, decider.policy.plugin.wait_above_core_s) == (10.0, 5.0)
-    decider.install(load_model(model), "models:/x/1")  # the MLflow champion, swapped in
+    decider.install(load_value_model(model), "models:/x/1")  # the MLflow champion, swapped in
     assert (decider.policy.plugin.tie_core_s, decider.policy.plugin.wait_above_core_s) == (10.0, 5.0)
     plain = Decider(model, Telemetry())
     assert plain.policy.plugin.tie_core_s == 1e-3  # the default: exact ties only
@@ -179,7 +179,7 @@ def test_every_live_learned_argument_reaches_the_policy_and_survives_install(mod
 def test_no_profile_is_the_learned_policy_as_trained(model):
     decider = Decider(model, Telemetry())
     assert decider.spec is None and decider.peer is None and decider.policy_name == "neurokube"
-    assert decider.policy.model.weights == load_model(model).weights
+    assert decider.policy.model.weights == load_value_model(model).weights
     choice = decider.choose(POD, worked_view(), metrics_fresh=True)
     assert (choice.policy, choice.fallback, choice.index) == ("neurokube", "", 2)  # the packing model
     plain = Decider(model, Telemetry(), spec=parse_spec("neurokube"))  # a plain spec is the same thing

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
+from neurokube.adapters.model_files import save_value_model
 from neurokube.adapters.objectstore import LocalDirStore
 from neurokube.errors import TemporaryError
 from neurokube.features import FEATURE_NAMES, FEATURE_VERSION
@@ -111,7 +112,7 @@ def test_the_champion_is_a_pyfunc_predicting_what_the_value_model_predicts(regis
 
 def test_a_version_in_the_old_format_is_still_read(registry, models, tmp_path):
     with registry.run("unit", "legacy") as run:
-        models[0].save(tmp_path / "legacy")
+        save_value_model(models[0], tmp_path / "legacy")
         run.files(tmp_path / "legacy")  # what RunLog.model logged before the MLflow Model format
     version = registry.register(run.run_id)
     loaded = registry.fetch(version)

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from neurokube.adapters.rawdata import read_bitbrains, read_openb_nodes, read_openb_pods
+from neurokube.adapters.trace_files import read_trace, write_trace
 from neurokube.policies import make_policy
 from neurokube.sim import SimConfig, replay
 from neurokube.trace.assemble import ArrivalSettings
 from neurokube.trace.build import BuildSettings, build_trace
-from neurokube.trace.io import read_trace, write_trace
 from tests.conftest import SHARED_DATA
 
 OPENB = SHARED_DATA / "alibaba-openb"

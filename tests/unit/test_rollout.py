@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from neurokube.adapters.model_files import load_value_model
 from neurokube.errors import InputError
 from neurokube.learning import rollout
 from neurokube.model.reward import RewardWeights
-from neurokube.model.value_model import load_model
 from neurokube.policies import make_policy
 from neurokube.sim import SimConfig, replay
 from neurokube.testing.model import write_packing_model
@@ -212,7 +212,7 @@ def test_the_nights_evaluation_step_estimates_from_the_logs_and_blocks_a_worse_c
     held-out replay (here: made up) says the candidate wins, the rollout on the logged day says it
     loses, and the rule follows the estimate."""
     _, day, nodes, pods = busy
-    model = load_model(write_packing_model(tmp_path / "packing"))
+    model = load_value_model(write_packing_model(tmp_path / "packing"))
     contention_only = RewardWeights(node_hour=0.0)
     logs = evaluate.LoggedDays(decisions=day.decisions, candidates=day.candidates, snapshots=nodes, pod_usage=pods,
                                start_s=START, end_s=START + 86400, step_s=STEP)

@@ -29,9 +29,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from neurokube.adapters import trace_files
 from neurokube.cli.main import main
 from neurokube.errors import InputError
-from neurokube.trace import io as trace_io
+from neurokube.trace import format as trace_format
 
 NODES = "name,cpu_milli,memory_mib\nn1,4000,8192\nn2,8000,16384\nn3,16000,65536\n"
 PODS = (
@@ -240,12 +241,12 @@ def check_refusal(stderr: str, directory: Path, mutant: Mutant) -> None:
 def check_trace_within_limits(trace) -> None:
     n, p, pr = trace.nodes, trace.pods, trace.profiles
     assert len(n) and len(p) and len(pr)
-    assert ((n.cpu_milli >= 1) & (n.cpu_milli <= trace_io.MAX_CPU_MILLI)).all()
-    assert ((n.memory_mib >= 1) & (n.memory_mib <= trace_io.MAX_MEMORY_MIB)).all()
-    for column, maximum in {**trace_io._INT_POD, **trace_io._FLOAT_POD}.items():
+    assert ((n.cpu_milli >= 1) & (n.cpu_milli <= trace_format.MAX_CPU_MILLI)).all()
+    assert ((n.memory_mib >= 1) & (n.memory_mib <= trace_format.MAX_MEMORY_MIB)).all()
+    for column, maximum in {**trace_format._INT_POD, **trace_format._FLOAT_POD}.items():
         values = getattr(p, column)
         assert np.isfinite(values).all() and (values >= 0).all() and (values <= maximum).all(), column
-    assert (pr.step_s >= trace_io.MIN_PROFILE_STEP_S).all() and np.isfinite(pr.cpu).all()
+    assert (pr.step_s >= trace_format.MIN_PROFILE_STEP_S).all() and np.isfinite(pr.cpu).all()
     assert ((p.profile >= 0) & (p.profile < len(pr))).all()
 
 
@@ -274,9 +275,9 @@ def test_trace_info_never_gives_a_traceback(workdir, mutations):
     if code == 2:
         check_refusal(err, directory, mutant)
         with pytest.raises(InputError):
-            trace_io.read_trace(directory)
+            trace_files.read_trace(directory)
     else:
-        check_trace_within_limits(trace_io.read_trace(directory))
+        check_trace_within_limits(trace_files.read_trace(directory))
 
 
 @settings(max_examples=100, derandomize=True, deadline=None, database=None, print_blob=False,
@@ -288,7 +289,7 @@ def test_replay_refuses_or_replays_every_mutant(workdir, mutations, policy):
     mutant = mutate(mutations)
     directory = mutant.write(workdir / "r")
     with contextlib.suppress(InputError):  # a long (valid) trace would only make the test slow
-        assume(trace_io.read_trace(directory).end_s <= 86_400)
+        assume(trace_files.read_trace(directory).end_s <= 86_400)
     report = workdir / "r.json"
     report.unlink(missing_ok=True)
     code, _, err = run_cli("replay", "--trace", str(directory), "--policy", policy, "--json", str(report))

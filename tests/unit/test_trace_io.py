@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from neurokube.adapters.trace_files import read_trace, write_trace
 from neurokube.errors import InputError
-from neurokube.trace.io import read_trace, write_trace
 from neurokube.trace.usage import pod_usage
 
 NODES = "name,cpu_milli,memory_mib\nn1,4000,8192\nn2,8000,16384\n"

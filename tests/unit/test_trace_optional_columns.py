@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from neurokube.adapters.trace_files import read_columns, read_trace, write_trace
 from neurokube.errors import InputError
 from neurokube.policies import make_policy
 from neurokube.sim import SimConfig, replay
 from neurokube.sim.acting import PodRules
-from neurokube.trace.io import read_columns, read_trace, write_trace
 from neurokube.trace.model import OPTIONAL_POD_COLUMNS, POD_COLUMNS
 from tests.unit.test_trace_io import NODES, PODS_HEADER, PROFILES
 

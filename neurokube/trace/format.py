@@ -1,4 +1,9 @@
-"""Read and write trace format v1, validating as we read.
+"""Trace format v1 without files: the checks that turn its three tables' columns into a
+:class:`~neurokube.trace.model.Trace`, and the tables a trace is written as.
+
+The files themselves are read and written by :mod:`neurokube.adapters.trace_files`, which hands
+this module each file's columns as strings (:class:`CsvColumns`) and writes the frames of
+:func:`trace_frames`: the format is the core's own contract, its storage is not.
 
 Every problem is reported as an :class:`~neurokube.errors.InputError` naming the file, the line
 (1 is the header) and the column, so a producer can fix its output without reading our code.
@@ -8,13 +13,10 @@ outside them is refused, never cast or clipped.
 
 from __future__ import annotations
 
-import csv
-import gzip
 import logging
 import re
-import zlib
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -22,10 +24,8 @@ import pandas as pd
 from neurokube.errors import InputError
 from neurokube.logs import event
 from neurokube.trace.model import (
-    NODE_COLUMNS,
     OPTIONAL_POD_COLUMNS,
     POD_COLUMNS,
-    PROFILE_COLUMNS,
     QOS_CLASSES,
     NodeTable,
     PodTable,
@@ -58,27 +58,35 @@ _INT_POD = {"cpu_request_milli": MAX_CPU_MILLI, "memory_request_mib": MAX_MEMORY
             "cpu_limit_milli": MAX_CPU_MILLI, "memory_limit_mib": MAX_MEMORY_MIB}
 _FLOAT_POD = {"creation_s": MAX_TIME_S, "duration_s": MAX_TIME_S, "profile_offset_s": MAX_TIME_S,
               "cpu_scale_milli": MAX_CPU_MILLI, "memory_scale_mib": MAX_MEMORY_MIB}
-_PANDAS_LINE = re.compile(r"\bin line (\d+)")  # pandas' parser errors: a line ...
-_PANDAS_ROW = re.compile(r"\bstarting at row (\d+)")  # ... or a record (0 is the header)
 _NAN_TEXT = re.compile(r"^[+-]?nan$", re.IGNORECASE)
+
+
+def _record_line(record: int) -> int:
+    """The line of CSV record ``record`` (0 is the header) when no field spans lines."""
+    return record + 1
 
 
 @dataclass(frozen=True)
 class CsvColumns:
-    """The required columns of one CSV file, and the optional ones it has (:func:`read_columns`),
+    """The required columns of one CSV file, and the optional ones it has (:func:`select_columns`),
     as stripped strings; ``frame.index`` holds each row's record number (0 is the header), from
-    which :meth:`where` finds its line in the file."""
+    which :meth:`where` finds its line in the file.
 
-    path: Path
+    ``source`` names the file in messages; ``line_of`` maps a record number to the line on which it
+    starts (the reader supplies it: only the file knows where a quoted field spans lines, and it is
+    asked only when an error is reported)."""
+
+    source: str
     frame: pd.DataFrame
+    line_of: Callable[[int], int] = field(default=_record_line, compare=False)
 
     def line(self, row: int) -> int:
         """The line of positional data row ``row``."""
-        return _line_of(self.path, int(self.frame.index[row]))
+        return self.line_of(int(self.frame.index[row]))
 
     def where(self, row: int) -> str:
         """``file:line`` of positional data row ``row``."""
-        return f"{self.path}:{self.line(row)}"
+        return f"{self.source}:{self.line(row)}"
 
     def column(self, name: str) -> pd.Series:
         return self.frame[name]
@@ -88,83 +96,34 @@ class CsvColumns:
         return name in self.frame.columns
 
 
-def _line_of(path: Path, record: int) -> int:
-    """The line on which CSV record ``record`` (0 is the header) starts.
-
-    Records and lines agree unless a quoted field spans lines, so the file is scanned again, only
-    when an error is reported, to count the lines exactly; a file the csv module cannot follow
-    falls back to one line per record.
-    """
-    try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh)
-            start = 1
-            for index, _ in enumerate(reader):
-                if index == record:
-                    return start
-                start = reader.line_num + 1
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error):
-        pass
-    return record + 1
-
-
-def read_columns(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> CsvColumns:
-    """The ``required`` columns of the CSV file ``path`` (gzip when it ends in .gz), and those of
-    the ``optional`` ones it has, for the trace files and the replay's placements alike. Refused
-    with an :class:`InputError` naming the file (and line): an unreadable, undecodable or empty
-    file, a missing required column, a duplicate required or optional column, a row with more
-    fields than the header. Blank lines are skipped; extra columns are ignored."""
-    try:
-        # header=None: the header row is data to us, so a row longer than the header is an error
-        # (pandas would otherwise take the extra field as an index and shift the columns).
-        frame = pd.read_csv(path, dtype=str, header=None, keep_default_na=False, skip_blank_lines=False,
-                            skipinitialspace=True, encoding="utf-8")
-    except pd.errors.EmptyDataError:
-        raise InputError("empty file", str(path), "no header and no rows") from None
-    except pd.errors.ParserError as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        line, row = _PANDAS_LINE.search(message), _PANDAS_ROW.search(message)
-        where = f"{path}:{line.group(1)}" if line else f"{path}:{_line_of(path, int(row.group(1)))}" if row \
-            else str(path)
-        raise InputError("cannot be read as CSV", where, message.removeprefix("Error tokenizing data. ")) from None
-    except UnicodeDecodeError as exc:
-        raise InputError("cannot be read as CSV", str(path), f"not UTF-8 text: {exc.reason} at byte {exc.start}") \
-            from None
-    except ValueError as exc:  # anything else the parser refuses
-        raise InputError("cannot be read as CSV", str(path), _reason(exc)) from None
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:  # not gzip, truncated, corrupt
-        raise InputError("not a readable gzip file", str(path), _reason(exc)) from None
-    except OSError as exc:  # PermissionError, IsADirectoryError, ...
-        raise InputError("cannot be read", str(path), _reason(exc)) from None
-    header = [str(c).strip().lstrip("\ufeff").strip() for c in frame.iloc[0]]
+def select_columns(rows: pd.DataFrame, source: str, required: tuple[str, ...], optional: tuple[str, ...] = (),
+                   line_of: Callable[[int], int] = _record_line) -> CsvColumns:
+    """The ``required`` columns of a CSV file's ``rows`` (every record as strings, the header
+    first, indexed by record number), and those of the ``optional`` ones it has. Refused with an
+    :class:`InputError` naming ``source`` (and line): a missing required column, a duplicate
+    required or optional column, no data rows. Blank lines are skipped; extra columns are ignored."""
+    header = [str(c).strip().lstrip("\ufeff").strip() for c in rows.iloc[0]]
     names, positions = [], []
     for name in (*required, *optional):
         found = [i for i, c in enumerate(header) if c == name]
         if not found and name in optional:
             continue
         if not found:
-            raise InputError(f"missing column {name!r}", str(path), f"v1 needs columns {', '.join(required)}")
+            raise InputError(f"missing column {name!r}", source, f"v1 needs columns {', '.join(required)}")
         if len(found) > 1:
-            raise InputError(f"duplicate column {name!r}", f"{path}:1", "each column may appear once")
+            raise InputError(f"duplicate column {name!r}", f"{source}:1", "each column may appear once")
         names.append(name)
         positions.append(found[0])
-    data = pd.DataFrame({name: frame.iloc[1:, i].str.strip() for name, i in zip(names, positions)})
+    data = pd.DataFrame({name: rows.iloc[1:, i].str.strip() for name, i in zip(names, positions)})
     blank = np.array((data == "").all(axis=1), dtype=bool)
     if blank.any():  # a blank line, unless a column we do not read has something
-        others = [i for i in range(frame.shape[1]) if i not in positions]
+        others = [i for i in range(rows.shape[1]) if i not in positions]
         for i in others:
-            blank[blank] = (frame.iloc[1:, i][blank].str.strip() == "").to_numpy()
+            blank[blank] = (rows.iloc[1:, i][blank].str.strip() == "").to_numpy()
         data = data[~blank]
     if len(data) == 0:
-        raise InputError("empty file", str(path), "a header but no rows")
-    return CsvColumns(path=path, frame=data)
-
-
-def _reason(exc: BaseException) -> str:
-    """One line saying why an OS or decompression error happened."""
-    text = getattr(exc, "strerror", None) or str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        raise InputError("empty file", source, "a header but no rows")
+    return CsvColumns(source=source, frame=data, line_of=line_of)
 
 
 def _numeric(table: CsvColumns, column: str, *, maximum: int, integral: bool = False, minimum: int = 0) -> np.ndarray:
@@ -206,21 +165,8 @@ def _names(table: CsvColumns, column: str, *, unique: bool) -> np.ndarray:
     return values
 
 
-def _find(directory: Path, stem: str) -> Path:
-    for candidate in (directory / f"{stem}.csv", directory / f"{stem}.csv.gz"):
-        try:
-            if candidate.is_file():
-                return candidate
-            if candidate.exists():
-                raise InputError("not a regular file", str(candidate), "a v1 trace file must be a file")
-        except OSError as exc:
-            raise InputError("cannot be read", str(candidate), _reason(exc)) from None
-    raise InputError(f"{stem}.csv (or {stem}.csv.gz) not found", str(directory),
-                     "a v1 trace has nodes.csv, pods.csv and profiles.csv[.gz]")
-
-
-def read_nodes(path: Path) -> NodeTable:
-    table = read_columns(path, NODE_COLUMNS)
+def nodes_from(table: CsvColumns) -> NodeTable:
+    """The nodes of ``table`` (the columns of nodes.csv), checked."""
     name = _names(table, "name", unique=True)
     cpu, mem = (_numeric(table, c, maximum=m, integral=True).astype(np.int64) for c, m in _INT_NODE.items())
     for col, arr in zip(_INT_NODE, (cpu, mem)):
@@ -230,8 +176,8 @@ def read_nodes(path: Path) -> NodeTable:
     return NodeTable(name=name, cpu_milli=cpu, memory_mib=mem)
 
 
-def read_profiles(path: Path) -> ProfileTable:
-    table = read_columns(path, PROFILE_COLUMNS)
+def profiles_from(table: CsvColumns) -> ProfileTable:
+    """The profiles of ``table`` (the columns of profiles.csv), checked; each one's samples sorted by t_s."""
     name = _names(table, "profile", unique=False)
     t_s = _numeric(table, "t_s", maximum=MAX_TIME_S)
     cpu = _numeric(table, "cpu", maximum=MAX_PROFILE_VALUE)
@@ -269,8 +215,8 @@ def read_profiles(path: Path) -> ProfileTable:
                         length=lengths, cpu=cpu[order], memory=mem[order])
 
 
-def read_pods(path: Path, profiles: ProfileTable) -> PodTable:
-    table = read_columns(path, POD_COLUMNS, OPTIONAL_POD_COLUMNS)
+def pods_from(table: CsvColumns, profiles: ProfileTable) -> PodTable:
+    """The pods of ``table`` (the columns of pods.csv), checked against ``profiles``."""
     name = _names(table, "name", unique=False)
     namespace = _names(table, "namespace", unique=False)
     key = pd.Series(namespace + "/" + name)
@@ -347,50 +293,25 @@ def _warn_inconsistent(pods: PodTable, table: CsvColumns) -> None:
         (pods.memory_limit_mib > 0) & (pods.memory_limit_mib < pods.memory_request_mib))
     if below.any():
         event(log, "pods with a limit below their request", level=logging.WARNING,
-              file=str(table.path), count=int(below.sum()), first_line=table.line(int(np.flatnonzero(below)[0])))
+              file=table.source, count=int(below.sum()), first_line=table.line(int(np.flatnonzero(below)[0])))
 
 
-def read_trace(directory: str | Path) -> Trace:
-    """Load and validate the v1 trace in ``directory``."""
-    directory = Path(directory)
-    try:
-        is_dir = directory.is_dir()
-    except OSError as exc:  # e.g. a parent that cannot be searched, a name too long
-        raise InputError("cannot be read", str(directory), _reason(exc)) from None
-    if not is_dir:
-        why = "it does not exist" if not _exists(directory) else "it is a file"
-        raise InputError("not a directory", str(directory), f"a v1 trace is a directory; {why}")
-    profiles = read_profiles(_find(directory, "profiles"))
-    nodes = read_nodes(_find(directory, "nodes"))
-    pods = read_pods(_find(directory, "pods"), profiles)
-    return Trace(name=directory.name, nodes=nodes, pods=pods, profiles=profiles)
-
-
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except OSError:
-        return False
-
-
-def write_trace(trace: Trace, directory: str | Path, *, compress_profiles: bool = True) -> Path:
-    """Write ``trace`` as v1 into ``directory`` (created); returns the directory."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+def trace_frames(trace: Trace) -> dict[str, pd.DataFrame]:
+    """The v1 tables of ``trace`` by file stem (``nodes``, ``pods``, ``profiles``), as they are
+    written: names for codes, times rounded to the millisecond, profile values to 5 decimals, and
+    of the optional pod columns only those the trace sets (a trace without them writes as before)."""
     n = trace.nodes
-    pd.DataFrame({"name": n.name, "cpu_milli": n.cpu_milli, "memory_mib": n.memory_mib}).to_csv(
-        directory / "nodes.csv", index=False)
+    nodes = pd.DataFrame({"name": n.name, "cpu_milli": n.cpu_milli, "memory_mib": n.memory_mib})
     p = trace.pods
     columns = {c: getattr(p, c) for c in POD_COLUMNS}
     columns["qos"] = np.asarray(QOS_CLASSES, dtype=object)[p.qos]
     columns["profile"] = trace.profiles.names[p.profile]
-    for c in OPTIONAL_POD_COLUMNS:  # only those set: a trace without them writes as before
+    for c in OPTIONAL_POD_COLUMNS:
         if (values := getattr(p, c)) is not None:
             columns[c] = np.where(values, "true", "false") if c == "controlled" else values
-    frame = pd.DataFrame(columns)
+    pods = pd.DataFrame(columns)
     for c in _FLOAT_POD:
-        frame[c] = frame[c].round(3)
-    frame.to_csv(directory / "pods.csv", index=False)
+        pods[c] = pods[c].round(3)
     pr = trace.profiles
     idx = np.repeat(np.arange(len(pr)), pr.length)
     within = np.arange(len(pr.cpu)) - np.repeat(pr.start, pr.length)
@@ -400,8 +321,4 @@ def write_trace(trace: Trace, directory: str | Path, *, compress_profiles: bool 
         "cpu": pr.cpu.round(5),
         "memory": pr.memory.round(5),
     })
-    for stale in (directory / "profiles.csv", directory / "profiles.csv.gz"):
-        stale.unlink(missing_ok=True)
-    target = directory / ("profiles.csv.gz" if compress_profiles else "profiles.csv")
-    profiles.to_csv(target, index=False)
-    return directory
+    return {"nodes": nodes, "pods": pods, "profiles": profiles}

@@ -1,4 +1,5 @@
-"""A context manager for tests that need the real data stack; always takes it down afterwards."""
+"""The handle on a running local data stack (MinIO, Prometheus, MLflow), as the tests use it: a
+context manager that starts the stack and always takes it down afterwards."""
 
 from __future__ import annotations
 
