@@ -8,7 +8,8 @@ time, so this module keeps each node's last hour of utilisation and builds the s
 from it at every decision: the utilisation and requested share now, the 15-minute slope, the
 time of day, the trailing mean, max and sample standard deviation over 5, 15 and 60 minutes, and
 the node's forecast use (its pods' usage now times their workloads' 15-minute q50 and q95
-forecast change) when the model was trained with it.
+forecast change) when the model was trained with it, and for the onset model (nodes at or below
+the hot threshold now) the mean utilisation and requested share over all the nodes given.
 
 Deviations from training, stated: the utilisation is the usage the actuator is shown (after
 limits throttle it), not the demand; the forecast features use each pod's usage now rather
@@ -53,7 +54,8 @@ class HotNodes:
             cols[f"mean{w}"], cols[f"max{w}"] = last.mean(axis=0), last.max(axis=0)
             cols[f"std{w}"] = last.std(axis=0, ddof=1) if len(last) > 1 else np.full(n, np.nan)
         cols["forecast50"], cols["forecast95"] = forecast50, forecast95
-        return np.stack([cols[f] for f in self.model.settings.feature_names()], axis=1)
+        cols["cluster_util"], cols["cluster_requested"] = np.full(n, util.mean()), np.full(n, requested.mean())
+        return np.stack([cols[f] for f in self.model.settings.onset_feature_names()], axis=1)
 
     def warn(self, now_s: float, util: np.ndarray, requested: np.ndarray,
              forecast50: np.ndarray, forecast95: np.ndarray) -> np.ndarray:

@@ -16,8 +16,10 @@ from neurokube.forecast.bottleneck import (
     BottleneckModel,
     BottleneckSettings,
     fit_bottleneck,
+    lead_report,
     node_features,
     node_forecasts,
+    onset_leads,
 )
 from neurokube.forecast.features import targets
 from neurokube.forecast.frontier import VPA_PERCENTILES, Requests, sweep
@@ -264,7 +266,9 @@ def evaluate(rec: Recommender, data: TraceData, cpu_margin: float | None = None,
     o_precision, o_recall = precision_recall(warned[onset], y[onset].astype(bool))
     bn = {"precision": precision, "recall": recall, "probability_threshold": rec.bottleneck.probability_threshold,
           "events": int(y.sum()), "decisions": int(len(y)), "onset_precision": o_precision,
-          "onset_recall": o_recall, "onset_events": int(y[onset].sum())}
+          "onset_recall": o_recall, "onset_events": int(y[onset].sum()),
+          "onset_threshold": rec.bottleneck.onset_threshold,
+          **lead_report(onset_leads(data.nodes.util, warned, rec.bottleneck.settings, data.nodes.step_s))}
     return {"forecast": fc, "rightsizing": rs, "bottleneck": bn, "rightsizing_frontier": frontier}
 
 
