@@ -28,6 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--contention-target", choices=("added", "experienced"), default="added",
                    help="label of the contention model: the decision's marginal contention (added) or the "
                         "contention the pod experienced on its node (default added)")
+    p.add_argument("--state-aware-discount", type=fraction, default=0.0, metavar="G",
+                   help="state-aware targets: add G x the model's predicted cost of the next decision on the same "
+                        "node while the pod runs there, by fitted Q iteration (neurokube/learning/lookahead.py); "
+                        "0 fits today's one-step targets (default 0)")
     p.add_argument("--log-dir", type=output_dir, help="also write the decision logs (Parquet) here")
     p.add_argument("--seed", type=seed, default=0)
     p.set_defaults(func=_train)
@@ -46,8 +50,9 @@ def _train(args: argparse.Namespace) -> int:
     settings = TrainSettings(iterations=args.iterations, epsilon=args.epsilon, epsilon_initial=args.epsilon_initial,
                              weights=RewardWeights(node_hour=args.node_hour_cost),
                              fit=FitSettings(rounds=args.rounds, seed=args.seed,
-                                                  contention_target="added_contention_core_s"
-                                                  if args.contention_target == "added" else "node_contention_core_s"), seed=args.seed)
+                                             contention_target="added_contention_core_s"
+                                             if args.contention_target == "added" else "node_contention_core_s"),
+                             seed=args.seed, state_aware_discount=args.state_aware_discount)
     from neurokube.learning.loop import BEHAVIOUR_POLICIES
 
     steps = len(traces) * len(BEHAVIOUR_POLICIES) + (args.iterations + 1) * (1 + len(traces)) \

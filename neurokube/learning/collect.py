@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from neurokube.learning.lookahead import SUCCESSOR_COLUMN, successors
 from neurokube.learning.outcomes import added_memory_overflow, attribute
 from neurokube.model.decision_log import DecisionRecorder
 from neurokube.model.explore import ExploringPolicy
@@ -14,7 +15,6 @@ from neurokube.model.reward import RewardWeights
 from neurokube.policies.base import Policy
 from neurokube.sim import SimConfig, replay
 from neurokube.trace.model import Trace
-
 
 MEM_OVERFLOW_COLUMN = "added_mem_overflow_gib_s"
 """Replay experience only (not in the decision-log schema): the decision's added memory overflow."""
@@ -28,12 +28,21 @@ class Episode:
     metrics: dict[str, float]
     mem_overflow_gib_s: np.ndarray | None = None
     """Added memory overflow of each decision, aligned with ``decisions``."""
+    successor_ids: np.ndarray | None = None
+    """The ``decision_id`` of each decision's successor on its node ("" for none;
+    :func:`neurokube.learning.lookahead.successors`), aligned with ``decisions``."""
 
-    def training_rows(self) -> pd.DataFrame:
-        """The decisions with their memory overflow as one more column, for fitting."""
-        if self.mem_overflow_gib_s is None or not len(self.decisions):
+    def training_rows(self, successors: bool = False) -> pd.DataFrame:
+        """The decisions with their memory overflow as one more column, for fitting; with
+        ``successors``, also their successor on the node (for state-aware targets)."""
+        if not len(self.decisions):
             return self.decisions
-        return self.decisions.assign(**{MEM_OVERFLOW_COLUMN: self.mem_overflow_gib_s})
+        extra = {}
+        if self.mem_overflow_gib_s is not None:
+            extra[MEM_OVERFLOW_COLUMN] = self.mem_overflow_gib_s
+        if successors and self.successor_ids is not None:
+            extra[SUCCESSOR_COLUMN] = self.successor_ids
+        return self.decisions.assign(**extra) if extra else self.decisions
 
 
 def run_episode(trace: Trace, base: Policy, *, epsilon: float, seed: int, weights: RewardWeights,
@@ -45,7 +54,7 @@ def run_episode(trace: Trace, base: Policy, *, epsilon: float, seed: int, weight
     behaviour = ExploringPolicy(base, epsilon, np.random.default_rng(seed + 10_007), recorder)
     result = replay(trace, behaviour, config, record=True)
     decisions = recorder.decisions()
-    overflow = None
+    overflow = successor_ids = None
     if len(decisions):
         pod_index, node_index = recorder.indices()
         contention, node_h, experienced = attribute(trace, result, pod_index, node_index, config.step_s)
@@ -54,8 +63,13 @@ def run_episode(trace: Trace, base: Policy, *, epsilon: float, seed: int, weight
         decisions["added_node_h"] = node_h
         overflow = added_memory_overflow(trace, result, pod_index, node_index, config.step_s)
         decisions["cost"] = weights.cost(contention, node_h, overflow)
+        end_s = result.bind_s[pod_index] + trace.pods.duration_s[pod_index]
+        nxt = successors(decisions["ts_s"].to_numpy(dtype=np.float64), end_s, node_index)
+        ids = decisions["decision_id"].to_numpy(dtype=object)
+        successor_ids = np.where(nxt >= 0, ids[np.maximum(nxt, 0)], "").astype(object)
     candidates = recorder.candidates() if keep_candidates else pd.DataFrame()
-    return Episode(decisions=decisions, candidates=candidates, metrics=result.metrics, mem_overflow_gib_s=overflow)
+    return Episode(decisions=decisions, candidates=candidates, metrics=result.metrics, mem_overflow_gib_s=overflow,
+                   successor_ids=successor_ids)
 
 
 def _workload_names(trace: Trace) -> np.ndarray:

@@ -8,6 +8,9 @@
 * After each fit the new model runs greedily on every training trace. That gives the learning
   curve, and the actual mean reward per decision that the off-policy estimates of the same
   model (from the previous iteration's logs) are compared with.
+* ``state_aware_discount`` > 0 fits each model by fitted Q iteration over the later decisions on
+  the same node (:mod:`neurokube.learning.lookahead`) instead of on one-step targets; 0, the
+  default, is today's one-step fit.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from neurokube.errors import InputError
 from neurokube.features import FEATURE_NAMES
 from neurokube.learning.collect import Episode, run_episode
 from neurokube.learning.fit import FitSettings, fit_value_model
+from neurokube.learning.lookahead import fit_state_aware
 from neurokube.model.decision_log import FEATURE_COLUMNS
 from neurokube.model.ope import estimate, greedy_choice
 from neurokube.model.policy import LearnedPolicy
@@ -44,6 +49,9 @@ class TrainSettings:
     fit: FitSettings = field(default_factory=FitSettings)
     seed: int = 0
     sim: SimConfig = field(default_factory=SimConfig)
+    state_aware_discount: float = 0.0
+    """Discount of the cost the later decisions on the same node incur, bootstrapped from the
+    model (:mod:`neurokube.learning.lookahead`); 0 fits today's one-step targets."""
 
 
 @dataclass
@@ -87,7 +95,10 @@ def train(traces: list[Trace], settings: TrainSettings = TrainSettings(),
     if not traces:
         raise ValueError("no training traces")
     s = settings
+    if not 0.0 <= s.state_aware_discount <= 1.0:
+        raise InputError("the state-aware discount must be in [0, 1]", "train", f"got {s.state_aware_discount}")
     buffer: list[pd.DataFrame] = []
+    lookahead = s.state_aware_discount > 0
     episodes: list[Episode] = []
     for i, trace in enumerate(traces):
         for j, name in enumerate(BEHAVIOUR_POLICIES):
@@ -95,7 +106,7 @@ def train(traces: list[Trace], settings: TrainSettings = TrainSettings(),
             ep = run_episode(trace, make_policy(name, trace=trace, seed=s.seed + j),
                              epsilon=s.epsilon_initial, seed=s.seed + 100 * i + j, weights=s.weights, config=s.sim)
             episodes.append(ep)
-            buffer.append(ep.training_rows())
+            buffer.append(ep.training_rows(successors=lookahead))
     curve: list[dict] = []
     ope: list[dict] = []
     best: tuple[float, ValueModel] | None = None
@@ -103,9 +114,11 @@ def train(traces: list[Trace], settings: TrainSettings = TrainSettings(),
     for it in range(s.iterations + 1):
         data = pd.concat(buffer, ignore_index=True)
         progress(f"iteration {it}: fitting on {len(data):,} decisions")
-        model = fit_value_model(data, s.weights, s.fit, version=f"it{it}",
-                                info={"iteration": it, "traces": [t.name for t in traces],
-                                      "features": len(FEATURE_NAMES)})
+        info = {"iteration": it, "traces": [t.name for t in traces], "features": len(FEATURE_NAMES)}
+        if lookahead:
+            model = fit_state_aware(data, s.weights, s.state_aware_discount, s.fit, version=f"it{it}", info=info)
+        else:
+            model = fit_value_model(data, s.weights, s.fit, version=f"it{it}", info=info)
         estimate_now = ope_report(model, episodes)
         greedy = []
         for i, trace in enumerate(traces):
@@ -132,7 +145,7 @@ def train(traces: list[Trace], settings: TrainSettings = TrainSettings(),
                              epsilon=s.epsilon, seed=s.seed + 1000 * (it + 1) + i, weights=s.weights,
                              config=s.sim, model_version=model.version)
             episodes.append(ep)
-            buffer.append(ep.training_rows())
+            buffer.append(ep.training_rows(successors=lookahead))
     assert best is not None
     chosen = best[1]
     chosen.info["selected_iteration"] = int(chosen.info["iteration"])
