@@ -32,21 +32,25 @@ class Episode:
     """The ``decision_id`` of each decision's successor on its node ("" for none;
     :func:`neurokube.learning.lookahead.successors`), aligned with ``decisions``."""
 
-    def training_rows(self, successors: bool = False) -> pd.DataFrame:
-        """The decisions with their memory overflow as one more column, for fitting; with
-        ``successors``, also their successor on the node (for state-aware targets)."""
+    def training_rows(self) -> pd.DataFrame:
+        """The decisions with their memory overflow as one more column, for fitting, and their
+        successor on the node when the episode found them (for state-aware targets)."""
         if not len(self.decisions):
             return self.decisions
         extra = {}
         if self.mem_overflow_gib_s is not None:
             extra[MEM_OVERFLOW_COLUMN] = self.mem_overflow_gib_s
-        if successors and self.successor_ids is not None:
+        if self.successor_ids is not None:
             extra[SUCCESSOR_COLUMN] = self.successor_ids
         return self.decisions.assign(**extra) if extra else self.decisions
 
 
 def run_episode(trace: Trace, base: Policy, *, epsilon: float, seed: int, weights: RewardWeights,
-                config: SimConfig = SimConfig(), model_version: str = "", keep_candidates: bool = True) -> Episode:
+                config: SimConfig = SimConfig(), model_version: str = "", keep_candidates: bool = True,
+                successors_on_node: bool = False) -> Episode:
+    """One replay of ``base`` with epsilon exploration, its decisions and their outcomes;
+    ``successors_on_node`` also finds each decision's successor on its node (state-aware targets,
+    :mod:`neurokube.learning.lookahead`), work a one-step fit does not need."""
     recorder = DecisionRecorder(
         source=trace.name, policy=base.name, node_names=np.asarray(trace.nodes.name, dtype=object),
         pod_names=np.char.add(np.char.add(trace.pods.namespace.astype(str), "/"), trace.pods.name.astype(str)),
@@ -63,6 +67,7 @@ def run_episode(trace: Trace, base: Policy, *, epsilon: float, seed: int, weight
         decisions["added_node_h"] = node_h
         overflow = added_memory_overflow(trace, result, pod_index, node_index, config.step_s)
         decisions["cost"] = weights.cost(contention, node_h, overflow)
+    if len(decisions) and successors_on_node:
         end_s = result.bind_s[pod_index] + trace.pods.duration_s[pod_index]
         nxt = successors(decisions["ts_s"].to_numpy(dtype=np.float64), end_s, node_index)
         ids = decisions["decision_id"].to_numpy(dtype=object)

@@ -104,9 +104,10 @@ def train(traces: list[Trace], settings: TrainSettings = TrainSettings(),
         for j, name in enumerate(BEHAVIOUR_POLICIES):
             progress(f"iteration 0: {name} (epsilon {s.epsilon_initial}) on {trace.name}")
             ep = run_episode(trace, make_policy(name, trace=trace, seed=s.seed + j),
-                             epsilon=s.epsilon_initial, seed=s.seed + 100 * i + j, weights=s.weights, config=s.sim)
+                             epsilon=s.epsilon_initial, seed=s.seed + 100 * i + j, weights=s.weights, config=s.sim,
+                             successors_on_node=lookahead)
             episodes.append(ep)
-            buffer.append(ep.training_rows(successors=lookahead))
+            buffer.append(ep.training_rows())
     curve: list[dict] = []
     ope: list[dict] = []
     best: tuple[float, ValueModel] | None = None
@@ -143,9 +144,9 @@ def train(traces: list[Trace], settings: TrainSettings = TrainSettings(),
             progress(f"iteration {it + 1}: collecting with the model (epsilon {s.epsilon}) on {trace.name}")
             ep = run_episode(trace, LearnedPolicy(model, np.random.default_rng(s.seed + it * 31 + i)),
                              epsilon=s.epsilon, seed=s.seed + 1000 * (it + 1) + i, weights=s.weights,
-                             config=s.sim, model_version=model.version)
+                             config=s.sim, model_version=model.version, successors_on_node=lookahead)
             episodes.append(ep)
-            buffer.append(ep.training_rows(successors=lookahead))
+            buffer.append(ep.training_rows())
     assert best is not None
     chosen = best[1]
     chosen.info["selected_iteration"] = int(chosen.info["iteration"])

@@ -72,16 +72,18 @@ def test_a_target_adds_the_discounted_predicted_cost_of_its_successor_per_compon
 def episode(small_trace):
     trace = small_trace
     ep = run_episode(trace, make_policy("most-allocated", trace=trace, seed=0), epsilon=0.2, seed=0,
-                     weights=RewardWeights())
+                     weights=RewardWeights(), successors_on_node=True)
     names = np.char.add(np.char.add(trace.pods.namespace.astype(str), "/"), trace.pods.name.astype(str))
     duration = dict(zip(names.tolist(), trace.pods.duration_s.tolist()))
     return ep, duration
 
 
-def test_successors_in_a_replay_are_later_on_the_same_node_and_within_the_pods_life(episode):
+def test_successors_in_a_replay_are_later_on_the_same_node_and_within_the_pods_life(episode, small_trace):
     ep, duration = episode
-    rows = ep.training_rows(successors=True)
-    assert SUCCESSOR_COLUMN not in ep.training_rows()  # off: today's training rows
+    rows = ep.training_rows()
+    one_step = run_episode(small_trace, make_policy("most-allocated", trace=small_trace, seed=0), epsilon=0.2,
+                           seed=0, weights=RewardWeights())
+    assert SUCCESSOR_COLUMN not in one_step.training_rows()  # off: today's training rows
     by_id = rows.set_index("decision_id")
     with_succ = rows[rows[SUCCESSOR_COLUMN] != ""]
     assert 0 < len(with_succ) < len(rows)
@@ -98,7 +100,7 @@ def test_successors_in_a_replay_are_later_on_the_same_node_and_within_the_pods_l
 
 def test_state_aware_targets_raise_exactly_the_decisions_that_shape_a_later_one(episode):
     ep, _ = episode
-    rows = ep.training_rows(successors=True)
+    rows = ep.training_rows()
     one_step = fit_value_model(rows, RewardWeights(), FIT)
     y = bootstrapped_targets(rows, one_step, 0.5, FIT)
     has = (rows[SUCCESSOR_COLUMN] != "").to_numpy()
