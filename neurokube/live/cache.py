@@ -53,6 +53,7 @@ RECENT_KEEP_S = 900.0
 GONE_KEEP_S = 86400.0
 GONE_MAX = 200_000  # deleted pods remembered at most (their workload and CPU request)
 PAGE = 500
+LIST_SKEW_S = 30.0  # clock skew allowed between replicas when a time they wrote is compared with our list's
 RESOURCES = {"nodes": "/api/v1/nodes", "pods": "/api/v1/pods"}
 _USAGE_FIELDS = 7  # cpu, memory, nz_cpu, nz_memory, pods, cpu_limit_sum, unlimited_pods
 
@@ -149,6 +150,8 @@ class ClusterCache:
         self._matrix: np.ndarray | None = None  # _USAGE_FIELDS x nodes, rows of _table; None: rebuild
         self._version = 0  # bumped by every change a snapshot shows
         self._memo: tuple[int, Snapshot] | None = None
+        self._listed_at = 0.0  # when the latest full list of pods began (0: never listed)
+        self._unreadable: set[str] = set()  # UIDs of pods listed or watched since then that did not parse
         self._synced = {name: threading.Event() for name in RESOURCES}
         self._fresh_at = {name: 0.0 for name in RESOURCES}
         self._stop = threading.Event()
@@ -180,7 +183,9 @@ class ClusterCache:
 
     # -- state changes (the watch threads; tests call them directly) -----------------------------
 
-    def replace(self, resource: str, items: list[dict]) -> None:
+    def replace(self, resource: str, items: list[dict], listed_at: float | None = None) -> None:
+        """The whole state of ``resource``, as a list read it (``listed_at``: when that list began;
+        default now)."""
         with self._lock:
             if resource == "nodes":
                 nodes = {}
@@ -194,6 +199,8 @@ class ClusterCache:
             else:
                 old_bound_at, old_pods = self._bound_at, self._pods
                 self._pods, self._usage, self._bound_at = {}, {}, {}
+                self._unreadable = set()
+                self._listed_at = self.clock() if listed_at is None else listed_at
                 self._matrix = None
                 for doc in items:
                     self._apply_pod("ADDED", doc, initial=True)
@@ -247,6 +254,9 @@ class ClusterCache:
             pod = parse_pod(doc)
         except InputError as exc:
             event(log, "ignoring a pod the cache cannot read", logging.WARNING, error=str(exc))
+            uid = (doc.get("metadata") or {}).get("uid") if isinstance(doc, dict) else None
+            if isinstance(uid, str):
+                self._unreadable.add(uid)
             return False
         uid = pod.uid or pod.key
         self._workload_id(pod.workload)
@@ -416,6 +426,18 @@ class ClusterCache:
         with self._lock:
             return uid in self._gone_uids
 
+    def absent_since(self, uid: str, written: float) -> bool:
+        """Can no pod with this UID exist, given that someone saw it at ``written`` (wall clock)?
+
+        True when the latest full list of pods began after ``written`` (less ``LIST_SKEW_S`` for
+        the writer's clock) and neither that list nor a watch event since showed the UID: the
+        pod existed before the list began, a consistent list shows every pod that exists when it
+        is read, and UIDs are never reused, so the pod was deleted before the list. A pod the
+        cache could not parse is never called absent. False before the first list."""
+        with self._lock:
+            return (0.0 < self._listed_at and written < self._listed_at - LIST_SKEW_S and uid not in self._pods
+                    and uid not in self._unreadable)
+
     def _is_pending(self, pod: Pod) -> bool:
         return not pod.bound and not pod.deleting and not pod.terminal and pod.scheduler_name == self.scheduler_name
 
@@ -442,6 +464,7 @@ class ClusterCache:
                 backoff = min(backoff * 2, 30.0)
 
     def _list(self, resource: str) -> str:
+        started = self.clock()
         items: list[dict] = []
         query = {"limit": str(PAGE)}
         while True:
@@ -451,7 +474,7 @@ class ClusterCache:
             if not token:
                 break
             query = {"limit": str(PAGE), "continue": token}
-        self.replace(resource, items)
+        self.replace(resource, items, listed_at=started)
         version = str((page.get("metadata") or {}).get("resourceVersion") or "")
         del items, page  # the raw objects are garbage now: on_listed must not keep them alive
         if self.on_listed is not None:

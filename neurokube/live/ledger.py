@@ -13,8 +13,11 @@ the node (Omega-style optimistic concurrency on shared per-node state)::
 
     1. the Lease: as this replica last wrote it (no request), else GET  -> entries E, resourceVersion v
     2. settle E from the watch cache: drop entries of pods it saw deleted, terminal or bound elsewhere;
-       mark entries of pods it sees bound on N; an entry past its expiry that the cache does not show
-       bound on N is checked with one GET of that pod (rare: a replica died, or a watch lags minutes)
+       mark entries of pods it sees bound on N; drop an entry past its expiry whose pod the cache has
+       never seen although its latest full list of pods began after the entry was written (the pod
+       was deleted before that list: a binder that restarts meets these for every pod deleted while
+       it was away); any other entry past its expiry that the cache does not show bound on N is
+       checked with one GET of that pod (rare: a replica died, or a watch lags minutes)
     3. used = E + the pods the cache shows on N that have no entry (placed by others: kube-scheduler,
        DaemonSets); every pod of the batch must fit allocatable - used and pass taints/selector/
        affinity on the cache's Node
@@ -25,10 +28,13 @@ the node (Omega-style optimistic concurrency on shared per-node state)::
 Why it is safe: successful writes of N's Lease are totally ordered by resourceVersion, and each is
 computed from the previous one's entries. An entry is written before its pod's Binding and leaves
 the Lease only with evidence that the pod holds nothing on N: the watch saw it deleted, terminal or
-bound to another node (all final), or, after its expiry, the apiserver says so (a replica never
-binds more than ``bind_abort_s`` after its reservation, and ``bind_abort_s`` + request timeout <
-TTL). So every pod bound to N through the ledger is counted by every later check, whatever each
-replica's cache shows, and the pods bound through the ledger never exceed N's allocatable minus
+bound to another node (all final), or, after its expiry, the apiserver says so or a consistent
+list of all pods that began after the entry was written did not contain it (the pod existed when
+the entry was written, and UIDs are never reused; replicas share the TTL, which dates the entry,
+and their clocks agree within ``cache.LIST_SKEW_S``). A replica never binds more than
+``bind_abort_s`` after its reservation, and ``bind_abort_s`` + request timeout < TTL. So every
+pod bound to N through the ledger is counted by every later check, whatever each replica's cache
+shows, and the pods bound through the ledger never exceed N's allocatable minus
 the pods placed by others. A stale cache can only keep an entry longer (wasted room, never
 over-commit).
 
@@ -89,6 +95,8 @@ class NodeState(Protocol):
     def pod(self, uid: str) -> Pod | None: ...
 
     def deleted(self, uid: str) -> bool: ...
+
+    def absent_since(self, uid: str, written: float) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +189,7 @@ class Ledger:
         self._locks_lock = threading.Lock()
         self._lease_cache: dict[str, dict] = {}  # node -> the Lease as this replica last wrote it
         self.pod_checks = 0  # step 2's GETs of a pod (expired entries the cache does not show bound)
+        self.pods_absent = 0  # step 2's expired entries dropped because the cache's list proves the pod gone
 
     # -- the protocol ------------------------------------------------------------------------------
 
@@ -322,6 +331,9 @@ class Ledger:
             if entry.expires > now:
                 out[uid] = entry  # in flight, or bound but not yet seen by this cache
                 continue
+            if pod is None and self.state.absent_since(uid, entry.expires - self.ttl_s):
+                self.pods_absent += 1
+                continue  # deleted before the cache's latest list (which began after the entry was written)
             checked = True
             kept = self._check(uid, entry, node, now)
             if kept is not None:

@@ -108,6 +108,27 @@ def test_unreadable_objects_are_skipped():
     assert used(c, "a") == (0, 0, 0)
 
 
+def test_a_pod_is_absent_only_if_a_list_begun_after_it_was_seen_did_not_show_it():
+    clock = Clock(1000.0)
+    c = ClusterCache(None, "neurokube", clock=clock)
+    assert not c.absent_since("gone", 0.0)  # never listed: the cache cannot say
+    bad = pod_doc("bad", node="a", uid="unreadable")
+    bad["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "lots"
+    c.replace("pods", [pod_doc("p", node="a", uid="listed"), bad], listed_at=900.0)
+    skew = cache_module.LIST_SKEW_S
+    assert c.absent_since("gone", 900.0 - skew - 1)
+    assert not c.absent_since("gone", 900.0 - skew + 1)  # perhaps written after the list began
+    assert not c.absent_since("listed", 0.0)
+    assert not c.absent_since("unreadable", 0.0)  # in the list, though the cache could not read it
+    c.apply("pods", "ADDED", pod_doc("later", uid="watched"))
+    assert not c.absent_since("watched", 0.0)
+    c.apply("pods", "DELETED", pod_doc("p", node="a", uid="listed"))
+    assert c.absent_since("listed", 0.0)  # deleted since: absent too
+    clock.t = 5000.0
+    c.replace("pods", [])  # a re-list dates the proof anew, and forgets what was unreadable
+    assert c.absent_since("unreadable", 5000.0 - skew - 1) and not c.absent_since("gone", 5000.0 - skew + 1)
+
+
 def test_view_rounds_memory_safely_and_takes_recent_pods():
     clock = Clock(5000.0)
     c = cache_with(nodes=("a", "b", "c"), clock=clock)

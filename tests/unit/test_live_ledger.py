@@ -33,9 +33,9 @@ class Replica:
     anything after (the worst case); otherwise it is brought up to date before each placement,
     as a watch would be."""
 
-    def __init__(self, kube, replica, stale, **kw):
+    def __init__(self, kube, replica, stale, cache_clock=time.time, **kw):
         self.kube, self.stale = kube, stale
-        self.cache = ClusterCache(None, "neurokube")
+        self.cache = ClusterCache(None, "neurokube", clock=cache_clock)
         sync(self.cache, kube)
         self.ledger = Ledger(kube, self.cache, "neurokube", replica, sleep=lambda s: None, rng=random.Random(0),
                              **kw)
@@ -49,8 +49,8 @@ class Replica:
         return getattr(self.ledger, name)
 
 
-def make(kube, replica="r1", stale=False, **kw):
-    return Replica(kube, replica, stale, **kw)
+def make(kube, replica="r1", stale=False, cache_clock=time.time, **kw):
+    return Replica(kube, replica, stale, cache_clock, **kw)
 
 
 def new_pod(kube, name, cpu="1", node=None):
@@ -81,13 +81,31 @@ def test_in_flight_reservations_count_and_expired_ones_do_not():
     lease["metadata"]["resourceVersion"] = kube._next_rv()  # r2's write, as the apiserver would version it
     # first (1 CPU, bound) + ghost (1 CPU, reserved by a replica that has not bound yet): full
     assert lg.place(new_pod(kube, "second"), "n1").outcome == ledger.NO_ROOM
-    late = make(kube, clock=lambda: 2000.0)  # the ghost's reservation has expired
+    # The ghost's reservation has expired; late's cache listed the pods before it was written.
+    late = make(kube, clock=lambda: 2000.0, cache_clock=lambda: 900.0)
     assert late.place(new_pod(kube, "third"), "n1").outcome == binding.BOUND
     # The ghost expired and the apiserver has no such pod (one GET): dropped. first is bound:
     # kept for as long as it runs, now marked bound.
     held = reservations(kube, "n1")
     assert set(held) == {"uid-first", "uid-third"} and held["uid-first"].bound and not held["uid-third"].bound
     assert late.pod_checks == 1
+
+
+def test_a_restarted_replica_drops_the_entries_of_pods_deleted_before_it_listed_without_asking():
+    kube = FakeKube([node_doc("n1", cpu="2")])
+    r1 = make(kube, "r1")
+    for name in ("a", "b"):
+        assert r1.place(new_pod(kube, name), "n1").outcome == binding.BOUND
+    kube.pods.pop(("default", "a"))  # deleted while no replica of the new generation was watching
+    # Ten minutes later a new replica starts: its first list shows b but not a, and both entries
+    # have expired. a's entry goes without a GET; b is bound there and keeps its room.
+    later = lambda: time.time() + 600  # noqa: E731
+    r2 = make(kube, "r2", clock=later, cache_clock=later)
+    assert r2.place(new_pod(kube, "c"), "n1").outcome == binding.BOUND
+    assert r2.place(new_pod(kube, "d"), "n1").outcome == ledger.NO_ROOM
+    assert set(reservations(kube, "n1")) == {"uid-b", "uid-c"}
+    assert r2.pods_absent == 1 and r2.pod_checks == 0
+    assert [m for m, p in kube.requests if m == "GET" and "/pods/" in p] == []
 
 
 def test_no_pod_or_node_is_read_per_placement():
