@@ -209,9 +209,9 @@ class Decider:
                 choice = result.choice
                 failed = policy.fallback(result)  # the cycle's enum reason; None if the model decided
                 reason = failed.reason if failed is not None else None
-                scored = policy.scored(result)
-                if scored is not None and np.array_equal(scored[0], candidates):
-                    features = scored[1]
+                seen = policy.candidate_features(result)
+                if seen is not None and np.array_equal(seen[0], candidates):
+                    features = seen[1]
             if choice is None and candidates.size:
                 # A peer's own filter (Koordinator's load thresholds) left a pod that fits pending.
                 choice = pick_best(self.default.scores(pod, view), np.isin(np.arange(view.n_nodes), candidates),

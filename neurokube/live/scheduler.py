@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
+from operator import itemgetter
 
 import numpy as np
 
@@ -184,7 +185,9 @@ class Scheduler:
                 return _Decided(failure=failure_message(len(snapshot.nodes), reasons))
             node = snapshot.nodes[feasible[choice.index]].name
             self.cache.assume(pod, node)
-        names = tuple(map(snapshot.table.names.__getitem__, feasible[choice.candidates].tolist()))
+        rows = feasible[choice.candidates].tolist()
+        table_names = snapshot.table.names
+        names = itemgetter(*rows)(table_names) if len(rows) > 1 else tuple(table_names[r] for r in rows)
         self.telemetry.decision_seconds.labels(stage="decide").observe(time.perf_counter() - decide_started)
         return _Decided(choice, node, now, spec, names)
 

@@ -110,3 +110,30 @@ def test_the_live_view_is_filtered_once_at_the_edge(trained, learned):
     live.prefiltered = True
     choice = decider.choose(pod, live, metrics_fresh=True)
     assert choice is not None and (choice.index, choice.candidates.tolist(), choice.fallback) == (0, [0], "")
+
+
+def test_the_record_takes_every_candidates_features_from_the_cycle(trained, monkeypatch):
+    """Beyond the shortlist (64 nodes) the model scores a subset, yet the decision record holds
+    every candidate's features: those the cycle computed, not a second computation."""
+    import neurokube.live.decide as decide_module
+    import neurokube.model.policy as policy_module
+    from neurokube.features import candidate_features
+
+    n = 150
+    rng = np.random.default_rng(3)
+    wide = make_view([8000] * n, [16384] * n, rng.integers(0, 7000, n).tolist(), [0] * n,
+                     cpu_mean=rng.uniform(0, 4000, n).tolist())
+    calls = []
+
+    def counted(*args):
+        calls.append(args[2].size)
+        return candidate_features(*args)
+
+    monkeypatch.setattr(policy_module, "candidate_features", counted)
+    monkeypatch.setattr(decide_module, "candidate_features", counted)
+    pod = PodSpec(500, 64)
+    choice = Decider(trained[0], Telemetry()).choose(pod, wide, metrics_fresh=True)
+    assert choice.fallback == "" and choice.candidates.size > 64
+    assert calls == [choice.candidates.size]  # one computation, over every candidate
+    np.testing.assert_array_equal(choice.features, candidate_features(pod, wide, choice.candidates))
+    assert choice.index in choice.candidates
