@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -48,7 +48,7 @@ from neurokube.features import FEATURE_VERSION, candidate_features
 from neurokube.live.telemetry import Telemetry
 from neurokube.logs import event
 from neurokube.model.policy import LearnedArgs, LearnedPolicy
-from neurokube.model.value_model import ValueModel
+from neurokube.model.value_model import Predictor, ValueModel
 from neurokube.policies.base import ClusterView, PodSpec
 from neurokube.policies.common import fits, pick_best
 from neurokube.policies.default import DefaultPolicy
@@ -74,8 +74,13 @@ class Choice:
 class Decider:
     def __init__(self, model_dir: Path | None, telemetry: Telemetry, *, seed: int = 0, epsilon: float = 0.0,
                  reload_s: float = 60.0, metrics_configured: bool = True,
-                 clock: Callable[[], float] = time.monotonic, spec: PolicySpec | None = None) -> None:
-        """``spec``: the profile's policy (None: the learned policy as trained, named ``neurokube``)."""
+                 clock: Callable[[], float] = time.monotonic, spec: PolicySpec | None = None,
+                 compiler: Callable[[ValueModel], Mapping[str, Predictor]] | None = None) -> None:
+        """``spec``: the profile's policy (None: the learned policy as trained, named ``neurokube``).
+        ``compiler``: compiles each model served, in the background
+        (:func:`~neurokube.adapters.compiled_model.compile_model`); None: LightGBM predicts."""
+        self.compiler = compiler
+        self.compiling: threading.Thread | None = None  # the latest background compilation
         self.model_dir = model_dir
         self.telemetry = telemetry
         self.epsilon = epsilon
@@ -96,6 +101,7 @@ class Decider:
         self._stamp = self._manifest_stamp()
         if self.peer is None:
             self.policy = self._load()
+            self._compile_later(self.policy)
         self._checked_at = clock()
         self.default = DefaultPolicy(self.rng)
 
@@ -134,6 +140,36 @@ class Decider:
               model_version=policy.version, model_dir=str(self.model_dir or ""))
         return policy
 
+    def _compile_later(self, policy: LearnedPolicy) -> threading.Thread | None:
+        """Compile ``policy``'s model in a background thread and predict through the compiled trees
+        once they are ready, if that policy still serves; LightGBM predicts until then, and for good
+        when compiling fails (counted, logged). The thread, for tests to wait on."""
+        model = policy.model
+        if self.compiler is None or model is None:
+            return None
+
+        def run() -> None:
+            started = time.perf_counter()
+            try:
+                predictors = self.compiler(model)
+            except Exception as exc:  # noqa: BLE001 - the AI layer may fail; scheduling may not
+                self.telemetry.model_compiles.labels(result="failed").inc()
+                event(log, "could not compile the model; LightGBM keeps predicting", logging.WARNING,
+                      model_version=model.version, error=str(exc))
+                return
+            with self._lock:
+                current = self.policy is policy and policy.model is model
+                if current:
+                    policy.use_model(model.with_compiled(predictors))
+            self.telemetry.model_compiles.labels(result="compiled" if current else "superseded").inc()
+            event(log, "model compiled" if current else "model compiled after it was replaced; not used",
+                  model_version=model.version, seconds=round(time.perf_counter() - started, 2))
+
+        thread = threading.Thread(target=run, name="model-compile", daemon=True)
+        thread.start()
+        self.compiling = thread
+        return thread
+
     def install(self, model: ValueModel, source: str) -> None:
         """Serve ``model`` from the next decision on (the MLflow champion; ``source`` its URI).
 
@@ -156,6 +192,7 @@ class Decider:
         self.telemetry.model_loaded(policy.version, FEATURE_VERSION, source)
         self.telemetry.model_reloads.labels(result="loaded").inc()
         event(log, "model installed", model_version=policy.version, source=source)
+        self._compile_later(policy)
 
     def maybe_reload(self) -> None:
         """Called under the lock before each decision; cheap unless the period has elapsed."""
@@ -177,6 +214,7 @@ class Decider:
         self.telemetry.model_loaded(candidate.version, FEATURE_VERSION, str(self.model_dir or ""))
         self.telemetry.model_reloads.labels(result="loaded").inc()
         event(log, "model reloaded", model_version=candidate.version)
+        self._compile_later(candidate)
 
     # -- decisions ------------------------------------------------------------------------------
 

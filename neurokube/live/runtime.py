@@ -20,6 +20,7 @@ import threading
 import zlib
 from functools import partial
 
+from neurokube.adapters.compiled_model import compile_model
 from neurokube.adapters.kube import KubeClient
 from neurokube.errors import NeuroKubeError, TemporaryError
 from neurokube.live import binding, failpoints, heap
@@ -52,7 +53,9 @@ class Runtime:
                                         telemetry=telemetry) if s.prometheus_url else None
         self.decider = Decider(s.model_dir, telemetry, seed=s.seed ^ zlib.crc32(replica.encode()), epsilon=s.epsilon,
                                reload_s=s.model_reload_s, metrics_configured=s.prometheus_url is not None,
-                               spec=profile_for(s.profile, s.scheduler_name).policy if s.profile else None)
+                               spec=profile_for(s.profile, s.scheduler_name).policy if s.profile else None,
+                               compiler=partial(compile_model, directory=s.compiled_model_dir)
+                               if s.compiled_model_dir else None)
         self.ledger = Ledger(kube, self.cache, s.ledger_namespace, replica, ttl_s=s.reservation_ttl_s, abort_s=s.bind_abort_s,
                              retries=s.conflict_retries)
         self.events = EventRecorder(kube, s.scheduler_name, replica, telemetry)

@@ -39,6 +39,11 @@ class Telemetry:
         self.model = Info("neurokube_model", "The model in use (version, feature version, directory or models:/ URI of the champion).", registry=r)
         self.model_reloads = Counter("neurokube_model_reloads_total", "Attempts to load a new champion.",
                                      ["result"], registry=r)
+        self.model_compiles = Counter("neurokube_model_compiles_total",
+                                      "Background compilations of the served model's trees "
+                                      "(NEUROKUBE_COMPILED_MODEL_DIR) by result: compiled (predicting through "
+                                      "them now), failed (LightGBM keeps predicting), superseded (another model "
+                                      "was served by the time it finished).", ["result"], registry=r)
         self.champion_checks = Counter("neurokube_champion_checks_total",
                                        "Checks of the MLflow champion alias by result (unchanged, installed, "
                                        "failed: the registry was unreachable and the current model kept serving, "

@@ -205,6 +205,11 @@ class LearnedPolicy(FrameworkPolicy):
     def model(self) -> ValueModel | None:
         return self.plugin.model
 
+    def use_model(self, model: ValueModel) -> None:
+        """Score with ``model`` from the next decision on (the same trees, compiled: the caller holds
+        the lock that orders decisions)."""
+        self.plugin.model = model
+
     @property
     def shortlist(self) -> int:
         return self.plugin.shortlist

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import lightgbm as lgb
@@ -57,18 +57,31 @@ class ModelError(PermanentError):
         self.reason = reason
 
 
+Predictor = Callable[[np.ndarray], np.ndarray]
+"""Rows of features -> one prediction per row: a booster compiled to machine code, say."""
+
+
 @dataclass
 class ValueModel:
     boosters: dict[str, lgb.Booster]
     weights: RewardWeights = field(default_factory=RewardWeights)
     version: str = "unversioned"
     info: dict[str, Any] = field(default_factory=dict)
+    compiled: Mapping[str, Predictor] = field(default_factory=dict, compare=False, repr=False)
+    """Faster stand-ins for some boosters, the same trees (:mod:`neurokube.adapters.compiled_model`
+    checks that they predict what the booster predicts); a booster without one predicts itself."""
 
     def predict(self, features: np.ndarray) -> dict[str, np.ndarray]:
         out = {}
         for name, booster in self.boosters.items():
-            out[name] = np.maximum(booster.predict(features, num_threads=1), 0.0)
+            fast = self.compiled.get(name)
+            raw = fast(features) if fast is not None else booster.predict(features, num_threads=1)
+            out[name] = np.maximum(raw, 0.0)
         return out
+
+    def with_compiled(self, predictors: Mapping[str, Predictor]) -> ValueModel:
+        """This model, predicting through ``predictors`` (by target name) where it has one."""
+        return replace(self, compiled=dict(predictors))
 
     def components(self, features: np.ndarray) -> dict[str, np.ndarray]:
         """The predicted cost components of each row: contention (core-s), occupancy (node-hours)
