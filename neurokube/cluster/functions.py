@@ -187,6 +187,8 @@ def function_env(kubeconfig: Path | dict[str, Path], options: FunctionsOptions, 
            **{_KUBECONFIG_KEY + name.upper(): str(path) for name, path in kubeconfigs.items()}, **options.env}
     if options.model_dir:
         env["NEUROKUBE_MODEL_DIR"] = str(options.model_dir)
+        # As deployed (deploy/knative/config.yaml): the served model's trees compiled in the background.
+        env.setdefault("NEUROKUBE_COMPILED_MODEL_DIR", str(paths.compiled_models_dir()))
     if options.prometheus_url:
         env["NEUROKUBE_PROMETHEUS_URL"] = options.prometheus_url
     return env

@@ -1,7 +1,8 @@
 """Where the cluster tooling reads its recipes and writes binaries, state and logs.
 
 * recipes (pins, Go wrapper modules, KWOK stages) live in the repository under ``deploy/local``;
-* binaries are cached outside the repository, in ``$XDG_CACHE_HOME/neurokube/bin/<pin-hash>``;
+* binaries are cached outside the repository, in ``$XDG_CACHE_HOME/neurokube/bin/<pin-hash>``, and
+  the local functions' compiled models in ``$XDG_CACHE_HOME/neurokube/compiled-models`` (by checksum);
 * a running cluster keeps its certificates, configs, pids and logs in one state directory,
   ``$NEUROKUBE_STATE_DIR`` or ``$XDG_STATE_HOME/neurokube/cluster``.
 """
@@ -34,6 +35,13 @@ def cache_root() -> Path:
         return Path(override)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "neurokube"
+
+
+def compiled_models_dir() -> Path:
+    """Where the local functions cache their compiled models (``NEUROKUBE_COMPILED_MODEL_DIR``): shared
+    by every local run, safely, since each file is named by the checksum of what it compiles and
+    written by rename."""
+    return cache_root() / "compiled-models"
 
 
 def default_state_dir() -> Path:

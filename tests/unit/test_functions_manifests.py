@@ -529,3 +529,26 @@ def test_the_local_adapter_requests_tokens_for_the_binders_audience():
 
     deployed = from_env(function_env("neurokube-binder")).oidc_audience
     assert adapter.BINDER_AUDIENCE == local_functions.AUDIENCES["binder"] == deployed
+
+
+@pytest.mark.parametrize("name", ["neurokube-binder", "neurokube-sweeper", "neurokube-extender"])
+def test_the_compiled_models_are_written_to_a_writable_volume(name):
+    """The root filesystem is read-only: the compiled-model cache must sit on a mounted volume."""
+    settings = from_env(function_env(name))
+    assert settings.compiled_model_dir is not None
+    [container] = knative_services()[name]["spec"]["template"]["spec"]["containers"]
+    writable = [m["mountPath"].rstrip("/") + "/" for m in container.get("volumeMounts", []) if not m.get("readOnly")]
+    assert any(str(settings.compiled_model_dir).startswith(path) for path in writable), writable
+
+
+def test_the_local_functions_compile_their_model_as_deployed(tmp_path, monkeypatch):
+    from neurokube.cluster import functions as local_functions
+
+    monkeypatch.setenv("NEUROKUBE_CACHE_DIR", str(tmp_path / "cache"))
+    options = local_functions.FunctionsOptions(model_dir=tmp_path)
+    env = local_functions.function_env(tmp_path / "kubeconfig", options, "r")
+    assert from_env(env).compiled_model_dir == tmp_path / "cache" / "compiled-models"
+    mine = local_functions.FunctionsOptions(model_dir=tmp_path, env={"NEUROKUBE_COMPILED_MODEL_DIR": "/elsewhere"})
+    assert local_functions.function_env(tmp_path, mine, "r")["NEUROKUBE_COMPILED_MODEL_DIR"] == "/elsewhere"
+    assert "NEUROKUBE_COMPILED_MODEL_DIR" not in local_functions.function_env(
+        tmp_path, local_functions.FunctionsOptions(), "r")  # no model, nothing to compile
