@@ -44,6 +44,8 @@ class Telemetry:
                                       "(NEUROKUBE_COMPILED_MODEL_DIR) by result: compiled (predicting through "
                                       "them now), failed (LightGBM keeps predicting), superseded (another model "
                                       "was served by the time it finished).", ["result"], registry=r)
+        for result in ("compiled", "failed", "superseded"):  # exported at 0 from the start, so rules see them
+            self.model_compiles.labels(result=result)
         self.champion_checks = Counter("neurokube_champion_checks_total",
                                        "Checks of the MLflow champion alias by result (unchanged, installed, "
                                        "failed: the registry was unreachable and the current model kept serving, "

@@ -122,3 +122,12 @@ def test_a_compilation_that_finishes_after_the_model_was_replaced_is_not_used(mo
     assert telemetry.model_compiles.labels(result="superseded")._value.get() == 1
     assert telemetry.model_compiles.labels(result="compiled")._value.get() == 1
     assert set(decider.policy.model.compiled) == {"contention", "occupancy"}
+
+
+def test_the_compile_counter_is_exported_before_anything_compiles():
+    """The alert NeuroKubeModelCompileFailing reads the failed series: it must exist at 0."""
+    from prometheus_client import generate_latest
+
+    text = generate_latest(Telemetry().registry).decode()
+    for result in ("compiled", "failed", "superseded"):
+        assert f'neurokube_model_compiles_total{{result="{result}"}} 0.0' in text
