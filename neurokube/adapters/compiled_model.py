@@ -5,15 +5,16 @@ Why: LightGBM's own ``Booster.predict`` walks the trees in a generic loop. On a 
 prediction alone used more than a 1,000-node decision's 2 ms budget (issue 17, "speed holds";
 ``benchmarks/learned_speed.py``). lleaves compiles the same trees into a function: the same
 predictions (within 1e-9, checked here on every compile) in about a seventh of the time (0.11 ms
-against 0.79 ms, 64 rows, 200 trees), and the compiled function releases the GIL while it runs.
+against 0.79 ms, 64 rows, 200 trees, in a one-off timing), and the compiled function releases the GIL while it runs.
 
-Compiling costs about 12 s of one core per 200-tree booster with inlining (``finline``; without it
-compiling takes 3.5 s but predicting 1.8 times longer, and a 1,000-node decision's p99 was 2.36 ms
-against 1.92 ms with it, side by side), so the live functions compile in the background after each
-model load (:class:`~neurokube.live.decide.Decider`) and LightGBM predicts until then. The object code is cached under ``directory`` by the sha256 of the booster's text,
-lleaves' and LLVM's versions and the host CPU, written to a temporary name and renamed, so a
-restart or a second process on the same host loads it instead of compiling again, and a
-half-written file is never loaded.
+Compiling costs about 12 s of one core per 200-tree booster with inlining (``finline``; the
+benchmark's "compiling" row). Without inlining, one side-by-side timing (not a committed command)
+compiled in 3.5 s but predicted 1.8 times slower, and a 1,000-node decision's p99 was 2.36 ms
+against 1.92 ms. So the live functions compile in the background after each model load
+(:class:`~neurokube.live.decide.Decider`) and LightGBM predicts until then. The object code is
+cached under ``directory`` by the sha256 of the booster's text, lleaves' and LLVM's versions and
+the host CPU, written to a temporary name and renamed, so a restart or a second process on the
+same host loads it instead of compiling again, and a half-written file is never loaded.
 
 Any failure (lleaves or LLVM missing or broken, the cache unwritable, predictions that differ
 from the booster's) raises :class:`CompileError`; the caller keeps LightGBM and counts it.
