@@ -52,9 +52,13 @@ PEER_SETTINGS: dict[str, tuple[str, ...]] = {
 """Each peer at its upstream default (first) and two other settings."""
 NODE_HOUR_COSTS: tuple[float, ...] = (0.0, 30.0, 120.0, 1000.0, 3000.0)
 """NeuroKube's rates (core-seconds of contention per node-hour) besides its default."""
-LEARNED_SETTINGS: tuple[str, ...] = ("tie_core_s=3", "tie_core_s=10", "node_hour_cost=1000,tie_core_s=10")
+LEARNED_SETTINGS: tuple[str, ...] = ("tie_core_s=3", "tie_core_s=10", "node_hour_cost=1000,tie_core_s=10",
+                                     "node_hour_cost=1000,tie_core_s=3")
 """NeuroKube's other settings: wider near-ties (``tie_core_s``), which send more decisions to the
-request-packing rule and trade node-hours for pending time (measured on the validation traces)."""
+request-packing rule and trade node-hours for pending time (measured on the validation traces).
+``node_hour_cost=1000,tie_core_s=3`` had the least pending time of the eight NeuroKube settings
+replayed on the two validation traces together (383,396 pod-s against 440,936 for the default;
+``VALIDATION=1 bash benchmarks/frontier.sh``, docs/BENCHMARKS.md)."""
 METRICS = ("contention_core_s", "node_hours", "pending_pod_s", "unscheduled_pods", "mem_overflow_mib_s",
            "hot_node_fraction")
 
