@@ -33,15 +33,15 @@ VALIDATION = {"real-3": ["--seed", "3"], "real-4-40n": ["--seed", "4", "--nodes"
               "real-5": ["--seed", "5"], "real-6-40n": ["--seed", "6", "--nodes", "40", "--target-load", "0.75"]}
 """Traces the actuator's defaults are chosen on (``--validation``): neither trained on nor reported above."""
 VALIDATION_VARIANTS = (
-    "", "victim=smallest", "victim=least_work",
+    "", "destination=requests,evict_while_pending=true", "downsize=false", "destination=requests",
+    "evict_while_pending=true", "victim=smallest", "victim=least_work",
     "victim=relief_per_work,relief_horizon_s=0,work_floor_core_s=60",
-    "victim=relief_per_work,relief_horizon_s=0,work_floor_core_s=600",
-    "victim=relief_per_work,work_floor_core_s=60", "victim=relief_per_work,work_floor_core_s=3600",
-    "victim=relief_per_work,relief_horizon_s=7200,work_floor_core_s=600",
-    "relieve=warned", "relieve=forecast_or_warned", "margin=1.2", "downsize=false",
+    "relieve=warned", "relieve=forecast_or_warned", "margin=1.2",
 )
 """NeuroKube's settings compared on the validation traces (``""``: its defaults, ``victim=relief_per_work``
-with ``work_floor_core_s=600`` and ``relief_horizon_s=3600``); docs/ACTING.md says what each is and why."""
+with ``work_floor_core_s=600`` and ``relief_horizon_s=3600``, ``destination=usage``,
+``evict_while_pending=false``, ``downsize=true``; the second row is the defaults before the first two);
+docs/ACTING.md says what each is and why, and lists the variants tried with earlier code."""
 OTHER_VICTIMS = ("victim=smallest", "victim=least_work")
 """Victim rules shown beside the default on the evaluation traces, at the budgets above 0."""
 BUDGETS = (0.0, 0.0025, 0.005, 0.01)
@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
              f"(`relief_per_work`: the most predicted relief, over the pod's expected remaining run, per unit of "
              f"work its eviction loses), with `victim=smallest` (the smallest pod that covers the predicted "
              f"excess; the default before) and with `victim=least_work` (of those, the one whose eviction loses "
-             f"the least work). Its defaults were chosen on four validation traces (seeds 3 to 6), not on these "
+             f"the least work), each with its other defaults (`destination=usage`, `evict_while_pending=false`, "
+             f"`downsize=true`). Its defaults were chosen on four validation traces (seeds 3 to 6), not on these "
              f"(docs/ACTING.md; BENCHMARKS \"the validation traces\"). \"evicted work\" is the CPU work evicted pods "
              f"had done since they started; OOM kills are the same for every actuator that leaves memory alone "
              f"(docs/ACTING.md).\n\n![acting](img/{args.plot.name})\n"]
@@ -250,8 +251,9 @@ def validation(args: argparse.Namespace, model: Path, t0: float) -> int:
              "--nodes 40 --target-load 0.75`, `--seed 5` and `--seed 6 --nodes 40 --target-load 0.75`; neither "
              "trained on nor reported in the section above), under kube-scheduler's default scoring, with the "
              "models of the section above. `neurokube` is the default (margin 1.5, `victim=relief_per_work`, "
-             "`work_floor_core_s=600`, `relief_horizon_s=3600`, `relieve=forecast`, budget 1 %); every other row "
-             "changes what it names. docs/ACTING.md says what each is; variants tried with earlier code are "
+             "`work_floor_core_s=600`, `relief_horizon_s=3600`, `relieve=forecast`, `destination=usage`, "
+             "`evict_while_pending=false`, `downsize=true`, budget 1 %); every other row changes what it names. "
+             "docs/ACTING.md says what each is; variants tried with earlier code are "
              "listed there.\n"]
     for n in VALIDATION:
         none = results[n]["none"]["contention_core_s"]

@@ -14,18 +14,26 @@ Every ``interval_s`` it then does, in this order:
 2. **Right-size requests in place** (CPU only). A pod's target request is ``margin`` (1.5) times
    its predicted usage, at least 25 millicores. A pod whose request is more than ``tolerance``
    below its target is raised to it, so the scheduler stops counting on room its pods will use;
-   one more than ``tolerance`` above it is lowered, unless its node is predicted hot, so that room
-   is freed for other pods. Limits stay as written (a limit below the new request is raised to
-   it), and Guaranteed pods are left alone, because their limit must follow their request: a
-   lower limit throttles the pod, and a higher one lets a throttled pod use more and heat its
-   node. Neither relieves anything; both were measured to do harm on validation traces (throttled
-   time up to 4.4x, or contention up; docs/ACTING.md). A pod is resized at most once per ``pod_cooldown_s``, a node
-   sees at most ``resizes_per_node`` per round.
+   one more than ``tolerance`` above it is lowered (``downsize=true``, the default), unless its
+   node is predicted hot, so that room is freed for other pods. ``downsize=false`` only raises:
+   on the validation traces it had less contention (0.905x of no actuation's against 0.971x) but
+   12 % more pending time than no actuation, against 25 % less with downsizing, and on one
+   evaluation trace twice the pending time; a default should not buy contention with waiting (the
+   trade issue 17 holds against Koordinator's load filter). Limits stay as written (a limit below
+   the new request is raised to it), and Guaranteed pods are left alone, because their limit must
+   follow their request: a lower limit throttles the pod, and a higher one lets a throttled pod use
+   more and heat its node. Neither relieves anything; both were measured to do harm on validation
+   traces (throttled time up to 4.4x, or contention up; docs/ACTING.md). A pod is resized at most
+   once per ``pod_cooldown_s``, a node sees at most ``resizes_per_node`` per round.
 3. **Relieve what resizing cannot.** Resizes change requests, not usage: a predicted-hot node
    whose predicted usage is above its allocatable even so loses one pod per round at most, at most
    once per ``node_cooldown_s``. The victim is a controlled pod of the node's lowest priority (never
    one of higher priority than any pod left on the node), and only one for which some node that is
-   not predicted hot has the room its request needs. Among those (``victim=relief_per_work``, the
+   not predicted hot has the room its request needs and room for its predicted usage below
+   ``hot_threshold`` of its allocatable (``destination=usage``, the default; an eviction that only
+   moves the overflow relieves nothing; ``destination=requests`` asks for the requests' room only).
+   No pod is evicted while pods wait to be placed (``evict_while_pending=false``, the default: an
+   evicted pod joins the back of that queue). Among those (``victim=relief_per_work``, the
    default), the pod with the most relief per unit of work its eviction loses: its predicted usage
    capped at the excess, times how long it is expected to run on (up to ``relief_horizon_s``: the
    mean over its workload's finished runs that outlasted its age, or as long again as it has run
@@ -35,7 +43,13 @@ Every ``interval_s`` it then does, in this order:
    that has done the least work. Evictions stop at ``max_evictions`` per pods seen (1 %: the
    issue's budget). ``relieve=warned`` relieves only the nodes the trained hot-node classifier
    (acting/hot_nodes.py) also warns about, and ``relieve=forecast_or_warned`` also relieves the
-   nodes it warns about, down to ``hot_threshold``.
+   nodes it warns about, down to ``hot_threshold``. The defaults of ``destination`` and
+   ``evict_while_pending`` were chosen on the four validation traces once the replay stopped
+   flattering evictions (an evicted pod's demand goes on where it was; sim/acting.py): 0.971x of
+   no actuation's contention (geometric mean) with 90 evictions, 0.34 M core-s of evicted work
+   and 0.75x its pending time, against 1.09x, 234, 1.16 M core-s and 0.89x with the settings
+   before, and 0.95x, 839, 7.6 M core-s and 0.98x for the descheduler (docs/ACTING.md, "Why the
+   results swing").
 
 A workload the models cannot forecast yet (fewer than two 5-minute bins of history) is not
 resized (``resize_unforecast=true`` resizes it from its pods' usage now); its pods' predicted
@@ -65,6 +79,7 @@ window is 36 bins; older history only moves the slow EWM and history-length feat
 CAPACITY_BINS = 4 * (HISTORY_BINS + 1)
 """Bins the series hold before the oldest are dropped: memory stays bounded however long it runs."""
 VICTIMS = ("smallest", "least_work", "relief_per_work")
+DESTINATIONS = ("requests", "usage")
 RELIEVE = ("forecast", "warned", "forecast_or_warned")
 
 
@@ -91,7 +106,8 @@ class NeuroKubeActuatorArgs:
     max_evictions: float = 0.01
     """Evictions at most this share of the pods seen running."""
     downsize: bool = True
-    """Lower over-requested pods (frees room); False raises only."""
+    """Lower over-requested pods too (frees room); False raises only (less contention, more pending:
+    module docstring)."""
     victim: str = "relief_per_work"
     """Which pod relieves a node: ``relief_per_work`` (the most relief per unit of work lost: its
     predicted usage, capped at the excess, times its expected remaining run up to ``relief_horizon_s``,
@@ -114,6 +130,14 @@ class NeuroKubeActuatorArgs:
     ``warned`` (those, when the trained hot-node classifier also warns about them) or
     ``forecast_or_warned`` (also the nodes the classifier warns about, down to ``hot_threshold`` of
     their allocatable). The classifier needs the models; without them, ``forecast``."""
+    destination: str = "usage"
+    """Where an evicted pod must be able to go: ``requests`` (some node not predicted hot has room for its
+    requests) or ``usage`` (also room for its predicted usage below ``hot_threshold`` of that node's
+    allocatable; a pod whose usage no node can absorb only moves the overflow). See docs/ACTING.md
+    ("Why the results swing") for what each measured on the validation traces."""
+    evict_while_pending: bool = False
+    """Evict while pods wait to be placed. False (the default): no eviction while the queue is not
+    empty, since an evicted pod joins the back of it."""
     resize_unforecast: bool = False
     """Also resize pods of workloads the models cannot forecast yet (fewer than two 5-minute bins of
     history), from each pod's usage now; by default those are left alone (VPA waits for history too)."""
@@ -131,6 +155,8 @@ class NeuroKubeActuatorArgs:
             raise ValueError(f"victim must be one of {', '.join(VICTIMS)}, not {self.victim!r}")
         if self.relieve not in RELIEVE:
             raise ValueError(f"relieve must be one of {', '.join(RELIEVE)}, not {self.relieve!r}")
+        if self.destination not in DESTINATIONS:
+            raise ValueError(f"destination must be one of {', '.join(DESTINATIONS)}, not {self.destination!r}")
         if self.work_floor_core_s <= 0 or self.relief_horizon_s < 0:
             raise ValueError("work_floor_core_s must be > 0 and relief_horizon_s >= 0")
 
@@ -386,7 +412,7 @@ class NeuroKubeActuator:
                  req_cpu: np.ndarray, alloc: np.ndarray, floor: np.ndarray) -> list[Action]:
         a, pods = self.args, view.pods
         budget = int(a.max_evictions * max(len(self.seen_pods), 1)) - self.evictions
-        if budget <= 0:
+        if budget <= 0 or (not a.evict_while_pending and view.pending > 0):
             return []
         excess = node_pred - floor
         free_cpu = alloc - req_cpu
@@ -406,8 +432,11 @@ class NeuroKubeActuator:
                 continue
             # somewhere else must have room for it, on a node not predicted hot
             room = ~hot & (np.arange(view.n_nodes) != node)
-            fits = np.array([bool((room & (free_cpu >= pods.cpu_request[r])
-                                    & (free_mem >= pods.memory_request[r])).any()) for r in cand])
+            # destination=usage: also room for its predicted usage there (else the eviction moves the overflow)
+            usage_room = (a.hot_threshold * alloc - node_pred if a.destination == "usage"
+                          else np.full(view.n_nodes, np.inf))
+            fits = np.array([bool((room & (free_cpu >= pods.cpu_request[r]) & (free_mem >= pods.memory_request[r])
+                                   & (usage_room >= predicted[r])).any()) for r in cand])
             cand = cand[fits]
             if cand.size == 0:
                 continue

@@ -23,8 +23,14 @@ held to the same ones (docs/ACTING.md):
   ``max_unavailable`` column, default 1). An evicted pod leaves its node, its CPU work since it
   started is lost (``lost_work_core_s``), and it joins the back of the queue with the requests in
   force (or those the eviction names, as VPA's admission controller sets them, when they would
-  pass the resize checks); once placed again it starts afresh and runs until the end its first run would have had.
-  Its time back in the queue adds to ``pending_pod_s``.
+  pass the resize checks). Once placed again its demand is the one it would have had at that
+  time had it stayed (the workload's load goes on; its profile does not start over), and it runs
+  until the end its first run would have had. So an eviction moves demand to another node and
+  never removes it: before this rule the re-placed pod replayed its profile from the start, which
+  swapped the rest of a spike for the profile's quieter start, and on the validation traces that
+  vanished demand was larger than the contention the actuator's evictions removed (docs/ACTING.md).
+  Its time back in the queue adds to ``pending_pod_s``; the work lost (``lost_work_core_s``) is the
+  cost of the restart.
 
 Pure: numpy only.
 """

@@ -209,8 +209,11 @@ class _Replay:
         """Sum the running pods' usage per node and account the step. Returns the running pods."""
         state, pods = self.state, self.trace.pods
         run_idx = np.flatnonzero(state.running)
+        # Demand follows the time since the pod's *first* placement: an evicted pod placed again
+        # meets the demand it would have met had it stayed (sim/acting.py).
         cpu, mem = self.acting.usage(
-            run_idx, *pod_demand(pods, self.trace.profiles, run_idx, t - state.bind_step[run_idx] * float(self.step)))
+            run_idx, *pod_demand(pods, self.trace.profiles, run_idx,
+                                 t - state.first_bind_step[run_idx] * float(self.step)))
         node_cpu = np.bincount(state.node_of[run_idx], weights=cpu, minlength=self.n_nodes)
         node_mem = np.bincount(state.node_of[run_idx], weights=mem, minlength=self.n_nodes)
         self.window.record(t, node_cpu, node_mem)

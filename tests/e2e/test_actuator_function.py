@@ -5,8 +5,9 @@ kubeconfig and a Prometheus double that serves per-pod usage, it is pinged as th
 A ReplicaSet's three pods run on one KWOK node, requesting 100m each while the double reports them
 using 14, 14 and 8 cores: the node (32 cores) is predicted hot and over its allocatable. A
 PodDisruptionBudget (minAvailable = replicas) covers them. NeuroKube's actuator runs with
-``max_evictions=1.0,margin=1.0`` (NEUROKUBE_ACTUATOR_ARGS) and without models (its predictions
-are the usage now):
+``max_evictions=1.0,margin=1.0,evict_while_pending=true`` (NEUROKUBE_ACTUATOR_ARGS; the last because
+other tests' pods may be pending on the shared cluster, and by default nothing is evicted then) and
+without models (its predictions are the usage now):
 
 * a dry-run ping (the default) asks for the resizes and the eviction and changes nothing;
 * a real ping raises the requests of the two pods that fit in place (same UID; KWOK's pod-resize
@@ -102,7 +103,7 @@ def actuator_client(monkeypatch, cluster: RunningCluster, prometheus: FakePromet
     monkeypatch.setenv("KUBECONFIG", cluster.kubeconfig)
     monkeypatch.setenv("NEUROKUBE_INSECURE", "1")
     monkeypatch.setenv("NEUROKUBE_PROMETHEUS_URL", prometheus.url)
-    monkeypatch.setenv("NEUROKUBE_ACTUATOR_ARGS", "max_evictions=1.0,margin=1.0")
+    monkeypatch.setenv("NEUROKUBE_ACTUATOR_ARGS", "max_evictions=1.0,margin=1.0,evict_while_pending=true")
     if dry_run:
         monkeypatch.delenv("NEUROKUBE_ACTUATOR_DRY_RUN", raising=False)  # the default
     else:

@@ -127,7 +127,7 @@ def test_neurokube_raises_an_under_requested_pod_and_keeps_its_limit():
 
 
 def test_neurokube_lowers_an_over_requested_pod_unless_its_node_is_predicted_hot():
-    act = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, hot_threshold=0.9), None)
+    act = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, hot_threshold=0.9, downsize=True), None)
     running = pods([0, 1, 1], [0, 1, 2], [2000, 2000, 2000], [500.0, 500.0, 3400.0])
     act.observe(0.0, running)
     actions = act.act(view(60.0, running, [4000, 4000]))
@@ -162,11 +162,47 @@ def test_neurokube_never_evicts_without_room_elsewhere_or_past_its_budget():
     assert not [a for a in uncontrolled.act(view(60.0, loose, [4000, 4000])) if isinstance(a, Evict)]
 
 
+def test_neurokube_destination_usage_needs_room_for_the_victims_usage_elsewhere():
+    # node 0: 5,000 of 4,000 predicted; node 1 has request room (1,000 of 4,000 requested) but uses 3,000
+    running = pods([0, 0, 1], [0, 1, 2], [1000, 1000, 1000], [2500.0, 2500.0, 3000.0])
+
+    def evictions(destination, alloc):
+        act = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, max_evictions=1.0, downsize=False,
+                                                      destination=destination, hot_threshold=0.9), None)
+        act.observe(0.0, running)
+        return [a.pod for a in act.act(view(60.0, running, alloc)) if isinstance(a, Evict)]
+
+    # node 1 at 3,000 of 4,000 is not predicted hot (0.9 x 4,000 = 3,600): requests alone let a pod go there
+    assert evictions("requests", [4000, 4000]) in ([0], [1])
+    # but 600 of usage room below its hot threshold cannot take 2,500: the eviction would move the overflow
+    assert evictions("usage", [4000, 4000]) == []
+    # a bigger node 1 (0.9 x 8,000 - 3,000 = 4,200 of room) can
+    assert evictions("usage", [4000, 8000]) in ([0], [1])
+
+
+def test_neurokube_evict_while_pending_false_waits_for_an_empty_queue():
+    running = pods([0, 0, 1], [0, 1, 2], [1000, 1000, 500], [2500.0, 2500.0, 100.0])
+
+    def evictions(evict_while_pending, pending):
+        act = NeuroKubeActuator(NeuroKubeActuatorArgs(margin=1.0, max_evictions=1.0, downsize=False,
+                                                      evict_while_pending=evict_while_pending), None)
+        act.observe(0.0, running)
+        v = view(60.0, running, [4000, 4000])
+        v.pending = pending
+        return [a.pod for a in act.act(v) if isinstance(a, Evict)]
+
+    assert evictions(True, 3)
+    assert evictions(False, 0)
+    assert evictions(False, 3) == []
+
+
 def test_neurokube_args_are_validated():
     with pytest.raises(ValueError):
         NeuroKubeActuatorArgs(refresh_s=100)
     with pytest.raises(ValueError):
         NeuroKubeActuatorArgs(max_evictions=2)
+    with pytest.raises(ValueError, match="destination"):
+        NeuroKubeActuatorArgs(destination="anywhere")
 
 
 def test_neurokube_leaves_guaranteed_pods_alone():

@@ -167,7 +167,7 @@ def test_cooldowns_hold_across_ticks(kube, prometheus):
 def test_an_eviction_a_budget_refuses_is_counted(kube, prometheus):
     telemetry = Telemetry()
     kube.budget_exhausted.add("default/web-2")
-    args = "max_evictions=1.0,margin=1.0"
+    args = "max_evictions=1.0,margin=1.0,evict_while_pending=true"
     report = actor(kube, prometheus, telemetry, actuator_dry_run=False, actuator_args=args).tick()
     [evict] = [x for x in report["actions"] if x["action"] == "evict"]
     assert evict["pod"] == "default/web-2" and evict["result"] == "refused_budget" and evict["status"] == 429

@@ -129,6 +129,19 @@ def test_an_evicted_pod_is_queued_again_loses_its_work_and_ends_when_its_first_r
     assert len(running) == 10 or running[10:].sum() == 0
 
 
+def test_an_evicted_pod_placed_again_meets_the_demand_it_would_have_met_had_it_stayed():
+    # a rising profile: 100, 200, ... 1000 millicores at minutes 0..9 of the pod's life
+    tiny = trace(1, cpu_req=600, cpu_use=100.0, durations=600.0, nodes=(1000, 1000))
+    ramp = ProfileTable(names=np.array(["ramp"], dtype=object), step_s=np.array([60.0]), start=np.array([0]),
+                        length=np.array([10]), cpu=np.arange(1, 11, dtype=float), memory=np.ones(10))
+    r = run(Trace(tiny.name, tiny.nodes, tiny.pods, ramp), Scripted({120.0: [Evict(0, "test")]}))
+    assert r.metrics["evictions"] == 1
+    cpu = r.node_cpu.sum(axis=1)
+    assert cpu[:3].tolist() == [100.0, 200.0, 300.0]  # minutes 0..2 on its first node
+    # evicted at 120 s and placed again at 180 s: minute 3's demand, not minute 0's over again
+    assert cpu[3] == 400.0 and cpu[9] == 1000.0
+
+
 def test_the_disruption_budget_refuses_a_second_eviction_of_one_workload():
     tr = trace(3, cpu_req=100, durations=600.0, workloads=["a", "a", "b"])
     a = Scripted({60.0: [Evict(0, "x"), Evict(1, "x"), Evict(2, "x")]})
