@@ -417,6 +417,10 @@ class NeuroKubeActuator:
         excess = node_pred - floor
         free_cpu = alloc - req_cpu
         free_mem = view.alloc_mem.astype(float) - view.req_mem.astype(float)
+        # destination=usage: a victim's destination also needs room for its predicted usage (else the
+        # eviction moves the overflow)
+        usage_room = (a.hot_threshold * alloc - node_pred if a.destination == "usage"
+                      else np.full(view.n_nodes, np.inf))
         out: list[Action] = []
         for node in np.argsort(-excess):
             if excess[node] <= 0 or budget <= 0:
@@ -432,9 +436,6 @@ class NeuroKubeActuator:
                 continue
             # somewhere else must have room for it, on a node not predicted hot
             room = ~hot & (np.arange(view.n_nodes) != node)
-            # destination=usage: also room for its predicted usage there (else the eviction moves the overflow)
-            usage_room = (a.hot_threshold * alloc - node_pred if a.destination == "usage"
-                          else np.full(view.n_nodes, np.inf))
             fits = np.array([bool((room & (free_cpu >= pods.cpu_request[r]) & (free_mem >= pods.memory_request[r])
                                    & (usage_room >= predicted[r])).any()) for r in cand])
             cand = cand[fits]

@@ -310,6 +310,18 @@ class DecisionLog:
             event(log, "decision outcome mark not spooled", logging.WARNING, decision_id=decision_id,
                   error=str(exc))
 
+    def placed_by(self, decision: LiveDecision) -> bool | None:
+        """Whether ``decision``'s own Binding placed its pod, asked now (the resolver); None when
+        there is no resolver or the apiserver cannot say."""
+        if self.resolve is None:
+            return None
+        try:
+            return self.resolve(decision)
+        except Exception as exc:  # noqa: BLE001 - unknown is an answer here: the shipper asks again
+            event(log, "asking whose Binding placed a pod failed", logging.WARNING, decision_id=decision.decision_id,
+                  pod=decision.pod, error=f"{type(exc).__name__}: {exc}")
+            return None
+
     def _append(self, decision: LiveDecision, kind: int) -> bool:
         if self.spool is None:
             if self.store is not None:

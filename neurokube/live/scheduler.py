@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from operator import itemgetter
 
@@ -204,7 +204,16 @@ class Scheduler:
             self.cache.forget(pod)
             self.decisions.settle(record.decision_id, None)
             raise
-        self.decisions.settle(record.decision_id, placement.outcome == binding.BOUND)
+        bound: bool | None = placement.outcome == binding.BOUND
+        if placement.outcome == binding.ALREADY_BOUND and placement.node == decided.node:
+            # This attempt's own Binding may be what bound it, its answer lost: a POST that timed out
+            # while etcd stalled, re-sent by the client and answered 409. The pod names the decision
+            # that placed it; None (cannot say yet) leaves the record for the shipper to resolve.
+            bound = self.decisions.placed_by(record)
+            if bound:
+                placement = replace(placement, outcome=binding.BOUND,
+                                                detail="its own Binding, whose first answer was lost")
+        self.decisions.settle(record.decision_id, bound)
         self.telemetry.decision_seconds.labels(stage="bind").observe(time.perf_counter() - bind_started)
         if placement.reserve_s:
             self.telemetry.decision_seconds.labels(stage="reserve").observe(placement.reserve_s)

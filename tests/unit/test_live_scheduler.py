@@ -245,3 +245,48 @@ def test_the_pod_names_the_decision_that_placed_it_and_the_resolver_reads_it(mod
 
     kube.before.append(apiserver_down)
     assert bound_as_recorded(kube, record) is None  # cannot say yet: asked again later
+
+
+def test_a_binding_whose_answer_was_lost_and_resent_is_recorded_as_bound(model, prom, tmp_path):
+    """A Binding POST that takes effect while its answer is lost (etcd stalled past the client's
+    read timeout) is re-sent by the client and answered 409 "already assigned" to the very node it
+    asked for. The pod names the decision that placed it, so the outcome is BOUND and the record
+    settles as bound, not as a conflict lost to another replica."""
+    kube = cluster()
+    runtime = logging_runtime(kube, model, prom, tmp_path)
+    lost = []
+
+    def first_answer_lost(method, path, body):
+        if method == "POST" and path.endswith("/binding") and not lost:
+            lost.append(body["target"]["name"])
+            kube.request(method, path, body)  # takes effect; the caller never sees this answer
+
+    kube.before.append(first_answer_lost)
+    outcome = runtime.scheduler.schedule(submit(kube, "p"))
+    assert lost and outcome.outcome == BOUND and outcome.node == lost[0] and outcome.attempts == 1
+    assert kube.bindings == [("default/p", lost[0])]
+    assert runtime.decisions.flush() == 1  # settled bound at once: shipped, not voided
+    shipped = pd.concat(pd.read_parquet(f) for f in (tmp_path / "log").rglob("*.decisions.parquet"))
+    assert shipped["pod"].tolist() == ["default/p"]
+    assert runtime.telemetry.decision_log.labels(result="voided")._value.get() == 0
+
+
+def test_a_conflict_on_the_same_node_from_another_replica_is_not_claimed(model, prom, tmp_path):
+    """The other side of the rule above: when another replica's Binding put the pod on the node this
+    one chose, the pod names that replica's decision, so this one's record is voided."""
+    kube = cluster()
+    runtime = logging_runtime(kube, model, prom, tmp_path)
+    raced = []
+
+    def other_replica_first(method, path, body):
+        if method == "POST" and path.endswith("/binding") and not raced:
+            raced.append(path)
+            theirs = dict(body["metadata"], annotations={DECISION_ANNOTATION: "live:r2:theirs"})
+            kube.request(method, path, dict(body, metadata=theirs))  # same node, the other replica's decision
+
+    kube.before.append(other_replica_first)
+    outcome = runtime.scheduler.schedule(submit(kube, "p"))
+    assert outcome.outcome == ALREADY_BOUND and len(kube.bindings) == 1
+    assert kube.pods[("default", "p")]["metadata"]["annotations"][DECISION_ANNOTATION] == "live:r2:theirs"
+    assert runtime.decisions.flush() == 0
+    assert runtime.telemetry.decision_log.labels(result="voided")._value.get() == 1
