@@ -63,7 +63,9 @@ from neurokube.acting.base import Action, Actuator, ActuatorView, Evict, Resize,
 from neurokube.acting.neurokube_actuator import BIN_S, NeuroKubeActuator
 from neurokube.adapters.kube import KubeClient
 from neurokube.errors import InputError, NeuroKubeError, TemporaryError
-from neurokube.k8s.objects import parse_node, parse_pod
+from neurokube.k8s.feasibility import fit_mask
+from neurokube.k8s.nodetable import NodeTable
+from neurokube.k8s.objects import Node, Pod, parse_node, parse_pod
 from neurokube.k8s.quantity import MIB, cpu_milli, memory_bytes, mib_down, mib_up
 from neurokube.live import actuation
 from neurokube.live.actuation import Outcome, Result
@@ -144,6 +146,7 @@ class Built:
     no_usage: int = 0  # running pods without usage series (not rows)
     skipped_namespace: int = 0  # running pods in NEUROKUBE_ACTUATOR_SKIP_NAMESPACES (not rows)
     unreadable: int = 0  # pods or nodes that could not be parsed (left out)
+    unplaceable: int = 0  # pending pods no node could take even if it were empty (not in view.pending)
 
 
 def _timestamp(value: object) -> float | None:
@@ -228,7 +231,8 @@ def build_view(node_docs: list[dict], pod_docs: list[dict], usage: Mapping[str, 
                                              "memory_request", "cpu_limit", "memory_limit", "cpu_usage",
                                              "memory_usage", "started_s", "resize_waiting_s")}
     targets: list[Target] = []
-    pending = no_usage = skipped = 0
+    no_usage = skipped = 0
+    unbound: list[Pod] = []
     uids: set[str] = set()
     for doc in pod_docs:
         try:
@@ -243,7 +247,8 @@ def build_view(node_docs: list[dict], pod_docs: list[dict], usage: Mapping[str, 
         if pod.terminal:
             continue
         if not pod.bound:
-            pending += 0 if pod.deleting else 1
+            if not pod.deleting and not (doc.get("spec") or {}).get("schedulingGates"):
+                unbound.append(pod)
             continue
         node = index.get(pod.node_name)
         if node is None:
@@ -277,6 +282,7 @@ def build_view(node_docs: list[dict], pod_docs: list[dict], usage: Mapping[str, 
     pods = RunningPods(**{k: np.asarray(v, dtype=types.get(k, np.int64)) for k, v in rows.items()})
     n_workloads = len(ids.workloads)
     names = [n.name for n in nodes]
+    pending = placeable_count(unbound, nodes)
     view = ActuatorView(
         now_s=now - epoch,
         alloc_cpu=np.asarray([n.alloc_cpu for n in nodes], dtype=np.int64),
@@ -285,7 +291,20 @@ def build_view(node_docs: list[dict], pod_docs: list[dict], usage: Mapping[str, 
         metrics=metrics(names) if metrics is not None else NodeMetrics.empty(n_nodes),
         pods=pods, unavailable=np.zeros(n_workloads, dtype=np.int64),
         max_unavailable=np.full(n_workloads, NO_BUDGET, dtype=np.int64), pending=pending)
-    return Built(view, targets, no_usage, skipped, unreadable)
+    return Built(view, targets, no_usage, skipped, unreadable, len(unbound) - pending)
+
+
+def placeable_count(waiting: list[Pod], nodes: list[Node]) -> int:
+    """How many of the ``waiting`` pods some node could take were it empty: its selector, required
+    affinity, tolerations, cordon and size allow it. These are the pods an evicted pod would compete
+    with for room (``evict_while_pending=false`` holds evictions back while there are any); a pod no
+    node could ever take (a selector nothing matches, a request above every node's allocatable)
+    would otherwise hold them back for as long as it waits."""
+    if not waiting or not nodes:
+        return 0
+    table = NodeTable.of(nodes)
+    empty = np.zeros(len(table), dtype=np.int64)
+    return sum(1 for pod in waiting if fit_mask(pod, table, empty, empty, empty).any())
 
 
 # -- applying an action ----------------------------------------------------------------------------
@@ -335,6 +354,7 @@ class Tick:
     no_usage: int = 0
     skipped_namespace: int = 0
     pending: int = 0
+    unplaceable: int = 0
     fallback: str | None = None
     actions: list[dict] = field(default_factory=list)
     seconds: float = 0.0
@@ -344,7 +364,8 @@ class Tick:
         for a in self.actions:
             outcomes.setdefault(a["action"], Counter())[a["result"]] += 1
         return {"dry_run": self.dry_run, "nodes": self.nodes, "pods": self.pods, "no_usage": self.no_usage,
-                "skipped_namespace": self.skipped_namespace, "pending": self.pending, "fallback": self.fallback,
+                "skipped_namespace": self.skipped_namespace, "pending": self.pending,
+                "unplaceable": self.unplaceable, "fallback": self.fallback,
                 "actions": self.actions, "outcomes": {k: dict(v) for k, v in outcomes.items()},
                 "seconds": self.seconds}
 
@@ -443,7 +464,8 @@ class Actor:
                            metrics=self._node_metrics(node_docs) if usage else None,
                            skip_namespaces=self.skip_namespaces)
         view = built.view
-        tick.nodes, tick.pods, tick.pending = view.n_nodes, len(view.pods), view.pending
+        tick.nodes, tick.pods, tick.pending, tick.unplaceable = view.n_nodes, len(view.pods), view.pending, \
+            built.unplaceable
         tick.no_usage, tick.skipped_namespace = built.no_usage, built.skipped_namespace
         if tick.fallback is not None:
             return self._done(tick, started, request_id)

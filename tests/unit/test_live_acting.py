@@ -293,3 +293,23 @@ def test_the_function_refuses_to_start_open(monkeypatch):
     monkeypatch.delenv("NEUROKUBE_INSECURE", raising=False)
     with pytest.raises(Exception, match="refusing to start"):
         functions_framework.create_app("actuator", SOURCE)
+
+
+def test_pods_no_node_could_ever_take_do_not_hold_evictions_back(kube, prometheus):
+    """``evict_while_pending=false`` (the default) holds evictions back while pods wait for room; a
+    pod whose selector no node matches, or that is larger than every node, never gets room, and a
+    gated pod is not waiting for a scheduler: none of them may switch eviction off."""
+    kube.add_pod(pod_doc("nowhere", "100m", "64Mi", uid="uid-nowhere", node_selector={"zone": "mars"}))
+    kube.add_pod(pod_doc("giant", "64", "64Mi", uid="uid-giant"))
+    gated = pod_doc("gated", "100m", "64Mi", uid="uid-gated")
+    gated["spec"]["schedulingGates"] = [{"name": "example.com/quota"}]
+    kube.add_pod(gated)
+    args = "max_evictions=1.0,margin=1.0"
+    held = actor(kube, prometheus, actuator_dry_run=False, actuator_args=args).tick()
+    assert held["pending"] == 1 and held["unplaceable"] == 2  # "waiting" fits on some node: evictions wait
+    assert not [x for x in held["actions"] if x["action"] == "evict"] and kube.evictions == []
+    kube.pods.pop(("default", "waiting"))
+    report = actor(kube, prometheus, actuator_dry_run=False, actuator_args=args).tick()
+    assert report["pending"] == 0 and report["unplaceable"] == 2
+    assert [(x["pod"], x["result"]) for x in report["actions"] if x["action"] == "evict"] == [
+        ("default/web-2", "applied")]
