@@ -758,9 +758,17 @@ def _neurokube_profile(before: dict, after: dict, result: stats.PhaseResult, bin
     conflicts = {kind: delta(b, a, "neurokube_bind_conflicts_total", kind=kind)
                  for kind in ("already_assigned", "reservation", "no_room", "node_gone", "contended")}
     offset_wall = {n: created_wall[n] - created[n] for n in created_wall}  # wall - monotonic, per pod
+    cpu_s = {part: delta(b, a, "neurokube_cpu_seconds_total", part=part)
+             for part in ("event_handled", "event_ignored", "decide", "place")}
+    handled = sum(v for k, v in events.items() if k.endswith(":handled"))
+    ignored = sum(v for k, v in events.items() if k.endswith(":ignored"))
+    per = {"decide_per_handled": (cpu_s["decide"], handled), "place_per_handled": (cpu_s["place"], handled),
+           "handled_event": (cpu_s["event_handled"], handled), "ignored_event": (cpu_s["event_ignored"], ignored)}
+    cpu_ms = {k: round(1000.0 * s / n, 3) for k, (s, n) in per.items() if n}
     bound_wall = {n: bound_at[n] + offset_wall[n] for n in bound_at if n in offset_wall}
     return {
         "decision_stages": stages,
+        "handler_cpu_ms": cpu_ms,
         "binder_busy_share": round(busy_s / result.span_s, 3) if result.span_s > 0 else None,
         "events_delivered": {k: int(v) for k, v in sorted(events.items())},
         "bind_conflicts": {k: int(v) for k, v in conflicts.items() if v},
@@ -946,9 +954,9 @@ def _requests_lines(result: BenchResult) -> list[str]:
         lines.append(f"| {stats.LABELS[name]} | {r['writes']:.2f} | "
                      + " | ".join(f"{r['by_verb'].get(v, 0.0):.2f}" for v in verbs) + " |")
     last = result.phases
-    detail = "; ".join(f"{stats.LABELS[name]}: " + ", ".join(f"{k} {v:.2f}" for k, v in
-                                                           list((phase.api_requests or {}).get("by_request", {}).items())[:6])
-                       for name, phase in last.items() if phase.api_requests)
+    detail = "; ".join(f"{stats.LABELS[name]}: " + ", ".join(
+        f"{k} {v:.2f}" for k, v in list((phase.api_requests or {}).get("by_request", {}).items())[:6])
+        for name, phase in last.items() if phase.api_requests)
     return lines + ["", f"Largest requests per pod in the last round: {detail}."]
 
 
@@ -984,4 +992,11 @@ def profile_text(profile: dict) -> str:
     tail = [f"Binder threads placing at once, on average: {profile.get('binder_busy_share') or 0:.1f}; events "
             f"delivered to it: {events or 'none'}; bind conflicts: {profile.get('bind_conflicts') or 'none'}; "
             f"placed by the sweeper: {profile.get('sweeper_bound', 0)}."]
+    cpu = profile.get("handler_cpu_ms") or {}
+    if "handled_event" in cpu:
+        tail.append(f"CPU of the binder's event handlers (thread time, `neurokube_cpu_seconds_total`): "
+                    f"{cpu['handled_event']:.2f} ms per handled event, of which deciding "
+                    f"{cpu.get('decide_per_handled', 0):.2f} and reserving and binding "
+                    f"{cpu.get('place_per_handled', 0):.2f}; {cpu.get('ignored_event', 0):.2f} ms per ignored "
+                    f"event. The rest of the binder's CPU is HTTP serving, the watches and the Event posters.")
     return "\n".join(rows + [""] + tail)

@@ -32,6 +32,14 @@ Two models, split by the node's use now, because the two cases differ:
 :func:`onset_leads` measures what a warning is worth: for every onset event (a node that passes
 the threshold after ``lead_steps`` steps at or below it), the minutes between the first warning
 in its look-ahead window and the first hot step.
+
+:func:`known_pod_warnings` is not a model but a clairvoyant bound on any model: it warns exactly
+when the pods already bound to the node at the decision would, by their true future use, pass the
+threshold in the look-ahead. Every feature a node-level model could have (its pods, their ages,
+their profiles' shapes, pods just bound that have not ramped up) describes those pods, so its
+``onset_recall_10m`` bounds theirs; an onset it misses is caused by a pod not yet bound at the
+decision (``known_s`` moves "known" to the pod's creation, to bound a model that also sees the
+pending queue and where each pod will land).
 """
 
 from __future__ import annotations
@@ -44,7 +52,9 @@ import numpy as np
 import pandas as pd
 
 from neurokube.errors import InputError
-from neurokube.forecast.series import NodeSeries, PodSamples
+from neurokube.forecast.series import NodeSeries, PodSamples, _pod_steps
+from neurokube.trace.model import Trace
+from neurokube.trace.usage import pod_usage
 
 FEATURES = ("util", "requested", "slope15", "tod_sin", "tod_cos",
             "mean5", "max5", "std5", "mean15", "max15", "std15", "mean60", "max60", "std60")
@@ -220,6 +230,43 @@ def onset_leads(util: np.ndarray, warned: np.ndarray, settings: BottleneckSettin
         hit = np.flatnonzero(grid[i0:i1 + 1, j])
         leads.append((s - (k[i0 + hit[0]] + 1)) * step_s / 60 if hit.size else np.nan)
     return np.asarray(leads, float)
+
+
+def known_pod_warnings(trace: Trace, node_of: np.ndarray, bind_s: np.ndarray,
+                       settings: BottleneckSettings = BottleneckSettings(), step_s: int = 60,
+                       known_s: np.ndarray | None = None) -> np.ndarray:
+    """A clairvoyant bound, not a model: per row of :func:`node_features`, does the use of the pods
+    *known* at the decision alone pass ``threshold`` in its look-ahead?
+
+    A pod is known at decision ``k`` when ``known_s`` (default: its bind time) is at most the start
+    of step ``k``; its future use is its true one (``pod_usage``, the rule :func:`node_series`
+    uses), so these warnings are exact for everything the known pods do and blind to the pods
+    placed later. ``lead_report(onset_leads(util, known_pod_warnings(...)))`` is then the best any
+    warning built from the pods on the node could do (``known_s = trace.pods.creation_s`` adds the
+    pods created but still pending, at the node they will be bound to). With every pod known the
+    warnings are the labels ``y``.
+    """
+    p = trace.pods
+    known = np.asarray(bind_s if known_s is None else known_s, float)
+    if known.shape != bind_s.shape or len(node_of) != len(bind_s):
+        raise InputError("placements do not match", "bottleneck",
+                         f"{len(node_of)} nodes, {len(bind_s)} bind times, {known.shape} known times")
+    pod, step = _pod_steps(trace, bind_s, step_s)
+    cpu, _ = pod_usage(p, trace.profiles, pod, step * float(step_s) - np.round(bind_s[pod] / step_s) * step_s)
+    n_nodes = len(trace.nodes)
+    steps = int(step.max()) + 1 if step.size else 0
+    k = decision_steps(steps, settings)
+    lead = settings.lead_steps
+    ahead = np.zeros((len(k), lead, n_nodes))
+    known_step = np.ceil(np.round(known[pod] / step_s, 9))  # the first step whose start is at or after it
+    for j in range(1, lead + 1):  # the cell at ``step`` is ``j`` steps ahead of decision ``step - j``
+        kk = step - j
+        i = (kk - (settings.decision_steps - 1)) // settings.decision_steps
+        use = ((kk - (settings.decision_steps - 1)) % settings.decision_steps == 0) & (i >= 0) & (i < len(k)) \
+            & (known_step <= kk)
+        np.add.at(ahead, (i[use], j - 1, node_of[pod[use]]), cpu[use])
+    peak = ahead.max(axis=1) / trace.nodes.cpu_milli.astype(float)[None, :]
+    return (peak > settings.threshold).reshape(-1)
 
 
 def lead_report(leads: np.ndarray, min_lead_min: float = MIN_LEAD_MIN) -> dict:

@@ -27,7 +27,7 @@ from neurokube.live import runtime, trust
 from neurokube.live.extender import parse_args
 from neurokube.live.scheduler import ALREADY_BOUND, IGNORED, Outcome, ignore_reason
 from neurokube.live.settings import Settings
-from neurokube.live.telemetry import process_telemetry
+from neurokube.live.telemetry import Telemetry, process_telemetry
 from neurokube.logs import event
 
 log = logging.getLogger("neurokube.live.handlers")
@@ -71,6 +71,17 @@ def pod_from_event(ce: AnyCloudEvent, scheduler_name: str) -> tuple[Pod | None, 
 
 def on_pod_event(ce: AnyCloudEvent, settings: Settings, request_id: str) -> Outcome:
     telemetry = process_telemetry()
+    started = time.thread_time()
+    part = "event_failed"
+    try:
+        outcome = _on_pod_event(ce, settings, request_id, telemetry)
+        part = "event_ignored" if outcome.outcome == IGNORED else "event_handled"
+        return outcome
+    finally:
+        telemetry.cpu_seconds.labels(part=part).inc(time.thread_time() - started)
+
+
+def _on_pod_event(ce: AnyCloudEvent, settings: Settings, request_id: str, telemetry: Telemetry) -> Outcome:
     try:
         pod, why = pod_from_event(ce, settings.scheduler_name)
     except InputError:

@@ -131,13 +131,17 @@ class Scheduler:
         contended = False
         policy = ""
         for attempt in range(1, self.bind_attempts + 1):
+            cpu_started = time.thread_time()
             decided = self._decide(pod, excluded)
+            cpu_decided = time.thread_time()
+            self.telemetry.cpu_seconds.labels(part="decide").inc(cpu_decided - cpu_started)
             if decided.choice is None:
                 if contended:
                     break
                 return self._unschedulable(pod, decided.failure, attempt, request_id, started)
             policy = decided.choice.policy
             placement = self._place(pod, decided)
+            self.telemetry.cpu_seconds.labels(part="place").inc(time.thread_time() - cpu_decided)
             if placement.outcome == binding.BOUND:
                 self.events.scheduled(pod, decided.node)
                 choice = decided.choice

@@ -177,7 +177,8 @@ def test_metrics_and_health(http_client, kube):
     text = http_client.get("/metrics").get_data(as_text=True)
     for name in ("neurokube_decisions_total", "neurokube_fallbacks_total", "neurokube_bind_conflicts_total",
                  "neurokube_decision_duration_seconds", "neurokube_model_info", "neurokube_pending_pods",
-                 "neurokube_cache_age_seconds", 'neurokube_cloudevents_total{result="ignored"'):
+                 "neurokube_cache_age_seconds", 'neurokube_cloudevents_total{result="ignored"',
+                 'neurokube_cpu_seconds_total{part="event_ignored"}'):
         assert name in text, name
 
 

@@ -159,6 +159,16 @@ def test_a_second_delivery_is_a_success_without_a_second_binding():
     assert [e["reason"] for e in kube.events] == ["Scheduled"]
 
 
+def test_the_cpu_of_deciding_and_placing_is_counted():
+    kube = cluster()
+    runtime = fake_runtime(kube)
+    cpu = runtime.telemetry.cpu_seconds
+    assert cpu.labels(part="decide")._value.get() == 0 and cpu.labels(part="place")._value.get() == 0
+    for i in range(20):
+        assert runtime.scheduler.schedule(submit(kube, f"p{i}", cpu="10m")).outcome == BOUND
+    assert cpu.labels(part="decide")._value.get() > 0 and cpu.labels(part="place")._value.get() > 0
+
+
 def test_deleted_pod_is_gone():
     kube = cluster()
     runtime = fake_runtime(kube)
