@@ -33,13 +33,14 @@ Two models, split by the node's use now, because the two cases differ:
 the threshold after ``lead_steps`` steps at or below it), the minutes between the first warning
 in its look-ahead window and the first hot step.
 
-:func:`known_pod_warnings` is not a model but a clairvoyant bound on any model: it warns exactly
-when the pods already bound to the node at the decision would, by their true future use, pass the
+:func:`known_pod_warnings` is not a model but a clairvoyant diagnostic: it warns exactly when the
+pods already bound to the node at the decision would, by their true future use, pass the
 threshold in the look-ahead. Every feature a node-level model could have (its pods, their ages,
 their profiles' shapes, pods just bound that have not ramped up) describes those pods, so its
-``onset_recall_10m`` bounds theirs; an onset it misses is caused by a pod not yet bound at the
-decision (``known_s`` moves "known" to the pod's creation, to bound a model that also sees the
-pending queue and where each pod will land).
+``onset_recall_10m`` is what such a model can reach *without false warnings*; an onset it misses
+needs a pod not yet bound at the decision, and a model can only catch it by guessing that a pod
+will come, which costs precision (``known_s`` moves "known" to the pod's creation: a model that
+also sees the pending queue and where each pod will land).
 """
 
 from __future__ import annotations
@@ -241,10 +242,10 @@ def known_pod_warnings(trace: Trace, node_of: np.ndarray, bind_s: np.ndarray,
     A pod is known at decision ``k`` when ``known_s`` (default: its bind time) is at most the start
     of step ``k``; its future use is its true one (``pod_usage``, the rule :func:`node_series`
     uses), so these warnings are exact for everything the known pods do and blind to the pods
-    placed later. ``lead_report(onset_leads(util, known_pod_warnings(...)))`` is then the best any
-    warning built from the pods on the node could do (``known_s = trace.pods.creation_s`` adds the
-    pods created but still pending, at the node they will be bound to). With every pod known the
-    warnings are the labels ``y``.
+    placed later. ``lead_report(onset_leads(util, known_pod_warnings(...)))`` is then the share of
+    onsets the pods on the node explain, what a warning built from them reaches at precision 1
+    (``known_s = trace.pods.creation_s`` adds the pods created but still pending, at the node they
+    will be bound to). With every pod known the warnings are the labels ``y``.
     """
     p = trace.pods
     known = np.asarray(bind_s if known_s is None else known_s, float)
