@@ -566,3 +566,11 @@ def test_bad_arguments_are_one_line_and_exit_2(tmp_path, argv, needle):
     assert needle in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 2
+
+
+def test_rounds_alternate_which_scheduler_goes_first():
+    """The phase after another pays for some of its cleanup (KWOK's late DELETEs), so the order
+    alternates: kube-scheduler first in odd rounds, NeuroKube first in even ones."""
+    firsts = [scheduling.phase_order(n)[0][0] for n in (1, 2, 3, 4)]
+    assert firsts == [stats.KUBE_SCHEDULER, stats.NEUROKUBE, stats.KUBE_SCHEDULER, stats.NEUROKUBE]
+    assert {frozenset(scheduling.phase_order(n)) for n in (1, 2)} == {frozenset(scheduling.phase_order(1))}
