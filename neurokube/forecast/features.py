@@ -2,13 +2,7 @@
 
 The feature row at bin ``t`` ("now" is the end of bin ``t``) is a function of bins ``<= t`` only:
 lags, trailing rolling statistics, the time of day of now, the running pods and the request as
-written, and ``hist_mean``: the workload's per-pod mean over *all* its history so far (weighted by
-running pods). Why that last one: a workload's per-pod mean jumps when its pods come and go (pods
-of one workload sit on different days of its usage shape), and what a replacement pod will use is
-best guessed from every pod seen so far, not from the last hour; on the validation traces it
-lowered the RMSE ratio to persistence by about 0.004 at both horizons on top of the
-square-root row weights of models.py (docs/FORECASTS.md).
-Values are divided by a *scale* known at ``t`` -- the trailing mean over
+written. Values are divided by a *scale* known at ``t`` -- the trailing mean over
 ``scale_bins`` -- so one global model serves workloads of any size; the forecast is multiplied
 back. tests/unit/test_forecast_features.py checks that changing the future leaves every feature
 row unchanged.
@@ -46,7 +40,7 @@ class FeatureSettings:
 
 def feature_names(settings: FeatureSettings = FeatureSettings()) -> list[str]:
     names = ["last", "delta1", "log_scale", "log_request", "last_over_request", "pods", "history_bins",
-             "tod_sin", "tod_cos", "pods_delta1", "pods_mean12", "ewm3", "ewm12", "hist_mean"]
+             "tod_sin", "tod_cos", "pods_delta1", "pods_mean12", "ewm3", "ewm12"]
     names += [f"lag{k}" for k in settings.lags]
     for w in settings.windows:
         names += [f"mean{w}", f"std{w}", f"max{w}", f"min{w}"]
@@ -84,8 +78,7 @@ def series_features(x: np.ndarray, pods: np.ndarray, request: np.ndarray, bin_s:
             np.broadcast_to(np.sin(tod)[None, :], x.shape), np.broadcast_to(np.cos(tod)[None, :], x.shape),
             pods - _shift(pods, 1), pd.DataFrame(pods.T).rolling(12, min_periods=1).mean().to_numpy().T,
             frame.ewm(halflife=3, ignore_na=True).mean().to_numpy().T / scale,
-            frame.ewm(halflife=12, ignore_na=True).mean().to_numpy().T / scale,
-            history_mean(x, pods) / scale]
+            frame.ewm(halflife=12, ignore_na=True).mean().to_numpy().T / scale]
     out += [_shift(x, k) / scale for k in settings.lags]
     for w in settings.windows:
         roll = frame.rolling(w, min_periods=1)
@@ -93,14 +86,6 @@ def series_features(x: np.ndarray, pods: np.ndarray, request: np.ndarray, bin_s:
             out.append(stat.to_numpy().T / scale)
     del z
     return np.stack([np.asarray(a, dtype=np.float64) for a in out], axis=-1)
-
-
-def history_mean(x: np.ndarray, pods: np.ndarray) -> np.ndarray:
-    """(W, B): the mean of ``x`` over bins ``<= t`` weighted by the running pods (NaN before any pod ran)."""
-    p = np.where(np.isfinite(x), np.nan_to_num(pods), 0.0)
-    total = np.cumsum(p, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, np.cumsum(np.nan_to_num(x) * p, axis=1) / total, np.nan)
 
 
 def _shift(x: np.ndarray, k: int) -> np.ndarray:

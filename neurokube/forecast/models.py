@@ -16,16 +16,6 @@ the Huber forecasts: two estimates of the centre whose errors are only partly sh
 mean has less variance than either (``point_huber=False`` gives the median model alone).
 Chosen on validation traces (seeds 3 and 4, trained on seed 1); docs/FORECASTS.md has the numbers.
 
-**Row weights.** The quantile models other than 0.5 weight each row by its scale, so their loss on
-normalised targets is the pinball loss in milli-CPU / MiB. The two point-forecast models weight
-rows by ``scale ** point_weight_power`` (0.5): the pooled RMSE is dominated by a few big
-workloads, but with two training traces a loss weighted fully by size rests on a handful of them
-and does not carry to unseen ones; the square root keeps big workloads ahead while every
-workload still informs the fit. On the validation traces (synth-3, real-3, real-4; three seeds)
-it lowered the mean RMSE ratio to persistence by about 0.008 at 15 and 60 minutes against
-weights ``scale`` (``scale ** 2``, exactly RMSE in cores, was worse; unweighted rows, power 0,
-let idle workloads' huge normalised bursts swamp the fit and were far worse).
-
 Models serialise to LightGBM's text format plus a JSON manifest (no pickle); files are written
 by the caller (the core does no I/O).
 """
@@ -43,9 +33,8 @@ from neurokube.forecast.features import FeatureSettings, feature_names, series_f
 from neurokube.forecast.series import WorkloadSeries
 
 RESOURCES = ("cpu", "mem")
-FORMAT_VERSION = 3
-"""Of ``forecast_manifest.json``. 3: the ``hist_mean`` feature and the point models' row weights
-``scale ** point_weight_power``; 2: the point forecast adds a Huber model per (resource, horizon)
+FORMAT_VERSION = 2
+"""Of ``forecast_manifest.json``. 2: the point forecast adds a Huber model per (resource, horizon)
 (1: the 0.5 quantile alone)."""
 
 
@@ -71,11 +60,7 @@ class ForecastSettings:
     """A forecast is at most this times the largest value of the longest trailing window."""
     weight_by_scale: bool = True
     """Weight each row by its scale, so the loss on normalised targets equals the pinball loss in
-    milli-CPU / MiB: big workloads count as much as they weigh in a cluster-wide RMSE. False:
-    every row weighs 1 in every model."""
-    point_weight_power: float = 0.5
-    """With ``weight_by_scale``, the point-forecast models (0.5 quantile and Huber) weight rows by
-    ``scale ** point_weight_power`` instead (module docstring; 1 weights them as the others)."""
+    milli-CPU / MiB: big workloads count as much as they weigh in a cluster-wide RMSE."""
     seed: int = 0
     features: FeatureSettings = field(default_factory=FeatureSettings)
 
@@ -87,16 +72,6 @@ class ForecastSettings:
             raise InputError("alphas must lie in (0, 1) and include 0.5", "forecast settings")
         if not self.huber_delta > 0:
             raise InputError("huber_delta must be positive", "forecast settings", f"got {self.huber_delta}")
-        if not 0 <= self.point_weight_power <= 2:
-            raise InputError("point_weight_power must lie in [0, 2]", "forecast settings",
-                             f"got {self.point_weight_power}")
-
-    def row_weights(self, scale: np.ndarray, point: bool) -> np.ndarray:
-        """Training weights (mean 1) of rows with these scales, for a point model or another quantile."""
-        if not self.weight_by_scale:
-            return np.ones(len(scale))
-        w = scale ** (self.point_weight_power if point else 1.0)
-        return w / w.mean()
 
     def lgb_params(self, alpha: float | None) -> dict:
         """LightGBM parameters of the ``alpha`` quantile model, or of the Huber model for ``None``."""
@@ -217,17 +192,16 @@ def fit_forecasters(train: list[WorkloadSeries], settings: ForecastSettings = Fo
             parts = [training_rows(s, res, h, settings.features) for s in train]
             X = np.concatenate([p[0] for p in parts])
             y = np.concatenate([p[1] for p in parts])
-            scale = np.concatenate([p[2] for p in parts])
+            w = np.concatenate([p[2] for p in parts]) if settings.weight_by_scale else np.ones(len(y))
             if len(y) < 100:
                 raise InputError("too little training data", "forecast",
                                  f"{len(y)} rows for {res} at {h} min; use longer or more training traces")
             if len(y) > settings.max_rows:
                 keep = rng.choice(len(y), settings.max_rows, replace=False)
-                X, y, scale = X[keep], y[keep], scale[keep]
-            data = {point: lgb.Dataset(X, y, weight=settings.row_weights(scale, point), feature_name=names,
-                                       free_raw_data=False) for point in (True, False)}
+                X, y, w = X[keep], y[keep], w[keep]
+            data = lgb.Dataset(X, y, weight=w / w.mean(), feature_name=names, free_raw_data=False)
             for a in settings.alphas:
-                boosters[(res, h, a)] = lgb.train(settings.lgb_params(a), data[a == 0.5], settings.num_boost_round)
+                boosters[(res, h, a)] = lgb.train(settings.lgb_params(a), data, settings.num_boost_round)
             if settings.point_huber:
-                huber[(res, h)] = lgb.train(settings.lgb_params(None), data[True], settings.num_boost_round)
+                huber[(res, h)] = lgb.train(settings.lgb_params(None), data, settings.num_boost_round)
     return ForecastModels(settings, boosters, bin_s, huber)

@@ -3,20 +3,12 @@
 * Changing every value after bin ``t`` leaves the feature rows of bins ``<= t`` unchanged (no
   leakage), for random series with gaps.
 * Targets are the value ``h`` bins later; lags and the scale are what they say on hand-made input.
-* ``hist_mean`` is the running-pod-weighted mean of every bin so far (gaps skipped).
 """
 
 import numpy as np
 import pytest
 
-from neurokube.forecast.features import (
-    FeatureSettings,
-    feature_names,
-    history_mean,
-    series_features,
-    targets,
-    trailing_scale,
-)
+from neurokube.forecast.features import FeatureSettings, feature_names, series_features, targets, trailing_scale
 
 
 def _series(seed=0, w=5, b=60):
@@ -53,13 +45,3 @@ def test_lags_targets_and_scale_on_a_hand_made_series():
     assert np.isnan(f[0, 1, names.index("lag2")])
     np.testing.assert_allclose(f[0, 2, names.index("last_over_request")], 0.3)
     np.testing.assert_allclose(targets(x, 2)[0], [300, np.nan, 500, np.nan, np.nan])
-
-
-def test_history_mean_weights_every_past_bin_by_its_running_pods():
-    x = np.array([[100.0, 200.0, 300.0, np.nan, 500.0]])
-    pods = np.array([[1.0, 3.0, 1.0, 0.0, 1.0]])
-    s = FeatureSettings(lags=(1,), windows=(2,), scale_bins=2)
-    f = series_features(x, pods, np.array([1000.0]), 300, s)
-    hist = f[0, :, feature_names(s).index("hist_mean")] * trailing_scale(x, s)[0]
-    np.testing.assert_allclose(hist, [100, 175, 200, 200, 250])
-    np.testing.assert_allclose(history_mean(np.array([[np.nan, 50.0]]), np.array([[0.0, 2.0]])), [[np.nan, 50.0]])

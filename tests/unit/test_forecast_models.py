@@ -4,10 +4,7 @@
   model's clipped forecasts; with ``point_huber=False`` it is the median model alone, and the
   0.95 quantile is unaffected.
 * The bundle round-trips through text with the Huber models, and a bundle of an older format
-  (1: no Huber models; 2: no ``hist_mean`` feature) fails with one-line InputError naming the
-  file, the version and the remedy.
-* The point models (0.5 quantile, Huber) weight rows by ``scale ** point_weight_power``, the other
-  quantiles by ``scale``: changing the power changes the point models and leaves the 0.95 one as is.
+  (no Huber models) fails with one-line InputError naming the file, the version and the remedy.
 """
 
 import json
@@ -70,41 +67,18 @@ def test_bundle_round_trips_with_the_huber_models(models):
         np.testing.assert_allclose(models.predict(s, "mem", h, 0.5), again.predict(s, "mem", h, 0.5))
 
 
-@pytest.mark.parametrize("version", [1, 2])
-def test_an_older_bundle_fails_with_one_clear_line(models, version):
+def test_an_older_bundle_fails_with_one_clear_line(models):
     files = models.to_texts()
     manifest = json.loads(files["forecast_manifest.json"])
-    manifest["format_version"] = version
-    manifest["settings"].pop("point_weight_power")  # neither older version had it
-    manifest["features"].remove("hist_mean")
-    old = dict(files)
-    if version == 1:
-        manifest["models"] = [e for e in manifest["models"] if "alpha" in e]  # as version 1 wrote it
-        old = {k: v for k, v in files.items() if "huber" not in k}
+    manifest["format_version"] = 1
+    manifest["models"] = [e for e in manifest["models"] if "alpha" in e]  # as version 1 wrote it
+    old = {k: v for k, v in files.items() if "huber" not in k}
     old["forecast_manifest.json"] = json.dumps(manifest)
     with pytest.raises(InputError) as err:
         ForecastModels.from_texts(old)
     msg = str(err.value)
-    assert "\n" not in msg and "forecast_manifest.json" in msg and f"format_version {version}" in msg
+    assert "\n" not in msg and "forecast_manifest.json" in msg and "format_version 1" in msg
     assert f"reads {FORMAT_VERSION}" in msg and "retrain" in msg
-
-
-def test_row_weights_of_point_and_other_models():
-    scale = np.array([1.0, 4.0, 16.0])
-    s = ForecastSettings(point_weight_power=0.5)
-    np.testing.assert_allclose(s.row_weights(scale, point=True), np.array([1.0, 2.0, 4.0]) / (7 / 3))
-    np.testing.assert_allclose(s.row_weights(scale, point=False), scale / 7)
-    np.testing.assert_allclose(ForecastSettings(weight_by_scale=False).row_weights(scale, point=True), np.ones(3))
-    with pytest.raises(InputError, match="point_weight_power"):
-        ForecastSettings(point_weight_power=-1.0)
-
-
-def test_the_point_weight_power_moves_the_point_models_only(models):
-    other = fit_forecasters([_series(0), _series(1)], ForecastSettings(**{**FAST.__dict__, "point_weight_power": 1.0}))
-    s = _series(2)
-    np.testing.assert_allclose(models.predict(s, "cpu", 60, 0.95), other.predict(s, "cpu", 60, 0.95))
-    ok = np.isfinite(s.cpu)
-    assert not np.allclose(models.predict(s, "cpu", 60, 0.5)[ok], other.predict(s, "cpu", 60, 0.5)[ok])
 
 
 def test_bad_huber_delta_is_refused():
