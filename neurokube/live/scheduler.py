@@ -198,7 +198,9 @@ class Scheduler:
     def _place(self, pod: Pod, decided: _Decided) -> ledger.Placement:
         """Reserve and bind through the ledger, the decision record written ahead of the Binding
         and settled by its answer (:mod:`neurokube.live.decisions`); the assumption is dropped if
-        that raises, and the record is then left for the shipper to resolve."""
+        that raises, and the record is then left for the shipper to resolve. A 409 "already
+        assigned" to the very node this attempt chose is asked about (the pod's decision
+        annotation): when this attempt's own Binding did it, the placement is BOUND."""
         bind_started = time.perf_counter()
         record = self._record(pod, decided)
         try:
@@ -216,7 +218,7 @@ class Scheduler:
             bound = self.decisions.placed_by(record)
             if bound:
                 placement = replace(placement, outcome=binding.BOUND,
-                                                detail="its own Binding, whose first answer was lost")
+                                    detail="its own Binding, whose first answer was lost")
         self.decisions.settle(record.decision_id, bound)
         self.telemetry.decision_seconds.labels(stage="bind").observe(time.perf_counter() - bind_started)
         if placement.reserve_s:
