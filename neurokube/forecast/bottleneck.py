@@ -53,9 +53,8 @@ import numpy as np
 import pandas as pd
 
 from neurokube.errors import InputError
-from neurokube.forecast.series import NodeSeries, PodSamples, _pod_steps
+from neurokube.forecast.series import NodeSeries, PodSamples, pod_step_cpu
 from neurokube.trace.model import Trace
-from neurokube.trace.usage import pod_usage
 
 FEATURES = ("util", "requested", "slope15", "tod_sin", "tod_cos",
             "mean5", "max5", "std5", "mean15", "max15", "std15", "mean60", "max60", "std60")
@@ -247,13 +246,11 @@ def known_pod_warnings(trace: Trace, node_of: np.ndarray, bind_s: np.ndarray,
     (``known_s = trace.pods.creation_s`` adds the pods created but still pending, at the node they
     will be bound to). With every pod known the warnings are the labels ``y``.
     """
-    p = trace.pods
     known = np.asarray(bind_s if known_s is None else known_s, float)
     if known.shape != bind_s.shape or len(node_of) != len(bind_s):
         raise InputError("placements do not match", "bottleneck",
                          f"{len(node_of)} nodes, {len(bind_s)} bind times, {known.shape} known times")
-    pod, step = _pod_steps(trace, bind_s, step_s)
-    cpu, _ = pod_usage(p, trace.profiles, pod, step * float(step_s) - np.round(bind_s[pod] / step_s) * step_s)
+    pod, step, cpu = pod_step_cpu(trace, bind_s, step_s)
     n_nodes = len(trace.nodes)
     steps = int(step.max()) + 1 if step.size else 0
     k = decision_steps(steps, settings)

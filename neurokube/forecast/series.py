@@ -136,11 +136,18 @@ def workload_series(trace: Trace, samples: PodSamples, settings: SeriesSettings 
     return WorkloadSeries(keys, settings.bin_s, cpu, mem, pod_s / settings.bin_s, cpu_req, mem_req)
 
 
-def node_series(trace: Trace, node_of: np.ndarray, bind_s: np.ndarray, step_s: int = 60) -> NodeSeries:
-    """Per-node CPU utilisation and requested share per simulator step (recomputed from placements)."""
+def pod_step_cpu(trace: Trace, bind_s: np.ndarray, step_s: int = 60) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (pod, step) cell a bound pod occupies and its CPU use there (milli-CPU, the simulator's
+    rule: ``pod_usage`` at the pod's age), as three flat arrays."""
     pod, step = _pod_steps(trace, bind_s, step_s)
     age = step * float(step_s) - np.round(bind_s[pod] / step_s) * step_s
     cpu, _ = pod_usage(trace.pods, trace.profiles, pod, age)
+    return pod, step, cpu
+
+
+def node_series(trace: Trace, node_of: np.ndarray, bind_s: np.ndarray, step_s: int = 60) -> NodeSeries:
+    """Per-node CPU utilisation and requested share per simulator step (recomputed from placements)."""
+    pod, step, cpu = pod_step_cpu(trace, bind_s, step_s)
     n_nodes = len(trace.nodes)
     steps = int(step.max()) + 1 if step.size else 0
     cell = step * n_nodes + node_of[pod]
