@@ -21,7 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._report import write_section  # noqa: E402
 from neurokube.forecast.evaluation import RecommenderSettings, evaluate, prepare, train  # noqa: E402
-from neurokube.forecast.frontier import VPA_PERCENTILES, closest, dominated_by, points_of  # noqa: E402
+from neurokube.forecast.frontier import (  # noqa: E402
+    VPA_PERCENTILES,
+    closest,
+    dominated_by,
+    points_of,
+)
+from neurokube.forecast.rightsizing import RightsizingSettings  # noqa: E402
 from neurokube.policies import make_policy  # noqa: E402
 from neurokube.sim import SimConfig, replay  # noqa: E402
 from neurokube.trace.assemble import ArrivalSettings  # noqa: E402
@@ -38,7 +44,11 @@ def synth(seed: int) -> Trace:
 
 
 def real(seed: int) -> Trace:
-    from neurokube.adapters.rawdata import read_bitbrains, read_openb_nodes, read_openb_pods
+    from neurokube.adapters.rawdata import (
+        read_bitbrains,
+        read_openb_nodes,
+        read_openb_pods,
+    )
     from neurokube.trace.build import BuildSettings, build_trace
 
     return build_trace(f"real-{seed}", read_openb_pods(OPENB / "openb_pod_list_default.csv"),
@@ -51,20 +61,32 @@ def data(trace: Trace):
     return prepare(trace, r.node_of, r.bind_s)
 
 
+def _rule(s, cpu_margin: float) -> str:
+    """What a margin does under the recommender's allocation rule, in words."""
+    if s.allocation == "priced":
+        return (f"rule `priced`: margin m prices a pod-second above the request at m x "
+                f"{s.price_unit_cpu_milli / 1000:g} core-seconds of idle request, and each workload takes the "
+                f"request of least idle request plus priced time above it; the CPU margin prices it at "
+                f"{s.price(cpu_margin, 'cpu') / 1000:g} core-seconds")
+    return (f"rule `per_workload`: a margin m targets the histogram's 1 - 0.1/m percentile: CPU "
+            f"p{100 * s.percentile(cpu_margin):.1f}")
+
+
 def verdict(ok: bool) -> str:
     return "met" if ok else "**NOT met**"
 
 
-def frontier_rows(name: str, frontier: dict) -> list[str]:
-    """One row per VPA percentile: does some CPU margin dominate it (no more slack *and* no more
-    throttled time)? With the closest margin: the smallest max(slack ratio, throttled ratio)."""
+def frontier_rows(name: str, frontier: dict, rule: str = "margin") -> list[str]:
+    """One row per VPA percentile: does some CPU margin (of ``rule``) dominate it (no more slack *and* no
+    more throttled time)? With the closest margin: the smallest max(slack ratio, throttled ratio)."""
     margins, vpas = points_of(frontier, "cpu")
     rows = []
     for v in vpas:
         won = dominated_by(margins, v)
         best, score = closest(margins, v)
-        which = f"margins {', '.join(f'x{m:g}' for m in won)}; " if won else ""
-        rows.append(f"| {name} | some CPU margin dominates VPA p{v.setting * 100:g} (slack and throttled both <=) | "
+        which = (f"margins {', '.join(f'x{m:g}' for m in won)}; " if 0 < len(won) <= 6 else
+                 f"{len(won)} margins, x{won[0]:g}..x{won[-1]:g}; " if won else "")
+        rows.append(f"| {name} | some CPU {rule} dominates VPA p{v.setting * 100:g} (slack and throttled both <=) | "
                     f"VPA {v.slack:,.0f} core-h / {v.over_s / 3600:,.0f} pod-h; {which}closest x{best.setting:g}: "
                     f"{best.slack:,.0f} core-h / {best.over_s / 3600:,.0f} pod-h | {score:.3f} | "
                     f"{verdict(bool(won))} |")
@@ -81,11 +103,15 @@ def main() -> int:
         print(f"no real data at {DATA}: synthetic traces only", flush=True)
         train_traces, eval_traces = [synth(1), synth(3)], [synth(2), synth(4)]
     t0 = time.perf_counter()
-    model = train([data(t) for t in train_traces], RecommenderSettings())
+    train_data = [data(t) for t in train_traces]
+    model = train(train_data, RecommenderSettings())
     fit_s = time.perf_counter() - t0
+    priced = train(train_data, RecommenderSettings(rightsizing=RightsizingSettings(allocation="priced")))
     rows = ["| eval trace | goal | measured | ratio | verdict |", "|---|---|---:|---:|---|"]
     for trace in eval_traces:
-        rep = evaluate(model, data(trace))
+        prepared = data(trace)
+        rep = evaluate(model, prepared)
+        rep_priced = evaluate(priced, prepared)
         first = len(rows)
         f, r, b = rep["forecast"], rep["rightsizing"], rep["bottleneck"]
         name = trace.name
@@ -122,16 +148,25 @@ def main() -> int:
                     f"{b['onset_events_lead']} onsets (warned at any lead: {b['onset_recall_any_lead']:.2f}, median "
                     f"lead {b['onset_median_lead_min']:.0f} min) | - | {verdict(b['onset_recall_10m'] >= 0.6)} |")
         rows.extend(frontier_rows(name, rep["rightsizing_frontier"]))
+        rows.extend(frontier_rows(name, rep_priced["rightsizing_frontier"], "margin of `--allocation priced`"))
+        rp = rep_priced["rightsizing"]
+        rows.append(f"| {name} | (reported) `--allocation priced` at its calibrated x{rp['cpu_margin']:g}: throttled "
+                    f"time vs VPA, CPU slack vs as written | {rp['throttled_s'] / 3600:,.0f} vs "
+                    f"{rp['vpa_throttled_s'] / 3600:,.0f} pod-h; {rp['slack_core_h']:,.0f} vs "
+                    f"{rp['requested_slack_core_h']:,.0f} core-h | {rp['throttled_s'] / rp['vpa_throttled_s']:.2f}; "
+                    f"{rp['slack_core_h'] / rp['requested_slack_core_h']:.2f} | - |")
         print("\n".join(rows[first:]), flush=True)
     body = "\n".join(rows) + (
         f"\n\nTrained on {', '.join(t.name for t in train_traces)} ({fit_s:.0f} s including replays); evaluated on "
         f"{', '.join(t.name for t in eval_traces)}, which the models never saw. 24-hour traces, builder defaults, "
         f"replayed under `default`. Right-sizing margins calibrated on the training traces: CPU x{model.cpu_margin}, "
-        f"memory x{model.mem_margin} (a margin m targets the histogram's 1 - 0.1/m percentile: CPU "
-        f"p{100 * model.settings.rightsizing.percentile(model.cpu_margin):.1f}); "
+        f"memory x{model.mem_margin} ({_rule(model.settings.rightsizing, model.cpu_margin)}); with "
+        f"`--allocation priced` CPU x{priced.cpu_margin:g}, memory x{priced.mem_margin:g} "
+        f"({_rule(priced.settings.rightsizing, priced.cpu_margin)}); "
         f"bottleneck probability threshold {model.bottleneck.probability_threshold:.3f} "
         "(best F1 out of fold on the training traces). Frontier rows: every margin of "
-        f"{model.settings.rightsizing.margins[0]:g}..{model.settings.rightsizing.margins[-1]:g} against VPA at "
+        f"{model.settings.rightsizing.margins[0]:g}..{model.settings.rightsizing.margins[-1]:g} "
+        f"({len(model.settings.rightsizing.margins)} of them), under each rule, against VPA at "
         f"target percentiles {', '.join(f'{p:g}' for p in VPA_PERCENTILES)} (0.9 is its default); the ratio is the "
         "closest margin's max(slack ratio, throttled ratio) to VPA's, at most 1.00 exactly when it dominates. "
         "Definitions: docs/FORECASTS.md.")

@@ -30,8 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=seed, default=0, help="model seed (default 0)")
     p.add_argument("--margin", type=positive_float, metavar="M",
                    help="CPU margin for the reported point and the --csv requests, instead of the calibrated one; "
-                        "margin M targets the usage histogram's 1 - 0.1/M percentile (x1: p90, x2: p95) "
-                        "(the frontier still sweeps every margin)")
+                        "with the default rule margin M targets the usage histogram's 1 - 0.1/M percentile "
+                        "(x1: p90, x2: p95), with --allocation priced it prices a pod-second above the request "
+                        "at M x 10 core-seconds of idle request (the frontier still sweeps every margin)")
+    p.add_argument("--allocation", choices=("per_workload", "priced"),
+                   help="right-sizing rule to train with (with --train-trace; default per_workload): every "
+                        "workload at the margin's percentile of its own usage histogram, or one price of time "
+                        "above request for all workloads (docs/FORECASTS.md)")
     p.set_defaults(func=_recommend)
 
 
@@ -67,6 +72,10 @@ def _recommend(args: argparse.Namespace) -> int:
                              "evaluate on a trace the models did not train on")
     if not args.train_trace and not args.model_dir:
         raise InputError("no models", "recommend", "pass --train-trace T (repeatable) or --model-dir D")
+    if args.allocation and not args.train_trace:
+        raise InputError("--allocation needs --train-trace", "recommend",
+                         "the rule is part of the trained models (its margins are calibrated with it); "
+                         "a loaded --model-dir keeps its own")
     if args.train_trace and args.model_dir:
         problem = writable_problem(args.model_dir, directory=True)
         if problem:
@@ -75,6 +84,8 @@ def _recommend(args: argparse.Namespace) -> int:
     with Outputs() as out:  # every output or none
         if args.train_trace:
             settings = RecommenderSettings(forecast=replace(ForecastSettings(), seed=args.seed))
+            if args.allocation:
+                settings = replace(settings, rightsizing=replace(settings.rightsizing, allocation=args.allocation))
             model = train([_prepare(t) for t in args.train_trace], settings)
             if args.model_dir:
                 model_dir = out.directory(args.model_dir, "--model-dir")
@@ -142,7 +153,9 @@ def format_frontier(frontier: dict | None, margin: float | None, source: str) ->
         for v in theirs:
             won = dominated_by(ours, v)
             best, score = closest(ours, v)
-            verdict = (f"dominated by margins [{', '.join(f'{m:g}' for m in won)}]" if won else
+            listed = (", ".join(f"{m:g}" for m in won) if len(won) <= 6
+                      else f"{len(won)} of them, {won[0]:g}..{won[-1]:g}")
+            verdict = (f"dominated by margins [{listed}]" if won else
                        f"not dominated (closest x{best.setting:g}: {score:.3f}x)")
             lines.append(f"  {res:3s} VPA p{v.setting * 100:<4g} slack {v.slack:10.1f} {unit}, {what} "
                          f"{v.over_s / 3600:8.1f} pod-h: {verdict}")

@@ -33,13 +33,13 @@ from neurokube.forecast.rightsizing import (
     clairvoyant_slack,
     forecast_growth,
     growth_at_refreshes,
-    history_target,
-    history_targets_at,
     limits,
     outcome,
     per_sample,
     score_frame,
+    targets_at,
     vpa_recommendations_at,
+    workload_target,
 )
 from neurokube.forecast.series import (
     NodeSeries,
@@ -52,9 +52,12 @@ from neurokube.forecast.series import (
 )
 from neurokube.trace.model import Trace
 
-FORMAT_VERSION = 2
-"""Of ``manifest.json``. 2: the right-sizing recommender is the short-memory histogram x forecast growth
-(1 held residual quantiles)."""
+FORMAT_VERSION = 3
+"""Of ``manifest.json``. 3: ``rightsizing.allocation`` (``per_workload`` by default, or ``priced``)
+and its price units; 2: the right-sizing recommender is the short-memory histogram x forecast growth,
+every workload at its margin's percentile (read as ``allocation="per_workload"``); 1 held residual
+quantiles (refused)."""
+READS = (2, FORMAT_VERSION)
 
 
 @dataclass(frozen=True)
@@ -112,15 +115,17 @@ class Recommender:
     def from_texts(cls, files: dict[str, str]) -> "Recommender":
         try:
             m = json.loads(files["manifest.json"])
-            if m.get("kind") != "neurokube-recommender" or m.get("format_version") != FORMAT_VERSION:
+            if m.get("kind") != "neurokube-recommender" or m.get("format_version") not in READS:
                 raise ValueError(f"kind {m.get('kind')!r}, format_version {m.get('format_version')!r} "
-                                 f"(this version reads {FORMAT_VERSION}; retrain with --train-trace)")
+                                 f"(this version reads {', '.join(map(str, READS))}; retrain with --train-trace)")
             forecast = ForecastModels.from_texts(files)
             bottleneck = BottleneckModel.from_texts(files)
             rs = dict(m["rightsizing"])
             rs.pop("vpa", None)  # VPA's defaults are constants of the baseline, not trained state
             rs["margins"] = tuple(rs["margins"])
             rs["growth_bounds"] = tuple(rs["growth_bounds"])
+            if m["format_version"] == 2:  # before the priced rule existed: its margins are percentiles
+                rs["allocation"] = "per_workload"
             settings = RecommenderSettings(SeriesSettings(**m["series"]), forecast.settings,
                                            RightsizingSettings(**rs), bottleneck.settings)
             return cls(settings, forecast, bottleneck, float(m["cpu_margin"]), float(m["mem_margin"]),
@@ -170,8 +175,7 @@ def _rightsizing_inputs(forecast: ForecastModels, data: TraceData, s: Rightsizin
     scored = score_frame(data.trace, data.samples, data.series.bin_s, s)
     refreshes = data.refreshes(s.refresh_s)
     margins = tuple(dict.fromkeys(margins))
-    h_cpu, h_mem = history_targets_at(data.trace, data.samples, data.series.bin_s, refreshes, s,
-                                      [s.percentile(m) for m in margins])
+    h_cpu, h_mem = targets_at(data.trace, data.samples, data.series.bin_s, refreshes, s, margins)
     per = s.refresh_s // data.series.bin_s
     g_cpu, g_mem = (growth_at_refreshes(forecast_growth(forecast, data.series, res, s), refreshes, per)
                     for res in ("cpu", "mem"))
@@ -247,7 +251,10 @@ def evaluate(rec: Recommender, data: TraceData, cpu_margin: float | None = None,
           "vpa_mem_over_request_s": vpa["mem_over_request_s"],
           "requested_mem_over_request_s": written["mem_over_request_s"],
           "scored_pod_s": ours["pod_s"], "cpu_margin": margin, "cpu_margin_source": source,
-          "cpu_target_percentile": s.percentile(margin), "mem_margin": rec.mem_margin}
+          "allocation": s.allocation,
+          "cpu_target_percentile": s.percentile(margin) if s.allocation == "per_workload" else None,
+          "cpu_price": s.price(margin, "cpu") if s.allocation == "priced" else None,
+          "mem_margin": rec.mem_margin}
 
     v_cpu = x.vpa[s.vpa.target_percentile][0]
     bound, bound_q = clairvoyant_slack(scored, v_cpu.shape[1], v_cpu.shape[0], vpa["throttled_s"])
@@ -279,6 +286,22 @@ def _cpu_margin(rec: Recommender, override: float | None) -> tuple[float, str]:
     if not np.isfinite(override) or override <= 0:
         raise InputError("the CPU margin must be a positive number", "--margin", f"got {override!r}")
     return float(override), "--margin"
+
+
+def _final_targets(data: TraceData, s: RightsizingSettings, margins: dict[str, float], w_of: np.ndarray,
+                   times: np.ndarray, req_cores: np.ndarray, end_s: float) -> dict[str, np.ndarray]:
+    """Per resource, (W,) each workload's target over all its samples, decayed to ``end_s``, at
+    ``margins[resource]`` (:func:`workload_target`); NaN for a workload without samples."""
+    smp, W = data.samples, len(data.series.keys)
+    out = {}
+    for res in ("cpu", "mem"):
+        usage = smp.cpu if res == "cpu" else smp.mem
+        out[res] = np.full(W, np.nan)
+        for i in np.unique(w_of):
+            mine = w_of == i
+            out[res][i] = workload_target(usage[mine], times[mine], req_cores[mine], res, end_s, s,
+                                          (margins[res],))[0]
+    return out
 
 
 def recommendations(rec: Recommender, data: TraceData, cpu_margin: float | None = None) -> list[dict]:
@@ -313,6 +336,7 @@ def recommendations(rec: Recommender, data: TraceData, cpu_margin: float | None 
     req_cores = data.trace.pods.cpu_request_milli[smp.pod] / 1000.0
     growth = {res: forecast_growth(rec.forecast, series, res, s) for res in ("cpu", "mem")}
     margins = {"cpu": cpu_margin, "mem": rec.mem_margin}
+    final = _final_targets(data, s, margins, w_of, times, req_cores, end_s)
     p = data.trace.pods
     rows = []
     for i, key in enumerate(keys):
@@ -322,10 +346,7 @@ def recommendations(rec: Recommender, data: TraceData, cpu_margin: float | None 
         values, source = {}, "forecast"
         for res in ("cpu", "mem"):
             if mine.any() and running.size:
-                usage = smp.cpu if res == "cpu" else smp.mem
-                target = history_target(usage[mine], times[mine], req_cores[mine], res, end_s, s,
-                                        (s.percentile(margins[res]),))[0]
-                values[res] = target * growth[res][i, running[-1]]
+                values[res] = final[res][i] * growth[res][i, running[-1]]
             else:
                 values[res] = series.cpu_request[i] if res == "cpu" else series.mem_request[i]
                 source = "as-written"

@@ -9,15 +9,34 @@
 * The report has every key, and the q95 forecast lies above the median.
 """
 
+import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from neurokube.forecast.bottleneck import BottleneckSettings, node_features, node_forecasts
-from neurokube.forecast.evaluation import RecommenderSettings, Recommender, evaluate, prepare, recommendations, train
+from neurokube.errors import InputError
+from neurokube.forecast.bottleneck import (
+    BottleneckSettings,
+    node_features,
+    node_forecasts,
+)
+from neurokube.forecast.evaluation import (
+    Recommender,
+    RecommenderSettings,
+    evaluate,
+    prepare,
+    recommendations,
+    train,
+)
 from neurokube.forecast.models import ForecastSettings
-from neurokube.forecast.series import NodeSeries, PodSamples, node_series, pod_samples, workload_series
+from neurokube.forecast.series import (
+    NodeSeries,
+    PodSamples,
+    node_series,
+    pod_samples,
+    workload_series,
+)
 from neurokube.policies import make_policy
 from neurokube.sim import SimConfig, replay
 from neurokube.trace.assemble import ArrivalSettings
@@ -97,6 +116,20 @@ def test_models_round_trip_through_text(trained):
                                    again.forecast.predict(data.series, *key))
     assert again.cpu_margin == trained.cpu_margin and again.bottleneck.probability_threshold == \
         trained.bottleneck.probability_threshold
+    assert again.settings.rightsizing == trained.settings.rightsizing
+
+
+def test_a_bundle_of_format_2_reads_its_margins_as_percentiles_and_format_1_is_refused(trained):
+    files = trained.to_texts()
+    manifest = json.loads(files["manifest.json"])
+    manifest["format_version"] = 2
+    for key in ("allocation", "price_unit_cpu_milli", "price_unit_mem_mib"):
+        del manifest["rightsizing"][key]
+    old = Recommender.from_texts({**files, "manifest.json": json.dumps(manifest)})
+    assert old.settings.rightsizing.allocation == "per_workload" and old.cpu_margin == trained.cpu_margin
+    manifest["format_version"] = 1
+    with pytest.raises(InputError, match="format_version 1"):
+        Recommender.from_texts({**files, "manifest.json": json.dumps(manifest)})
 
 
 def test_unseen_workloads_get_sensible_recommendations(trained):

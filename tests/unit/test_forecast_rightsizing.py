@@ -10,7 +10,12 @@ Hand-made samples, no models:
 * on a steady workload (our histogram target equal to VPA's), a falling forecast gives a lower
   target than VPA's and a rising one a higher, within the bounds; with the default bounds
   [1, 1.5] a falling forecast does not lower it;
-* the calibration picks the smallest margin whose time above request is at most VPA's.
+* the calibration picks the smallest margin whose time above request is at most VPA's, on every
+  training trace;
+* the priced rule (a setting) takes, per workload, the histogram candidate of least idle request
+  plus priced time above it (checked against a brute force), covers a steady workload to a higher
+  percentile than a bursty one at one price, never lowers a target as the margin rises, and spans
+  the cheapest candidate to the histogram's top.
 """
 
 import numpy as np
@@ -18,13 +23,17 @@ import pytest
 
 from neurokube.errors import InputError
 from neurokube.forecast.rightsizing import (
+    CANDIDATE_PERCENTILES,
+    MARGINS,
     RightsizingSettings,
     Scored,
     calibrate_margin,
     growth_at_refreshes,
     growth_factor,
     history_target,
+    priced_target,
     sample_weights,
+    workload_target,
 )
 from neurokube.forecast.series import PodSamples
 from neurokube.forecast.vpa import VpaSettings, vpa_target
@@ -44,6 +53,60 @@ def test_margin_moves_the_target_percentile():
             s.percentile(bad)
     with pytest.raises(InputError):
         RightsizingSettings(growth_bounds=(1.1, 1.5))  # the low bound must not be above 1
+    with pytest.raises(InputError):
+        RightsizingSettings(allocation="pooled")
+    assert s.price(2.0, "cpu") == 20_000.0 and s.price(0.5, "mem") == 5_120.0
+    with pytest.raises(InputError):
+        s.price(0.0, "cpu")
+
+
+def _workload(rng, center, spread, n=400):
+    values = np.maximum(rng.normal(center, spread, n), 1.0)
+    return values, rng.uniform(NOW - 6 * H, NOW, n), np.full(n, 1.0)
+
+
+def test_the_priced_target_is_the_candidate_of_least_idle_plus_priced_time_above():
+    rng = np.random.default_rng(11)
+    values, times, req = _workload(rng, 400.0, 120.0)
+    s = RightsizingSettings()
+    w = np.maximum(req, s.vpa.min_sample_weight) * sample_weights(NOW - times, s)
+    w = w / w.sum()
+    cand = history_target(values, times, req, "cpu", NOW, s, CANDIDATE_PERCENTILES) / (1 + s.vpa.safety_margin)
+    for margin in (0.01, 0.05, 0.3, 3.0):
+        cost = [float((w * np.maximum(c - values, 0)).sum() + s.price(margin, "cpu") * w[values > c + 1e-9].sum())
+                for c in cand]
+        want = max(cand[int(np.argmin(cost))] * (1 + s.vpa.safety_margin), s.vpa.min_cpu_milli)
+        assert priced_target(values, times, req, "cpu", NOW, s, (margin,))[0] == pytest.approx(want)
+    assert np.isnan(priced_target(values[:0], times[:0], req[:0], "cpu", NOW, s, (1.0,))).all()
+
+
+def test_one_price_covers_a_steady_workload_further_than_a_bursty_one():
+    rng = np.random.default_rng(5)
+    s = RightsizingSettings()
+    steady = _workload(rng, 1000.0, 20.0)
+    bursty = _workload(rng, 1000.0, 400.0)
+
+    def covered(workload, margin):  # share of the workload's samples at or below the request (before the 15 %)
+        target = priced_target(*workload, "cpu", NOW, s, (margin,))[0] / (1 + s.vpa.safety_margin)
+        return float(np.mean(workload[0] <= target))
+
+    for margin in (0.05, 0.2):
+        assert covered(steady, margin) > covered(bursty, margin)
+
+
+def test_a_higher_margin_never_lowers_the_priced_target_and_the_ends_are_the_histograms():
+    rng = np.random.default_rng(3)
+    values, times, req = _workload(rng, 300.0, 150.0)
+    s = RightsizingSettings()
+    targets = priced_target(values, times, req, "cpu", NOW, s, MARGINS)
+    assert np.all(np.diff(targets) >= 0)
+    lowest = priced_target(values, times, req, "cpu", NOW, s, (1e-9,))[0]
+    highest = priced_target(values, times, req, "cpu", NOW, s, (1e9,))[0]
+    ends = history_target(values, times, req, "cpu", NOW, s, (CANDIDATE_PERCENTILES[0], 1.0))
+    assert lowest == pytest.approx(ends[0]) and highest == pytest.approx(ends[1])
+    per_workload = RightsizingSettings(allocation="per_workload")
+    assert workload_target(values, times, req, "cpu", NOW, per_workload, (1.0,))[0] == \
+        history_target(values, times, req, "cpu", NOW, per_workload, (0.9,))[0]
 
 
 def test_sample_weights_fast_plus_slow_term():
@@ -128,3 +191,10 @@ def test_calibration_picks_the_smallest_margin_at_or_below_vpas_time():
     # 0.5: 900 s > 600; 1.0: 600 s (ties count); 2.0: 300 s
     assert calibrate_margin([(scored, ours, vpa)], "cpu", (3.0, 2.0, 1.0, 0.5)) == 1.0
     assert calibrate_margin([(scored, ours, np.full(4, 1000.0))], "cpu", (0.5, 1.0, 2.0, 3.0)) == 3.0  # none: max
+    # every training trace must hold: against a generous VPA on the first (150 m: 900 s above) and a tight
+    # one on the second (350 m: 300 s), 2.0 meets the sum (300 + 900 <= 900 + 300) but not the second
+    # trace, where only 3.0 is at or below VPA's time
+    other = {0.5: np.full(4, 150.0), 1.0: np.full(4, 150.0), 2.0: np.full(4, 150.0), 3.0: np.full(4, 1000.0)}
+    cases = [(scored, ours, np.full(4, 150.0)), (scored, other, np.full(4, 350.0))]
+    assert calibrate_margin(cases, "cpu", (0.5, 1.0, 2.0, 3.0)) == 3.0
+    assert calibrate_margin(cases[:1], "cpu", (0.5, 1.0, 2.0, 3.0)) == 0.5

@@ -158,6 +158,7 @@ def test_a_given_margin_moves_the_reported_point_onto_the_frontier(trained):
     rs = other["rightsizing"]
     at = next(m for m in report["rightsizing_frontier"]["margins"] if m["margin"] == margin)
     assert rs["cpu_margin"] == margin and rs["cpu_margin_source"] == "--margin"
+    assert rs["allocation"] == "per_workload" and rs["cpu_price"] is None
     assert rs["cpu_target_percentile"] == pytest.approx(1 - 0.1 / margin)
     assert rs["slack_core_h"] == at["slack_core_h"] and rs["throttled_s"] == at["throttled_s"]
     assert rs["slack_core_h"] != report["rightsizing"]["slack_core_h"]
@@ -171,7 +172,8 @@ def test_a_given_margin_moves_the_reported_point_onto_the_frontier(trained):
 
 def test_with_vpas_memory_and_no_growth_margins_half_one_two_are_vpas_three_points(trained):
     model, data, _ = trained
-    like_vpa = replace(model.settings.rightsizing, half_life_s=24 * 3600.0, long_weight=0.0, growth_bounds=(1.0, 1.0))
+    like_vpa = replace(model.settings.rightsizing, half_life_s=24 * 3600.0, long_weight=0.0, growth_bounds=(1.0, 1.0),
+                       allocation="per_workload")
     report = evaluate(replace(model, settings=replace(model.settings, rightsizing=like_vpa)), data)
     fr = report["rightsizing_frontier"]
     for section, slack, over in ((fr, "slack_core_h", "throttled_s"),
@@ -256,3 +258,23 @@ def test_a_bad_margin_is_one_line_and_exit_2(tmp_path, capsys, value):
     err = capsys.readouterr().err
     assert code == 2 and "--margin" in err and err.count("\n") == 1, err
     assert not list(tmp_path.iterdir())
+
+
+def test_allocation_priced_trains_the_priced_rule_and_needs_training_traces(runs, capsys):
+    out = runs / "priced.json"
+    assert cli.main(["recommend", "--trace", str(runs / "s3"), "--train-trace", str(runs / "s1"),
+                     "--train-trace", str(runs / "s2"), "--allocation", "priced", "--json", str(out)]) == 0
+    priced = json.loads(out.read_text())["rightsizing_details"]
+    calibrated = json.loads((runs / "calibrated.json").read_text())
+    assert calibrated["rightsizing_details"]["allocation"] == "per_workload"
+    assert priced["allocation"] == "priced" and priced["cpu_target_percentile"] is None
+    assert priced["cpu_price"] == pytest.approx(priced["cpu_margin"] * 10_000.0)
+    def vpa_points(doc):  # VPA is the same baseline whatever our rule; which margins dominate it differs
+        return [(v["percentile"], v["slack_core_h"], v["throttled_s"]) for v in doc["rightsizing_frontier"]["vpa"]]
+
+    assert vpa_points(json.loads(out.read_text())) == vpa_points(calibrated)
+    capsys.readouterr()
+    code = cli.main(["recommend", "--trace", str(runs / "s3"), "--model-dir", str(runs / "m"), "--allocation",
+                     "priced"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--allocation needs --train-trace" in err and err.count("\n") == 1, err
