@@ -92,7 +92,8 @@ class NeuroKubeActuatorArgs:
     margin: float = 1.5
     """A pod's CPU request is set to this times its predicted usage. Chosen on validation traces
     (real seeds 3 to 6, neither trained on nor reported): 1.5 had less contention than 1.2 (geometric
-    mean 0.72x against 0.86x of no actuation with the default victim rule; docs/ACTING.md)."""
+    mean 0.971x against 1.029x of no actuation with the other defaults, in the replay that moves an
+    evicted pod's demand; 0.72x against 0.86x in the replay before; docs/ACTING.md)."""
     hot_threshold: float = 0.9
     """Predicted CPU use / allocatable above which a node is predicted hot."""
     tolerance: float = 0.15
@@ -115,8 +116,9 @@ class NeuroKubeActuatorArgs:
     whose predicted usage covers the excess, youngest first; the default until issue 18's second
     round) or ``least_work`` (among those, the one whose eviction loses the least work: usage now x
     time running). Chosen on four validation traces (real seeds 3-6): relief_per_work had the lowest
-    contention (geometric mean 0.72x of no actuation against 0.76x for smallest) and lost less than
-    half the work (docs/ACTING.md)."""
+    contention (geometric mean 0.971x of no actuation against 1.006x for smallest and 1.058x for
+    least_work, in the replay that moves an evicted pod's demand; 0.72x against 0.76x before) and lost
+    a third of smallest's work (docs/ACTING.md)."""
     work_floor_core_s: float = 600.0
     """``victim=relief_per_work``: core-seconds added to every pod's lost work, so that a pod that has
     just started is not chosen for that alone when it relieves little. 600 on the validation traces
