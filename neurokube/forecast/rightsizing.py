@@ -238,15 +238,6 @@ def history_target(values: np.ndarray, times_s: np.ndarray, req_cores: np.ndarra
     return np.where(np.isnan(p), np.nan, np.maximum(p * (1 + v.safety_margin), floor))
 
 
-def history_targets_at(trace: Trace, samples: PodSamples, bin_s: int, refreshes: int,
-                       settings: RightsizingSettings, percentiles: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """(P, W, R) :func:`history_target` for CPU and memory at each refresh, from the samples before it."""
-    def targets(values, times_s, req_cores, resource, now_s):
-        return history_target(values, times_s, req_cores, resource, now_s, settings, percentiles)
-
-    return _by_workload_and_refresh(trace, samples, bin_s, refreshes, settings.refresh_s, len(percentiles), targets)
-
-
 def priced_target(values: np.ndarray, times_s: np.ndarray, req_cores: np.ndarray, resource: str, now_s: float,
                   settings: RightsizingSettings, margins: Sequence[float]) -> np.ndarray:
     """Our priced target of one workload at ``now_s``, per margin (``allocation="priced"``).
