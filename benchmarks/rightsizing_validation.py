@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
                        f"{max(values):.3f} | {np.mean(values):.3f} |")
     body = "\n".join([
         f"Trained on {', '.join(t.name for t in train_traces)}; scored on the validation traces "
-        f"{', '.join(t.name for t in val_traces)} (not the evaluation traces of the "forecast-quality" section). Per VPA "
-        "target percentile 0.8 / 0.9 / 0.95, the closest margin's max(slack ratio, time-above ratio) to VPA's "
-        "point, at most 1.000 exactly when that margin dominates it (docs/FORECASTS.md):",
+        f"{', '.join(t.name for t in val_traces)} (not the evaluation traces of the \"forecast-quality\" "
+        "section). Per VPA target percentile 0.8 / 0.9 / 0.95, the closest margin's max(slack ratio, "
+        "time-above ratio) to VPA's point, at most 1.000 exactly when that margin dominates it (docs/FORECASTS.md):",
         "",
         "| trace | rule | CPU p80 / p90 / p95 | memory p80 / p90 / p95 |",
         "|---|---|---|---|",
