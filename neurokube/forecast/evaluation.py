@@ -288,22 +288,6 @@ def _cpu_margin(rec: Recommender, override: float | None) -> tuple[float, str]:
     return float(override), "--margin"
 
 
-def _final_targets(data: TraceData, s: RightsizingSettings, margins: dict[str, float], w_of: np.ndarray,
-                   times: np.ndarray, req_cores: np.ndarray, end_s: float) -> dict[str, np.ndarray]:
-    """Per resource, (W,) each workload's target over all its samples, decayed to ``end_s``, at
-    ``margins[resource]`` (:func:`workload_target`); NaN for a workload without samples."""
-    smp, W = data.samples, len(data.series.keys)
-    out = {}
-    for res in ("cpu", "mem"):
-        usage = smp.cpu if res == "cpu" else smp.mem
-        out[res] = np.full(W, np.nan)
-        for i in np.unique(w_of):
-            mine = w_of == i
-            out[res][i] = workload_target(usage[mine], times[mine], req_cores[mine], res, end_s, s,
-                                          (margins[res],))[0]
-    return out
-
-
 def recommendations(rec: Recommender, data: TraceData, cpu_margin: float | None = None) -> list[dict]:
     """Per workload: the request and limit to use from the end of ``data``, with expected outcomes.
 
@@ -336,7 +320,6 @@ def recommendations(rec: Recommender, data: TraceData, cpu_margin: float | None 
     req_cores = data.trace.pods.cpu_request_milli[smp.pod] / 1000.0
     growth = {res: forecast_growth(rec.forecast, series, res, s) for res in ("cpu", "mem")}
     margins = {"cpu": cpu_margin, "mem": rec.mem_margin}
-    final = _final_targets(data, s, margins, w_of, times, req_cores, end_s)
     p = data.trace.pods
     rows = []
     for i, key in enumerate(keys):
@@ -346,7 +329,9 @@ def recommendations(rec: Recommender, data: TraceData, cpu_margin: float | None 
         values, source = {}, "forecast"
         for res in ("cpu", "mem"):
             if mine.any() and running.size:
-                values[res] = final[res][i] * growth[res][i, running[-1]]
+                usage = smp.cpu if res == "cpu" else smp.mem
+                target = workload_target(usage[mine], times[mine], req_cores[mine], res, end_s, s, (margins[res],))[0]
+                values[res] = target * growth[res][i, running[-1]]
             else:
                 values[res] = series.cpu_request[i] if res == "cpu" else series.mem_request[i]
                 source = "as-written"

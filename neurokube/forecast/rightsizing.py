@@ -230,12 +230,23 @@ def history_target(values: np.ndarray, times_s: np.ndarray, req_cores: np.ndarra
     request weighting (CPU), safety margin and minimum, with :func:`sample_weights` for the decay;
     NaN with no samples."""
     v = settings.vpa
-    hist = v.cpu if resource == "cpu" else v.memory
-    floor = v.min_cpu_milli if resource == "cpu" else v.min_memory_mib
-    base = np.maximum(req_cores, v.min_sample_weight) if resource == "cpu" else np.ones(len(values))
-    p = histogram_percentiles(values, base * sample_weights(now_s - np.asarray(times_s, dtype=float), settings),
-                              percentiles, hist)
-    return np.where(np.isnan(p), np.nan, np.maximum(p * (1 + v.safety_margin), floor))
+    p = histogram_percentiles(values, _histogram_weights(times_s, req_cores, resource, now_s, settings),
+                              percentiles, v.cpu if resource == "cpu" else v.memory)
+    return np.where(np.isnan(p), np.nan, _as_target(p, resource, settings))
+
+
+def _histogram_weights(times_s: np.ndarray, req_cores: np.ndarray, resource: str, now_s: float,
+                       settings: RightsizingSettings) -> np.ndarray:
+    """Our histogram's sample weights: VPA's request weighting (CPU) times :func:`sample_weights`."""
+    v = settings.vpa
+    decay = sample_weights(now_s - np.asarray(times_s, dtype=float), settings)
+    return decay * np.maximum(req_cores, v.min_sample_weight) if resource == "cpu" else decay
+
+
+def _as_target(value: np.ndarray, resource: str, settings: RightsizingSettings) -> np.ndarray:
+    """A histogram value as a target: VPA's safety margin, at least VPA's minimum."""
+    v = settings.vpa
+    return np.maximum(value * (1 + v.safety_margin), v.min_cpu_milli if resource == "cpu" else v.min_memory_mib)
 
 
 def priced_target(values: np.ndarray, times_s: np.ndarray, req_cores: np.ndarray, resource: str, now_s: float,
@@ -253,8 +264,7 @@ def priced_target(values: np.ndarray, times_s: np.ndarray, req_cores: np.ndarray
     """
     v = settings.vpa
     values = np.asarray(values, dtype=float)
-    base = np.maximum(req_cores, v.min_sample_weight) if resource == "cpu" else np.ones(len(values))
-    w = base * sample_weights(now_s - np.asarray(times_s, dtype=float), settings)
+    w = _histogram_weights(times_s, req_cores, resource, now_s, settings)
     if len(values) == 0 or w.sum() <= 0:
         return np.full(len(margins), np.nan)
     w = w / w.sum()
@@ -263,9 +273,7 @@ def priced_target(values: np.ndarray, times_s: np.ndarray, req_cores: np.ndarray
     slack = (np.maximum(gap, 0.0) * w).sum(axis=1)
     above = ((gap < -1e-9) * w).sum(axis=1)
     prices = np.array([settings.price(m, resource) for m in margins])
-    chosen = cand[np.argmin(slack[None, :] + prices[:, None] * above[None, :], axis=1)]
-    floor = v.min_cpu_milli if resource == "cpu" else v.min_memory_mib
-    return np.maximum(chosen * (1 + v.safety_margin), floor)
+    return _as_target(cand[np.argmin(slack[None, :] + prices[:, None] * above[None, :], axis=1)], resource, settings)
 
 
 def workload_target(values: np.ndarray, times_s: np.ndarray, req_cores: np.ndarray, resource: str, now_s: float,
