@@ -777,12 +777,15 @@ def _neurokube_profile(before: dict, after: dict, result: stats.PhaseResult, bin
            "handled_event": (cpu_s["event_handled"], handled), "ignored_event": (cpu_s["event_ignored"], ignored)}
     cpu_ms = {k: round(1000.0 * s / n, 3) for k, (s, n) in per.items() if n}
     bound_wall = {n: bound_at[n] + offset_wall[n] for n in bound_at if n in offset_wall}
+    lookups = {source: delta(b, a, "neurokube_pod_lookups_total", source=source)
+               for source in ("cache", "watch_wait", "apiserver")}
     return {
         "decision_stages": stages,
         "handler_cpu_ms": cpu_ms,
         "binder_busy_share": round(busy_s / result.span_s, 3) if result.span_s > 0 else None,
         "events_delivered": {k: int(v) for k, v in sorted(events.items())},
         "bind_conflicts": {k: int(v) for k, v in conflicts.items() if v},
+        "pod_lookups": {k: int(v) for k, v in lookups.items()},
         "sweeper_bound": int(delta(before["sweeper"], after["sweeper"], "neurokube_decisions_total", outcome="bound")),
         "per_pod": binder_log_profile(binder_log, offset, created_wall, bound_wall),
     }
@@ -1004,6 +1007,11 @@ def profile_text(profile: dict) -> str:
     tail = [f"Binder threads placing at once, on average: {profile.get('binder_busy_share') or 0:.1f}; events "
             f"delivered to it: {events or 'none'}; bind conflicts: {profile.get('bind_conflicts') or 'none'}; "
             f"placed by the sweeper: {profile.get('sweeper_bound', 0)}."]
+    lookups = profile.get("pod_lookups") or {}
+    if any(lookups.values()):
+        tail.append("Pods the events name, read from: the watch cache " f"{lookups.get('cache', 0)}, the watch "
+                    f"cache after waiting for the watch {lookups.get('watch_wait', 0)}, a GET "
+                    f"{lookups.get('apiserver', 0)}.")
     cpu = profile.get("handler_cpu_ms") or {}
     if "handled_event" in cpu:
         tail.append(f"CPU of the binder's event handlers (thread time, `neurokube_cpu_seconds_total`): "

@@ -152,6 +152,7 @@ class ClusterCache:
         self._memo: tuple[int, Snapshot] | None = None
         self._listed_at = 0.0  # when the latest full list of pods began (0: never listed)
         self._unreadable: set[str] = set()  # UIDs of pods listed or watched since then that did not parse
+        self._waiting: dict[str, threading.Event] = {}  # UID -> set when the watch reports it (wait_pod)
         self._synced = {name: threading.Event() for name in RESOURCES}
         self._fresh_at = {name: 0.0 for name in RESOURCES}
         self._stop = threading.Event()
@@ -212,6 +213,9 @@ class ClusterCache:
                 for uid in sorted(self._bound_at, key=self._bound_at.__getitem__):
                     self._sync_recent(uid)
                 self._version += 1
+                for waiter in self._waiting.values():  # each looks again, and gives up if still absent
+                    waiter.set()
+                self._waiting.clear()
             self._fresh_at[resource] = self.clock()
         self._synced[resource].set()
 
@@ -279,6 +283,10 @@ class ClusterCache:
                         self._bound_at[uid] = self.clock()
         if not initial:  # a re-list rebuilds the recent pods once, at its end
             self._sync_recent(uid)
+            if self._waiting:
+                waiter = self._waiting.pop(uid, None)
+                if waiter is not None:
+                    waiter.set()
         return visible
 
     def _add_usage(self, pod: Pod, sign: int) -> None:
@@ -408,6 +416,24 @@ class ClusterCache:
     def pod(self, uid: str) -> Pod | None:
         """The pod with this UID as the watch last reported it (None if the watch has not seen it)."""
         with self._lock:
+            return self._pods.get(uid)
+
+    def wait_pod(self, uid: str, timeout_s: float) -> Pod | None:
+        """The pod with this UID, waiting up to ``timeout_s`` for the watch to report it: an event
+        about a new pod can arrive before the watch does, and waiting a moment for the watch is
+        cheaper for everyone than a GET. None if the watch has not reported it by then (or it was
+        deleted meanwhile); at once when the pods have not been listed yet."""
+        with self._lock:
+            pod = self._pods.get(uid)
+            if pod is not None or timeout_s <= 0 or not self._synced["pods"].is_set():
+                return pod
+            waiter = self._waiting.get(uid)
+            if waiter is None:
+                waiter = self._waiting[uid] = threading.Event()
+        waiter.wait(timeout_s)
+        with self._lock:
+            if self._waiting.get(uid) is waiter:  # timed out: no entry left behind
+                del self._waiting[uid]
             return self._pods.get(uid)
 
     def node(self, name: str) -> Node | None:

@@ -94,7 +94,7 @@ def _on_pod_event(ce: AnyCloudEvent, settings: Settings, request_id: str, teleme
         return Outcome(IGNORED, key, reason=why)
     rt = runtime.current(settings)
     try:
-        actual, source = trust.actual_pod(pod, rt.cache, rt.kube)
+        actual, source = trust.actual_pod(pod, rt.cache, rt.kube, settings.pod_watch_wait_s)
     except RefusedError as exc:
         telemetry.events.labels(type=_type_label(ce), result="refused").inc()
         telemetry.refused.labels(reason=exc.reason).inc()

@@ -96,6 +96,9 @@ class Settings:
                                "seconds between full re-lists of nodes and pods by the watch cache")
     sync_timeout_s: float = _setting("NEUROKUBE_SYNC_TIMEOUT_S", 20.0,
                                      "how long a request waits for the first list of the cache before a 503")
+    pod_watch_wait_s: float = _setting("NEUROKUBE_POD_WATCH_WAIT_S", 0.25,
+                                       "how long an event about a pod the watch cache has not seen yet waits for "
+                                       "the watch before the pod is read with a GET, seconds; 0: GET at once")
     # -- scale-out safety -------------------------------------------------------------------------
     ledger_namespace: str = _setting("NEUROKUBE_LEDGER_NAMESPACE", "neurokube",
                                      "namespace of the per-node reservation Leases (must exist)")
@@ -321,7 +324,8 @@ def validate(s: Settings) -> list[str]:
 
     for f in fields(Settings):
         value = getattr(s, f.name)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and f.name not in ("seed", "epsilon", "kube_qps"):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and f.name not in (
+                "seed", "epsilon", "kube_qps", "pod_watch_wait_s"):
             check(value > 0, f.metadata["env"], f"must be positive, got {value}")
     check(bool(_DNS_LABEL.match(s.scheduler_name)) or "/" in s.scheduler_name, "NEUROKUBE_SCHEDULER_NAME",
           f"{s.scheduler_name!r} is not a valid scheduler name")
@@ -329,6 +333,8 @@ def validate(s: Settings) -> list[str]:
           f"{s.ledger_namespace!r} is not a namespace name")
     check(0.0 <= s.epsilon <= 1.0, "NEUROKUBE_EPSILON", f"must be in [0, 1], got {s.epsilon}")
     check(s.kube_qps >= 0.0, "NEUROKUBE_KUBE_QPS", f"must be 0 (no limit) or positive, got {s.kube_qps}")
+    check(0.0 <= s.pod_watch_wait_s <= 5.0, "NEUROKUBE_POD_WATCH_WAIT_S",
+          f"must be in [0, 5] seconds, got {s.pod_watch_wait_s}")
     if s.mlflow_uri is not None:
         parts = urlsplit(s.mlflow_uri)
         check((parts.scheme in ("http", "https") and bool(parts.netloc)) or parts.scheme in ("sqlite", "file"),

@@ -6,6 +6,7 @@ that contradict the apiserver's pod are refused (403/410) before any write; with
 OIDC audience or NEUROKUBE_INSECURE=1 the function does not start. The tests that are not about
 authentication run it with NEUROKUBE_INSECURE=1."""
 
+import threading
 from pathlib import Path
 
 import functions_framework
@@ -373,3 +374,20 @@ def test_the_pod_is_read_from_the_cache_when_it_has_it(http_client, kube):
     assert ("GET", "/api/v1/namespaces/default/pods/q") in kube.requests
     assert lookups.labels(source="cache")._value.get() == before["cache"] + 1
     assert lookups.labels(source="apiserver")._value.get() == before["apiserver"] + 1
+
+
+def test_an_event_ahead_of_the_watch_waits_for_the_watch_instead_of_a_get(kube, monkeypatch):
+    """The ApiServerSource's event can beat the binder's own watch to a new pod: the lookup waits
+    (up to NEUROKUBE_POD_WATCH_WAIT_S) for the watch to report it, and GETs nothing."""
+    monkeypatch.setenv("NEUROKUBE_POD_WATCH_WAIT_S", "5")
+    app = functions_framework.create_app("binder", SOURCE).test_client()
+    doc = pod_doc("w", uid="u-waited")
+    kube.add_pod(doc)
+    lookups = process_telemetry().pod_lookups
+    before = lookups.labels(source="watch_wait")._value.get()
+    timer = threading.Timer(0.05, live_runtime.installed().cache.apply, args=("pods", "ADDED", doc))
+    timer.start()
+    assert post(app, event(doc)).json["outcome"] == "bound"
+    timer.join()
+    assert ("GET", "/api/v1/namespaces/default/pods/w") not in kube.requests
+    assert lookups.labels(source="watch_wait")._value.get() == before + 1

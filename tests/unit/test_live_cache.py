@@ -3,6 +3,7 @@ terminal pods free their node; assumed placements count until the watch confirms
 pods bound while watching are "recent"; pending pods of this scheduler are counted. Also the
 ClusterView it feeds: MiB rounding on the safe side, and recent pods after the newest scrape."""
 
+import threading
 import time
 
 import numpy as np
@@ -147,3 +148,47 @@ def test_view_rounds_memory_safely_and_takes_recent_pods():
     assert np.isinf(view.metrics.age_s[1]) and view.metrics.age_s[0] == 10.0
     later = build_view(snap, np.array([0, 2]), MetricsSnapshot(refreshed_at=5300.0), now=5300.0, recent_lag_s=60.0)
     assert later.recent_node.size == 0  # the metrics have caught up with it
+
+
+def test_wait_pod_returns_the_pod_the_watch_reports_while_it_waits():
+    """An event can arrive before the watch reports its pod: the lookup waits for the watch."""
+    c = cache_with()
+    timer = threading.Timer(0.05, c.apply, args=("pods", "ADDED", pod_doc("late", uid="u-late")))
+    timer.start()
+    started = time.monotonic()
+    pod = c.wait_pod("u-late", 10.0)
+    timer.join()
+    assert pod is not None and pod.key == "default/late"
+    assert time.monotonic() - started < 5.0  # woken by the watch event, not by the 10 s timeout
+    assert c._waiting == {}
+
+
+def test_wait_pod_gives_up_after_its_timeout_and_leaves_no_waiter_behind():
+    c = cache_with(pods=[pod_doc("here", uid="u-here")])
+    assert c.wait_pod("u-here", 10.0).key == "default/here"  # known: no wait
+    assert c.wait_pod("u-never", 0.02) is None
+    assert c._waiting == {}  # a flood of made-up UIDs leaves nothing behind
+
+
+def test_wait_pod_does_not_wait_before_the_first_list_and_a_relist_wakes_waiters():
+    unlisted = ClusterCache(None, "neurokube", clock=Clock())
+    started = time.monotonic()
+    assert unlisted.wait_pod("u", 10.0) is None and time.monotonic() - started < 5.0
+    c = cache_with()
+    doc = pod_doc("relisted", uid="u-relisted")
+    timer = threading.Timer(0.05, c.replace, args=("pods", [doc]))
+    timer.start()
+    started = time.monotonic()
+    assert c.wait_pod("u-relisted", 10.0).key == "default/relisted"
+    timer.join()
+    assert time.monotonic() - started < 5.0 and c._waiting == {}
+
+
+def test_a_deleted_pod_ends_the_wait_with_none():
+    c = cache_with()
+    timer = threading.Timer(0.05, c.apply, args=("pods", "DELETED", pod_doc("gone", uid="u-gone")))
+    timer.start()
+    started = time.monotonic()
+    assert c.wait_pod("u-gone", 10.0) is None
+    timer.join()
+    assert time.monotonic() - started < 5.0
