@@ -21,6 +21,11 @@ What is done here, and why:
 * ``proxy-url`` of a kubeconfig cluster is read here (the official loader ignores it), bearer
   tokens are trimmed (it keeps a token file's newline), and an exec plugin that fails is an error
   at start (it only logs the failure).
+* ``lean=True`` (the live functions) sends the requests, not the watches, through
+  :mod:`neurokube.adapters.kube_http`, a kept ``http.client`` connection per thread with the
+  official client's configuration and credentials: about half the CPU per request (why it is
+  hand-written is there). A configuration it does not handle (a proxy, for one) keeps the official
+  transport.
 * Errors: an apiserver answer >= 400 is an :class:`~neurokube.errors.ApiStatusError` with the
   ``Status`` reason, message and details (the kind and name of the object it is about); an
   unreachable apiserver (refused, reset, timed out, TLS failure) is a
@@ -30,10 +35,13 @@ What is done here, and why:
 
 from __future__ import annotations
 
+import datetime as dt
+import http.client
 import json
 import os
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +55,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.config.incluster_config import InClusterConfigLoader
 
+from neurokube.adapters.kube_http import LeanTransport, unsupported
 from neurokube.errors import ApiStatusError, InputError, StatusDetails, TemporaryError
 
 JSON = "application/json"
@@ -95,7 +104,9 @@ class KubeClient:
 
     def __init__(self, configuration: k8s.Configuration, timeout_s: float = 10.0,
                  user_agent: str = "neurokube", qps: float = 0.0, burst: int = 0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, lean: bool = False) -> None:
+        """``lean``: requests (not watches) over :mod:`neurokube.adapters.kube_http` when it
+        handles the configuration (:attr:`transport` says which is used)."""
         configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, POOL_SIZE)
         # One retry on a fresh connection when a kept-alive one was closed by the server; every
         # write here is idempotent or guarded (a second Binding answers 409).
@@ -108,6 +119,8 @@ class KubeClient:
         self.api.user_agent = user_agent
         self.rate_limit = RateLimit(qps, burst)
         self._sleep = sleep
+        self._lean = LeanTransport(configuration, user_agent) if lean and not unsupported(configuration) else None
+        self.transport = "lean" if self._lean is not None else "official"
 
     # -- construction ----------------------------------------------------------------------------
 
@@ -222,6 +235,8 @@ class KubeClient:
 
     def _call(self, method: str, path: str, body: Any, query: dict[str, str] | None, content_type: str,
               accept: str, timeout: float | tuple[float, float], retry_429: bool = True) -> bytes:
+        if self._lean is not None and isinstance(timeout, (int, float)):
+            return self._lean_call(method, path, body, query, content_type, accept, float(timeout), retry_429)
         response = self._open(method, path, body, query, content_type, accept, timeout, retry_429)
         try:
             return response.data
@@ -229,6 +244,30 @@ class KubeClient:
             raise TemporaryError(f"kube-apiserver at {self.server}: {method} {path}: {_one_line(exc)}") from None
         finally:
             response.release_conn()
+
+    def _lean_call(self, method: str, path: str, body: Any, query: dict[str, str] | None, content_type: str,
+                   accept: str, timeout_s: float, retry_429: bool) -> bytes:
+        """:meth:`_call` over the lean transport: the same retries, errors and answers."""
+        assert self._lean is not None
+        target = urllib.parse.quote(path, safe="/:@!$&'()*+,;=-._~%") + (
+            "?" + urllib.parse.urlencode(query) if query else "")
+        payload = None if body is None else json.dumps(body, separators=(",", ":"), default=_jsonable).encode()
+        for attempt in range(MAX_429_RETRIES + 1):
+            self.rate_limit.acquire()
+            try:
+                answer = self._lean.send(method, target, payload, content_type, accept, timeout_s)
+            except ConfigException as exc:  # an exec plugin that fails on a token refresh
+                raise TemporaryError(f"Kubernetes credentials could not be refreshed: {_one_line(exc)}") from None
+            except (OSError, http.client.HTTPException) as exc:
+                raise TemporaryError(f"kube-apiserver at {self.server} unreachable: {method} {path}: "
+                                     f"{_one_line(exc)}") from None
+            if answer.status == 429 and retry_429 and attempt < MAX_429_RETRIES:
+                self._sleep(_retry_after_value(answer.retry_after))
+                continue
+            if answer.status >= 400:
+                raise _status_from(answer.status, answer.reason, answer.body, method, path)
+            return answer.body
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def _open(self, method: str, path: str, body: Any, query: dict[str, str] | None, content_type: str,
               accept: str, timeout: float | tuple[float, float], retry_429: bool = True) -> urllib3.BaseHTTPResponse:
@@ -258,14 +297,27 @@ class KubeClient:
 
 def _status_error(exc: ApiException, method: str, path: str) -> ApiStatusError:
     """The apiserver's ``Status`` answer as an :class:`ApiStatusError`."""
+    return _status_from(int(exc.status), str(exc.reason or ""), exc.body, method, path)
+
+
+def _jsonable(value: object) -> object:
+    """What the official client's serialiser makes of a date in a body (ISO 8601); the rest is refused."""
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _status_from(status: int, reason: str, body: bytes | str | None, method: str, path: str) -> ApiStatusError:
+    """An answer >= 400 (its HTTP reason phrase and body, a ``Status`` or not) as an :class:`ApiStatusError`."""
     try:
-        doc = json.loads(exc.body) if exc.body else {}
+        doc = json.loads(body) if body else {}
         if not isinstance(doc, dict):
             doc = {}
     except ValueError:
-        doc = {"message": str(exc.body)[:200]}
-    return ApiStatusError(int(exc.status), doc.get("reason") or str(exc.reason or ""), doc.get("message", ""),
-                          method, path, _details(doc.get("details")))
+        text = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
+        doc = {"message": text[:200]}
+    return ApiStatusError(status, doc.get("reason") or reason, doc.get("message", ""), method, path,
+                          _details(doc.get("details")))
 
 
 def _details(doc: object) -> StatusDetails:
@@ -279,7 +331,13 @@ def _details(doc: object) -> StatusDetails:
 
 def _retry_after(exc: ApiException) -> float:
     """Seconds to wait after a 429: its ``Retry-After`` (capped), else one second."""
-    raw = (exc.headers or {}).get("Retry-After", "1") if exc.headers is not None else "1"
+    return _retry_after_value((exc.headers or {}).get("Retry-After") if exc.headers is not None else None)
+
+
+def _retry_after_value(raw: str | None) -> float:
+    """A ``Retry-After`` header's seconds (capped; one second when absent or not a number)."""
+    if raw is None:
+        return 1.0
     try:
         return min(MAX_RETRY_AFTER_S, max(0.0, float(raw)))
     except ValueError:

@@ -155,7 +155,7 @@ def current(settings: Settings, wait: bool = True) -> Runtime:
             try:
                 kube = KubeClient.from_settings(settings.kubeconfig, settings.request_timeout_s,
                                                 user_agent="neurokube-live", qps=settings.kube_qps,
-                                                burst=settings.kube_burst)
+                                                burst=settings.kube_burst, lean=settings.kube_transport == "lean")
                 runtime = Runtime(settings, kube)
             except NeuroKubeError as exc:
                 raise TemporaryError(f"cannot start the live runtime: {exc}") from None

@@ -92,6 +92,10 @@ class Settings:
                                "(the apiserver's Priority and Fairness still applies; a 429 is retried after its "
                                "Retry-After)")
     kube_burst: int = _setting("NEUROKUBE_KUBE_BURST", 100, "requests allowed at once above NEUROKUBE_KUBE_QPS")
+    kube_transport: str = _setting("NEUROKUBE_KUBE_TRANSPORT", "lean",
+                                   "how API requests (not watches) travel: lean (a kept http.client connection per "
+                                   "thread, about half the CPU per request; a kubeconfig with a proxy keeps the "
+                                   "official one) or official (the kubernetes client's ApiClient and urllib3)")
     resync_s: float = _setting("NEUROKUBE_RESYNC_S", 300.0,
                                "seconds between full re-lists of nodes and pods by the watch cache")
     sync_timeout_s: float = _setting("NEUROKUBE_SYNC_TIMEOUT_S", 20.0,
@@ -333,6 +337,8 @@ def validate(s: Settings) -> list[str]:
           f"{s.ledger_namespace!r} is not a namespace name")
     check(0.0 <= s.epsilon <= 1.0, "NEUROKUBE_EPSILON", f"must be in [0, 1], got {s.epsilon}")
     check(s.kube_qps >= 0.0, "NEUROKUBE_KUBE_QPS", f"must be 0 (no limit) or positive, got {s.kube_qps}")
+    check(s.kube_transport in ("lean", "official"), "NEUROKUBE_KUBE_TRANSPORT",
+          f"must be lean or official, got {s.kube_transport!r}")
     check(0.0 <= s.pod_watch_wait_s <= 5.0, "NEUROKUBE_POD_WATCH_WAIT_S",
           f"must be in [0, 5] seconds, got {s.pod_watch_wait_s}")
     if s.mlflow_uri is not None:

@@ -12,6 +12,7 @@ import ssl
 import sys
 import textwrap
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -32,10 +33,15 @@ class Apiserver:
         self.pki = certs.generate(pki_dir, "10.0.0.1")
         self.script: dict[str, list[tuple[int, dict, bytes]]] = {}
         self.seen: list[tuple[str, str, dict]] = []
+        self.connections = 0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                server.connections += 1
 
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -46,12 +52,16 @@ class Apiserver:
                 answers = server.script.get(route) or [(404, {}, json.dumps(
                     {"kind": "Status", "reason": "NotFound", "message": f"{route} not found"}).encode())]
                 status, headers, body = answers.pop(0) if len(answers) > 1 else answers[0]
+                headers = dict(headers)
+                hang_up = headers.pop("X-Hang-Up", None)  # close the kept-alive connection unannounced
                 self.send_response(status)
                 for key, value in {"Content-Type": "application/json", **headers}.items():
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+                if hang_up:
+                    self.close_connection = True
 
             do_GET = do_POST = do_PATCH = do_DELETE = _answer
 
@@ -69,6 +79,12 @@ class Apiserver:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+@pytest.fixture(params=[False, True], ids=["official", "lean"])
+def lean(request):
+    """Both transports of KubeClient: the official client's, and the live functions' lean one."""
+    return request.param
 
 
 @pytest.fixture
@@ -111,10 +127,11 @@ def authorization(server: Apiserver) -> str:
     return server.seen[-1][2].get("authorization", "")
 
 
-def test_exec_credential_plugin_token_is_sent(apiserver, tmp_path):
+def test_exec_credential_plugin_token_is_sent(apiserver, tmp_path, lean):
     config = kubeconfig(tmp_path / "kc", apiserver.url, exec_plugin(tmp_path, "from-the-plugin"),
                         ca=str(apiserver.pki.ca_cert))
-    client = KubeClient.from_kubeconfig(config)
+    client = KubeClient.from_kubeconfig(config, lean=lean)
+    assert client.transport == ("lean" if lean else "official")
     assert client.get("/api/v1/nodes")["items"][0]["metadata"]["name"] == "n1"
     assert authorization(apiserver) == "Bearer from-the-plugin"
 
@@ -127,7 +144,7 @@ def test_failing_exec_plugin_is_a_clear_input_error(apiserver, tmp_path):
     assert str(config) in str(info.value) and "exec" in str(info.value)
 
 
-def test_kubeconfig_list_is_merged_and_relative_paths_resolve(apiserver, tmp_path):
+def test_kubeconfig_list_is_merged_and_relative_paths_resolve(apiserver, tmp_path, lean):
     # The cluster (with a CA path relative to its own file) in one file, the user's token in another.
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "ca.crt").write_bytes(apiserver.pki.ca_cert.read_bytes())
@@ -135,62 +152,94 @@ def test_kubeconfig_list_is_merged_and_relative_paths_resolve(apiserver, tmp_pat
     second = tmp_path / "second"
     second.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "users": [
         {"name": "other", "user": {"token": "unused"}}]}))
-    client = KubeClient.from_kubeconfig(f"{first}{os.pathsep}{second}")
+    client = KubeClient.from_kubeconfig(f"{first}{os.pathsep}{second}", lean=lean)
     client.get("/api/v1/nodes")
     assert authorization(apiserver) == "Bearer first-file-token"
 
 
-def test_token_file_user(apiserver, tmp_path):
+def test_token_file_user(apiserver, tmp_path, lean):
     (tmp_path / "token").write_text("token-from-a-file\n")
     config = kubeconfig(tmp_path / "kc", apiserver.url, {"tokenFile": str(tmp_path / "token")},
                         ca=str(apiserver.pki.ca_cert))
-    client = KubeClient.from_kubeconfig(config)
+    client = KubeClient.from_kubeconfig(config, lean=lean)
     for _ in range(3):  # the loader's refresh hook runs before every request
         client.get("/api/v1/nodes")
         assert authorization(apiserver) == "Bearer token-from-a-file"
 
 
-def test_in_cluster_service_account(apiserver, tmp_path, monkeypatch):
+def test_in_cluster_service_account(apiserver, tmp_path, monkeypatch, lean):
     sa = tmp_path / "sa"
     sa.mkdir()
     (sa / "token").write_text("projected-token\n")
     (sa / "ca.crt").write_bytes(apiserver.pki.ca_cert.read_bytes())
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", apiserver.url.rsplit(":", 1)[1])
-    client = KubeClient.in_cluster(sa_dir=sa)
+    client = KubeClient.in_cluster(sa_dir=sa, lean=lean)
     for _ in range(2):
         client.get("/api/v1/nodes")
         assert authorization(apiserver).lower() == "bearer projected-token"
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
     with pytest.raises(InputError) as info:
-        KubeClient.in_cluster(sa_dir=sa)
+        KubeClient.in_cluster(sa_dir=sa, lean=lean)
     assert "KUBECONFIG" in str(info.value)
 
 
-def test_tls_server_name_is_checked(apiserver, tmp_path):
+def test_tls_server_name_is_checked(apiserver, tmp_path, lean):
     # The serving certificate names kubernetes.default; the URL is an IP, as behind a tunnel.
     good = kubeconfig(tmp_path / "good", apiserver.url, {"token": "t"}, {"tls-server-name": "kubernetes.default"},
                       ca=str(apiserver.pki.ca_cert))
-    KubeClient.from_kubeconfig(good).get("/api/v1/nodes")
+    KubeClient.from_kubeconfig(good, lean=lean).get("/api/v1/nodes")
     bad = kubeconfig(tmp_path / "bad", apiserver.url, {"token": "t"}, {"tls-server-name": "not-the-apiserver.example"},
                      ca=str(apiserver.pki.ca_cert))
     with pytest.raises(TemporaryError):
-        KubeClient.from_kubeconfig(bad).get("/api/v1/nodes")
+        KubeClient.from_kubeconfig(bad, lean=lean).get("/api/v1/nodes")
 
 
-def test_certificate_is_verified_by_default(apiserver, tmp_path):
+def test_certificate_is_verified_by_default(apiserver, tmp_path, lean):
     config = kubeconfig(tmp_path / "kc", apiserver.url, {"token": "t"})  # no CA: the system bundle
     with pytest.raises(TemporaryError):
-        KubeClient.from_kubeconfig(config).get("/api/v1/nodes")
+        KubeClient.from_kubeconfig(config, lean=lean).get("/api/v1/nodes")
 
 
 def test_proxy_url_is_honoured(tmp_path):
     config = kubeconfig(tmp_path / "kc", "https://10.1.2.3:6443", {"token": "t"},
                         {"proxy-url": "http://127.0.0.1:3128"})
     assert KubeClient.from_kubeconfig(config).configuration.proxy == "http://127.0.0.1:3128"
+    assert KubeClient.from_kubeconfig(config, lean=True).transport == "official"  # the lean one has no proxy
 
 
-def test_429_is_retried_after_retry_after(apiserver, tmp_path):
+def test_lean_transport_keeps_one_connection_and_resends_once_when_the_server_hung_up(apiserver, tmp_path):
+    """Requests of one thread share a kept-alive connection; when the server has closed it meanwhile
+    (unannounced, as an idle timeout does), the request goes once more on a fresh one."""
+    config = kubeconfig(tmp_path / "kc", apiserver.url, {"token": "t"}, ca=str(apiserver.pki.ca_cert))
+    client = KubeClient.from_kubeconfig(config, lean=True)
+    for _ in range(3):
+        assert client.get("/api/v1/nodes")["kind"] == "NodeList"
+    assert apiserver.connections == 1
+    apiserver.script["/api/v1/nodes"] = [(200, {"X-Hang-Up": "1"}, json.dumps(NODES).encode()),
+                                         (200, {}, json.dumps(NODES).encode())]
+    client.get("/api/v1/nodes")  # answered, then the server hangs up
+    time.sleep(0.2)
+    body = {"apiVersion": "v1", "kind": "Event", "message": "ünïcode"}
+    apiserver.script["/api/v1/namespaces/default/events"] = [(201, {}, json.dumps(body).encode())]
+    assert client.create("/api/v1/namespaces/default/events", body)["message"] == "ünïcode"
+    assert apiserver.connections == 2 and apiserver.seen[-1][:2] == ("POST", "/api/v1/namespaces/default/events")
+    assert apiserver.seen[-1][2]["content-type"] == "application/json"
+    assert apiserver.seen[-1][2]["authorization"] == "Bearer t"
+
+
+def test_lean_transport_sends_the_query_and_a_not_json_answer_is_a_typed_error(apiserver, tmp_path):
+    config = kubeconfig(tmp_path / "kc", apiserver.url, {"token": "t"}, ca=str(apiserver.pki.ca_cert))
+    client = KubeClient.from_kubeconfig(config, lean=True)
+    client.get("/api/v1/nodes", labelSelector="a=b,c", limit="500")
+    assert apiserver.seen[-1][1] == "/api/v1/nodes?labelSelector=a%3Db%2Cc&limit=500"
+    apiserver.script["/api/v1/pods"] = [(502, {"Content-Type": "text/plain"}, b"bad gateway")]
+    with pytest.raises(KubeError) as info:
+        client.get("/api/v1/pods")
+    assert info.value.status == 502 and "bad gateway" in str(info.value)
+
+
+def test_429_is_retried_after_retry_after(apiserver, tmp_path, lean):
     slept: list[float] = []
     apiserver.script["/api/v1/nodes"] = [
         (429, {"Retry-After": "2"}, b'{"kind":"Status","reason":"TooManyRequests","message":"slow down"}'),
@@ -198,25 +247,26 @@ def test_429_is_retried_after_retry_after(apiserver, tmp_path):
         (200, {}, json.dumps(NODES).encode()),
     ]
     config = kubeconfig(tmp_path / "kc", apiserver.url, {"token": "t"}, ca=str(apiserver.pki.ca_cert))
-    client = KubeClient.from_kubeconfig(config, sleep=slept.append)
+    client = KubeClient.from_kubeconfig(config, sleep=slept.append, lean=lean)
     assert client.get("/api/v1/nodes")["kind"] == "NodeList"
     assert slept == [2.0, 10.0]  # the second is capped
 
 
-def test_429_gives_up_after_a_bound(apiserver, tmp_path):
+def test_429_gives_up_after_a_bound(apiserver, tmp_path, lean):
     apiserver.script["/api/v1/nodes"] = [(429, {"Retry-After": "1"}, b'{"reason":"TooManyRequests"}')]
     config = kubeconfig(tmp_path / "kc", apiserver.url, {"token": "t"}, ca=str(apiserver.pki.ca_cert))
     with pytest.raises(KubeError) as info:
-        KubeClient.from_kubeconfig(config, sleep=lambda s: None).get("/api/v1/nodes")
+        KubeClient.from_kubeconfig(config, sleep=lambda s: None, lean=lean).get("/api/v1/nodes")
     assert info.value.status == 429
 
 
-def test_status_answer_becomes_a_typed_error(apiserver, tmp_path):
+def test_status_answer_becomes_a_typed_error(apiserver, tmp_path, lean):
     config = kubeconfig(tmp_path / "kc", apiserver.url, {"token": "t"}, ca=str(apiserver.pki.ca_cert))
     apiserver.script["/api/v1/namespaces/default/pods/p/binding"] = [(409, {}, json.dumps(
         {"kind": "Status", "reason": "Conflict", "message": "pod p is already assigned to node n1"}).encode())]
     with pytest.raises(KubeError) as info:
-        KubeClient.from_kubeconfig(config).create("/api/v1/namespaces/default/pods/p/binding", {"target": {}})
+        KubeClient.from_kubeconfig(config, lean=lean).create("/api/v1/namespaces/default/pods/p/binding",
+                                                             {"target": {}})
     assert (info.value.status, info.value.reason) == (409, "Conflict")
     assert "already assigned" in str(info.value) and info.value.details == StatusDetails()
 
@@ -228,20 +278,21 @@ def test_status_answer_becomes_a_typed_error(apiserver, tmp_path):
     ({"name": 7, "kind": ["x"]}, StatusDetails()),
     ("not an object", StatusDetails()),
 ])
-def test_status_details_are_kept(apiserver, tmp_path, details, kept):
+def test_status_details_are_kept(apiserver, tmp_path, details, kept, lean):
     config = kubeconfig(tmp_path / "kc", apiserver.url, {"token": "t"}, ca=str(apiserver.pki.ca_cert))
     apiserver.script["/api/v1/namespaces/team/pods/p/binding"] = [(404, {}, json.dumps(
         {"kind": "Status", "reason": "NotFound", "message": 'namespaces "team" not found', "details": details,
          "code": 404}).encode())]
     with pytest.raises(KubeError) as info:
-        KubeClient.from_kubeconfig(config).create("/api/v1/namespaces/team/pods/p/binding", {"target": {}})
+        KubeClient.from_kubeconfig(config, lean=lean).create("/api/v1/namespaces/team/pods/p/binding",
+                                                             {"target": {}})
     assert info.value.not_found and info.value.details == kept
 
 
-def test_unreachable_apiserver_is_temporary(tmp_path):
+def test_unreachable_apiserver_is_temporary(tmp_path, lean):
     config = kubeconfig(tmp_path / "kc", "https://127.0.0.1:9", {"token": "t"})
     with pytest.raises(TemporaryError):
-        KubeClient.from_kubeconfig(config, timeout_s=2).get("/api/v1/nodes")
+        KubeClient.from_kubeconfig(config, timeout_s=2, lean=lean).get("/api/v1/nodes")
 
 
 def test_unusable_kubeconfig_names_the_file(tmp_path):
