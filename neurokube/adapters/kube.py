@@ -52,6 +52,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
+from kubernetes.client.rest import should_bypass_proxies
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.config.incluster_config import InClusterConfigLoader
 
@@ -119,7 +120,10 @@ class KubeClient:
         self.api.user_agent = user_agent
         self.rate_limit = RateLimit(qps, burst)
         self._sleep = sleep
-        self._lean = LeanTransport(configuration, user_agent) if lean and not unsupported(configuration) else None
+        proxied = bool(configuration.proxy) and not should_bypass_proxies(configuration.host,
+                                                                          no_proxy=configuration.no_proxy or "")
+        self._lean = (LeanTransport(configuration, user_agent) if lean and not unsupported(configuration, proxied)
+                      else None)
         self.transport = "lean" if self._lean is not None else "official"
 
     # -- construction ----------------------------------------------------------------------------

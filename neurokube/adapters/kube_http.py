@@ -31,10 +31,8 @@ import ssl
 import threading
 import weakref
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
-
-from kubernetes import client as k8s
-from kubernetes.client.rest import should_bypass_proxies
 
 
 @dataclass(frozen=True)
@@ -45,12 +43,13 @@ class Response:
     body: bytes
 
 
-def unsupported(configuration: k8s.Configuration) -> str:
-    """Why this transport cannot carry ``configuration``'s requests ("" when it can)."""
+def unsupported(configuration: Any, proxied: bool) -> str:
+    """Why this transport cannot carry the requests of ``configuration`` (the official client's
+    ``Configuration``; ``proxied``: its requests go through a proxy) ("" when it can)."""
     scheme = urlsplit(configuration.host).scheme
     if scheme not in ("https", "http"):
         return f"server scheme {scheme!r}"
-    if configuration.proxy and not should_bypass_proxies(configuration.host, no_proxy=configuration.no_proxy or ""):
+    if proxied:
         return "a proxy"
     if configuration.assert_hostname is not None:
         return "assert_hostname"
@@ -73,10 +72,9 @@ class _TlsConnection(http.client.HTTPSConnection):
 
 
 class LeanTransport:
-    def __init__(self, configuration: k8s.Configuration, user_agent: str) -> None:
-        why = unsupported(configuration)
-        if why:
-            raise ValueError(f"the lean transport does not handle {why}")
+    def __init__(self, configuration: Any, user_agent: str) -> None:
+        """``configuration``: the official client's ``Configuration``, one :func:`unsupported`
+        accepts (this module does not import the official package: the one-kube-client rule)."""
         url = urlsplit(configuration.host)
         self.configuration = configuration
         self.user_agent = user_agent
@@ -165,7 +163,7 @@ def _close_all(conns: set[http.client.HTTPConnection], lock: threading.Lock) -> 
             pass
 
 
-def _tls_context(configuration: k8s.Configuration) -> ssl.SSLContext:
+def _tls_context(configuration: Any) -> ssl.SSLContext:
     """TLS as the official transport sets it up: the CA bundle (the system's when none is given),
     the client certificate, and no verification only when the kubeconfig says so."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
