@@ -201,6 +201,13 @@ def test_certificate_is_verified_by_default(apiserver, tmp_path, lean):
         KubeClient.from_kubeconfig(config, lean=lean).get("/api/v1/nodes")
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # the official transport's
+def test_insecure_skip_tls_verify_is_honoured(apiserver, tmp_path, lean):
+    config = kubeconfig(tmp_path / "kc", apiserver.url, {"token": "t"}, {"insecure-skip-tls-verify": True})
+    client = KubeClient.from_kubeconfig(config, lean=lean)
+    assert client.get("/api/v1/nodes")["kind"] == "NodeList" and client.transport == ("lean" if lean else "official")
+
+
 def test_proxy_url_is_honoured(tmp_path):
     config = kubeconfig(tmp_path / "kc", "https://10.1.2.3:6443", {"token": "t"},
                         {"proxy-url": "http://127.0.0.1:3128"})
