@@ -93,9 +93,10 @@ class Settings:
                                "Retry-After)")
     kube_burst: int = _setting("NEUROKUBE_KUBE_BURST", 100, "requests allowed at once above NEUROKUBE_KUBE_QPS")
     kube_transport: str = _setting("NEUROKUBE_KUBE_TRANSPORT", "lean",
-                                   "how API requests (not watches) travel: lean (a kept http.client connection per "
-                                   "thread, about half the CPU per request; a kubeconfig with a proxy keeps the "
-                                   "official one) or official (the kubernetes client's ApiClient and urllib3)")
+                                   "how the binder's, sweeper's and extender's API requests (not watches) travel: lean "
+                                   "(a kept http.client connection per thread, about half the CPU per request; a "
+                                   "kubeconfig with a proxy keeps the official one) or official (the kubernetes "
+                                   "client's ApiClient and urllib3; the actuator always uses it)")
     resync_s: float = _setting("NEUROKUBE_RESYNC_S", 300.0,
                                "seconds between full re-lists of nodes and pods by the watch cache")
     sync_timeout_s: float = _setting("NEUROKUBE_SYNC_TIMEOUT_S", 20.0,
