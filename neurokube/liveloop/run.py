@@ -162,6 +162,7 @@ def run(s: LiveLoopSettings, say: Callable[[str], None] = lambda _m: None) -> di
                 windows.append((result.started_s, result.ended_s))
                 say(f"    {row[key]}")
             days.append(row)
+            _wait_shipped((live.binder, live.sweeper), timeout_s=20.0)
             say(f"night {d + 1}: snapshot and training on the live records")
             night = _night(s, store, registry, prom, windows, held_out, work)
             row.update(night)
@@ -207,6 +208,28 @@ def _night(s: LiveLoopSettings, store, registry: Registry, prom: str, windows: l
             "reason": result.reason, "champion": result.champion,
             "decisions": result.metrics.get("data.decisions"),
             "with_outcome": result.metrics.get("data.with_outcome")}
+
+
+def _wait_shipped(placers: tuple[livekit.Function, ...], timeout_s: float) -> bool:
+    """Until the decision spools of the functions that place pods are empty (their records are in
+    the store, which the night reads next), at most ``timeout_s``; False (and a warning) if not: the
+    night then goes on with what has arrived."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pending = []
+        for function in placers:
+            try:
+                if function.counter("neurokube_decision_spool_segments") > 0:
+                    pending.append(function.name)
+            except OSError:
+                pending.append(function.name)
+        if not pending:
+            return True
+        if time.monotonic() >= deadline:
+            event(log, "decision records not all shipped before the night", logging.WARNING, functions=pending,
+                  waited_s=timeout_s)
+            return False
+        time.sleep(0.5)
 
 
 def _wait_champion(binder_url: str, model_name: str, version: str | None, timeout_s: float) -> None:
