@@ -103,12 +103,11 @@ def run(kubeconfig: Path, requests: int, rounds: int) -> list[dict]:
                      "official_wall_us": med["official"][1], "lean_wall_us": med["lean"][1]})
         print(f"{kind}: thread CPU {med['official'][0]:.0f} -> {med['lean'][0]:.0f} us, "
               f"wall {med['official'][1]:.0f} -> {med['lean'][1]:.0f} us", flush=True)
-    for client in clients.values():
-        for kind_name in ("official", "lean"):
-            try:
-                client.request("DELETE", f"{LEASES}/bench-transport-{kind_name}")
-            except KubeError:
-                pass
+    for transport, client in clients.items():
+        try:
+            client.request("DELETE", f"{LEASES}/bench-transport-{transport}")
+        except KubeError:
+            pass
     return rows
 
 

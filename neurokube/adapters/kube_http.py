@@ -107,10 +107,6 @@ class LeanTransport:
             pass  # hung up while idle, reset, timed out: once more on a fresh connection
         return self._exchange(self._connect(timeout_s), method, target, body, headers, timeout_s)
 
-    def close(self) -> None:
-        """Close every thread's connection (a thread that sends again opens a new one)."""
-        _close_all(self._open, self._lock)
-
     def _connect(self, timeout_s: float) -> http.client.HTTPConnection:
         if self.context is not None:
             conn: http.client.HTTPConnection = _TlsConnection(self.host, self.port, timeout=timeout_s,
