@@ -135,17 +135,12 @@ class LeanTransport:
             self._drop(conn)
         return Response(answer.status, answer.reason, answer.getheader("Retry-After"), data)
 
-    def _drop(self, conn: http.client.HTTPConnection | None) -> None:
-        if conn is None:
-            return
+    def _drop(self, conn: http.client.HTTPConnection) -> None:
         if getattr(self._local, "conn", None) is conn:
             self._local.conn = None
         with self._lock:
             self._open.discard(conn)
-        try:
-            conn.close()
-        except OSError:
-            pass
+        _close_quietly(conn)
 
 
 def _close_all(conns: set[http.client.HTTPConnection], lock: threading.Lock) -> None:
@@ -153,10 +148,14 @@ def _close_all(conns: set[http.client.HTTPConnection], lock: threading.Lock) -> 
         found = list(conns)
         conns.clear()
     for conn in found:
-        try:
-            conn.close()
-        except OSError:
-            pass
+        _close_quietly(conn)
+
+
+def _close_quietly(conn: http.client.HTTPConnection) -> None:
+    try:
+        conn.close()
+    except OSError:
+        pass
 
 
 def _tls_context(configuration: Any) -> ssl.SSLContext:
