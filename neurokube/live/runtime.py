@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import threading
+import time
 import zlib
+from collections.abc import Callable
 from functools import partial
 
 from neurokube.adapters.compiled_model import compile_model
 from neurokube.adapters.kube import KubeClient
-from neurokube.errors import NeuroKubeError, TemporaryError
+from neurokube.errors import ApiStatusError, NeuroKubeError, TemporaryError
 from neurokube.live import binding, failpoints, heap
 from neurokube.live.cache import ClusterCache
 from neurokube.live.decide import Decider
@@ -64,7 +67,7 @@ class Runtime:
         self.decisions = DecisionLog(_open_store(s.decision_log), s.decision_prefix, replica, telemetry,
                                      spool_dir=s.decision_spool_dir, max_bytes=s.decision_spool_max_bytes,
                                      batch=s.decision_batch, flush_s=s.decision_flush_s,
-                                     resolve=partial(bound_as_recorded, kube))
+                                     resolve=partial(bound_as_recorded, kube, refused=RefusalLog()))
         self.scheduler = Scheduler(self.cache, self.metrics, self.decider, self.ledger, self.events, self.decisions,
                                    telemetry, replica=replica, bind_attempts=s.bind_attempts,
                                    stale_after_s=s.prom_stale_after_s, recent_lag_s=s.recent_lag_s)
@@ -120,14 +123,41 @@ class Runtime:
         self.decisions.close()
 
 
-def bound_as_recorded(kube: KubeClient, decision: LiveDecision) -> bool | None:
+def bound_as_recorded(kube: KubeClient, decision: LiveDecision,
+                      refused: Callable[[ApiStatusError], None] | None = None) -> bool | None:
     """Whether the Binding of a decision record nobody settled happened: the pod carries the
-    record's id (None while the apiserver cannot say). The decision log's resolver."""
+    record's id (None while the apiserver cannot say). The decision log's resolver.
+
+    ``refused`` hears of a 401 or 403: asking again will not help (the ServiceAccount lacks
+    ``pods get``), and the record's segment, with every later one, waits until that is fixed."""
     namespace, name = decision.pod.split("/", 1)
     try:
         return binding.placing_decision(kube, namespace, name, decision.pod_uid) == decision.decision_id
+    except ApiStatusError as exc:
+        if refused is not None and exc.status in (401, 403):
+            refused(exc)
+        return None
     except NeuroKubeError:
         return None
+
+
+class RefusalLog:
+    """Logs a resolver's refusals as errors, at most once per ``every_s`` (the shipper asks every second)."""
+
+    def __init__(self, every_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every_s, self.clock = every_s, clock
+        self._last = -math.inf
+        self._lock = threading.Lock()
+
+    def __call__(self, exc: ApiStatusError) -> None:
+        with self._lock:
+            now = self.clock()
+            if now - self._last < self.every_s:
+                return
+            self._last = now
+        event(log, "the decision log cannot ask the apiserver which decision placed a pod; its records wait "
+                   "(grant this ServiceAccount pods get, deploy/knative/rbac.yaml)", logging.ERROR,
+              status=exc.status, error=exc.message)
 
 
 def _open_store(target: str | None):

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neurokube.errors import TemporaryError
+from neurokube.errors import ApiStatusError, TemporaryError
 from neurokube.k8s.objects import parse_pod
 from neurokube.live import ledger
 from neurokube.live.binding import DECISION_ANNOTATION
 from neurokube.live.decisions import frames
-from neurokube.live.runtime import bound_as_recorded
+from neurokube.live.runtime import RefusalLog, bound_as_recorded
 from neurokube.live.scheduler import ALREADY_BOUND, BOUND, GONE, UNSCHEDULABLE
 from neurokube.live.settings import Settings
 from neurokube.model.decision_log import CANDIDATE_COLUMNS, DECISION_COLUMNS
@@ -255,6 +255,29 @@ def test_the_pod_names_the_decision_that_placed_it_and_the_resolver_reads_it(mod
 
     kube.before.append(apiserver_down)
     assert bound_as_recorded(kube, record) is None  # cannot say yet: asked again later
+
+
+def test_a_resolver_refused_by_rbac_says_so_once_a_minute(model, prom, tmp_path, caplog):
+    """A 403 on the pod read (a ServiceAccount without pods get: the sweeper's, once) is not "cannot
+    say yet" to shrug at: the record waits, and every later one with it, until RBAC is fixed."""
+    kube = cluster()
+    runtime = logging_runtime(kube, model, prom, tmp_path)
+    assert runtime.scheduler.schedule(submit(kube, "p")).outcome == BOUND
+    [record] = runtime.decisions.pending()
+
+    def forbidden(method, path, body):
+        raise ApiStatusError(403, "Forbidden", 'pods "p" is forbidden', method, path)
+
+    kube.before.append(forbidden)
+    now = [0.0]
+    refusals = RefusalLog(every_s=60.0, clock=lambda: now[0])
+    heard = []
+    for at in (0.0, 1.0, 59.0, 61.0):
+        now[0] = at
+        assert bound_as_recorded(kube, record, refused=lambda exc: (heard.append(exc.status), refusals(exc))) is None
+    assert heard == [403, 403, 403, 403]
+    said = [r for r in caplog.records if "grant this ServiceAccount pods get" in r.getMessage()]
+    assert [r.levelname for r in said] == ["ERROR", "ERROR"]  # at 0 s and 61 s
 
 
 def test_a_binding_whose_answer_was_lost_and_resent_is_recorded_as_bound(model, prom, tmp_path):
