@@ -24,7 +24,10 @@ or, for an intent nobody settled (the kill fell between the intent and the mark,
 call itself failed without an answer), *resolved*: ``resolve(decision)`` asks the apiserver
 whether the pod carries the record's id (the Binding sets it on the pod, :mod:`neurokube.live.binding`).
 A void or refuted intent is not shipped
-(counted as ``voided``); an intent still in flight holds its segment back until it is settled.
+(counted as ``voided``); an intent still in flight, or one the apiserver cannot settle yet, holds
+its own segment back until it is settled. Later segments ship meanwhile: each segment's objects
+are its own, and one record nobody can settle (a resolver refused with 403, say) must not keep
+every later record from the store until the spool's bound drops them.
 :meth:`DecisionLog.record` writes a record that is settled already (for callers that log after
 the fact). A background shipper seals the open segment every ``decision_batch``
 records or ``decision_flush_s`` seconds and turns each sealed segment, oldest first, into
@@ -373,7 +376,8 @@ class DecisionLog:
         return self.ship()
 
     def ship(self) -> int:
-        """Ship the sealed segments, oldest first; stop at the first store failure (retried later)."""
+        """Ship the sealed segments, oldest first, skipping those still waiting for an outcome; stop
+        at the first store failure (retried later)."""
         total = 0
         with self._ship_lock:
             for segment in self.spool.sealed():
@@ -381,10 +385,10 @@ class DecisionLog:
                     parts, kept, voided = self._tables(segment)
                 except FileNotFoundError:  # dropped by the bound meanwhile (counted there)
                     continue
-                except _NotReady as exc:  # the next round tries again; later segments wait (order kept)
+                except _NotReady as exc:  # the next round tries again; later segments go on
                     event(log, "decision segment waits for an outcome", logging.DEBUG, segment=segment.seq,
                           reason=str(exc))
-                    return total
+                    continue
                 except _Undecodable as exc:
                     self.spool.reject(segment)
                     self._rejected.inc(segment.records)

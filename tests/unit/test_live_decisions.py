@@ -250,6 +250,25 @@ def test_an_intent_in_flight_holds_its_segment_back_until_settled(tmp_path):
     log.close()
 
 
+def test_a_segment_waiting_for_an_outcome_does_not_hold_back_later_ones(tmp_path):
+    """One record nobody can settle yet (the apiserver refuses or cannot say) keeps its own
+    segment on disk, not every segment sealed after it."""
+    store = LocalDirStore(tmp_path / "store")
+    answers = {}
+    log = new_log(tmp_path, store, resolve=lambda d: answers.get(d.decision_id))
+    stuck, after = decision(0), decision(1)
+    log.intend(stuck)
+    log.settle(stuck.decision_id, None)  # no answer from the Binding; the resolver cannot say yet
+    log.spool.seal()
+    log.record(after)
+    assert log.flush() == 1 and shipped_ids(store) == [after.decision_id]
+    assert [d.decision_id for d in log.pending()] == [stuck.decision_id] and log.spool.segments == 1
+    answers[stuck.decision_id] = True
+    assert log.flush() == 1 and sorted(shipped_ids(store)) == sorted([stuck.decision_id, after.decision_id])
+    assert log.spool.segments == 0
+    log.close()
+
+
 def test_a_killed_processs_intents_follow_its_marks_and_the_rest_are_resolved(tmp_path):
     store = LocalDirStore(tmp_path / "store")
     first = new_log(tmp_path, store)
