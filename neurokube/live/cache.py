@@ -131,6 +131,9 @@ class ClusterCache:
         self.resync_s = resync_s
         self.clock = clock
         self.on_listed = on_listed
+        # Called (under the cache's lock: it must only set a flag) when room may have been freed: a
+        # pod stopped holding a node's resources, a node appeared or changed (neurokube.live.retry).
+        self.on_release: Callable[[], None] | None = None
         self._lock = threading.RLock()
         self._nodes: dict[str, Node] = {}
         self._pods: dict[str, Pod] = {}  # uid -> pod (every pod we were told of)
@@ -217,6 +220,7 @@ class ClusterCache:
                     waiter.set()
                 self._waiting.clear()
             self._fresh_at[resource] = self.clock()
+            self._released()  # a re-list may show room freed while the watch was down
         self._synced[resource].set()
 
     def apply(self, resource: str, kind: str, doc: dict) -> None:
@@ -245,6 +249,11 @@ class ClusterCache:
         elif self._nodes.get(node.name) != node:  # most node updates change nothing a scheduler reads
             self._nodes[node.name] = node
             self._nodes_changed()
+            self._released()
+
+    def _released(self) -> None:
+        if self.on_release is not None:
+            self.on_release()
 
     def _nodes_changed(self) -> None:
         self._table = None
@@ -269,6 +278,8 @@ class ClusterCache:
         if old is not None and _holds(old):
             self._add_usage(old, -1)
             visible = True
+            if not initial and (kind == "DELETED" or not _holds(pod)):
+                self._released()
         if kind == "DELETED":
             self._bound_at.pop(uid, None)
             self._assumed.pop(uid, None)
@@ -412,6 +423,13 @@ class ClusterCache:
         with self._lock:
             pod = self._pods.get(uid)
             return pod.node_name if pod is not None and pod.bound else None
+
+    def pending_pod(self, uid: str) -> Pod | None:
+        """The pod with this UID if the watch shows it waiting for this scheduler (not bound, not
+        terminal or being deleted, not assumed by this replica), else None."""
+        with self._lock:
+            pod = self._pods.get(uid)
+            return pod if pod is not None and self._is_pending(pod) and uid not in self._assumed else None
 
     def pod(self, uid: str) -> Pod | None:
         """The pod with this UID as the watch last reported it (None if the watch has not seen it)."""

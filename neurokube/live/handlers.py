@@ -25,7 +25,7 @@ from neurokube.errors import InputError, NotFoundError, RefusedError
 from neurokube.k8s.objects import Pod, parse_pod
 from neurokube.live import runtime, trust
 from neurokube.live.extender import parse_args
-from neurokube.live.scheduler import ALREADY_BOUND, IGNORED, Outcome, ignore_reason
+from neurokube.live.scheduler import ALREADY_BOUND, IGNORED, UNSCHEDULABLE, Outcome, ignore_reason
 from neurokube.live.settings import Settings
 from neurokube.live.telemetry import Telemetry, process_telemetry
 from neurokube.logs import event
@@ -113,6 +113,7 @@ def _on_pod_event(ce: AnyCloudEvent, settings: Settings, request_id: str, teleme
     if why:
         telemetry.events.labels(type=_type_label(ce), result="ignored").inc()
         return Outcome(IGNORED, actual.key, reason=why)
+    releases = rt.retrier.releases if rt.retrier is not None else 0
     try:
         outcome = rt.scheduler.schedule(actual, request_id)
     except Exception:
@@ -123,6 +124,8 @@ def _on_pod_event(ce: AnyCloudEvent, settings: Settings, request_id: str, teleme
         telemetry.events.labels(type=_type_label(ce), result="rejected").inc()
         raise NotFoundError(f"namespace {namespace!r} does not exist", where=f"pod {pod.key}",
                             why="the event names a pod the apiserver does not have")
+    if outcome.outcome == UNSCHEDULABLE and rt.retrier is not None:
+        rt.retrier.hold(actual, releases)  # placed again as soon as the watch sees room freed (live/retry.py)
     telemetry.events.labels(type=_type_label(ce), result="handled").inc()
     return outcome
 

@@ -35,6 +35,7 @@ from neurokube.live.extender import Extender
 from neurokube.live.ledger import Ledger
 from neurokube.live.profile import profile_for
 from neurokube.live.prometheus import PrometheusSource
+from neurokube.live.retry import Retrier
 from neurokube.live.scheduler import Scheduler
 from neurokube.live.settings import Settings
 from neurokube.live.sweeper import Sweeper
@@ -74,6 +75,10 @@ class Runtime:
         self.extender = Extender(kube, self.cache, self.metrics, self.decider, self.ledger, telemetry,
                                  stale_after_s=s.prom_stale_after_s, recent_lag_s=s.recent_lag_s,
                                  bind_schedulers=s.extender_scheduler_names)
+        self.retrier = Retrier(self.scheduler, self.cache.pending_pod, telemetry,
+                               max_pods=s.retry_max_pods) if s.retry_on_release else None
+        if self.retrier is not None:
+            self.cache.on_release = self.retrier.released
         self.sweeper = Sweeper(kube, self.scheduler, self.ledger, self.cache, telemetry,
                                scheduler_name=s.scheduler_name, min_age_s=s.sweep_min_age_s,
                                max_pods=s.sweep_max_pods, budget_s=s.sweep_budget_s)
@@ -100,6 +105,8 @@ class Runtime:
             self.metrics.start()
         self.events.start()
         self.decisions.start()
+        if self.retrier is not None:
+            self.retrier.start()
         if self.champion is not None:
             self.champion.start()
         event(log, "live runtime started", replica=self.settings.replica_name, apiserver=self.kube.server,
@@ -115,6 +122,8 @@ class Runtime:
             raise TemporaryError(f"the watch cache has not listed nodes and pods from {self.kube.server} yet")
 
     def close(self) -> None:
+        if self.retrier is not None:
+            self.retrier.close()
         if self.champion is not None:
             self.champion.close()
         self.cache.close()

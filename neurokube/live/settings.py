@@ -210,6 +210,13 @@ class Settings:
                                       "the sweeper leaves pods younger than this to the binder, seconds")
     sweep_max_pods: int = _setting("NEUROKUBE_SWEEP_MAX_PODS", 2000, "pods placed per sweep at most")
     sweep_budget_s: float = _setting("NEUROKUBE_SWEEP_BUDGET_S", 50.0, "a sweep stops after this many seconds")
+    # -- retry on release (neurokube.live.retry) ---------------------------------------------------
+    retry_on_release: bool = _setting("NEUROKUBE_RETRY_ON_RELEASE", True,
+                                      "place a pod the binder found unschedulable again as soon as the watch sees "
+                                      "room freed (a pod deleted or finished, a node added), as kube-scheduler "
+                                      "does; off: it waits for the sweeper")
+    retry_max_pods: int = _setting("NEUROKUBE_RETRY_MAX_PODS", 100,
+                                   "held pods placed again per release pass at most (oldest first)")
     # -- fault injection (tests/chaos) -------------------------------------------------------------
     failpoint_exit_before_bind: str | None = _setting(
         "NEUROKUBE_FAILPOINT_EXIT_BEFORE_BIND", None,

@@ -88,6 +88,10 @@ class Telemetry:
                                      registry=r)
         self.sweeps = Counter("neurokube_sweep_pods_total", "Pods handled by the sweeper, by outcome.", ["outcome"],
                               registry=r)
+        self.release_retries = Counter("neurokube_release_retries_total",
+                                       "Pods left unschedulable by the binder and placed again when room was freed, "
+                                       "by outcome (bound, unschedulable, not_pending, failed, deferred, ...).",
+                                       ["outcome"], registry=r)
         self.k8s_events = Counter("neurokube_k8s_events_total", "Kubernetes Events posted, by reason and result.",
                                   ["reason", "result"], registry=r)
         self.auth_failures = Counter("neurokube_auth_failures_total",

@@ -297,3 +297,48 @@ def _emptiest(client) -> set[str]:
     low = min(requested.values())
     return {name for name, cpu in requested.items() if cpu == low}
 
+
+
+def test_an_unschedulable_pod_is_bound_when_room_is_freed_without_a_sweep(cluster, live):
+    """The binder holds a pod it found no room for and places it when its watch sees room freed
+    (neurokube/live/retry.py), as kube-scheduler requeues on an assigned pod's deletion: nobody pings
+    the sweeper here, whose period would otherwise be the pod's wait."""
+    client = cluster.client
+    run = f"retry-{uuid.uuid4().hex[:6]}"
+    binder, sweeper = live["binder"], live["sweeper"]
+    node = workload.NodeSpec(f"nk-{run}", 1000, 2048, labels={SMALL_POOL: run})
+    workload.create_nodes(client, [node])
+    client.merge_patch(f"/api/v1/nodes/{node.name}",
+                       {"spec": {"taints": [{"key": SMALL_POOL, "value": run, "effect": "NoSchedule"}]}})
+
+    def on_the_node(name: str, cpu: int, label: str) -> dict:
+        manifest = neurokube_pod(name, cpu, 128, label)
+        manifest["spec"]["nodeSelector"] = {SMALL_POOL: run}
+        manifest["spec"]["tolerations"] = [{"key": SMALL_POOL, "operator": "Equal", "value": run,
+                                            "effect": "NoSchedule"}]
+        return manifest
+
+    try:
+        create_pods(client, [on_the_node(f"{run}-filler", 800, f"{run}-filler")])
+        wait_bound(client, f"{run}-filler", 1, timeout_s=30)
+        unschedulable = binder.counter("neurokube_decisions_total", outcome="unschedulable")
+        retried = binder.counter("neurokube_release_retries_total", outcome="bound")
+        swept = sweeper.counter("neurokube_sweep_pods_total")
+        create_pods(client, [on_the_node(f"{run}-late", 500, f"{run}-late")])
+        deadline = time.monotonic() + 30
+        while binder.counter("neurokube_decisions_total", outcome="unschedulable") == unschedulable:
+            assert time.monotonic() < deadline, "the binder never found the late pod unschedulable"
+            time.sleep(0.2)
+        time.sleep(1.0)
+        [late] = pods_of(client, f"{run}-late").values()
+        assert not late["spec"].get("nodeName"), "the late pod fitted; the test proves nothing"
+        freed = time.monotonic()
+        workload.delete_pods(client, [f"{run}-filler"])
+        pods = wait_bound(client, f"{run}-late", 1, timeout_s=10)
+        print(f"\nthe late pod was bound {time.monotonic() - freed:.2f}s after the filler's deletion")
+        assert [p["spec"]["nodeName"] for p in pods.values()] == [node.name]
+        assert binder.counter("neurokube_release_retries_total", outcome="bound") == retried + 1
+        assert sweeper.counter("neurokube_sweep_pods_total") == swept  # no sweep placed it
+    finally:
+        workload.delete_pods(client, [f"{run}-filler", f"{run}-late"])
+        client.delete(f"/api/v1/nodes/{node.name}")
