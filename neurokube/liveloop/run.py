@@ -83,9 +83,9 @@ class LiveLoopSettings:
 
     @property
     def sweep_every_s(self) -> float:
-        """The sweeper's PingSource, every trace minute, compressed (kube-scheduler retries a pending pod
-        on the cluster's events; NeuroKube's binder places a pod on its create event and the sweeper
-        places what did not fit then, so the sweeper's period is what pending pods wait for)."""
+        """The sweeper's PingSource, every trace minute, compressed. A pod that did not fit on its create
+        event is placed again when the binder's watch sees room freed (neurokube/live/retry.py), as
+        kube-scheduler retries on the cluster's events; the sweeper is the backstop for the rest."""
         return max(0.5, 60.0 / self.speed)
 
     @property
