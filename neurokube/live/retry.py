@@ -3,9 +3,8 @@
 kube-scheduler puts an unschedulable pod back in its active queue when a cluster event could make
 it fit: an assigned pod deleted or finished, a node added (its queueing hints). The binder places a
 pod on the pod's create event, and the sweeper places what is still pending once a minute, so a
-pod that found no room used to wait up to a sweep period after room came free. In the live loop
-(neurokube/liveloop, a trace compressed 60x) that period is a trace minute per retry, and it was
-most of NeuroKube's extra pending time.
+pod that found no room used to wait up to a sweep period after room came free (in the live loop,
+neurokube/liveloop, a trace compressed 60x, a trace minute per retry).
 
 The retrier closes that gap. The binder's event path hands it each pod it left unschedulable
 (:meth:`Retrier.hold`); the watch cache calls :meth:`Retrier.released` whenever a pod stops holding

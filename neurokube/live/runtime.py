@@ -138,7 +138,7 @@ def bound_as_recorded(kube: KubeClient, decision: LiveDecision,
     record's id (None while the apiserver cannot say). The decision log's resolver.
 
     ``refused`` hears of a 401 or 403: asking again will not help (the ServiceAccount lacks
-    ``pods get``), and the record's segment, with every later one, waits until that is fixed."""
+    ``pods get``), and the record's segment waits on the spool until that is fixed."""
     namespace, name = decision.pod.split("/", 1)
     try:
         return binding.placing_decision(kube, namespace, name, decision.pod_uid) == decision.decision_id
@@ -164,8 +164,8 @@ class RefusalLog:
             if now - self._last < self.every_s:
                 return
             self._last = now
-        event(log, "the decision log cannot ask the apiserver which decision placed a pod; its records wait "
-                   "(grant this ServiceAccount pods get, deploy/knative/rbac.yaml)", logging.ERROR,
+        event(log, "the decision log cannot ask the apiserver which decision placed a pod; the record waits "
+                   "on the spool (grant this ServiceAccount pods get, deploy/knative/rbac.yaml)", logging.ERROR,
               status=exc.status, error=exc.message)
 
 

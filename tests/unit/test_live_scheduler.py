@@ -259,7 +259,7 @@ def test_the_pod_names_the_decision_that_placed_it_and_the_resolver_reads_it(mod
 
 def test_a_resolver_refused_by_rbac_says_so_once_a_minute(model, prom, tmp_path, caplog):
     """A 403 on the pod read (a ServiceAccount without pods get: the sweeper's, once) is not "cannot
-    say yet" to shrug at: the record waits, and every later one with it, until RBAC is fixed."""
+    say yet" to shrug at: the record waits on the spool until RBAC is fixed."""
     kube = cluster()
     runtime = logging_runtime(kube, model, prom, tmp_path)
     assert runtime.scheduler.schedule(submit(kube, "p")).outcome == BOUND
