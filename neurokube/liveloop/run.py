@@ -210,10 +210,10 @@ def _night(s: LiveLoopSettings, store, registry: Registry, prom: str, windows: l
             "with_outcome": result.metrics.get("data.with_outcome")}
 
 
-def _wait_shipped(placers: tuple[livekit.Function, ...], timeout_s: float) -> bool:
+def _wait_shipped(placers: tuple[livekit.Function, ...], timeout_s: float) -> None:
     """Until the decision spools of the functions that place pods are empty (their records are in
-    the store, which the night reads next), at most ``timeout_s``; False (and a warning) if not: the
-    night then goes on with what has arrived."""
+    the store, which the night reads next), at most ``timeout_s``; then a warning, and the night
+    goes on with what has arrived."""
     deadline = time.monotonic() + timeout_s
     while True:
         pending = []
@@ -224,11 +224,11 @@ def _wait_shipped(placers: tuple[livekit.Function, ...], timeout_s: float) -> bo
             except OSError:
                 pending.append(function.name)
         if not pending:
-            return True
+            return
         if time.monotonic() >= deadline:
             event(log, "decision records not all shipped before the night", logging.WARNING, functions=pending,
                   waited_s=timeout_s)
-            return False
+            return
         time.sleep(0.5)
 
 

@@ -45,6 +45,7 @@ from neurokube.cluster.session import RunningCluster, running_cluster
 from neurokube.cluster.state import Layout
 from neurokube.k8s.quantity import cpu_milli
 from neurokube.testing import FakePrometheus, write_packing_model
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -325,10 +326,9 @@ def test_an_unschedulable_pod_is_bound_when_room_is_freed_without_a_sweep(cluste
         retried = binder.counter("neurokube_release_retries_total", outcome="bound")
         swept = sweeper.counter("neurokube_sweep_pods_total")
         create_pods(client, [on_the_node(f"{run}-late", 500, f"{run}-late")])
-        deadline = time.monotonic() + 30
-        while binder.counter("neurokube_decisions_total", outcome="unschedulable") == unschedulable:
-            assert time.monotonic() < deadline, "the binder never found the late pod unschedulable"
-            time.sleep(0.2)
+        wait_for("the binder finds the late pod unschedulable",
+                 lambda: binder.counter("neurokube_decisions_total", outcome="unschedulable") > unschedulable,
+                 timeout_s=30)
         time.sleep(1.0)
         [late] = pods_of(client, f"{run}-late").values()
         assert not late["spec"].get("nodeName"), "the late pod fitted; the test proves nothing"

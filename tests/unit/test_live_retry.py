@@ -18,6 +18,7 @@ from neurokube.live.scheduler import UNSCHEDULABLE
 from neurokube.live.settings import Settings
 from neurokube.live.telemetry import Telemetry, process_telemetry
 from neurokube.testing import FakeKube, fake_runtime, node_doc, pod_doc
+from tests.polling import wait_for
 
 SOURCE = str(Path(__file__).resolve().parents[2] / "functions" / "binder" / "main.py")
 ADD = "dev.knative.apiserver.resource.add"
@@ -43,15 +44,6 @@ def free_the_node(kube, runtime):
     """Delete ``filler``, and let the watch report it."""
     doc = kube.pods.pop(("default", "filler"))
     runtime.cache.apply("pods", "DELETED", doc)
-
-
-def wait_for(predicate, timeout_s=5.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def bound_pods(kube):
@@ -80,9 +72,9 @@ def test_the_binder_holds_an_unschedulable_pod_and_places_it_when_room_is_freed(
         assert bound_pods(kube) == []  # nothing was freed: no pass, no decision
         before = retries(runtime.telemetry, "bound")
         free_the_node(kube, runtime)
-        assert wait_for(lambda: bound_pods(kube) == ["late"])
+        wait_for("the held pod bound", lambda: bound_pods(kube) == ["late"], timeout_s=5, interval_s=0.01)
         assert kube.pods[("default", "late")]["spec"]["nodeName"] == "n0"
-        assert wait_for(lambda: runtime.retrier.held == 0)
+        wait_for("nothing held", lambda: runtime.retrier.held == 0, timeout_s=5, interval_s=0.01)
         assert retries(runtime.telemetry, "bound") == before + 1
     finally:
         runtime.retrier.close()
@@ -103,7 +95,7 @@ def test_room_freed_while_the_pod_was_decided_is_not_missed():
         assert runtime.scheduler.schedule(pod).outcome == UNSCHEDULABLE
         free_the_node(kube, runtime)  # nothing held yet: the release alone wakes nobody
         runtime.retrier.hold(pod, releases)
-        assert wait_for(lambda: bound_pods(kube) == ["late"])
+        wait_for("the held pod bound", lambda: bound_pods(kube) == ["late"], timeout_s=5, interval_s=0.01)
     finally:
         runtime.retrier.close()
 
