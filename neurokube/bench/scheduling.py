@@ -70,7 +70,7 @@ EXTENDER_WEIGHT = 5  # as deploy/knative/kube-scheduler/extender-config.yaml
 CPU_CHOICES = (100, 250, 500, 1000)  # millicores
 MEMORY_CHOICES = (128, 256, 512, 1024)  # MiB
 SWEEP_EVERY_S = 60.0
-BINDER_THREADS = 64  # the binder's THREADS and containerConcurrency in deploy/knative/services.yaml
+BINDER_THREADS = functions.BINDER_THREADS  # the binder's THREADS and containerConcurrency as deployed
 FUNCTION_PROCESSES = frozenset({"binder", "sweeper", "extender"})  # a functions-framework master and its worker
 
 #: ``progress(description, total, unit)`` -> a context manager yielding ``update(done, total)``

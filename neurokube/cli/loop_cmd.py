@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neurokube.cli.options import float_range, int_range, output_path, seed
+from neurokube.cli.options import float_range, int_range, output_path, positive_int, seed
+from neurokube.cluster.functions import BINDER_THREADS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     live.add_argument("--epsilon", type=float_range(0.0, 1.0), default=0.1,
                       help="the binder's exploration rate (default 0.1)")
     live.add_argument("--rounds", type=int_range(1, 100_000), default=40, help="boosting rounds (default 40)")
+    live.add_argument("--binder-threads", type=positive_int, default=BINDER_THREADS,
+                      help=f"pod events the binder places at a time: its gunicorn threads and the deliveries "
+                           f"(default {BINDER_THREADS}, as deploy/knative/services.yaml)")
     live.add_argument("--seed", type=seed, default=0)
     live.set_defaults(func=_live)
 
@@ -45,7 +49,7 @@ def _live(args: argparse.Namespace) -> int:
                                fit=dataclasses.replace(base.fit, rounds=args.rounds, seed=args.seed))
     s = live_run.LiveLoopSettings(state_dir=args.state_dir, trace=trace, days=args.days, nodes=args.nodes,
                                   slice_hours=args.slice_hours, speed=args.speed, epsilon=args.epsilon,
-                                  nightly=settings)
+                                  binder_threads=args.binder_threads, nightly=settings)
     doc = live_run.run(s, say=lambda m: print(m, flush=True))
     live_run.write(doc, args.json)
     print(live_run.table(doc))

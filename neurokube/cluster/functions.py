@@ -63,6 +63,11 @@ AVOID_PORTS = {8080, 8008}  # the receive adapter's probe and default pprof port
 PING_TYPE = "dev.knative.sources.ping"
 
 
+#: The binder's THREADS and containerConcurrency in deploy/knative/services.yaml: how many pod events
+#: one replica places at a time. Local runs that compare the binder with kube-scheduler use it.
+BINDER_THREADS = 64
+
+
 @dataclass(frozen=True)
 class FunctionsOptions:
     extender: bool = False

@@ -7,7 +7,10 @@ samples give the usage of that step), and the run's wall seconds count ``speed``
 * ``contention_core_s``: sum over steps and nodes of max(0, CPU usage - allocatable) x step / 1000;
 * ``node_hours``: node-steps with a running pod (a working set on the node) x step / 3600;
 * ``pending_pod_s``: creation-to-binding waits as the apiserver's watch saw them (a pod never bound
-  waits until the run's end), from :class:`~neurokube.liveloop.driver.RunResult`.
+  waits until the run's end), from :class:`~neurokube.liveloop.driver.RunResult`;
+* how those waits are spread (:func:`waits`): their median, 90th percentile and longest, and the pods
+  that waited a trace minute or more with their share of ``pending_pod_s``. A scheduler slower per
+  pod raises the median; pods waiting for room raise the tail.
 """
 
 from __future__ import annotations
@@ -40,6 +43,26 @@ def from_usage(frame: pd.DataFrame, step_s: float, speed: float) -> dict[str, fl
             "node_hours": float(active.sum() * trace_step / 3600.0)}
 
 
+#: A wait of at least this many trace seconds counts as waiting for room rather than for the scheduler.
+LONG_WAIT_S = 60.0
+
+
+def _waits(created: dict[str, float], bound: dict[str, float], end_s: float, speed: float) -> np.ndarray:
+    return np.array([max(0.0, bound.get(name, end_s) - t) for name, t in created.items()], float) * speed
+
+
 def pending(created: dict[str, float], bound: dict[str, float], end_s: float, speed: float) -> float:
     """Trace seconds pods waited between creation and binding; unbound pods wait until ``end_s``."""
-    return float(sum(max(0.0, bound.get(name, end_s) - t) for name, t in created.items()) * speed)
+    return float(_waits(created, bound, end_s, speed).sum())
+
+
+def waits(created: dict[str, float], bound: dict[str, float], end_s: float, speed: float) -> dict[str, float]:
+    """How the waits of :func:`pending` are spread, in trace seconds (all zero when no pod was created)."""
+    w = _waits(created, bound, end_s, speed)
+    if w.size == 0:
+        return {"wait_p50_s": 0.0, "wait_p90_s": 0.0, "wait_max_s": 0.0, "long_waits": 0, "long_wait_share": 0.0}
+    long = w >= LONG_WAIT_S
+    total = float(w.sum())
+    return {"wait_p50_s": float(np.percentile(w, 50)), "wait_p90_s": float(np.percentile(w, 90)),
+            "wait_max_s": float(w.max()), "long_waits": int(long.sum()),
+            "long_wait_share": float(w[long].sum() / total) if total > 0 else 0.0}

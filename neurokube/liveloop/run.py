@@ -35,7 +35,7 @@ from pathlib import Path
 from neurokube.adapters.objectstore import open_store
 from neurokube.cluster import control, livekit, rbac, workload
 from neurokube.cluster.broker import LocalBroker
-from neurokube.cluster.functions import FunctionsOptions
+from neurokube.cluster.functions import BINDER_THREADS, FunctionsOptions
 from neurokube.cluster.session import RunningCluster
 from neurokube.emulator.filesource import write_snapshot
 from neurokube.errors import InputError, TemporaryError
@@ -67,7 +67,8 @@ class LiveLoopSettings:
     """Trace seconds per wall second."""
     scrape_s: float = 1.0
     epsilon: float = 0.1
-    binder_threads: int = 8
+    binder_threads: int = BINDER_THREADS
+    """Pod events the binder places at a time (gunicorn threads and the broker's deliveries), as deployed."""
     nightly: NightlySettings = field(default_factory=NightlySettings)
 
     def check(self) -> None:
@@ -174,7 +175,8 @@ def run(s: LiveLoopSettings, say: Callable[[str], None] = lambda _m: None) -> di
             if night["promoted"] and d + 1 < s.days:
                 _wait_champion(live.binder.url, s.nightly.model_name, night["champion"], timeout_s=60)
     doc = {"days": days, "settings": {"nodes": s.nodes, "slice_hours": s.slice_hours, "speed": s.speed,
-                                      "trace": s.trace.name, "epsilon": s.epsilon, "scrape_s": s.scrape_s}}
+                                      "trace": s.trace.name, "epsilon": s.epsilon, "scrape_s": s.scrape_s,
+                                      "binder_threads": s.binder_threads}}
     event(log, "live loop done", days=len(days))
     return doc
 
@@ -184,6 +186,7 @@ def measure(prom: str, s: LiveLoopSettings, result: driver.RunResult) -> dict:
     frame = PrometheusUsage(prom, outcomes.queries("", s.scrape_s)).read(start, end, max(1, int(s.scrape_s)))
     found = outcomes.from_usage(frame, max(1, int(s.scrape_s)), s.speed)
     found["pending_pod_s"] = outcomes.pending(result.created, result.bound, result.ended_s, s.speed)
+    found.update(outcomes.waits(result.created, result.bound, result.ended_s, s.speed))
     found["pods"], found["unbound"] = len(result.created), result.unbound
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in found.items()}
 

@@ -3,12 +3,18 @@ outcomes of a usage frame in the replay's units."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
+from neurokube.cluster.functions import BINDER_THREADS
 from neurokube.errors import InputError
 from neurokube.liveloop import outcomes, plan
+from neurokube.liveloop.run import LiveLoopSettings
 from neurokube.liveloop.usage import LiveUsage, Node
 from neurokube.trace.assemble import ArrivalSettings
 from neurokube.trace.synth import SynthSettings, synth_trace
@@ -94,8 +100,33 @@ def test_outcomes_of_a_usage_frame_are_in_trace_units():
         (2.0 + 10.0) * 60)
 
 
+def test_the_spread_of_waits_separates_slow_binding_from_waiting_for_room():
+    created = {"a": 0.0, "b": 0.0, "c": 0.0, "d": 0.0}
+    bound = {"a": 0.1, "b": 0.2, "c": 2.0}  # d is never bound: it waits until the end (5 s wall)
+    got = outcomes.waits(created, bound, end_s=5.0, speed=60.0)
+    assert got["wait_max_s"] == pytest.approx(300.0)
+    assert got["wait_p50_s"] == pytest.approx((12.0 + 120.0) / 2)
+    assert got["long_waits"] == 2  # c (120 trace s) and d (300): a trace minute or more
+    total = outcomes.pending(created, bound, end_s=5.0, speed=60.0)
+    assert got["long_wait_share"] == pytest.approx((120.0 + 300.0) / total)
+    assert outcomes.waits({}, {}, 1.0, 60.0)["long_waits"] == 0
+
+
 def test_the_per_step_cpu_query_keeps_the_selector_and_reads_a_few_scrapes():
     q = outcomes.queries('cluster="a"', scrape_s=1.0)
     rendered = q.rendered()["cpu_used_milli"]
     assert "irate(container_cpu_usage_seconds_total{" in rendered and 'cluster="a"' in rendered
     assert q.rate_window == "3s"
+
+
+def test_the_live_loop_runs_the_binder_with_the_deployed_concurrency():
+    """A binder throttled below its deployment places a burst of pods late: with 8 threads against
+    the deployed 64, 137 of day 1's 374 pods waited a trace minute or more, against 2 (docs/BENCHMARKS.md)."""
+    services = Path(__file__).resolve().parents[2] / "deploy" / "knative" / "services.yaml"
+    binder = next(d for d in yaml.safe_load_all(services.read_text())
+                  if d and d.get("metadata", {}).get("name") == "neurokube-binder")
+    spec = binder["spec"]["template"]["spec"]
+    threads = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}["THREADS"]
+    assert spec["containerConcurrency"] == int(threads) == BINDER_THREADS
+    field = {f.name: f for f in dataclasses.fields(LiveLoopSettings)}["binder_threads"]
+    assert field.default == BINDER_THREADS
