@@ -54,7 +54,8 @@ def markdown(doc: dict, table: str, seconds: float, trace: str) -> str:
     s = doc["settings"]
     lines = [f"Trace `{trace}` ({s['nodes']} nodes used), {s['slice_hours']:g} trace hour(s) per day at {s['speed']:g}x "
              f"(one run lasts {2 * s['slice_hours'] * 3600 / s['speed']:.0f} s), exploration {s['epsilon']:g}, "
-             f"Prometheus scraping the emulator every {s['scrape_s']:g} s; the whole run took {seconds / 60:.1f} min "
+             f"Prometheus scraping the emulator every {s['scrape_s']:g} s, the binder placing "
+             f"{s.get('binder_threads', 8)} pods at a time; the whole run took {seconds / 60:.1f} min "
              "on 2 shared cores. Outcomes in trace seconds, read from Prometheus (docs/LEARNING_LOOP.md, "
              "\"The live loop\").", "", "```", table, "```", "",
              "| day | NeuroKube served by | night: new version | promoted | why | decisions | with outcome |",
@@ -63,6 +64,16 @@ def markdown(doc: dict, table: str, seconds: float, trace: str) -> str:
         lines.append(f"| {d['day']} | {'v' + d['model_version'] if d['model_version'] else 'default scoring'} | "
                      f"{d.get('new_version') or '-'} | {'yes' if d.get('promoted') else 'no'} | "
                      f"{str(d.get('reason') or '')[:120]} | {d.get('decisions') or 0} | {d.get('with_outcome') or 0} |")
+    lines += ["", "How the waits are spread (trace seconds; a long wait is a trace minute or more, its share is of "
+              "the day's pending pod-s):", "",
+              "| day | scheduler | median wait | p90 | longest | long waits | their share |",
+              "|---:|---|---:|---:|---:|---:|---:|"]
+    for d in doc["days"]:
+        for name, key in (("kube-scheduler", "kube_scheduler"), ("NeuroKube", "neurokube")):
+            w = d[key]
+            if "wait_p50_s" in w:
+                lines.append(f"| {d['day']} | {name} | {w['wait_p50_s']:,.1f} | {w['wait_p90_s']:,.1f} | "
+                             f"{w['wait_max_s']:,.0f} | {w['long_waits']} | {w['long_wait_share']:.0%} |")
     lines += ["", "| goal | met | numbers |", "|---|---|---|"]
     lines += [f"| {g} | {'yes' if ok else '**no**'} | {numbers} |" for g, ok, numbers in goals(doc)]
     return "\n".join(lines)
