@@ -51,7 +51,7 @@ def goals(doc: dict) -> list[tuple[str, bool, str]]:
 
 
 def markdown(doc: dict, table: str, seconds: float, trace: str) -> str:
-    s = doc["settings"]
+    s = doc["settings"]  # a JSON from before commit 441cf3b has no binder_threads: those runs used 8
     lines = [f"Trace `{trace}` ({s['nodes']} nodes used), {s['slice_hours']:g} trace hour(s) per day at {s['speed']:g}x "
              f"(one run lasts {2 * s['slice_hours'] * 3600 / s['speed']:.0f} s), exploration {s['epsilon']:g}, "
              f"Prometheus scraping the emulator every {s['scrape_s']:g} s, the binder placing "

@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--nodes", type=int, default=1000, help="nodes in the in-memory apiserver")
     parser.add_argument("--pods", type=int, default=0, help="pending pods load-pod-000000.. to create")
-    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads (default 8, the extender container's THREADS; the binder's has 64)")
+    parser.add_argument("--threads", type=int, default=8,
+                        help="gunicorn threads (default 8, the extender container's THREADS; the binder's has 64)")
     parser.add_argument("--prometheus", choices=("fake", "none"), default="fake")
     parser.add_argument("--model-dir", type=Path, default=None)
     parser.add_argument("--packing-model", action="store_true", help="write and use the test packing model")

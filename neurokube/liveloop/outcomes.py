@@ -9,8 +9,8 @@ samples give the usage of that step), and the run's wall seconds count ``speed``
 * ``pending_pod_s``: creation-to-binding waits as the apiserver's watch saw them (a pod never bound
   waits until the run's end), from :class:`~neurokube.liveloop.driver.RunResult`;
 * how those waits are spread (:func:`waits`): their median, 90th percentile and longest, and the pods
-  that waited a trace minute or more with their share of ``pending_pod_s``. A scheduler slower per
-  pod raises the median; pods waiting for room raise the tail.
+  that waited a trace minute or more with their share of ``pending_pod_s``. The median is the time a
+  pod takes to be bound; the long waits are pods that waited for room, or for a backlog to drain.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def from_usage(frame: pd.DataFrame, step_s: float, speed: float) -> dict[str, fl
             "node_hours": float(active.sum() * trace_step / 3600.0)}
 
 
-#: A wait of at least this many trace seconds counts as waiting for room rather than for the scheduler.
+#: A long wait, in trace seconds (a wall second at the loop's default 60x): far beyond the time to bind one pod.
 LONG_WAIT_S = 60.0
 
 
