@@ -74,6 +74,12 @@ def markdown(doc: dict, table: str, seconds: float, trace: str) -> str:
             if "wait_p50_s" in w:
                 lines.append(f"| {d['day']} | {name} | {w['wait_p50_s']:,.1f} | {w['wait_p90_s']:,.1f} | "
                              f"{w['wait_max_s']:,.0f} | {w['long_waits']} | {w['long_wait_share']:.0%} |")
+    placed = [(d["day"], d["neurokube"]["bound_by"]) for d in doc["days"] if "bound_by" in d["neurokube"]]
+    if placed:
+        lines += ["", "Who bound NeuroKube's pods (the functions' own counters):", "",
+                  "| day | binder, on the pod's event | binder, retry when room was freed | sweeper |",
+                  "|---:|---:|---:|---:|"]
+        lines += [f"| {day} | {by['binder_event']} | {by['release_retry']} | {by['sweeper']} |" for day, by in placed]
     lines += ["", "| goal | met | numbers |", "|---|---|---|"]
     lines += [f"| {g} | {'yes' if ok else '**no**'} | {numbers} |" for g, ok, numbers in goals(doc)]
     return "\n".join(lines)

@@ -66,3 +66,12 @@ def waits(created: dict[str, float], bound: dict[str, float], end_s: float, spee
     return {"wait_p50_s": float(np.percentile(w, 50)), "wait_p90_s": float(np.percentile(w, 90)),
             "wait_max_s": float(w.max()), "long_waits": int(long.sum()),
             "long_wait_share": float(w[long].sum() / total) if total > 0 else 0.0}
+
+
+def bound_by(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
+    """Pods bound during a run by each placer, from counter readings before and after it (keys
+    ``binder``: every Binding of the binder, ``release_retry``: those of its retry when room was
+    freed, ``sweeper``); ``binder_event`` is the binder's on the pods' own events."""
+    got = {k: int(round(after.get(k, 0.0) - before.get(k, 0.0))) for k in ("binder", "release_retry", "sweeper")}
+    got["binder_event"] = got["binder"] - got["release_retry"]
+    return got

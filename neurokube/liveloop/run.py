@@ -155,11 +155,15 @@ def run(s: LiveLoopSettings, say: Callable[[str], None] = lambda _m: None) -> di
                 run_id = f"{prefix}{d + 1}"
                 pods = plan.slice_pods(s.trace, d, s.slice_hours, s.speed, run_id)
                 say(f"  {key}: {len(pods)} pods over {s.run_s:.0f} s")
+                placers_before = _placer_counts(live) if key == "neurokube" else None
                 result = driver.drive(cluster.client, pods, namespace=NAMESPACE, scheduler_name=scheduler, run=run_id,
                                       usage=usage, owners=owners, snapshot_path=source, timeout_s=s.run_s)
                 driver.delete_run(cluster.client, NAMESPACE, run_id)
                 time.sleep(3 * s.scrape_s)  # the last scrape of the run is in
                 row[key] = measure(prom, s, result)
+                placers_after = _placer_counts(live) if placers_before is not None else None
+                if placers_before is not None and placers_after is not None:
+                    row[key]["bound_by"] = outcomes.bound_by(placers_before, placers_after)
                 windows.append((result.started_s, result.ended_s))
                 say(f"    {row[key]}")
             days.append(row)
@@ -211,6 +215,22 @@ def _night(s: LiveLoopSettings, store, registry: Registry, prom: str, windows: l
             "reason": result.reason, "champion": result.champion,
             "decisions": result.metrics.get("data.decisions"),
             "with_outcome": result.metrics.get("data.with_outcome")}
+
+
+def _placer_counts(live: livekit.LiveFunctions) -> dict[str, float] | None:
+    """The functions' own counts of the pods they bound so far (for :func:`outcomes.bound_by`), or
+    None when a function does not answer (the day then has no ``bound_by``; the run goes on)."""
+    counts: dict[str, float] = {}
+    for key, function, name in (("binder", live.binder, "neurokube_decisions_total"),
+                                ("release_retry", live.binder, "neurokube_release_retries_total"),
+                                ("sweeper", live.sweeper, "neurokube_decisions_total")):
+        try:
+            counts[key] = function.counters(name, "outcome").get("bound", 0.0)
+        except OSError as exc:
+            event(log, "a function's counters could not be read", logging.WARNING, function=function.name,
+                  error=str(exc))
+            return None
+    return counts
 
 
 def _wait_shipped(placers: tuple[livekit.Function, ...], timeout_s: float) -> None:

@@ -53,6 +53,11 @@ def test_every_pod_of_both_runs_is_bound_and_measured(ran):
             got = day[key]
             assert got["pods"] == expected > 0 and got["unbound"] == 0
             assert got["node_hours"] > 0 and got["contention_core_s"] >= 0 and got["pending_pod_s"] >= 0
+        # each of NeuroKube's pods was bound once, by the binder (on its event or by its retry) or the sweeper,
+        # as the functions' own counters tell it
+        by = day["neurokube"]["bound_by"]
+        assert by["binder"] + by["sweeper"] == expected and 0 <= by["release_retry"] <= by["binder"]
+        assert by["binder_event"] == by["binder"] - by["release_retry"]
 
 
 def test_the_night_trains_on_live_records_and_day_two_uses_its_champion(ran):

@@ -112,6 +112,12 @@ def test_the_spread_of_waits_separates_slow_binding_from_waiting_for_room():
     assert outcomes.waits({}, {}, 1.0, 60.0)["long_waits"] == 0
 
 
+def test_who_bound_the_pods_is_the_difference_of_the_placers_counters():
+    before = {"binder": 10.0, "release_retry": 2.0, "sweeper": 1.0}
+    after = {"binder": 40.0, "release_retry": 5.0, "sweeper": 4.0}
+    assert outcomes.bound_by(before, after) == {"binder": 30, "release_retry": 3, "sweeper": 3, "binder_event": 27}
+
+
 def test_the_per_step_cpu_query_keeps_the_selector_and_reads_a_few_scrapes():
     q = outcomes.queries('cluster="a"', scrape_s=1.0)
     rendered = q.rendered()["cpu_used_milli"]
