@@ -12,7 +12,6 @@ from neurokube.model.decision_log import FEATURE_COLUMNS
 from neurokube.model.reward import RewardWeights
 from neurokube.model.value_model import ValueModel
 
-
 OVERFLOW_COLUMN = "added_mem_overflow_gib_s"
 MIN_OVERFLOW = 1e-6
 MIN_OVERFLOW_ROWS = 20
@@ -60,9 +59,18 @@ def fit_value_model(decisions: pd.DataFrame, weights: RewardWeights, settings: F
     targets = [("contention", settings.contention_target, "tweedie"), ("occupancy", "added_node_h", "tweedie")]
     if OVERFLOW_COLUMN in usable and (usable[OVERFLOW_COLUMN].fillna(0) > MIN_OVERFLOW).sum() >= MIN_OVERFLOW_ROWS:
         targets.append(("overflow", OVERFLOW_COLUMN, "tweedie"))
+    constant = []
     for name, column, objective in targets:
-        y = usable[column].fillna(0.0).to_numpy(dtype=np.float64)
-        data = lgb.Dataset(x, label=np.maximum(y, 0.0), free_raw_data=True)
+        y = np.maximum(usable[column].fillna(0.0).to_numpy(dtype=np.float64), 0.0)
+        if not (y > 0).any():
+            # Nothing to learn (a live day without any contention, say), and a Tweedie fit of all-zero
+            # labels fails (its starting score is log 0). A squared-error fit of them is a valid
+            # booster that predicts 0, so the other targets still train and the model keeps its form.
+            objective = "regression"
+            constant.append(name)
+        data = lgb.Dataset(x, label=y, free_raw_data=True)
         boosters[name] = lgb.train(_params(settings, objective), data, num_boost_round=settings.rounds)
     facts = {"decisions": int(len(usable)), "fit": asdict(settings), **(info or {})}
+    if constant:
+        facts["zero_targets"] = constant  # every logged outcome was 0: these predict 0
     return ValueModel(boosters=boosters, weights=weights, version=version, info=facts)
