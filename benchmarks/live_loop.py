@@ -50,6 +50,11 @@ def goals(doc: dict) -> list[tuple[str, bool, str]]:
     return out
 
 
+def _count(n: int | None) -> str:
+    """A night's count, or "-" when the night stopped before counting (a night without a model)."""
+    return "-" if n is None else f"{n:,}"
+
+
 def markdown(doc: dict, table: str, seconds: float, trace: str) -> str:
     s = doc["settings"]  # a JSON from before commit 441cf3b has no binder_threads: those runs used 8
     lines = [f"Trace `{trace}` ({s['nodes']} nodes used), {s['slice_hours']:g} trace hour(s) per day at {s['speed']:g}x "
@@ -63,7 +68,7 @@ def markdown(doc: dict, table: str, seconds: float, trace: str) -> str:
     for d in doc["days"]:
         lines.append(f"| {d['day']} | {'v' + d['model_version'] if d['model_version'] else 'default scoring'} | "
                      f"{d.get('new_version') or '-'} | {'yes' if d.get('promoted') else 'no'} | "
-                     f"{str(d.get('reason') or '')[:120]} | {d.get('decisions') or 0} | {d.get('with_outcome') or 0} |")
+                     f"{str(d.get('reason') or '')[:120]} | {_count(d.get('decisions'))} | {_count(d.get('with_outcome'))} |")
     lines += ["", "How the waits are spread (trace seconds; a long wait is a trace minute or more, its share is of "
               "the day's pending pod-s):", "",
               "| day | scheduler | median wait | p90 | longest | long waits | their share |",
