@@ -107,25 +107,14 @@ class Function:
         return functions.ping(self.url + "/", timeout_s=timeout_s, token=self.env.get("NEUROKUBE_EVENT_TOKEN"))
 
     def counter(self, name: str, **labels: str) -> float:
-        total = 0.0
-        for sample in self._samples(name):
-            if all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-        return total
-
-    def counters(self, name: str, by: str) -> dict[str, float]:
-        """The samples of ``name`` summed by the value of their label ``by``."""
-        totals: dict[str, float] = {}
-        for sample in self._samples(name):
-            key = sample.labels.get(by, "")
-            totals[key] = totals.get(key, 0.0) + sample.value
-        return totals
-
-    def _samples(self, name: str) -> list:
         with urllib.request.urlopen(self.url + "/metrics", timeout=10) as response:
             text = response.read().decode()
-        return [sample for family in text_string_to_metric_families(text) for sample in family.samples
-                if sample.name == name]
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total += sample.value
+        return total
 
 
 def create_pods(client, manifests: list[dict], threads: int = 8) -> list[dict]:

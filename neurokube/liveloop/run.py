@@ -225,7 +225,7 @@ def _placer_counts(live: livekit.LiveFunctions) -> dict[str, float] | None:
                                 ("release_retry", live.binder, "neurokube_release_retries_total"),
                                 ("sweeper", live.sweeper, "neurokube_decisions_total")):
         try:
-            counts[key] = function.counters(name, "outcome").get("bound", 0.0)
+            counts[key] = function.counter(name, outcome="bound")
         except OSError as exc:
             event(log, "a function's counters could not be read", logging.WARNING, function=function.name,
                   error=str(exc))
