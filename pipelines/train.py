@@ -19,5 +19,5 @@ def fit(dataset: pd.DataFrame, weights: RewardWeights, settings: FitSettings, ve
                                info={"days": days, "features": len(FEATURE_NAMES)})
     except ValueError as exc:
         raise InputError("not enough data to train", "nightly", str(exc)) from None
-    except lgb.basic.LightGBMError as exc:  # (a day without any contention trains: that target predicts 0)
+    except lgb.basic.LightGBMError as exc:  # all-zero labels are not this: fit_value_model fits them as 0
         raise InputError("the logged outcomes cannot be fitted", "nightly", str(exc).splitlines()[0]) from None
