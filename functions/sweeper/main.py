@@ -9,6 +9,8 @@ body limit (NEUROKUBE_MAX_EVENT_BYTES) it shares with the binder.
 
 from __future__ import annotations
 
+import dataclasses
+
 import flask
 import functions_framework
 from cloudevents.http import CloudEvent
@@ -18,7 +20,9 @@ from neurokube.live.settings import from_env
 from neurokube.live.telemetry import process_telemetry
 from neurokube.logs import configure_logging
 
-SETTINGS = from_env()
+# A credit (NEUROKUBE_LEDGER_CREDIT_SHARE) would hold room that the binders need for up to the
+# reservation TTL, for the few pods a minute the sweeper places: it takes none.
+SETTINGS = dataclasses.replace(from_env(), ledger_credit_share=0.0)
 configure_logging(debug=SETTINGS.debug)
 TELEMETRY = process_telemetry()
 web.check_startup(SETTINGS, "sweeper", TELEMETRY)  # no auth and no NEUROKUBE_INSECURE=1: refuse to start

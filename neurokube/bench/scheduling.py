@@ -779,6 +779,7 @@ def _neurokube_profile(before: dict, after: dict, result: stats.PhaseResult, bin
     bound_wall = {n: bound_at[n] + offset_wall[n] for n in bound_at if n in offset_wall}
     lookups = {source: delta(b, a, "neurokube_pod_lookups_total", source=source)
                for source in ("cache", "watch_wait", "apiserver")}
+    reserved = {how: delta(b, a, "neurokube_ledger_reservations_total", how=how) for how in ("write", "credit")}
     return {
         "decision_stages": stages,
         "handler_cpu_ms": cpu_ms,
@@ -786,6 +787,7 @@ def _neurokube_profile(before: dict, after: dict, result: stats.PhaseResult, bin
         "events_delivered": {k: int(v) for k, v in sorted(events.items())},
         "bind_conflicts": {k: int(v) for k, v in conflicts.items() if v},
         "pod_lookups": {k: int(v) for k, v in lookups.items()},
+        "ledger_reservations": {k: int(v) for k, v in reserved.items()},
         "sweeper_bound": int(delta(before["sweeper"], after["sweeper"], "neurokube_decisions_total", outcome="bound")),
         "per_pod": binder_log_profile(binder_log, offset, created_wall, bound_wall),
     }
@@ -1007,6 +1009,10 @@ def profile_text(profile: dict) -> str:
     tail = [f"Binder threads placing at once, on average: {profile.get('binder_busy_share') or 0:.1f}; events "
             f"delivered to it: {events or 'none'}; bind conflicts: {profile.get('bind_conflicts') or 'none'}; "
             f"placed by the sweeper: {profile.get('sweeper_bound', 0)}."]
+    reserved = profile.get("ledger_reservations") or {}
+    if any(reserved.values()):
+        tail.append(f"Pods whose room the ledger reserved: with a Lease write {reserved.get('write', 0)}, under "
+                    f"the binder's credit (no write) {reserved.get('credit', 0)}.")
     lookups = profile.get("pod_lookups") or {}
     if any(lookups.values()):
         tail.append("Pods the events name, read from: the watch cache " f"{lookups.get('cache', 0)}, the watch "

@@ -48,6 +48,32 @@ Cost: one Lease write per batch plus one Binding per pod; the Lease read only af
 on a node this replica has not written yet. Within one replica the threads that want the same node
 share a round (group commit, see :meth:`Ledger.place`): one Lease write reserves every pod of the
 batch, and the proof holds unchanged, since a batch is checked and written as one change of E.
+
+Credits (``credit_share`` > 0, ``NEUROKUBE_LEDGER_CREDIT_SHARE``): room reserved ahead, so that
+most pods need no Lease write of their own (issue 13: the write was about a third of a pod's
+latency at light load). With each write on N, replica R also writes a *credit* entry
+``{by: R, cpu, memory, pods, expires, credit: true}`` under a key of its own process: what is left
+of ``credit_share`` of N's allocatable after E and the pods placed by others; none while another
+replica is placing on N (its credit or a pod it has in flight is in E). Until the credit has
+``abort_s`` + the request timeout left, R reserves pods that fit what R has not yet spent of it in
+memory, with no request, and binds them (step 5). R's next write on N turns the pods reserved
+under the credit into entries of their own (in flight, with a fresh expiry), then checks the batch
+and takes a new credit from what is left. Every check counts a credit in full, and also every
+cached pod on N without an entry, so a pod bound under a credit that another cache already sees
+is counted twice (room wasted until R's next write, never over-committed).
+
+Why it stays safe: a credit is an entry like any other, written by the same conditional writes,
+and a pod bound under it is covered by it until R's next successful write, which writes the pod's
+own entry in the same change that replaces the credit. R never spends more of a credit than it
+holds, and only the node's lead thread spends or converts it, so nothing is spent between a
+conversion and its write; a write whose outcome R does not know (an error, a timeout) freezes the
+credit (nothing more is spent under it; its pods are converted at the next write). Another
+replica drops a credit only after it expired ``LIST_SKEW_S`` ago: every pod bound under it was
+bound before it expired (the ``abort_s`` + timeout margin), so one consistent list of N's pods,
+read then, shows them all; each pod there without an entry gets a bound entry in the same write
+that drops the credit (a kube-scheduler pod among them is counted once either way). If the list
+fails, the credit stays. A restarted replica has a new key and treats its predecessor's credit
+as another replica's. Until someone retires it, a dead replica's credit holds its room.
 """
 
 from __future__ import annotations
@@ -56,6 +82,7 @@ import datetime as dt
 import json
 import logging
 import random
+import secrets
 import threading
 import time
 import urllib.parse
@@ -66,8 +93,9 @@ from typing import Protocol
 from neurokube.adapters.kube import KubeClient, KubeError
 from neurokube.errors import InputError, TemporaryError
 from neurokube.k8s.feasibility import admits, resource_shortfalls
-from neurokube.k8s.objects import Node, Pod
+from neurokube.k8s.objects import Node, Pod, parse_pod
 from neurokube.live import binding, failpoints, trust
+from neurokube.live.cache import LIST_SKEW_S
 from neurokube.logs import event
 
 log = logging.getLogger("neurokube.live.ledger")
@@ -109,18 +137,36 @@ class Reservation:
     expires: float  # wall-clock seconds (the writer's clock); for a bound entry: when to ask again if unseen
     by: str = ""
     bound: bool = False
+    pods: int = 1  # pod slots held: 1 for a pod's entry, up to the credit's size for a credit
+    credit: bool = False  # room held ahead by replica ``by`` for pods it has not placed yet
 
     def to_json(self) -> dict:
         doc = {"pod": self.pod, "cpu": self.cpu, "memory": self.memory, "expires": round(self.expires, 3),
                "by": self.by}
         if self.bound:
             doc["bound"] = True
+        if self.credit:
+            doc["credit"], doc["pods"] = True, self.pods
         return doc
 
     @classmethod
     def from_json(cls, doc: dict) -> Reservation:
+        credit = bool(doc.get("credit", False))
         return cls(str(doc["pod"]), int(doc["cpu"]), int(doc["memory"]), float(doc["expires"]), str(doc.get("by", "")),
-                   bool(doc.get("bound", False)))
+                   bool(doc.get("bound", False)), int(doc["pods"]) if credit else 1, credit)
+
+
+@dataclass
+class _Credit:
+    """This replica's credit on one node, as its last successful Lease write holds it, and the
+    pods it has reserved under it since (not yet written as entries)."""
+
+    entry: Reservation
+    used: dict[str, Reservation] = field(default_factory=dict)
+
+    def room(self) -> tuple[int, int, int]:
+        return (self.entry.cpu - sum(r.cpu for r in self.used.values()),
+                self.entry.memory - sum(r.memory for r in self.used.values()), self.entry.pods - len(self.used))
 
 
 @dataclass
@@ -130,6 +176,7 @@ class Placement:
     detail: str = ""
     conflicts: int = 0  # Lease write conflicts on the way
     reserve_s: float = 0.0  # from place() to the reservation written (waiting for the node's round included)
+    reserved: str = ""  # how the pod's room was reserved: "write" (a Lease write), "credit" (none), "" (not)
 
 
 @dataclass(eq=False)
@@ -145,6 +192,7 @@ class _Request:
     conflicts: int = 0
     before_bind: Callable[[], None] | None = None
     decision_id: str = ""
+    credited: bool = False  # reserved under this replica's credit (no Lease write)
 
 
 @dataclass(eq=False)
@@ -170,9 +218,12 @@ def parse_reservations(annotations: dict | None) -> dict[str, Reservation]:
 
 class Ledger:
     def __init__(self, kube: KubeClient, state: NodeState, namespace: str, replica: str, *, ttl_s: float = 120.0,
-                 abort_s: float = 20.0, retries: int = 12, clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 rng: random.Random | None = None) -> None:
+                 abort_s: float = 20.0, retries: int = 12, credit_share: float = 0.0, request_timeout_s: float = 10.0,
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> None:
+        """``credit_share``: the share of a node's allocatable this replica reserves ahead with each
+        Lease write on it (0: none, every batch writes the Lease); ``request_timeout_s``: the API
+        request timeout, which a pod's Binding must land within before its credit expires."""
         self.kube = kube
         self.state = state
         self.namespace = namespace
@@ -190,6 +241,14 @@ class Ledger:
         self._lease_cache: dict[str, dict] = {}  # node -> the Lease as this replica last wrote it
         self.pod_checks = 0  # step 2's GETs of a pod (expired entries the cache does not show bound)
         self.pods_absent = 0  # step 2's expired entries dropped because the cache's list proves the pod gone
+        self.credit_share = credit_share
+        self.request_timeout_s = request_timeout_s
+        # One key per process: a restarted replica of the same name must not take its predecessor's
+        # credit for its own (it does not know what was placed under it).
+        self.credit_key = f"credit/{replica}/{secrets.token_hex(4)}"
+        self._credits: dict[str, _Credit] = {}  # node -> this replica's credit there
+        self.credited = 0  # pods reserved under a credit (no Lease write of their own)
+        self.credit_lists = 0  # step 2's consistent lists of a node's pods (another replica's expired credit)
 
     # -- the protocol ------------------------------------------------------------------------------
 
@@ -265,27 +324,149 @@ class Ledger:
                 request.result = Placement(binding.NODE_REJECTED, node, why, conflicts)
             else:
                 remaining.append(request)
+        remaining = self._spend_credit(remaining, node)
         for attempt in range(self.retries):
             if not remaining:
                 return
             lease = self._read(node)
             now = self.clock()
             entries, checked = self._settle(node, parse_reservations(lease["metadata"].get("annotations")), now)
+            converted = self._convert_credit(node, entries, now)
             remaining = self._admit(remaining, node, cached, entries, now, conflicts)
             if not remaining:
                 if checked:  # keep what the apiserver said, so that no one asks again (best effort)
-                    self._write(lease, entries)
+                    credit = self._grant_credit(node, cached, entries, now)
+                    if self._write(lease, entries):
+                        self._credit_written(node, converted, credit)
                 return
-            if not self._write(lease, entries):
+            credit = self._grant_credit(node, cached, entries, now)
+            try:
+                written = self._write(lease, entries)
+            except BaseException:
+                self._freeze_credit(node)
+                raise
+            if not written:
                 conflicts += 1
                 self.sleep(self.rng.uniform(0.002, 0.02) * min(attempt + 1, 8))
                 continue
+            self._credit_written(node, converted, credit)
             started = self.monotonic()
             for request in remaining:
                 request.conflicts, request.started = conflicts, started
             return
         for request in remaining:
             request.result = Placement(CONTENDED, node, f"{conflicts} Lease write conflicts", conflicts)
+
+    # -- credits: room reserved ahead, so that most pods need no Lease write of their own --------------
+
+    def _spend_credit(self, requests: list[_Request], node: str) -> list[_Request]:
+        """Reserve what fits in this replica's credit on ``node`` (no request); returns the rest.
+
+        Only while the credit has ``abort_s`` + the request timeout left: a pod reserved under it
+        has its Binding posted within ``abort_s`` and landed within the timeout, so every pod bound
+        under a credit is bound before the credit expires (what step 2's rule for expired credits
+        relies on)."""
+        with self._locks_lock:
+            credit = self._credits.get(node)
+            if credit is None or self.clock() + self.abort_s + self.request_timeout_s >= credit.entry.expires:
+                return requests
+            rest, started = [], self.monotonic()
+            for request in requests:
+                pod = request.pod
+                held = self.state.pod(pod.uid) if pod.uid else None
+                if held is not None and held.bound and held.node_name == node:
+                    request.result = Placement(binding.ALREADY_BOUND, node, "already on this node")
+                    continue
+                prior = credit.used.pop(pod.uid, None)  # a retry of a pod already reserved under it
+                cpu, memory, pods = credit.room()
+                if pod.uid and pod.resources.cpu <= cpu and pod.resources.memory <= memory and pods >= 1:
+                    credit.used[pod.uid] = Reservation(pod.key, pod.resources.cpu, pod.resources.memory,
+                                                       credit.entry.expires, self.replica)
+                    request.started, request.credited = started, True
+                    self.credited += 1
+                else:
+                    if prior is not None:
+                        credit.used[pod.uid] = prior
+                    rest.append(request)
+            return rest
+
+    def _convert_credit(self, node: str, entries: dict[str, Reservation], now: float) -> set[str]:
+        """Before a write: the pods reserved under this replica's credit become entries of their
+        own (in flight, with a fresh expiry), and the credit leaves ``entries`` (:meth:`_grant_credit`
+        may add a new one). Returns the converted pods' UIDs."""
+        entries.pop(self.credit_key, None)
+        with self._locks_lock:
+            credit = self._credits.get(node)
+            used = dict(credit.used) if credit is not None else {}
+        for uid, reservation in used.items():
+            entries[uid] = replace(reservation, expires=now + self.ttl_s)
+        return set(used)
+
+    def _grant_credit(self, node: str, cached: Node, entries: dict[str, Reservation], now: float) -> Reservation | None:
+        """A new credit on ``node`` for this write (added to ``entries``): ``credit_share`` of its
+        allocatable, or what is left after ``entries`` and the pods placed by others if less. None
+        while another replica is placing there (it holds a credit, or a pod in flight): a credit
+        would hold room that replica may need, and under contention it would save few writes."""
+        if self.credit_share <= 0 or any(
+                (entry.credit and key != self.credit_key) or (not entry.credit and not entry.bound
+                                                              and entry.by != self.replica)
+                for key, entry in entries.items()):
+            return None
+        used_cpu, used_memory, used_pods = self._used(node, entries)
+        cpu = min(cached.alloc_cpu - used_cpu, int(cached.alloc_cpu * self.credit_share))
+        memory = min(cached.alloc_memory - used_memory, int(cached.alloc_memory * self.credit_share))
+        pods = min(cached.alloc_pods - used_pods, max(1, int(cached.alloc_pods * self.credit_share)))
+        if cpu <= 0 or memory <= 0 or pods <= 0:
+            return None
+        credit = Reservation("", cpu, memory, now + self.ttl_s, self.replica, pods=pods, credit=True)
+        entries[self.credit_key] = credit
+        return credit
+
+    def _credit_written(self, node: str, converted: set[str], credit: Reservation | None) -> None:
+        """After a successful write: the converted pods are entries now, and the credit is the new one."""
+        with self._locks_lock:
+            # Only this node's lead reserves under its credit, and the lead is writing: nothing can
+            # have been added since the conversion (a release may have removed some).
+            old = self._credits.pop(node, None)
+            if old is not None and not set(old.used) <= converted:  # a bug: refuse to go on rather than over-commit
+                raise RuntimeError(f"pods were reserved under the credit on {node} during its conversion")
+            if credit is not None:
+                self._credits[node] = _Credit(credit)
+
+    def _freeze_credit(self, node: str) -> None:
+        """A write whose outcome is unknown (an error, a timeout) may have replaced the credit on
+        ``node``: reserve nothing more under it; its pods are still converted at the next write."""
+        with self._locks_lock:
+            credit = self._credits.get(node)
+            if credit is not None:
+                credit.entry = replace(credit.entry, expires=0.0)
+
+    def _expire_credits(self, node: str, expired: list[str], out: dict[str, Reservation], now: float) -> bool:
+        """Step 2 for other replicas' credits on ``node`` that expired more than ``LIST_SKEW_S`` ago:
+        every pod bound under them was bound before they expired, so a consistent list of the
+        node's pods, read now, shows each of them. Those pods become bound entries (with every
+        other pod there that has none: counted once either way) and the credits go. True when the
+        list was read; if it cannot be, the credits stay (wasted room, never over-commit)."""
+        self.credit_lists += 1
+        try:
+            items = self.kube.get("/api/v1/pods", fieldSelector=f"spec.nodeName={node}").get("items") or []
+        except (KubeError, TemporaryError) as exc:
+            event(log, "could not list a node's pods to retire an expired credit (it stays)", logging.WARNING,
+                  node=node, error=str(exc))
+            return False
+        try:
+            pods = [parse_pod(item) for item in items]
+        except (InputError, KeyError, TypeError, ValueError) as exc:  # its room unknown: keep the credits
+            event(log, "an unreadable pod on the node keeps an expired credit", logging.WARNING, node=node,
+                  error=str(exc))
+            return False
+        for key in expired:
+            out.pop(key, None)
+        for pod in pods:
+            if pod.uid and pod.uid not in out and not pod.terminal and pod.node_name == node:
+                out[pod.uid] = Reservation(pod.key, pod.resources.cpu, pod.resources.memory, now + self.ttl_s,
+                                           self.replica, bound=True)
+        return True
 
     def _admit(self, requests: list[_Request], node: str, cached: Node, entries: dict[str, Reservation], now: float,
                conflicts: int) -> list[_Request]:
@@ -319,8 +500,13 @@ class Ledger:
                 now: float) -> tuple[dict[str, Reservation], bool]:
         """Step 2: the entries that may still hold room on ``node`` (see the module docstring), and
         whether the apiserver was asked about any."""
-        out, checked = {}, False
+        out, checked, expired = {}, False, []
         for uid, entry in entries.items():
+            if entry.credit:
+                out[uid] = entry  # counted in full while it stands (this replica's own: see _convert_credit)
+                if uid != self.credit_key and entry.expires + LIST_SKEW_S < now:
+                    expired.append(uid)
+                continue
             pod = self.state.pod(uid)
             if self.state.deleted(uid) or (pod is not None and pod.terminal):
                 continue  # ended: its room is free
@@ -338,6 +524,8 @@ class Ledger:
             kept = self._check(uid, entry, node, now)
             if kept is not None:
                 out[uid] = kept
+        if expired:
+            checked = self._expire_credits(node, expired, out, now) or checked
         return out, checked
 
     def _check(self, uid: str, entry: Reservation, node: str, now: float) -> Reservation | None:
@@ -364,7 +552,7 @@ class Ledger:
             else:
                 cpu += entry.cpu
                 memory += entry.memory
-                pods += 1
+                pods += entry.pods
         return cpu, memory, pods
 
     def _bind(self, request: _Request, node: str, reserve_s: float) -> Placement:
@@ -372,7 +560,8 @@ class Ledger:
         pod, conflicts = request.pod, request.conflicts
         if self.monotonic() - request.started > self.abort_s:
             self.release(pod, node)
-            return Placement(TOO_SLOW, node, f"reservation older than {self.abort_s:.0f}s", conflicts)
+            return Placement(TOO_SLOW, node, f"reservation older than {self.abort_s:.0f}s", conflicts,
+                             reserved="credit" if request.credited else "write")
         if request.before_bind is not None:
             request.before_bind()
         failpoints.before_bind(pod.key, node)
@@ -381,10 +570,14 @@ class Ledger:
                 outcome == binding.ALREADY_BOUND and detail != node):
             self.release(pod, node)
         return Placement(outcome, detail if outcome == binding.ALREADY_BOUND else node, detail, conflicts,
-                         reserve_s)
+                         reserve_s, "credit" if request.credited else "write")
 
     def release(self, pod: Pod, node: str) -> None:
         """Best-effort removal of ``pod``'s reservation (it would expire anyway)."""
+        with self._locks_lock:
+            credit = self._credits.get(node)
+            if credit is not None and credit.used.pop(pod.uid, None) is not None:
+                return  # reserved under the credit and not yet written: its room goes back to the credit
         for _ in range(3):
             try:
                 lease = self._read(node)

@@ -60,8 +60,9 @@ class Runtime:
                                spec=profile_for(s.profile, s.scheduler_name).policy if s.profile else None,
                                compiler=partial(compile_model, directory=s.compiled_model_dir)
                                if s.compiled_model_dir else None)
-        self.ledger = Ledger(kube, self.cache, s.ledger_namespace, replica, ttl_s=s.reservation_ttl_s, abort_s=s.bind_abort_s,
-                             retries=s.conflict_retries)
+        self.ledger = Ledger(kube, self.cache, s.ledger_namespace, replica, ttl_s=s.reservation_ttl_s,
+                             abort_s=s.bind_abort_s, retries=s.conflict_retries, credit_share=s.ledger_credit_share,
+                             request_timeout_s=s.request_timeout_s)
         self.events = EventRecorder(kube, s.scheduler_name, replica, telemetry)
         if not s.scheduled_events:
             self.events.scheduled = lambda pod, node: None  # type: ignore[method-assign]

@@ -225,6 +225,8 @@ class Scheduler:
             self.telemetry.decision_seconds.labels(stage="reserve").observe(placement.reserve_s)
         if placement.conflicts:
             self.telemetry.bind_conflicts.labels(kind="reservation").inc(placement.conflicts)
+        if placement.reserved:
+            self.telemetry.ledger_reservations.labels(how=placement.reserved).inc()
         return placement
 
     def _record(self, pod: Pod, decided: _Decided) -> LiveDecision:

@@ -112,6 +112,10 @@ class Settings:
     bind_abort_s: float = _setting("NEUROKUBE_BIND_ABORT_S", 20.0,
                                    "a replica never binds later than this after its reservation, seconds "
                                    "(must leave TTL - abort - request timeout for clock skew)")
+    ledger_credit_share: float = _setting("NEUROKUBE_LEDGER_CREDIT_SHARE", 0.25,
+                                          "share of a node's allocatable a replica reserves ahead in the node's "
+                                          "Lease, so that most pods need no Lease write of their own (the binder's and "
+                                          "the extender's; the sweeper takes none); 0: none")
     conflict_retries: int = _setting("NEUROKUBE_CONFLICT_RETRIES", 12,
                                      "optimistic-concurrency retries on one node's Lease before moving on")
     bind_attempts: int = _setting("NEUROKUBE_BIND_ATTEMPTS", 6,
@@ -354,6 +358,8 @@ def validate(s: Settings) -> list[str]:
         check((parts.scheme in ("http", "https") and bool(parts.netloc)) or parts.scheme in ("sqlite", "file"),
               "NEUROKUBE_MLFLOW_URI", f"{s.mlflow_uri!r} is not an MLflow tracking URI (http(s)://host:port, or "
                                       "sqlite:/// for an embedded store)")
+    check(0.0 <= s.ledger_credit_share <= 1.0, "NEUROKUBE_LEDGER_CREDIT_SHARE",
+          f"must be in [0, 1] (a share of a node's allocatable), got {s.ledger_credit_share}")
     check(s.bind_abort_s + s.request_timeout_s < s.reservation_ttl_s, "NEUROKUBE_BIND_ABORT_S",
           f"abort ({s.bind_abort_s}s) + request timeout ({s.request_timeout_s}s) must stay below the "
           f"reservation TTL ({s.reservation_ttl_s}s)")

@@ -88,6 +88,10 @@ class Telemetry:
                                      registry=r)
         self.sweeps = Counter("neurokube_sweep_pods_total", "Pods handled by the sweeper, by outcome.", ["outcome"],
                               registry=r)
+        self.ledger_reservations = Counter("neurokube_ledger_reservations_total",
+                                           "Pods whose room the ledger reserved, by how: write (their batch's "
+                                           "conditional Lease write) or credit (under this replica's credit on "
+                                           "the node, no request).", ["how"], registry=r)
         self.release_retries = Counter("neurokube_release_retries_total",
                                        "Pods left unschedulable by the binder and placed again when room was freed, "
                                        "by outcome (bound, unschedulable, not_pending, failed, deferred, ...).",

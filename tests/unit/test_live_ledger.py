@@ -417,3 +417,182 @@ def test_a_duplicate_delivery_that_no_longer_fits_keeps_the_first_replicas_entry
     r2.ledger._reserve(batch, "n1")
     assert batch[0].result.outcome == ledger.NO_ROOM  # 1 + 0.5 + 1 > 2
     assert {"uid-p", "uid-o"} <= set(reservations(kube, "n1")) and "uid-filler" not in reservations(kube, "n1")
+
+
+# -- credits: room reserved ahead ----------------------------------------------------------------
+
+
+def credits_of(kube, node):
+    return {k: r for k, r in reservations(kube, node).items() if r.credit}
+
+
+def test_a_credit_spares_the_next_pods_their_lease_writes_and_is_converted_at_the_next_write():
+    """With a credit of half the node, the first write reserves the pod and 2 CPUs ahead; the next
+    two pods are placed under the credit with no request but their Bindings; the fourth does not
+    fit what is left of it, so its write turns the two into entries of their own and takes a new
+    credit from what remains."""
+    kube = FakeKube([node_doc("n1", cpu="4", memory="8Gi", pods="10")])
+    lg = make(kube, credit_share=0.5)
+    assert lg.place(new_pod(kube, "a", cpu="500m"), "n1").outcome == binding.BOUND
+    (credit,) = credits_of(kube, "n1").values()
+    assert (credit.cpu, credit.pods, credit.by) == (2000, 5, "r1")
+    writes = kube.requests.count(("PUT", LEASE + "n1"))
+    for name in ("b", "c"):
+        assert lg.place(new_pod(kube, name, cpu="1"), "n1").outcome == binding.BOUND
+    assert kube.requests.count(("PUT", LEASE + "n1")) == writes and lg.credited == 2
+    assert set(reservations(kube, "n1")) == {"uid-a", lg.credit_key}  # b and c: only in the credit so far
+    assert lg.place(new_pod(kube, "d", cpu="1"), "n1").outcome == binding.BOUND  # the credit has 0 CPU left
+    assert kube.requests.count(("PUT", LEASE + "n1")) == writes + 1
+    held = reservations(kube, "n1")
+    assert {"uid-a", "uid-b", "uid-c", "uid-d"} <= set(held)
+    (credit,) = credits_of(kube, "n1").values()
+    assert credit.cpu == 500  # 4 CPUs less a, b, c, d
+    assert lg.place(new_pod(kube, "e", cpu="1"), "n1").outcome == ledger.NO_ROOM
+
+
+def test_another_replica_counts_a_credit_in_full_and_the_pods_under_it_as_well():
+    """r2's cache sees the pods r1 bound under its credit, which have no entries: it counts them
+    and the whole credit (room wasted until r1 writes again, never over-committed)."""
+    kube = FakeKube([node_doc("n1", cpu="4")])
+    r1, r2 = make(kube, "r1", credit_share=0.5), make(kube, "r2")
+    assert r1.place(new_pod(kube, "a", cpu="1"), "n1").outcome == binding.BOUND  # a + a 2-CPU credit
+    assert r1.place(new_pod(kube, "b", cpu="1"), "n1").outcome == binding.BOUND  # under the credit
+    assert r2.place(new_pod(kube, "c", cpu="1"), "n1").outcome == ledger.NO_ROOM  # a + b + 2 = 4
+    assert r2.place(new_pod(kube, "d", cpu="0"), "n1").outcome == binding.BOUND
+
+
+def test_an_expired_credit_of_a_dead_replica_is_retired_by_one_consistent_list_of_the_nodes_pods():
+    kube = FakeKube([node_doc("n1", cpu="4")])
+    r1 = make(kube, "r1", credit_share=0.5)
+    for name in ("a", "b"):
+        assert r1.place(new_pod(kube, name, cpu="1"), "n1").outcome == binding.BOUND  # b under the credit
+    # r1 dies. Its credit still stands for r2 a minute later: counted in full, no list.
+    soon = make(kube, "r2", clock=lambda: time.time() + 60)
+    assert soon.place(new_pod(kube, "c", cpu="1"), "n1").outcome == ledger.NO_ROOM and soon.credit_lists == 0
+    # Ten minutes later it has expired: one list of n1's pods turns b into a bound entry and frees
+    # the credit's room; b stays counted even by a replica whose cache never sees it.
+    later = make(kube, "r3", clock=lambda: time.time() + 600)
+    assert later.place(new_pod(kube, "c", cpu="1"), "n1").outcome == binding.BOUND
+    assert later.credit_lists == 1 and credits_of(kube, "n1") == {}
+    held = reservations(kube, "n1")
+    assert held["uid-b"].bound and set(held) == {"uid-a", "uid-b", "uid-c"}
+    blind = make(kube, "r4", stale=True)
+    blind.cache = ClusterCache(None, "neurokube")  # sees no pod at all
+    blind.ledger.state = blind.cache
+    sync(blind.cache, FakeKube([node_doc("n1", cpu="4")]))
+    assert blind.place(new_pod(kube, "e", cpu="1500m"), "n1").outcome == ledger.NO_ROOM  # a + b + c = 3
+
+
+def test_a_credit_that_cannot_be_retired_stays_counted():
+    kube = FakeKube([node_doc("n1", cpu="4")])
+    r1 = make(kube, "r1", credit_share=0.5)
+    assert r1.place(new_pod(kube, "a", cpu="1"), "n1").outcome == binding.BOUND
+
+    def pods_unlistable(method, path, body):
+        if method == "GET" and path == "/api/v1/pods":
+            raise TemporaryError("kube-apiserver unreachable")
+
+    kube.before.append(pods_unlistable)
+    later = make(kube, "r2", clock=lambda: time.time() + 600)
+    assert later.place(new_pod(kube, "c", cpu="1500m"), "n1").outcome == ledger.NO_ROOM  # a + 2 + 1.5 > 4
+    assert len(credits_of(kube, "n1")) == 1
+
+
+def test_a_restarted_replica_of_the_same_name_does_not_spend_its_predecessors_credit():
+    kube = FakeKube([node_doc("n1", cpu="4")])
+    first = make(kube, "r1", credit_share=0.5)
+    assert first.place(new_pod(kube, "a", cpu="1"), "n1").outcome == binding.BOUND
+    assert first.place(new_pod(kube, "b", cpu="1"), "n1").outcome == binding.BOUND  # under the credit
+    again = make(kube, "r1", credit_share=0.5)  # the same name, a new process: the credit is not its own
+    assert again.place(new_pod(kube, "c", cpu="1"), "n1").outcome == ledger.NO_ROOM  # a + b + 2 = 4
+    assert again.credited == 0
+
+
+def test_a_released_pod_gives_its_room_back_to_the_credit_without_a_write():
+    kube = FakeKube([node_doc("n1", cpu="2")])
+    lg = make(kube, credit_share=0.5)
+    assert lg.place(new_pod(kube, "a", cpu="1"), "n1").outcome == binding.BOUND  # the credit: the other CPU
+    gone = new_pod(kube, "gone", cpu="1")
+    kube.pods.pop(("default", "gone"))  # deleted before its Binding
+    writes = len(kube.writes())
+    assert lg.place(gone, "n1").outcome == binding.POD_GONE
+    assert len(kube.writes()) == writes + 1  # the Binding only
+    assert lg.place(new_pod(kube, "b", cpu="1"), "n1").outcome == binding.BOUND and lg.credited == 2
+
+
+def test_a_lease_write_of_unknown_outcome_stops_spending_the_credit():
+    kube = FakeKube([node_doc("n1", cpu="8")])
+    lg = make(kube, credit_share=0.25)
+    assert lg.place(new_pod(kube, "a", cpu="1"), "n1").outcome == binding.BOUND  # a 2-CPU credit
+    assert lg.place(new_pod(kube, "b", cpu="1"), "n1").outcome == binding.BOUND  # under it
+    failing = {"n": 1}
+
+    def timeout_once(method, path, body):
+        if method == "PUT" and path.startswith(LEASE) and failing["n"]:
+            failing["n"] -= 1
+            raise TemporaryError("timed out")
+
+    kube.before.append(timeout_once)
+    with pytest.raises(TemporaryError):
+        lg.place(new_pod(kube, "big", cpu="2"), "n1")  # does not fit the credit's 1 CPU: a write, which fails
+    credited = lg.credited
+    assert lg.place(new_pod(kube, "c", cpu="500m"), "n1").outcome == binding.BOUND
+    assert lg.credited == credited  # the credit had room, but it was frozen: c took a write
+    assert {"uid-a", "uid-b", "uid-c"} <= set(reservations(kube, "n1"))
+
+
+@pytest.mark.parametrize("share", [0.25, 1.0])
+def test_many_replicas_with_credits_never_over_commit(share):
+    nodes = [node_doc(f"n{i}", cpu="2", memory="4Gi", pods="110") for i in range(3)]
+    kube = FakeKube(nodes)
+    rng = random.Random(2)
+    pods = [new_pod(kube, f"p{i}", cpu=rng.choice(["100m", "300m", "500m"])) for i in range(60)]
+    replicas = [make(kube, replica=f"r{i}", stale=i % 2 == 1, credit_share=share if i < 3 else 0.0)
+                for i in range(4)]
+
+    def place(i):
+        pod = pods[i]
+        for node in rng.sample([f"n{j}" for j in range(3)], 3):
+            outcome = replicas[i % 4].place(pod, node).outcome
+            if outcome != ledger.NO_ROOM:
+                return outcome
+        return "unplaced"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(place, range(len(pods))))
+    per_node = {}
+    for doc in kube.pods.values():
+        node = doc["spec"].get("nodeName")
+        if node:
+            cpu = cpu_milli(doc["spec"]["containers"][0]["resources"]["requests"]["cpu"])
+            per_node[node] = per_node.get(node, 0) + cpu
+    assert all(total <= 2000 for total in per_node.values()), per_node
+    assert len(kube.bindings) == len({p for p, _ in kube.bindings}) == outcomes.count(binding.BOUND)
+    assert sum(r.credited for r in replicas) > 0
+    assert sum(per_node.values()) > 3000  # most of the room was used (credits waste some of it)
+
+
+def test_no_credit_is_taken_while_another_replica_is_placing_on_the_node():
+    """r2 finds r1's credit on n1: it takes none. r1's next write finds r2's pod in flight (r1's
+    cache has not seen it bound): r1 takes none either, and its old credit goes with that write."""
+    kube = FakeKube([node_doc("n1", cpu="8")])
+    r1 = make(kube, "r1", stale=True, credit_share=0.25)
+    r2 = make(kube, "r2", stale=True, credit_share=0.25)
+    assert r1.place(new_pod(kube, "a", cpu="1"), "n1").outcome == binding.BOUND
+    assert [c.by for c in credits_of(kube, "n1").values()] == ["r1"]
+    assert r2.place(new_pod(kube, "b", cpu="1"), "n1").outcome == binding.BOUND
+    assert [c.by for c in credits_of(kube, "n1").values()] == ["r1"]
+    assert r1.place(new_pod(kube, "c", cpu="3"), "n1").outcome == binding.BOUND  # more than its credit: a write
+    assert credits_of(kube, "n1") == {}
+    assert r1.place(new_pod(kube, "d", cpu="1"), "n1").outcome == binding.BOUND and r1.credited == 0
+
+
+def test_an_expired_credit_stays_while_a_pod_on_the_node_cannot_be_read():
+    kube = FakeKube([node_doc("n1", cpu="4")])
+    r1 = make(kube, "r1", credit_share=0.5)
+    assert r1.place(new_pod(kube, "a", cpu="1"), "n1").outcome == binding.BOUND
+    assert r1.place(new_pod(kube, "b", cpu="1"), "n1").outcome == binding.BOUND  # under the credit
+    kube.pods[("default", "b")]["spec"]["containers"] = "damaged"
+    later = make(kube, "r2", clock=lambda: time.time() + 600)
+    assert later.place(new_pod(kube, "c", cpu="1500m"), "n1").outcome == ledger.NO_ROOM  # a + the 2-CPU credit
+    assert later.credit_lists == 1 and len(credits_of(kube, "n1")) == 1

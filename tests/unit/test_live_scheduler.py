@@ -117,10 +117,11 @@ def test_a_stale_cache_is_corrected_by_the_fresh_check(model, prom):
     runtime = fake_runtime(kube, Settings(model_dir=model, prometheus_url=prom.url, replica="r"))
     runtime.metrics.refresh()
     first = runtime.scheduler.schedule(submit(kube, "first"))
-    # Another replica fills that node; this replica's cache does not know yet, its Lease does.
+    # Another replica fills that node but for r's credit (1 CPU of 4); r's cache does not know yet,
+    # its Lease does. The second pod is larger than the credit, so r writes, and finds no room.
     other = fake_runtime(kube, Settings(model_dir=model, prometheus_url=prom.url, replica="r2"))
-    assert other.ledger.place(submit(kube, "filler", cpu="3500m"), first.node).outcome == BOUND
-    second = runtime.scheduler.schedule(submit(kube, "second", cpu="1"))
+    assert other.ledger.place(submit(kube, "filler", cpu="2500m"), first.node).outcome == BOUND
+    second = runtime.scheduler.schedule(submit(kube, "second", cpu="1500m"))
     assert second.outcome == BOUND and second.node != first.node and second.attempts == 2
     assert runtime.telemetry.bind_conflicts.labels(kind=ledger.NO_ROOM)._value.get() == 1
 
@@ -167,6 +168,20 @@ def test_the_cpu_of_deciding_and_placing_is_counted():
     for i in range(20):
         assert runtime.scheduler.schedule(submit(kube, f"p{i}", cpu="10m")).outcome == BOUND
     assert cpu.labels(part="decide")._value.get() > 0 and cpu.labels(part="place")._value.get() > 0
+
+
+def test_how_the_ledger_reserved_each_pod_is_counted():
+    """The default settings give the binder a credit: the first pod on a node writes its Lease and
+    the next ones that fit the credit are placed without a write (and counted so)."""
+    kube = cluster(n=1, busy=None)
+    runtime = fake_runtime(kube)
+    assert runtime.settings.ledger_credit_share > 0
+    lease_writes = len([w for w in kube.writes() if w[0] == "PUT" and "/leases/" in w[1]])
+    for i in range(4):
+        assert runtime.scheduler.schedule(submit(kube, f"p{i}", cpu="100m")).outcome == BOUND
+    how = runtime.telemetry.ledger_reservations
+    assert how.labels(how="write")._value.get() == 1 and how.labels(how="credit")._value.get() == 3
+    assert len([w for w in kube.writes() if w[0] == "PUT" and "/leases/" in w[1]]) == lease_writes + 1
 
 
 def test_deleted_pod_is_gone():
