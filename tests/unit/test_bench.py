@@ -574,3 +574,10 @@ def test_rounds_alternate_which_scheduler_goes_first():
     firsts = [scheduling.phase_order(n)[0][0] for n in (1, 2, 3, 4)]
     assert firsts == [stats.KUBE_SCHEDULER, stats.NEUROKUBE, stats.KUBE_SCHEDULER, stats.NEUROKUBE]
     assert {frozenset(scheduling.phase_order(n)) for n in (1, 2)} == {frozenset(scheduling.phase_order(1))}
+
+
+def test_the_profile_says_how_the_ledger_reserved_the_pods_and_only_when_it_was_counted():
+    profile = {"decision_stages": {}, "ledger_reservations": {"write": 18, "credit": 282}}
+    assert ("with a Lease write 18, under the binder's credit (no write) 282"
+            in scheduling.profile_text(profile))
+    assert "ledger reserved" not in scheduling.profile_text({"decision_stages": {}})  # a JSON from before the counter
