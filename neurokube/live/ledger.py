@@ -366,17 +366,22 @@ class Ledger:
         has its Binding posted within ``abort_s`` and landed within the timeout, so every pod bound
         under a credit is bound before the credit expires (what step 2's rule for expired credits
         relies on)."""
+        if node not in self._credits:  # a lock-free look first: most nodes have none
+            return requests
+        rest, open_ = [], []
+        for request in requests:  # the cache's lock is not taken under this ledger's
+            held = self.state.pod(request.pod.uid) if request.pod.uid else None
+            if held is not None and held.bound and held.node_name == node:
+                request.result = Placement(binding.ALREADY_BOUND, node, "already on this node")
+            else:
+                open_.append(request)
         with self._locks_lock:
             credit = self._credits.get(node)
             if credit is None or self.clock() + self.abort_s + self.request_timeout_s >= credit.entry.expires:
-                return requests
-            rest, started = [], self.monotonic()
-            for request in requests:
+                return open_
+            started = self.monotonic()
+            for request in open_:
                 pod = request.pod
-                held = self.state.pod(pod.uid) if pod.uid else None
-                if held is not None and held.bound and held.node_name == node:
-                    request.result = Placement(binding.ALREADY_BOUND, node, "already on this node")
-                    continue
                 prior = credit.used.pop(pod.uid, None)  # a retry of a pod already reserved under it
                 cpu, memory, pods = credit.room()
                 if pod.uid and pod.resources.cpu <= cpu and pod.resources.memory <= memory and pods >= 1:
