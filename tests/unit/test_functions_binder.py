@@ -3,8 +3,9 @@
 message, never 500, and never reaches the apiserver; ignored pods answer 200; a pending pod is
 bound once, a redelivery is a 200 without a second binding; a missing runtime is a 503. Events
 that contradict the apiserver's pod are refused (403/410) before any write; without a token, an
-OIDC audience or NEUROKUBE_INSECURE=1 the function does not start. The tests that are not about
-authentication run it with NEUROKUBE_INSECURE=1."""
+OIDC audience or NEUROKUBE_INSECURE=1 the function does not start. The binder takes ledger credits
+as configured, the sweeper none. The tests that are not about authentication run it with
+NEUROKUBE_INSECURE=1."""
 
 import threading
 from pathlib import Path
@@ -391,3 +392,20 @@ def test_an_event_ahead_of_the_watch_waits_for_the_watch_instead_of_a_get(kube, 
     timer.join()
     assert ("GET", "/api/v1/namespaces/default/pods/w") not in kube.requests
     assert lookups.labels(source="watch_wait")._value.get() == before + 1
+
+
+def _load(function, monkeypatch):
+    import importlib.util
+
+    monkeypatch.setenv("NEUROKUBE_LEDGER_CREDIT_SHARE", "0.5")
+    path = Path(SOURCE).parents[1] / function / "main.py"
+    spec = importlib.util.spec_from_file_location(f"neurokube_test_{function}_main", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_binder_takes_ledger_credits_and_the_sweeper_none(monkeypatch):
+    """The sweeper places a few pods a minute: a credit would hold room the binders need."""
+    assert _load("binder", monkeypatch).SETTINGS.ledger_credit_share == 0.5
+    assert _load("sweeper", monkeypatch).SETTINGS.ledger_credit_share == 0.0
