@@ -335,21 +335,12 @@ class Ledger:
             remaining = self._admit(remaining, node, cached, entries, now, conflicts)
             if not remaining:
                 if checked:  # keep what the apiserver said, so that no one asks again (best effort)
-                    credit = self._grant_credit(node, cached, entries, now)
-                    if self._write(lease, entries):
-                        self._credit_written(node, converted, credit)
+                    self._write_converted(lease, node, cached, entries, now, converted)
                 return
-            credit = self._grant_credit(node, cached, entries, now)
-            try:
-                written = self._write(lease, entries)
-            except BaseException:
-                self._freeze_credit(node)
-                raise
-            if not written:
+            if not self._write_converted(lease, node, cached, entries, now, converted):
                 conflicts += 1
                 self.sleep(self.rng.uniform(0.002, 0.02) * min(attempt + 1, 8))
                 continue
-            self._credit_written(node, converted, credit)
             started = self.monotonic()
             for request in remaining:
                 request.conflicts, request.started = conflicts, started
@@ -426,6 +417,20 @@ class Ledger:
         credit = Reservation("", cpu, memory, now + self.ttl_s, self.replica, pods=pods, credit=True)
         entries[self.credit_key] = credit
         return credit
+
+    def _write_converted(self, lease: dict, node: str, cached: Node, entries: dict[str, Reservation], now: float,
+                         converted: set[str]) -> bool:
+        """Step 4 with this replica's credit: take a new one, write, and on success make it the
+        credit spent from; a write of unknown outcome freezes the old one. False on a conflict."""
+        credit = self._grant_credit(node, cached, entries, now)
+        try:
+            written = self._write(lease, entries)
+        except BaseException:
+            self._freeze_credit(node)
+            raise
+        if written:
+            self._credit_written(node, converted, credit)
+        return written
 
     def _credit_written(self, node: str, converted: set[str], credit: Reservation | None) -> None:
         """After a successful write: the converted pods are entries now, and the credit is the new one."""
@@ -562,11 +567,11 @@ class Ledger:
 
     def _bind(self, request: _Request, node: str, reserve_s: float) -> Placement:
         """Step 6 for one reserved pod, in its own thread."""
-        pod, conflicts = request.pod, request.conflicts
+        pod, conflicts, reserved = request.pod, request.conflicts, "credit" if request.credited else "write"
         if self.monotonic() - request.started > self.abort_s:
             self.release(pod, node)
             return Placement(TOO_SLOW, node, f"reservation older than {self.abort_s:.0f}s", conflicts,
-                             reserved="credit" if request.credited else "write")
+                             reserved=reserved)
         if request.before_bind is not None:
             request.before_bind()
         failpoints.before_bind(pod.key, node)
@@ -575,7 +580,7 @@ class Ledger:
                 outcome == binding.ALREADY_BOUND and detail != node):
             self.release(pod, node)
         return Placement(outcome, detail if outcome == binding.ALREADY_BOUND else node, detail, conflicts,
-                         reserve_s, "credit" if request.credited else "write")
+                         reserve_s, reserved)
 
     def release(self, pod: Pod, node: str) -> None:
         """Best-effort removal of ``pod``'s reservation (it would expire anyway)."""

@@ -570,3 +570,33 @@ def test_an_expired_credit_stays_while_a_pod_on_the_node_cannot_be_read():
     later = make(kube, "r2", clock=lambda: time.time() + 600)
     assert later.place(new_pod(kube, "c", cpu="1500m"), "n1").outcome == ledger.NO_ROOM  # a + the 2-CPU credit
     assert later.credit_lists == 1 and len(credits_of(kube, "n1")) == 1
+
+
+def test_a_cleanup_write_of_unknown_outcome_also_stops_spending_the_credit():
+    """A write that admits no pod but keeps what the apiserver said about an expired entry also
+    converts the credit's pods and replaces the credit; if its outcome is unknown, nothing more
+    is spent under the old credit."""
+    kube = FakeKube([node_doc("n1", cpu="8")])
+    lg = make(kube, credit_share=0.25)
+    assert lg.place(new_pod(kube, "a", cpu="1"), "n1").outcome == binding.BOUND  # a 2-CPU credit
+    assert lg.place(new_pod(kube, "b", cpu="1"), "n1").outcome == binding.BOUND  # under it
+    new_pod(kube, "ghost")  # pending: r2 reserved room for it long ago and never bound it
+    lease = kube.leases[("neurokube", "n1")]
+    lease["metadata"]["annotations"][ANNOTATION] = lease["metadata"]["annotations"][ANNOTATION][:-1] + (
+        ',"uid-ghost": {"pod": "default/ghost", "cpu": 1000, "memory": 0, "expires": 1.0, "by": "r2"}}')
+    lease["metadata"]["resourceVersion"] = kube._next_rv()
+    lg.ledger._lease_cache.clear()  # read the Lease afresh: the ghost's expired entry is checked (a GET)
+    failing = {"n": 1}
+
+    def timeout_once(method, path, body):
+        if method == "PUT" and path.startswith(LEASE) and failing["n"]:
+            failing["n"] -= 1
+            raise TemporaryError("timed out")
+
+    kube.before.append(timeout_once)
+    # No room: the pod's answer is final; only the cleanup write follows, and it fails.
+    assert lg.place(new_pod(kube, "huge", cpu="7"), "n1").outcome == ledger.NO_ROOM
+    assert lg.pod_checks == 1 and failing["n"] == 0
+    credited = lg.credited
+    assert lg.place(new_pod(kube, "c", cpu="500m"), "n1").outcome == binding.BOUND
+    assert lg.credited == credited  # the old credit had room, but it was frozen: c took a write
