@@ -525,11 +525,15 @@ def test_a_released_pod_gives_its_room_back_to_the_credit_without_a_write():
     assert lg.place(new_pod(kube, "b", cpu="1"), "n1").outcome == binding.BOUND and lg.credited == 2
 
 
-def test_a_lease_write_of_unknown_outcome_stops_spending_the_credit():
-    kube = FakeKube([node_doc("n1", cpu="8")])
+def spending_a_credit(kube):
+    """A replica holding a 2-CPU credit on n1 (8 CPUs), with one 1-CPU pod placed under it."""
     lg = make(kube, credit_share=0.25)
     assert lg.place(new_pod(kube, "a", cpu="1"), "n1").outcome == binding.BOUND  # a 2-CPU credit
     assert lg.place(new_pod(kube, "b", cpu="1"), "n1").outcome == binding.BOUND  # under it
+    return lg
+
+
+def time_out_the_next_lease_write(kube):
     failing = {"n": 1}
 
     def timeout_once(method, path, body):
@@ -538,11 +542,22 @@ def test_a_lease_write_of_unknown_outcome_stops_spending_the_credit():
             raise TemporaryError("timed out")
 
     kube.before.append(timeout_once)
-    with pytest.raises(TemporaryError):
-        lg.place(new_pod(kube, "big", cpu="2"), "n1")  # does not fit the credit's 1 CPU: a write, which fails
+    return failing
+
+
+def assert_the_credit_is_frozen(kube, lg):
     credited = lg.credited
     assert lg.place(new_pod(kube, "c", cpu="500m"), "n1").outcome == binding.BOUND
     assert lg.credited == credited  # the credit had room, but it was frozen: c took a write
+
+
+def test_a_lease_write_of_unknown_outcome_stops_spending_the_credit():
+    kube = FakeKube([node_doc("n1", cpu="8")])
+    lg = spending_a_credit(kube)
+    time_out_the_next_lease_write(kube)
+    with pytest.raises(TemporaryError):
+        lg.place(new_pod(kube, "big", cpu="2"), "n1")  # does not fit the credit's 1 CPU: a write, which fails
+    assert_the_credit_is_frozen(kube, lg)
     assert {"uid-a", "uid-b", "uid-c"} <= set(reservations(kube, "n1"))
 
 
@@ -577,26 +592,15 @@ def test_a_cleanup_write_of_unknown_outcome_also_stops_spending_the_credit():
     converts the credit's pods and replaces the credit; if its outcome is unknown, nothing more
     is spent under the old credit."""
     kube = FakeKube([node_doc("n1", cpu="8")])
-    lg = make(kube, credit_share=0.25)
-    assert lg.place(new_pod(kube, "a", cpu="1"), "n1").outcome == binding.BOUND  # a 2-CPU credit
-    assert lg.place(new_pod(kube, "b", cpu="1"), "n1").outcome == binding.BOUND  # under it
+    lg = spending_a_credit(kube)
     new_pod(kube, "ghost")  # pending: r2 reserved room for it long ago and never bound it
     lease = kube.leases[("neurokube", "n1")]
     lease["metadata"]["annotations"][ANNOTATION] = lease["metadata"]["annotations"][ANNOTATION][:-1] + (
         ',"uid-ghost": {"pod": "default/ghost", "cpu": 1000, "memory": 0, "expires": 1.0, "by": "r2"}}')
     lease["metadata"]["resourceVersion"] = kube._next_rv()
     lg.ledger._lease_cache.clear()  # read the Lease afresh: the ghost's expired entry is checked (a GET)
-    failing = {"n": 1}
-
-    def timeout_once(method, path, body):
-        if method == "PUT" and path.startswith(LEASE) and failing["n"]:
-            failing["n"] -= 1
-            raise TemporaryError("timed out")
-
-    kube.before.append(timeout_once)
+    failing = time_out_the_next_lease_write(kube)
     # No room: the pod's answer is final; only the cleanup write follows, and it fails.
     assert lg.place(new_pod(kube, "huge", cpu="7"), "n1").outcome == ledger.NO_ROOM
     assert lg.pod_checks == 1 and failing["n"] == 0
-    credited = lg.credited
-    assert lg.place(new_pod(kube, "c", cpu="500m"), "n1").outcome == binding.BOUND
-    assert lg.credited == credited  # the old credit had room, but it was frozen: c took a write
+    assert_the_credit_is_frozen(kube, lg)
