@@ -70,61 +70,92 @@ def pod_usage_estimate(cpu_request: np.ndarray, cpu_limit: np.ndarray, mem_reque
     return mean, peak, mem
 
 
-def candidate_features(pod: PodSpec, view: ClusterView, nodes: np.ndarray) -> np.ndarray:
-    """A ``(len(nodes), N_FEATURES)`` float32 matrix, columns in :data:`FEATURE_NAMES` order."""
-    nodes = np.asarray(nodes, dtype=np.int64)
-    m = view.metrics
-    cap_c = view.alloc_cpu[nodes].astype(np.float64)
-    cap_m = view.alloc_mem[nodes].astype(np.float64)
+def _own_usage_estimate(pod: PodSpec, history: WorkloadUsage | None) -> tuple[float, float, float]:
+    """:func:`pod_usage_estimate` of the one pod being placed, in plain float arithmetic (the same
+    float64 operations in the same order, so the same values): the array form costs a few
+    microseconds per operation on one-element arrays, and this runs once per decision."""
+    cpu_request, cpu_limit = float(pod.cpu_request_milli), float(pod.cpu_limit_milli)
+    mem_request, mem_limit = float(pod.memory_request_mib), float(pod.memory_limit_mib)
+    prior_cpu = PRIOR_MEAN_OF_REQUEST * cpu_request if cpu_request > 0 else (
+        0.2 * cpu_limit if cpu_limit > 0 else 100.0)
+    prior_peak = cpu_limit if cpu_limit > 0 else (1.5 * cpu_request if cpu_request > 0 else 200.0)
+    prior_mem = mem_limit if mem_limit > 0 else (mem_request if mem_request > 0 else 200.0)
+    w = pod.workload
+    if history is None or not 0 <= w < history.samples.size or not history.samples[w] > 0:
+        return prior_cpu, prior_peak, prior_mem
+    mean = float(history.cpu_mean[w])
+    peak = max(mean + 2 * float(history.cpu_std[w]), mean)
+    if cpu_limit > 0:
+        peak = min(peak, cpu_limit)
+    return mean, peak, float(history.mem_max[w])
 
-    est_c, peak_c, peak_m = pod_usage_estimate(
-        pod.cpu_request_milli, pod.cpu_limit_milli, pod.memory_request_mib, pod.memory_limit_mib,
-        np.array([pod.workload]), view.workloads)
+
+def _rows(nodes: np.ndarray, n: int) -> np.ndarray | slice:
+    """``nodes`` as an index: a slice (no copies) when it is every node in order, as it is for a
+    live view, which holds only the feasible nodes."""
+    if nodes.size == n and n > 0 and nodes[0] == 0 and nodes[-1] == n - 1 and bool((np.diff(nodes) == 1).all()):
+        return slice(None)
+    return nodes
+
+
+def candidate_features(pod: PodSpec, view: ClusterView, nodes: np.ndarray) -> np.ndarray:
+    """A ``(len(nodes), N_FEATURES)`` float32 matrix, columns in :data:`FEATURE_NAMES` order.
+
+    One decision computes this for every candidate, so it is written for speed: the pod's own
+    estimate in float arithmetic, constant columns written as scalars, and no copies of the view's
+    columns when the candidates are all of its nodes (tests/unit/test_features.py checks it against
+    the plain column-by-column form)."""
+    nodes = np.asarray(nodes, dtype=np.int64)
+    rows = _rows(nodes, view.n_nodes)
+    m = view.metrics
+    cap_c = view.alloc_cpu[rows].astype(np.float64)
+    cap_m = view.alloc_mem[rows].astype(np.float64)
+    est_c, peak_c, peak_m = _own_usage_estimate(pod, view.workloads)
     if view.recent_node.size:
         r_mean, _, r_mem = pod_usage_estimate(
             view.recent_cpu_request, view.recent_cpu_limit, view.recent_mem_request,
             view.recent_mem_limit, view.recent_workload, view.workloads)
-        recent_c = view.per_node(r_mean)[nodes]
-        recent_m = view.per_node(r_mem)[nodes]
-        recent_n = np.bincount(view.recent_node, minlength=view.n_nodes)[nodes]
+        recent_c = view.per_node(r_mean)[rows]
+        recent_m = view.per_node(r_mem)[rows]
+        recent_n = np.bincount(view.recent_node, minlength=view.n_nodes)[rows]
     else:
-        recent_c = recent_m = recent_n = np.zeros(nodes.size)
+        recent_c = recent_m = recent_n = 0.0
     hist = view.workloads
     wk = pod.workload if hist is not None and 0 <= pod.workload < hist.samples.size else -1
     wl_samples = float(hist.samples[wk]) if wk >= 0 else 0.0
     wl_ratio = float(hist.cpu_ratio_mean[wk]) if wk >= 0 and wl_samples > 0 else PRIOR_MEAN_OF_REQUEST
-    lim = view.lim_cpu[nodes] if view.lim_cpu is not None else np.zeros(nodes.size)
-    unlimited = view.unlimited_pods[nodes] if view.unlimited_pods is not None else np.zeros(nodes.size)
     hour = (view.now_s % 86400.0) / 3600.0
 
-    cpu_mean = m.cpu_mean[nodes] / cap_c
-    cpu_max = m.cpu_max[nodes] / cap_c
-    mem_max = m.mem_max[nodes] / cap_m
-    pod_est = est_c[0] / cap_c
-    pod_peak = peak_c[0] / cap_c
-    pod_mem_peak = peak_m[0] / cap_m
+    out = np.empty((nodes.size, N_FEATURES), dtype=np.float32)
+    cpu_mean = m.cpu_mean[rows] / cap_c
+    cpu_max = m.cpu_max[rows] / cap_c
+    mem_max = m.mem_max[rows] / cap_m
+    pod_est = est_c / cap_c
+    pod_peak = peak_c / cap_c
+    pod_mem_peak = peak_m / cap_m
     recent_cf = recent_c / cap_c
+    recent_mf = recent_m / cap_m
     proj_peak = cpu_max + recent_cf + pod_peak
-    age = np.where(np.isfinite(m.age_s[nodes]), m.age_s[nodes], 1e6)
-
+    age = m.age_s[rows]
     columns = (
         cap_c / 1000.0, cap_m / 1024.0,
-        (view.req_cpu[nodes] + pod.cpu_request_milli) / cap_c,
-        (view.req_mem[nodes] + pod.memory_request_mib) / cap_m,
-        (view.nz_req_cpu[nodes] + pod.nonzero_cpu) / cap_c,
-        lim / cap_c, unlimited, view.pod_count[nodes], (view.pod_count[nodes] > 0),
-        cpu_mean, cpu_max, m.cpu_std[nodes] / cap_c, m.cpu_trend[nodes] * 3600.0 / cap_c,
-        m.mem_mean[nodes] / cap_m, mem_max, age, m.samples[nodes],
-        recent_n, recent_cf, recent_m / cap_m,
+        (view.req_cpu[rows] + pod.cpu_request_milli) / cap_c,
+        (view.req_mem[rows] + pod.memory_request_mib) / cap_m,
+        (view.nz_req_cpu[rows] + pod.nonzero_cpu) / cap_c,
+        view.lim_cpu[rows] / cap_c if view.lim_cpu is not None else 0.0,
+        view.unlimited_pods[rows] if view.unlimited_pods is not None else 0.0,
+        view.pod_count[rows], (view.pod_count[rows] > 0),
+        cpu_mean, cpu_max, m.cpu_std[rows] / cap_c, m.cpu_trend[rows] * 3600.0 / cap_c,
+        m.mem_mean[rows] / cap_m, mem_max, np.where(np.isfinite(age), age, 1e6), m.samples[rows],
+        recent_n, recent_cf, recent_mf,
         pod.cpu_request_milli / cap_c, pod.memory_request_mib / cap_m, pod.cpu_limit_milli / cap_c,
-        np.full(nodes.size, float(pod.qos)),
+        float(pod.qos),
         pod_est, pod_peak, pod_mem_peak,
-        np.full(nodes.size, np.log1p(wl_samples)), np.full(nodes.size, wl_ratio),
-        cpu_mean + recent_cf + pod_est, proj_peak, mem_max + recent_m / cap_m + pod_mem_peak,
+        np.log1p(wl_samples), wl_ratio,
+        cpu_mean + recent_cf + pod_est, proj_peak, mem_max + recent_mf + pod_mem_peak,
         (1.0 - proj_peak) * cap_c / 1000.0,
-        np.full(nodes.size, np.sin(2 * np.pi * hour / 24)), np.full(nodes.size, np.cos(2 * np.pi * hour / 24)),
+        np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24),
     )
-    out = np.empty((nodes.size, N_FEATURES), dtype=np.float32)
     for j, col in enumerate(columns):
         out[:, j] = col
     return out
