@@ -90,6 +90,7 @@ class Pod:
     tolerations: tuple[Toleration, ...] = ()
     workload: str = ""
     created: str = ""  # metadata.creationTimestamp (RFC 3339), for oldest-first sweeps
+    scheduling_gates: tuple[str, ...] = ()  # spec.schedulingGates' names: not schedulable until empty
 
     @property
     def key(self) -> str:
@@ -156,6 +157,7 @@ def parse_pod(doc: object) -> Pod:
         required_terms=_required_terms(spec.get("affinity"), where),
         tolerations=_tolerations(spec.get("tolerations"), where),
         workload=_workload(meta, namespace, name), created=str(meta.get("creationTimestamp") or ""),
+        scheduling_gates=_scheduling_gates(spec.get("schedulingGates"), where),
     )
 
 
@@ -270,6 +272,21 @@ def _qos(containers: list[dict]) -> int:
 
 def cpu_or_memory(resource: str, value: object) -> int:
     return cpu_milli(value) if resource == "cpu" else memory_bytes(value)
+
+
+def _scheduling_gates(items: object, where: str) -> tuple[str, ...]:
+    """The names of ``spec.schedulingGates`` (the apiserver refuses a Binding while any is left)."""
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise InputError("spec.schedulingGates must be a list", where=where)
+    names = []
+    for i, gate in enumerate(items):
+        name = gate.get("name") if isinstance(gate, dict) else None
+        if not isinstance(name, str) or not name:
+            raise InputError(f"spec.schedulingGates[{i}] must be an object with a non-empty name", where=where)
+        names.append(name)
+    return tuple(names)
 
 
 def _tolerations(items: object, where: str) -> tuple[Toleration, ...]:

@@ -1,7 +1,9 @@
 """What each function does with its input, independent of how it arrived (HTTP or CloudEvent).
 
 * :func:`on_pod_event`: an ApiServerSource event in Resource mode. ``add`` and ``update`` of a
-  pod of this scheduler without a node and not being deleted are placed; every other pod and
+  pod of this scheduler without a node and not being deleted are placed; a pod with scheduling
+  gates is held by the retrier (:mod:`neurokube.live.retry`) until the watch sees them removed;
+  every other pod and
   ``delete`` events are ignored (debug log). Not a pod event at all, a Reference-mode event, data
   that is not a Pod object, or a pod with bad quantities or names: InputError (400), before
   anything else happens, so bad input never reaches the apiserver. The event only names the pod:
@@ -65,7 +67,7 @@ def pod_from_event(ce: AnyCloudEvent, scheduler_name: str) -> tuple[Pod | None, 
     pod = parse_pod(data)
     if kind not in PLACED_EVENTS:
         return None, f"{kind.removeprefix(RESOURCE_EVENT)} event"
-    why = ignore_reason(pod, scheduler_name)
+    why = ignore_reason(pod, scheduler_name, gates=False)  # a gated pod goes on: the retrier holds it
     return (None, why) if why else (pod, "")
 
 
@@ -111,6 +113,8 @@ def _on_pod_event(ce: AnyCloudEvent, settings: Settings, request_id: str, teleme
         return Outcome(ALREADY_BOUND, actual.key, actual.node_name, reason="the apiserver has it bound")
     why = ignore_reason(actual, settings.scheduler_name)
     if why:
+        if actual.scheduling_gates and rt.retrier is not None:
+            rt.retrier.hold(actual, rt.retrier.releases)  # placed when the watch sees its gates removed
         telemetry.events.labels(type=_type_label(ce), result="ignored").inc()
         return Outcome(IGNORED, actual.key, reason=why)
     releases = rt.retrier.releases if rt.retrier is not None else 0

@@ -14,6 +14,11 @@ and for at most ``budget_s``; a burst of releases is one pass (it waits ``settle
 to land). A held pod that the watch shows bound, deleted or no longer this scheduler's is dropped
 without a decision. Every replica watches every release, so each replica retries the pods it
 left pending itself; the sweeper still covers the rest (a restarted replica, a missed event).
+
+Pods with scheduling gates are held the same way: the binder holds such a pod instead of placing
+it (the apiserver refuses a Binding while a gate is left, and kube-scheduler keeps such pods out of
+its queue), and the watch cache calls :meth:`Retrier.released` when a pod's last gate is removed.
+A pass leaves a pod that is still gated held.
 Counted in ``neurokube_release_retries_total`` by outcome.
 """
 
@@ -103,6 +108,9 @@ class Retrier:
             if pod is None:  # bound by someone, deleted, or no longer ours
                 counts["not_pending"] += 1
                 self._drop(uid)
+                continue
+            if pod.scheduling_gates:  # still gated: held until the watch sees the gates removed
+                counts["gated"] += 1
                 continue
             try:
                 outcome = self.scheduler.schedule(pod, request_id).outcome

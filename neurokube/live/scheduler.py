@@ -68,8 +68,9 @@ class Outcome:
         return {k: v for k, v in asdict(self).items() if v not in ("", 0) or k == "outcome"}
 
 
-def ignore_reason(pod: Pod, scheduler_name: str) -> str:
-    """Why this scheduler leaves the pod alone ("" if it should place it)."""
+def ignore_reason(pod: Pod, scheduler_name: str, gates: bool = True) -> str:
+    """Why this scheduler leaves the pod alone ("" if it should place it); ``gates=False`` lets a
+    pod through that only its scheduling gates hold back."""
     if pod.scheduler_name != scheduler_name:
         return f"schedulerName is {pod.scheduler_name!r}"
     if pod.bound:
@@ -78,6 +79,8 @@ def ignore_reason(pod: Pod, scheduler_name: str) -> str:
         return "being deleted"
     if pod.terminal:
         return f"phase {pod.phase}"
+    if gates and pod.scheduling_gates:  # kube-scheduler keeps such a pod out of its queue (SchedulingGated)
+        return f"scheduling gates: {', '.join(pod.scheduling_gates[:5])}"
     return ""
 
 

@@ -65,7 +65,9 @@ class Sweeper:
                 self.telemetry.sweeps.labels(outcome="invalid").inc()
                 event(log, "pending pod cannot be read; skipped", logging.WARNING, error=str(exc))
                 continue
-            if not pod.deleting and not pod.terminal and not pod.bound:
+            if pod.scheduling_gates:
+                self.telemetry.sweeps.labels(outcome="gated").inc()
+            elif not pod.deleting and not pod.terminal and not pod.bound:
                 pods.append(pod)
         return sorted(pods, key=lambda p: (created_s(p), p.key))
 

@@ -42,6 +42,20 @@ def kube():
     live_runtime.install(None)
 
 
+def test_the_sweep_leaves_gated_pods_alone(kube):
+    gated = pod_doc("gated", "100m", "1Mi", uid="u-gated", created=stamp(1200))
+    gated["spec"]["schedulingGates"] = [{"name": "example.com/quota"}]
+    kube.add_pod(gated)
+    skipped = process_telemetry().sweeps.labels(outcome="gated")
+    before = skipped._value.get()
+    client = functions_framework.create_app("sweeper", SOURCE).test_client()
+    headers, body = ping()
+    report = client.post("/", headers=headers, data=body).json
+    assert report["pending"] == 4 and report["bound"] == 2  # as without it
+    assert [b["metadata"]["name"] for b in kube.binding_bodies if b["metadata"]["name"] == "gated"] == []
+    assert skipped._value.get() == before + 1
+
+
 def ping(kind=PING):
     return to_binary(CloudEvent({"type": kind, "source": "/apis/v1/namespaces/neurokube/pingsources/neurokube-sweep"},
                                 {"task": "sweep"}))

@@ -86,6 +86,9 @@ def test_scheduling_fields():
     pod = parse_pod(doc)
     assert pod.bound and pod.deleting and pod.node_selector == (("disk", "ssd"),)
     assert pod.tolerations[0].operator == "Exists" and pod.scheduler_name == "neurokube"
+    assert pod.scheduling_gates == ()
+    doc["spec"]["schedulingGates"] = [{"name": "example.com/a"}, {"name": "example.com/b"}]
+    assert parse_pod(doc).scheduling_gates == ("example.com/a", "example.com/b")
 
 
 @pytest.mark.parametrize("mutate, message", [
@@ -101,6 +104,9 @@ def test_scheduling_fields():
     (lambda d: d["spec"].update(tolerations=[{"operator": "Maybe"}]), "not Equal or Exists"),
     (lambda d: d["spec"].update(nodeSelector={"a": 1}), "must map strings to strings"),
     (lambda d: d["metadata"].pop("name"), "metadata.name"),
+    (lambda d: d["spec"].update(schedulingGates={"name": "g"}), "spec.schedulingGates must be a list"),
+    (lambda d: d["spec"].update(schedulingGates=[{"name": ""}]), r"schedulingGates\[0\] must be an object with a"),
+    (lambda d: d["spec"].update(schedulingGates=["g"]), r"schedulingGates\[0\] must be an object with a"),
     (lambda d: d.update(kind="Node"), "expected a Pod"),
     (lambda d: d["spec"].update(affinity={"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
         "nodeSelectorTerms": [{"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["x"]}]}]}}}),

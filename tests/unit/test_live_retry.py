@@ -81,6 +81,38 @@ def test_the_binder_holds_an_unschedulable_pod_and_places_it_when_room_is_freed(
         live_runtime.install(None)
 
 
+def test_a_gated_pod_is_held_and_placed_when_the_watch_sees_its_gates_removed():
+    """The apiserver refuses a Binding while a scheduling gate is left: the binder must not try, and
+    must place the pod as soon as the gates are gone, with no update event (none is delivered)."""
+    kube = FakeKube([node_doc("n0", cpu="4")])
+    runtime = fake_runtime(kube, telemetry=process_telemetry())
+    live_runtime.install(runtime)
+    runtime.retrier.start()
+    try:
+        client = functions_framework.create_app("binder", SOURCE).test_client()
+        doc = pod_doc("gated", "500m", "256Mi", uid="uid-gated")
+        doc["spec"]["schedulingGates"] = [{"name": "example.com/quota"}, {"name": "example.com/volume"}]
+        kube.add_pod(doc)
+        runtime.cache.apply("pods", "ADDED", doc)
+        headers, body = add_event(doc)
+        reply = client.post("/", headers=headers, data=body).get_json()
+        assert reply == {"outcome": "ignored", "pod": "default/gated",
+                         "reason": "scheduling gates: example.com/quota, example.com/volume"}
+        assert runtime.retrier.held == 1 and kube.binding_bodies == []
+        one_left = {**doc, "spec": {**doc["spec"], "schedulingGates": [{"name": "example.com/volume"}]}}
+        kube.pods[("default", "gated")] = one_left
+        runtime.cache.apply("pods", "MODIFIED", one_left)  # one gate removed: still not schedulable
+        assert runtime.retrier.retry() == {"gated": 1} and kube.binding_bodies == [] and runtime.retrier.held == 1
+        ungated = {**doc, "spec": {**doc["spec"], "schedulingGates": []}}
+        kube.pods[("default", "gated")] = ungated
+        runtime.cache.apply("pods", "MODIFIED", ungated)
+        wait_for("the ungated pod bound", lambda: bound_pods(kube) == ["gated"], timeout_s=5, interval_s=0.01)
+        wait_for("nothing held", lambda: runtime.retrier.held == 0, timeout_s=5, interval_s=0.01)
+    finally:
+        runtime.retrier.close()
+        live_runtime.install(None)
+
+
 def test_room_freed_while_the_pod_was_decided_is_not_missed():
     """The release came between the decision (no room) and the hold: the pass comes at once."""
     kube = full_cluster()
