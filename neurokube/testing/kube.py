@@ -234,9 +234,9 @@ class FakeKube:
         if pod["spec"].get("nodeName"):
             raise KubeError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} '
                             f'is already assigned to node "{pod["spec"]["nodeName"]}"', method, path)
-        if pod["spec"].get("schedulingGates"):  # kube-apiserver's binding storage: an error, hence a 500
-            raise KubeError(500, "InternalError", f"Internal error occurred: pod {name} has non-empty "
-                            ".spec.schedulingGates", method, path)
+        if pod["spec"].get("schedulingGates"):  # kube-apiserver's answer (tests/e2e/test_functions.py)
+            raise KubeError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} '
+                            "has non-empty .spec.schedulingGates", method, path)
         pod["spec"]["nodeName"] = body["target"]["name"]
         annotations = (body.get("metadata") or {}).get("annotations") or {}
         if annotations:  # merged into the pod's, as the apiserver does

@@ -342,3 +342,38 @@ def test_an_unschedulable_pod_is_bound_when_room_is_freed_without_a_sweep(cluste
     finally:
         workload.delete_pods(client, [f"{run}-filler", f"{run}-late"])
         client.delete(f"/api/v1/nodes/{node.name}")
+
+
+def test_a_gated_pod_is_left_alone_and_bound_once_its_gates_are_removed(cluster, live):
+    """The real apiserver refuses a Binding while a scheduling gate is left (what FakeKube mimics);
+    the binder leaves such a pod alone and binds it once the last gate is removed, with no sweep."""
+    from neurokube.errors import ApiStatusError
+
+    client = cluster.client
+    run = f"gated-{uuid.uuid4().hex[:6]}"
+    binder, sweeper = live["binder"], live["sweeper"]
+    manifest = neurokube_pod(f"{run}-pod", 100, 128, run)
+    manifest["spec"]["schedulingGates"] = [{"name": "example.com/quota"}, {"name": "example.com/volume"}]
+    path = f"/api/v1/namespaces/{manifest['metadata'].get('namespace', 'default')}/pods/{manifest['metadata']['name']}"
+    try:
+        swept = sweeper.counter("neurokube_sweep_pods_total")
+        ignored = binder.counter("neurokube_cloudevents_total", result="ignored")
+        create_pods(client, [manifest])
+        wait_for("the binder answers the gated pod's event", lambda: binder.counter(
+            "neurokube_cloudevents_total", result="ignored") > ignored, timeout_s=30)
+        any_node = next(iter(workload.schedulable_nodes(client)))
+        binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": manifest["metadata"]["name"]},
+                   "target": {"apiVersion": "v1", "kind": "Node", "name": any_node}}
+        with pytest.raises(ApiStatusError) as refused:
+            client.create(path + "/binding", binding)
+        assert refused.value.status == 409 and "non-empty .spec.schedulingGates" in refused.value.message
+        client.merge_patch(path, {"spec": {"schedulingGates": [{"name": "example.com/volume"}]}})
+        time.sleep(1.5)
+        assert not client.get(path)["spec"].get("nodeName"), "bound with a gate left"
+        ungated = time.monotonic()
+        client.merge_patch(path, {"spec": {"schedulingGates": []}})
+        wait_bound(client, run, 1, timeout_s=10)
+        print(f"\nthe pod was bound {time.monotonic() - ungated:.2f}s after its last gate was removed")
+        assert sweeper.counter("neurokube_sweep_pods_total") == swept  # no sweep placed it
+    finally:
+        workload.delete_pods(client, [manifest["metadata"]["name"]])
