@@ -1,10 +1,10 @@
 """A loopback stand-in for the Knative Broker and the binder's Triggers (deploy/knative/eventing.yaml).
 
 Deployed, the ApiServerSource's receive adapter sends each pod event to a Broker, whose ingress
-acknowledges it at once; the Triggers ``neurokube-binder-add`` and ``neurokube-binder-update``
-then deliver the add and update events of pods to the binder, several at a time (up to the
-Service's ``containerConcurrency``), retrying a 5xx answer or an unreachable subscriber 5 times
-with exponential back-off from 0.2 s. Delete events match no Trigger and are dropped.
+acknowledges it at once; the Trigger ``neurokube-binder-add`` then delivers the add events of pods
+to the binder, several at a time (up to the Service's ``containerConcurrency``), retrying a 5xx
+answer or an unreachable subscriber 5 times with exponential back-off from 0.2 s. Update and
+delete events match no Trigger and are dropped (deploy/knative/eventing.yaml says why).
 
 The receive adapter itself sends one event at a time and waits for each answer. Pointed straight
 at the binder (as ``cluster up --functions`` does), every event waits for the previous pod's whole
@@ -26,13 +26,13 @@ import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-POD_TYPES = ("dev.knative.apiserver.resource.add", "dev.knative.apiserver.resource.update")
+POD_TYPES = ("dev.knative.apiserver.resource.add",)  # the types the binder's Trigger delivers
 
 
 @dataclass
 class BrokerStats:
     received: int = 0
-    filtered: int = 0  # matched no Trigger (e.g. delete events)
+    filtered: int = 0  # matched no Trigger (update and delete events)
     delivered: int = 0  # the subscriber answered 2xx
     rejected: int = 0  # 4xx: not retried (a dead-letter sink would get them)
     retries: int = 0

@@ -47,7 +47,7 @@ EXPECTED = (
     "service.serving.knative.dev/neurokube-sweeper", "service.serving.knative.dev/trainer",
     "service.serving.knative.dev/neurokube-dead-letter", "service.serving.knative.dev/neurokube-snapshot",
     "apiserversource.sources.knative.dev/neurokube-pods", "broker.eventing.knative.dev/neurokube",
-    "trigger.eventing.knative.dev/neurokube-binder-add", "trigger.eventing.knative.dev/neurokube-binder-update",
+    "trigger.eventing.knative.dev/neurokube-binder-add",
     "pingsource.sources.knative.dev/neurokube-sweep", "pingsource.sources.knative.dev/neurokube-nightly-training",
     "pingsource.sources.knative.dev/neurokube-snapshot",
     "configmap/neurokube-functions",

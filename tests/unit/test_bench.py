@@ -517,11 +517,12 @@ def test_broker_acks_at_once_and_delivers_concurrently_only_the_triggered_types(
         started = time.monotonic()
         codes = [post(broker.url, "dev.knative.apiserver.resource.add") for _ in range(8)]
         codes.append(post(broker.url, "dev.knative.apiserver.resource.delete"))
-        assert codes == [202] * 9 and time.monotonic() - started < 1.0  # not 8 x 0.2 s
+        codes.append(post(broker.url, "dev.knative.apiserver.resource.update"))
+        assert codes == [202] * 10 and time.monotonic() - started < 1.0  # not 8 x 0.2 s
         wait_idle(broker)
         assert sub.max_in_flight == 4
-        assert [t for t, _ in sub.seen].count("dev.knative.apiserver.resource.add") == 8
-        assert broker.stats.filtered == 1 and broker.stats.delivered == 8  # no Trigger for deletes
+        assert [t for t, _ in sub.seen] == ["dev.knative.apiserver.resource.add"] * 8
+        assert broker.stats.filtered == 2 and broker.stats.delivered == 8  # no Trigger for updates and deletes
     finally:
         broker.close()
         sub.close()
@@ -533,7 +534,7 @@ def test_broker_retries_5xx_with_backoff_and_drops_4xx():
     try:
         post(broker.url, "dev.knative.apiserver.resource.add")  # 503, 503, then 200
         wait_idle(broker)
-        post(broker.url, "dev.knative.apiserver.resource.update")  # 400: not retried
+        post(broker.url, "dev.knative.apiserver.resource.add")  # 400: not retried
         wait_idle(broker)
         assert [c for _, c in sub.seen] == [503, 503, 200, 400]
         assert (broker.stats.retries, broker.stats.delivered, broker.stats.rejected) == (2, 1, 1)
