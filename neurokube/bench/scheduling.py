@@ -459,7 +459,7 @@ def run(options: BenchOptions, out: IO[str] | None = None, progress: Progress | 
                                  authorization=live.binder.auth_headers().get("Authorization"))
             stack.callback(broker.close)
             live.restart_adapter(sink=broker.url)
-            print(f"events: receive adapter -> Broker stand-in (add and update Triggers, {options.binder_threads} "
+            print(f"events: receive adapter -> Broker stand-in (the add Trigger, {options.binder_threads} "
                   "deliveries at a time) -> binder", file=out, flush=True)
         else:
             print("events: receive adapter -> binder, directly (one event at a time)", file=out, flush=True)
@@ -1023,6 +1023,8 @@ def profile_text(profile: dict) -> str:
         tail.append(f"CPU of the binder's event handlers (thread time, `neurokube_cpu_seconds_total`): "
                     f"{cpu['handled_event']:.2f} ms per handled event, of which deciding "
                     f"{cpu.get('decide_per_handled', 0):.2f} and reserving and binding "
-                    f"{cpu.get('place_per_handled', 0):.2f}; {cpu.get('ignored_event', 0):.2f} ms per ignored "
-                    f"event. The rest of the binder's CPU is HTTP serving, the watches and the Event posters.")
+                    f"{cpu.get('place_per_handled', 0):.2f}; "
+                    + (f"{cpu['ignored_event']:.2f} ms per ignored event" if "ignored_event" in cpu
+                       else "no event ignored")
+                    + ". The rest of the binder's CPU is HTTP serving, the watches and the Event posters.")
     return "\n".join(rows + [""] + tail)

@@ -42,13 +42,16 @@ class NodeTable:
         nodes = tuple(nodes)
         n = len(nodes)
         alloc_memory = np.fromiter((nd.alloc_memory for nd in nodes), dtype=np.int64, count=n)
-        return cls(
+        table = cls(
             nodes=nodes, names=tuple(nd.name for nd in nodes), index={nd.name: i for i, nd in enumerate(nodes)},
             alloc_cpu=np.fromiter((nd.alloc_cpu for nd in nodes), dtype=np.int64, count=n),
             alloc_memory=alloc_memory, alloc_memory_mib=alloc_memory // MIB,
             alloc_pods=np.fromiter((nd.alloc_pods for nd in nodes), dtype=np.int64, count=n),
             plain=np.fromiter((not nd.taints and not nd.unschedulable for nd in nodes), dtype=bool, count=n),
         )
+        for column in (table.alloc_cpu, table.alloc_memory, table.alloc_memory_mib, table.alloc_pods, table.plain):
+            column.flags.writeable = False  # shared by every snapshot and view of this node set
+        return table
 
     def __len__(self) -> int:
         return len(self.nodes)

@@ -411,6 +411,7 @@ class ClusterCache:
                 row = table.index.get(pod.node_name)
                 if row is not None:
                     used[:, row] += usage_of(pod)
+            used.flags.writeable = False  # shared by the threads that read this snapshot and its views
             snapshot = Snapshot(taken_at=now, nodes=table.nodes, used_cpu=used[0], used_memory=used[1],
                                 used_nz_cpu=used[2], used_nz_memory=used[3], used_pods=used[4], lim_cpu=used[5],
                                 unlimited=used[6], recent=self._recent.view(), table=table,

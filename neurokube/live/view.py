@@ -13,7 +13,9 @@ the pod being placed gets its own from :meth:`ClusterCache.workload_id` (``sched
 So the view holds everything the replay's does (``sim/engine.py``).
 
 Everything is column arithmetic on the snapshot's node table, its recent pods as arrays and the
-metrics' columns: no per-node Python, so a view of 1,000 nodes costs tens of microseconds.
+metrics' columns: no per-node Python, so a view of 1,000 nodes costs tens of microseconds. When
+every node is feasible the view's request columns are the snapshot's own (read-only) arrays, not
+copies; a policy that tried to write to them would fail loudly rather than corrupt the cache.
 """
 
 from __future__ import annotations
@@ -40,18 +42,21 @@ def build_view(snapshot: Snapshot, nodes: np.ndarray, metrics: MetricsSnapshot |
         node_metrics = metrics.node_metrics(table.names, now, rows=nodes)
     else:
         node_metrics = NodeMetrics.empty(nodes.size)
+    # Every node feasible (the common case): the snapshot's own columns, read-only, with no copies.
+    rows = slice(None) if nodes.size == len(table) and (nodes.size == 0 or (
+        nodes[0] == 0 and nodes[-1] == nodes.size - 1 and bool((np.diff(nodes) == 1).all()))) else nodes
     view = ClusterView(
         now_s=now,
-        alloc_cpu=table.alloc_cpu[nodes],
-        alloc_mem=table.alloc_memory_mib[nodes],
-        req_cpu=snapshot.used_cpu[nodes].astype(np.int64),
-        req_mem=_mib_up(snapshot.used_memory[nodes].astype(np.int64)),
-        nz_req_cpu=snapshot.used_nz_cpu[nodes].astype(np.int64),
-        nz_req_mem=_mib_up(snapshot.used_nz_memory[nodes].astype(np.int64)),
-        pod_count=snapshot.used_pods[nodes].astype(np.int64),
+        alloc_cpu=table.alloc_cpu[rows],
+        alloc_mem=table.alloc_memory_mib[rows],
+        req_cpu=snapshot.used_cpu[rows],
+        req_mem=_mib_up(snapshot.used_memory[rows]),
+        nz_req_cpu=snapshot.used_nz_cpu[rows],
+        nz_req_mem=_mib_up(snapshot.used_nz_memory[rows]),
+        pod_count=snapshot.used_pods[rows],
         metrics=node_metrics,
-        lim_cpu=snapshot.lim_cpu[nodes].astype(np.int64),
-        unlimited_pods=snapshot.unlimited[nodes].astype(np.int64),
+        lim_cpu=snapshot.lim_cpu[rows],
+        unlimited_pods=snapshot.unlimited[rows],
         workloads=metrics.workloads if metrics is not None else None,
         prefiltered=True,
     )
