@@ -132,9 +132,10 @@ class ClusterCache:
         self.clock = clock
         self.on_listed = on_listed
         # Called (under the cache's lock: it must only set a flag) when room may have been freed: a
-        # pod stopped holding a node's resources, a node appeared or changed; or when a pod's last
-        # scheduling gate was removed (neurokube.live.retry).
+        # pod stopped holding a node's resources, a node appeared or changed (neurokube.live.retry).
         self.on_release: Callable[[], None] | None = None
+        # Called (likewise) with a pod's UID when the watch sees its last scheduling gate removed.
+        self.on_ungated: Callable[[str], None] | None = None
         self._lock = threading.RLock()
         self._nodes: dict[str, Node] = {}
         self._pods: dict[str, Pod] = {}  # uid -> pod (every pod we were told of)
@@ -282,8 +283,8 @@ class ClusterCache:
             if not initial and (kind == "DELETED" or not _holds(pod)):
                 self._released()
         elif old is not None and old.scheduling_gates and not pod.scheduling_gates and not initial \
-                and kind != "DELETED":
-            self._released()  # its gates were removed: a pod the retrier holds can be placed now
+                and kind != "DELETED" and self.on_ungated is not None:
+            self.on_ungated(uid)  # its last gate was removed: a pod the retrier holds can be placed now
         if kind == "DELETED":
             self._bound_at.pop(uid, None)
             self._assumed.pop(uid, None)

@@ -114,7 +114,7 @@ def _on_pod_event(ce: AnyCloudEvent, settings: Settings, request_id: str, teleme
     why = ignore_reason(actual, settings.scheduler_name)
     if why:
         if actual.scheduling_gates and rt.retrier is not None:
-            rt.retrier.hold(actual, rt.retrier.releases)  # placed when the watch sees its gates removed
+            rt.retrier.hold_gated(actual)  # placed when the watch sees its last gate removed
         telemetry.events.labels(type=_type_label(ce), result="ignored").inc()
         return Outcome(IGNORED, actual.key, reason=why)
     releases = rt.retrier.releases if rt.retrier is not None else 0

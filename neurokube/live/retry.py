@@ -15,10 +15,12 @@ to land). A held pod that the watch shows bound, deleted or no longer this sched
 without a decision. Every replica watches every release, so each replica retries the pods it
 left pending itself; the sweeper still covers the rest (a restarted replica, a missed event).
 
-Pods with scheduling gates are held the same way: the binder holds such a pod instead of placing
-it (the apiserver refuses a Binding while a gate is left, and kube-scheduler keeps such pods out of
-its queue), and the watch cache calls :meth:`Retrier.released` when a pod's last gate is removed.
-A pass leaves a pod that is still gated held.
+Pods with scheduling gates are held apart (:meth:`Retrier.hold_gated`): the binder holds such a
+pod instead of placing it (the apiserver refuses a Binding while a gate is left, and kube-scheduler
+keeps such pods out of its queue). The watch cache calls :meth:`Retrier.ungated` with the pod's UID
+when its last gate is removed, and the next pass places exactly those pods first. Gated pods are
+never scanned by a pass, so any number of them (a queue of suspended jobs) cannot crowd out the
+unschedulable pods behind them.
 Counted in ``neurokube_release_retries_total`` by outcome.
 """
 
@@ -50,6 +52,8 @@ class Retrier:
         self.telemetry = telemetry
         self.max_pods, self.budget_s, self.settle_s = max_pods, budget_s, settle_s
         self._held: dict[str, None] = {}  # UIDs in the order they were first left unschedulable
+        self._gated: dict[str, None] = {}  # UIDs of pods held for their scheduling gates
+        self._ungated: dict[str, None] = {}  # of those, the ones whose last gate the watch saw removed
         self._releases = 0  # bumped by the watch thread only (under the cache's lock)
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -73,6 +77,28 @@ class Retrier:
         if releases != self._releases:
             self._wake.set()
 
+    def hold_gated(self, pod: Pod) -> None:
+        """``pod`` has scheduling gates: place it once the watch sees the last one removed. If the
+        watch saw that already (between the caller's read and this call), the pass comes at once."""
+        if not pod.uid:
+            return
+        with self._lock:
+            self._gated.setdefault(pod.uid, None)
+            while len(self._gated) > HELD_MAX:
+                del self._gated[next(iter(self._gated))]
+        now = self.pending_pod(pod.uid)
+        if now is not None and not now.scheduling_gates:
+            self.ungated(pod.uid)
+
+    def ungated(self, uid: str) -> None:
+        """The watch saw the last scheduling gate of the pod with this UID removed (called by the
+        watch cache under its lock: only this retrier's own lock is taken)."""
+        with self._lock:
+            if uid not in self._gated:
+                return
+            self._ungated[uid] = None
+        self._wake.set()
+
     def released(self) -> None:
         """Room may have been freed (called by the watch cache, under its lock: only a flag is set)."""
         self._releases += 1
@@ -83,6 +109,11 @@ class Retrier:
     def held(self) -> int:
         with self._lock:
             return len(self._held)
+
+    @property
+    def gated(self) -> int:
+        with self._lock:
+            return len(self._gated)
 
     def start(self) -> None:
         if self._thread is None:
@@ -99,7 +130,20 @@ class Retrier:
         counts: Counter[str] = Counter()
         started = time.monotonic()
         with self._lock:
+            ungated = list(self._ungated)
+            self._ungated.clear()
+            for uid in ungated:
+                self._gated.pop(uid, None)
             uids = list(self._held)[:self.max_pods]
+        for uid in ungated:  # pods held for their gates, now free of them: placed first, held if no room
+            pod = self.pending_pod(uid)
+            if pod is None or pod.scheduling_gates:
+                counts["not_pending"] += 1
+                continue
+            releases = self._releases
+            outcome = self._place(pod, request_id, counts)
+            if outcome == UNSCHEDULABLE:
+                self.hold(pod, releases)
         for uid in uids:
             if time.monotonic() - started > self.budget_s:
                 counts["deferred"] += 1
@@ -109,18 +153,8 @@ class Retrier:
                 counts["not_pending"] += 1
                 self._drop(uid)
                 continue
-            if pod.scheduling_gates:  # still gated: held until the watch sees the gates removed
-                counts["gated"] += 1
-                continue
-            try:
-                outcome = self.scheduler.schedule(pod, request_id).outcome
-            except TemporaryError as exc:
-                counts["failed"] += 1
-                event(log, "retrying a held pod failed; it stays held", logging.WARNING, pod=pod.key,
-                      error=str(exc))
-                continue
-            counts[outcome] += 1
-            if outcome != UNSCHEDULABLE:
+            outcome = self._place(pod, request_id, counts)
+            if outcome is not None and outcome != UNSCHEDULABLE:
                 self._drop(uid)
         for outcome, n in counts.items():
             self.telemetry.release_retries.labels(outcome=outcome).inc(n)
@@ -128,6 +162,17 @@ class Retrier:
             event(log, "held pods retried after room was freed", logging.DEBUG, request_id=request_id,
                   held=self.held, seconds=round(time.monotonic() - started, 3), **counts)
         return counts
+
+    def _place(self, pod: Pod, request_id: str, counts: Counter[str]) -> str | None:
+        """Place ``pod`` again; its outcome (counted), or None if that failed for now."""
+        try:
+            outcome = self.scheduler.schedule(pod, request_id).outcome
+        except TemporaryError as exc:
+            counts["failed"] += 1
+            event(log, "retrying a held pod failed; it stays held", logging.WARNING, pod=pod.key, error=str(exc))
+            return None
+        counts[outcome] += 1
+        return outcome
 
     def _drop(self, uid: str) -> None:
         with self._lock:

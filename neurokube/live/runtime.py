@@ -80,6 +80,7 @@ class Runtime:
                                max_pods=s.retry_max_pods) if s.retry_on_release else None
         if self.retrier is not None:
             self.cache.on_release = self.retrier.released
+            self.cache.on_ungated = self.retrier.ungated
         self.sweeper = Sweeper(kube, self.scheduler, self.ledger, self.cache, telemetry,
                                scheduler_name=s.scheduler_name, min_age_s=s.sweep_min_age_s,
                                max_pods=s.sweep_max_pods, budget_s=s.sweep_budget_s)

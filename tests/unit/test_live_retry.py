@@ -98,19 +98,61 @@ def test_a_gated_pod_is_held_and_placed_when_the_watch_sees_its_gates_removed():
         reply = client.post("/", headers=headers, data=body).get_json()
         assert reply == {"outcome": "ignored", "pod": "default/gated",
                          "reason": "scheduling gates: example.com/quota, example.com/volume"}
-        assert runtime.retrier.held == 1 and kube.binding_bodies == []
+        assert (runtime.retrier.gated, runtime.retrier.held) == (1, 0) and kube.binding_bodies == []
         one_left = {**doc, "spec": {**doc["spec"], "schedulingGates": [{"name": "example.com/volume"}]}}
         kube.pods[("default", "gated")] = one_left
         runtime.cache.apply("pods", "MODIFIED", one_left)  # one gate removed: still not schedulable
-        assert runtime.retrier.retry() == {"gated": 1} and kube.binding_bodies == [] and runtime.retrier.held == 1
+        assert runtime.retrier.retry() == {} and kube.binding_bodies == [] and runtime.retrier.gated == 1
         ungated = {**doc, "spec": {**doc["spec"], "schedulingGates": []}}
         kube.pods[("default", "gated")] = ungated
         runtime.cache.apply("pods", "MODIFIED", ungated)
         wait_for("the ungated pod bound", lambda: bound_pods(kube) == ["gated"], timeout_s=5, interval_s=0.01)
-        wait_for("nothing held", lambda: runtime.retrier.held == 0, timeout_s=5, interval_s=0.01)
+        wait_for("nothing held", lambda: (runtime.retrier.gated, runtime.retrier.held) == (0, 0), timeout_s=5,
+                 interval_s=0.01)
     finally:
         runtime.retrier.close()
         live_runtime.install(None)
+
+
+def gated_doc(name: str, cpu: str = "100m") -> dict:
+    doc = pod_doc(name, cpu, "64Mi", uid=f"uid-{name}")
+    doc["spec"]["schedulingGates"] = [{"name": "example.com/quota"}]
+    return doc
+
+
+def test_gated_pods_do_not_crowd_out_the_unschedulable_ones():
+    """Passes place at most max_pods held pods, oldest first; gated pods held before an
+    unschedulable one must not take those places while their gates stay."""
+    kube = full_cluster()
+    runtime = fake_runtime(kube, Settings(replica="r", retry_max_pods=2), Telemetry())
+    for i in range(5):
+        doc = gated_doc(f"gated-{i}")
+        kube.add_pod(doc)
+        runtime.cache.apply("pods", "ADDED", doc)
+        runtime.retrier.hold_gated(parse_pod(doc))
+    doc = pod_doc("late", "500m", "256Mi", uid="uid-late")
+    kube.add_pod(doc)
+    runtime.cache.apply("pods", "ADDED", doc)
+    runtime.retrier.hold(parse_pod(doc), runtime.retrier.releases)
+    free_the_node(kube, runtime)
+    assert runtime.retrier.retry() == {"bound": 1}
+    assert bound_pods(kube) == ["late"] and runtime.retrier.gated == 5
+
+
+def test_a_gate_removed_before_the_hold_is_not_missed():
+    """The binder read the pod gated, the watch then saw the last gate removed (nobody held it
+    yet), and only then the binder held it: the hold looks again and the pass places it."""
+    kube = FakeKube([node_doc("n0", cpu="4")])
+    runtime = fake_runtime(kube, Settings(replica="r"), Telemetry())
+    doc = gated_doc("racy")
+    kube.add_pod(doc)
+    runtime.cache.apply("pods", "ADDED", doc)
+    read_gated = parse_pod(doc)
+    ungated = {**doc, "spec": {**doc["spec"], "schedulingGates": []}}
+    kube.pods[("default", "racy")] = ungated
+    runtime.cache.apply("pods", "MODIFIED", ungated)
+    runtime.retrier.hold_gated(read_gated)
+    assert runtime.retrier.retry() == {"bound": 1} and bound_pods(kube) == ["racy"] and runtime.retrier.gated == 0
 
 
 def test_room_freed_while_the_pod_was_decided_is_not_missed():
