@@ -21,6 +21,7 @@ keeps such pods out of its queue). The watch cache calls :meth:`Retrier.ungated`
 when its last gate is removed, and the next pass places exactly those pods first. Gated pods are
 never scanned by a pass, so any number of them (a queue of suspended jobs) cannot crowd out the
 unschedulable pods behind them.
+
 Counted in ``neurokube_release_retries_total`` by outcome.
 """
 
@@ -135,14 +136,18 @@ class Retrier:
             for uid in ungated:
                 self._gated.pop(uid, None)
             uids = list(self._held)[:self.max_pods]
-        for uid in ungated:  # pods held for their gates, now free of them: placed first, held if no room
+        for uid in ungated:  # pods held for their gates, now free of them: placed first, held if not placed
             pod = self.pending_pod(uid)
-            if pod is None or pod.scheduling_gates:
+            if pod is None:
                 counts["not_pending"] += 1
+                continue
+            if pod.scheduling_gates:  # the watch has since shown it gated (a re-list): back to waiting
+                with self._lock:
+                    self._gated.setdefault(uid, None)
                 continue
             releases = self._releases
             outcome = self._place(pod, request_id, counts)
-            if outcome == UNSCHEDULABLE:
+            if outcome is None or outcome == UNSCHEDULABLE:
                 self.hold(pod, releases)
         for uid in uids:
             if time.monotonic() - started > self.budget_s:

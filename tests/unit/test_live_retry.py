@@ -12,6 +12,7 @@ import pytest
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 
+from neurokube.errors import TemporaryError
 from neurokube.k8s.objects import parse_pod
 from neurokube.live import runtime as live_runtime
 from neurokube.live.scheduler import UNSCHEDULABLE
@@ -153,6 +154,28 @@ def test_a_gate_removed_before_the_hold_is_not_missed():
     runtime.cache.apply("pods", "MODIFIED", ungated)
     runtime.retrier.hold_gated(read_gated)
     assert runtime.retrier.retry() == {"bound": 1} and bound_pods(kube) == ["racy"] and runtime.retrier.gated == 0
+
+
+def test_an_ungated_pod_whose_placement_fails_stays_held():
+    kube = FakeKube([node_doc("n0", cpu="4")])
+    runtime = fake_runtime(kube, Settings(replica="r"), Telemetry())
+    doc = gated_doc("flaky")
+    kube.add_pod(doc)
+    runtime.cache.apply("pods", "ADDED", doc)
+    runtime.retrier.hold_gated(parse_pod(doc))
+    ungated = {**doc, "spec": {**doc["spec"], "schedulingGates": []}}
+    kube.pods[("default", "flaky")] = ungated
+    runtime.cache.apply("pods", "MODIFIED", ungated)
+    schedule = runtime.scheduler.schedule
+
+    def down(pod, request_id=""):
+        raise TemporaryError("the apiserver is down")
+
+    runtime.scheduler.schedule = down
+    assert runtime.retrier.retry() == {"failed": 1}
+    assert (runtime.retrier.gated, runtime.retrier.held) == (0, 1)  # not dropped: held for the next release
+    runtime.scheduler.schedule = schedule
+    assert runtime.retrier.retry() == {"bound": 1} and bound_pods(kube) == ["flaky"]
 
 
 def test_room_freed_while_the_pod_was_decided_is_not_missed():
