@@ -90,10 +90,10 @@ def _own_usage_estimate(pod: PodSpec, history: WorkloadUsage | None) -> tuple[fl
     return mean, peak, float(history.mem_max[w])
 
 
-def _rows(nodes: np.ndarray, n: int) -> np.ndarray | slice:
-    """``nodes`` as an index: a slice (no copies) when it is every node in order, as it is for a
-    live view, which holds only the feasible nodes."""
-    if nodes.size == n and n > 0 and nodes[0] == 0 and nodes[-1] == n - 1 and bool((np.diff(nodes) == 1).all()):
+def row_index(nodes: np.ndarray, n: int) -> np.ndarray | slice:
+    """Row indices ``nodes`` of arrays of length ``n`` as an index: a slice (views, no copies) when
+    they are every row in order, as they are for a live view that holds only feasible nodes."""
+    if nodes.size == n and (n == 0 or (nodes[0] == 0 and nodes[-1] == n - 1 and bool((np.diff(nodes) == 1).all()))):
         return slice(None)
     return nodes
 
@@ -106,7 +106,7 @@ def candidate_features(pod: PodSpec, view: ClusterView, nodes: np.ndarray) -> np
     columns when the candidates are all of its nodes (tests/unit/test_features.py checks it against
     the plain column-by-column form)."""
     nodes = np.asarray(nodes, dtype=np.int64)
-    rows = _rows(nodes, view.n_nodes)
+    rows = row_index(nodes, view.n_nodes)
     m = view.metrics
     cap_c = view.alloc_cpu[rows].astype(np.float64)
     cap_m = view.alloc_mem[rows].astype(np.float64)
@@ -162,4 +162,4 @@ def candidate_features(pod: PodSpec, view: ClusterView, nodes: np.ndarray) -> np
 
 
 __all__ = ["BEST_EFFORT", "FEATURE_NAMES", "FEATURE_VERSION", "N_FEATURES", "candidate_features",
-           "pod_usage_estimate"]
+           "pod_usage_estimate", "row_index"]

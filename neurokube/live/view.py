@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from neurokube.features.placement import row_index
 from neurokube.k8s.quantity import MIB
 from neurokube.live.cache import Snapshot
 from neurokube.live.prometheus import MetricsSnapshot
@@ -43,8 +44,7 @@ def build_view(snapshot: Snapshot, nodes: np.ndarray, metrics: MetricsSnapshot |
     else:
         node_metrics = NodeMetrics.empty(nodes.size)
     # Every node feasible (the common case): the snapshot's own columns, read-only, with no copies.
-    rows = slice(None) if nodes.size == len(table) and (nodes.size == 0 or (
-        nodes[0] == 0 and nodes[-1] == nodes.size - 1 and bool((np.diff(nodes) == 1).all()))) else nodes
+    rows = row_index(nodes, len(table))
     view = ClusterView(
         now_s=now,
         alloc_cpu=table.alloc_cpu[rows],
