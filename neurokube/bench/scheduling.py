@@ -557,7 +557,7 @@ def _extender_scheduler(cluster: RunningCluster, live: livekit.LiveFunctions, lo
     try:
         layout = Layout(cluster.state_dir)
         config = schedconfig.write(logs / "kube-scheduler-extender.yaml", layout.kubeconfig("kube-scheduler"),
-                                   schedconfig.Extender(extender.url, ("filter", "prioritize"), EXTENDER_WEIGHT))
+                                   schedconfig.Extender(extender.url, schedconfig.DEFAULT_VERBS, EXTENDER_WEIGHT))
         doc = yaml.safe_load(config.read_text())
         doc["profiles"] = [{"schedulerName": EXTENDER_SCHEDULER}]
         config.write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -112,7 +112,7 @@ def plan() -> Plan:
 def extender_config(plan_: Plan, options: FunctionsOptions) -> schedconfig.Extender | None:
     if not options.extender:
         return None
-    return schedconfig.Extender(plan_.url("extender"), ("filter", "prioritize"), options.extender_weight)
+    return schedconfig.Extender(plan_.url("extender"), schedconfig.DEFAULT_VERBS, options.extender_weight)
 
 
 # -- credentials -------------------------------------------------------------------------------

@@ -19,6 +19,13 @@ import yaml
 from neurokube.errors import InputError
 
 EXTENDER_VERBS = ("filter", "prioritize", "bind")
+#: What NeuroKube's extender is called for by default: scores only. Its /filter applies
+#: kube-scheduler's own fit rules (resources, taints, selectors) to its own watch cache, on nodes
+#: kube-scheduler has just passed with the same rules, so it can only agree or be behind; calling
+#: it costs a second HTTP round trip per pod in every scheduling cycle (about 1.2 ms of the 3.8 at
+#: 1,000 nodes, docs/BENCHMARKS.md "extender-latency"). deploy/knative/kube-scheduler/extender-config.yaml
+#: configures the same.
+DEFAULT_VERBS = ("prioritize",)
 
 
 @dataclass(frozen=True)
@@ -33,7 +40,7 @@ class Extender:
     """
 
     url: str
-    verbs: tuple[str, ...] = ("filter", "prioritize")
+    verbs: tuple[str, ...] = DEFAULT_VERBS
     weight: int = 1
     node_cache_capable: bool = True
 

@@ -130,4 +130,8 @@ def test_neurokube_scheduler_configurations_send_node_names():
     assert ours.to_config()["nodeCacheCapable"] is True
     doc = yaml.safe_load((ROOT / "deploy" / "knative" / "kube-scheduler" / "extender-config.yaml").read_text())
     assert [e["nodeCacheCapable"] for e in doc["extenders"]] == [True]
+    # the bench and `cluster up --functions-extender` call the verbs the deployment configures
+    deployed = {key for key in doc["extenders"][0] if key.endswith("Verb")}
+    assert deployed == {f"{verb}Verb" for verb in schedconfig.DEFAULT_VERBS} == {"prioritizeVerb"}
+    assert {key for key in ours.to_config() if key.endswith("Verb")} == deployed
     assert schedconfig.Extender("http://127.0.0.1:1", node_cache_capable=False).to_config()["nodeCacheCapable"] is False
