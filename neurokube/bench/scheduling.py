@@ -187,7 +187,8 @@ class BenchResult:
     def verdicts(self) -> list[stats.Verdict]:
         """The goal verdicts: create-to-bound (stats.verdicts) and, with the extender, the added p99
         of kube-scheduler's own scheduling attempt."""
-        found = stats.verdicts(self.results, self.options.nodes)
+        found = stats.verdicts(self.results, self.options.nodes,
+                               [{name: phase.result for name, phase in r.items()} for r in self.rounds])
         if stats.EXTENDER in self.rounds[0]:
             attempts = self.scheduling_attempts()
             found.append(stats.attempt_verdict(attempts[stats.KUBE_SCHEDULER], attempts[stats.EXTENDER],

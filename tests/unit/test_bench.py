@@ -113,6 +113,25 @@ def test_goals_met():
     assert stats.ratios(results) == {"throughput": 1.0, "p50": pytest.approx(350 / 300), "p99": 1.5}
 
 
+def test_the_goals_hold_only_if_they_hold_in_every_round():
+    """Issue 13's goals are for the median *and* every round: a median that meets them does not
+    hide a round that misses, and the verdict names that round."""
+    def pair(ks_rate, nk_rate, ks_p99=1000, nk_p99=900):
+        return {stats.KUBE_SCHEDULER: phase(stats.KUBE_SCHEDULER, ks_rate, 300, ks_p99),
+                stats.NEUROKUBE: phase(stats.NEUROKUBE, nk_rate, 300, nk_p99)}
+
+    rounds = [pair(100.0, 108.0), pair(100.0, 94.0, nk_p99=1600), pair(100.0, 105.0)]
+    median = pair(100.0, 105.0)
+    throughput, latency = stats.verdicts(median, 500, rounds)
+    assert not throughput.met and throughput.miss == "round 2 at 0.94 x: 6 % short"
+    assert throughput.measured == "1.05 x (105.0 vs 100.0 pods/s); rounds 1.08, 0.94, 1.05 x"
+    assert "every round" in throughput.goal
+    assert not latency.met and latency.miss == "round 2 at 1.60 x, over 1.5 x"
+    good = [pair(100.0, 101.0), pair(100.0, 103.0), pair(100.0, 100.0)]
+    assert [v.met for v in stats.verdicts(median, 500, good)] == [True, True]
+    assert [v.met for v in stats.verdicts(median, 500, rounds[1:2])] == [True, True]  # one round: the median alone
+
+
 def test_missed_goals_say_by_how_much():
     results = {stats.KUBE_SCHEDULER: phase(stats.KUBE_SCHEDULER, 40.0, 300, 1000),
                stats.NEUROKUBE: phase(stats.NEUROKUBE, 30.0, 900, 2000)}
