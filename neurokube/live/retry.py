@@ -72,9 +72,7 @@ class Retrier:
         if not pod.uid:
             return
         with self._lock:
-            self._held.setdefault(pod.uid, None)
-            while len(self._held) > HELD_MAX:
-                del self._held[next(iter(self._held))]
+            _keep(self._held, pod.uid)
         if releases != self._releases:
             self._wake.set()
 
@@ -84,9 +82,7 @@ class Retrier:
         if not pod.uid:
             return
         with self._lock:
-            self._gated.setdefault(pod.uid, None)
-            while len(self._gated) > HELD_MAX:
-                del self._gated[next(iter(self._gated))]
+            _keep(self._gated, pod.uid)
         now = self.pending_pod(pod.uid)
         if now is not None and not now.scheduling_gates:
             self.ungated(pod.uid)
@@ -143,7 +139,7 @@ class Retrier:
                 continue
             if pod.scheduling_gates:  # the watch has since shown it gated (a re-list): back to waiting
                 with self._lock:
-                    self._gated.setdefault(uid, None)
+                    _keep(self._gated, uid)
                 continue
             releases = self._releases
             outcome = self._place(pod, request_id, counts)
@@ -196,3 +192,11 @@ class Retrier:
                 self.retry()
             except Exception as exc:  # noqa: BLE001 - the thread must survive; the sweeper is the backstop
                 event(log, "release retrier error", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+
+
+def _keep(uids: dict[str, None], uid: str) -> None:
+    """Add ``uid`` to an insertion-ordered set of at most HELD_MAX, dropping the oldest beyond it
+    (those are left to the sweeper)."""
+    uids.setdefault(uid, None)
+    while len(uids) > HELD_MAX:
+        del uids[next(iter(uids))]
