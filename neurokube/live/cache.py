@@ -34,7 +34,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -470,6 +470,15 @@ class ClusterCache:
         with self._lock:
             usage = self._usage.get(name)
             return (usage[0], usage[1], usage[4]) if usage is not None else (0, 0, 0)
+
+    def usage_and_pods(self, name: str, uids: Iterable[str]) -> tuple[tuple[int, int, int], dict[str, Pod | None]]:
+        """:meth:`node_usage` of ``name`` and the pods with ``uids``, read together under one lock:
+        the ledger adds an entry's request only when the pod is not in the usage, and a pod that
+        the watch reports bound between two separate reads would be in neither."""
+        with self._lock:
+            usage = self._usage.get(name)
+            return ((usage[0], usage[1], usage[4]) if usage is not None else (0, 0, 0),
+                    {uid: self._pods.get(uid) for uid in uids})
 
     def deleted(self, uid: str) -> bool:
         """Has the watch seen the pod with this UID deleted (of the last ``GONE_MAX`` deletions)?"""

@@ -86,7 +86,7 @@ import secrets
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -119,6 +119,8 @@ class NodeState(Protocol):
     def node(self, name: str) -> Node | None: ...
 
     def node_usage(self, name: str) -> tuple[int, int, int]: ...
+
+    def usage_and_pods(self, name: str, uids: Iterable[str]) -> tuple[tuple[int, int, int], dict[str, Pod | None]]: ...
 
     def pod(self, uid: str) -> Pod | None: ...
 
@@ -551,10 +553,12 @@ class Ledger:
         return replace(entry, bound=True, expires=now + self.ttl_s)
 
     def _used(self, node: str, entries: dict[str, Reservation]) -> tuple[int, int, int]:
-        """Step 3's room in use on ``node``: the entries plus the pods the cache shows there without one."""
-        cpu, memory, pods = self.state.node_usage(node)
+        """Step 3's room in use on ``node``: the entries plus the pods the cache shows there without one.
+        The usage and the entries' pods are one read of the cache: read apart, a pod the watch
+        reported bound in between would be in neither (the over-commit the many-replicas test caught)."""
+        (cpu, memory, pods), seen = self.state.usage_and_pods(node, entries)
         for uid, entry in entries.items():
-            pod = self.state.pod(uid)
+            pod = seen[uid]
             if pod is not None and pod.bound and pod.node_name == node and not pod.terminal:
                 # In both: count it once, at the larger of the two requests (a resize may differ).
                 cpu += max(entry.cpu - pod.resources.cpu, 0)

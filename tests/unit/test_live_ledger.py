@@ -293,6 +293,42 @@ def test_lockstep_race_for_the_last_slot(kube_class, bound):
         assert sorted(outcomes) == sorted([binding.BOUND, ledger.NO_ROOM])
 
 
+class WatchLandsAfterTheUsageRead(ClusterCache):
+    """A watch cache whose watch reports a pod bound right after the ledger read the node's usage:
+    the interleaving that let a pod be counted neither in the usage nor by its entry."""
+
+    def __init__(self, landing: dict) -> None:
+        super().__init__(None, "neurokube")
+        self.landing = landing
+
+    def _land(self) -> None:
+        if self.landing is not None:
+            doc, self.landing = self.landing, None
+            self.apply("pods", "MODIFIED", doc)
+
+    def node_usage(self, name):
+        usage = super().node_usage(name)
+        self._land()
+        return usage
+
+    def usage_and_pods(self, name, uids):
+        found = super().usage_and_pods(name, uids)
+        self._land()
+        return found
+
+
+def test_a_pod_the_watch_reports_bound_mid_check_is_still_counted():
+    kube = FakeKube([node_doc("n1", cpu="2")])
+    first, second = new_pod(kube, "first", cpu="1500m"), new_pod(kube, "second", cpu="1")
+    racy = WatchLandsAfterTheUsageRead(landing=None)
+    sync(racy, kube)  # before the first pod is bound
+    assert make(kube, replica="r2").place(first, "n1").outcome == binding.BOUND  # its entry: in flight, by r2
+    racy.landing = next(d for d in kube.pods.values() if d["metadata"]["name"] == "first")
+    placed = Ledger(kube, racy, "neurokube", "r1", sleep=lambda s: None, rng=random.Random(0)).place(second, "n1")
+    assert placed.outcome == ledger.NO_ROOM  # 1.5 + 1 > 2: counted by its entry or by the usage, never by neither
+    assert kube.bindings == [("default/first", "n1")]
+
+
 @pytest.mark.parametrize("share, seed", [(0.0, 1), (0.25, 2), (1.0, 2)])
 def test_many_replicas_many_pods_never_over_commit(share, seed):
     """Four replicas, two of whose caches never see a binding; with credits, three of them take one."""
