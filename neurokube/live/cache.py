@@ -464,15 +464,10 @@ class ClusterCache:
         with self._lock:
             return self._nodes.get(name)
 
-    def node_usage(self, name: str) -> tuple[int, int, int]:
-        """CPU (millicores), memory (bytes) and pod count requested by the pods the watch has seen
-        bound to ``name`` and not terminal (this replica's assumptions are not included)."""
-        with self._lock:
-            usage = self._usage.get(name)
-            return (usage[0], usage[1], usage[4]) if usage is not None else (0, 0, 0)
-
     def usage_and_pods(self, name: str, uids: Iterable[str]) -> tuple[tuple[int, int, int], dict[str, Pod | None]]:
-        """:meth:`node_usage` of ``name`` and the pods with ``uids``, read together under one lock:
+        """CPU (millicores), memory (bytes) and pod count requested by the pods the watch has seen
+        bound to ``name`` and not terminal (this replica's assumptions are not included), and the
+        pods with ``uids``, read together under one lock:
         the ledger adds an entry's request only when the pod is not in the usage, and a pod that
         the watch reports bound between two separate reads would be in neither."""
         with self._lock:

@@ -306,11 +306,6 @@ class WatchLandsAfterTheUsageRead(ClusterCache):
             doc, self.landing = self.landing, None
             self.apply("pods", "MODIFIED", doc)
 
-    def node_usage(self, name):
-        usage = super().node_usage(name)
-        self._land()
-        return usage
-
     def usage_and_pods(self, name, uids):
         found = super().usage_and_pods(name, uids)
         self._land()
