@@ -46,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, metavar="DIR",
                    help="a trained champion model directory (default: a small generated packing model)")
     p.add_argument("--extender", action="store_true",
-                   help="a third phase: a second kube-scheduler calling NeuroKube's extender (filter, prioritize)")
+                   help="a third phase: a second kube-scheduler calling NeuroKube's extender "
+                        "(prioritize only, as deployed)")
     p.add_argument("--threads", type=positive_int, default=8, help="client threads creating pods (default 8)")
     p.add_argument("--rate", type=non_negative_int, default=0, metavar="PODS_PER_S",
                    help="create at this rate; 0 (default): as fast as the threads can")

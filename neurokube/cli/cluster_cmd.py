@@ -166,7 +166,8 @@ def _functions_args(p: argparse.ArgumentParser) -> None:
                    help="also run the binder, extender and sweeper as local processes; the receive adapter "
                         "delivers to the binder, a timer pings the sweeper every minute")
     g.add_argument("--functions-extender", action="store_true",
-                   help="with --functions: configure kube-scheduler to call the extender (filter, prioritize)")
+                   help="with --functions: configure kube-scheduler to call the extender "
+                        "(prioritize only, as deploy/knative/kube-scheduler/extender-config.yaml)")
     g.add_argument("--functions-weight", type=positive_int, default=5, help="extender weight (default 5)")
     g.add_argument("--model-dir", type=Path, help="with --functions: the champion model directory")
     g.add_argument("--prometheus-url", help="with --functions: Prometheus for node metrics")
