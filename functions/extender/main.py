@@ -42,6 +42,6 @@ def extender(request: flask.Request) -> flask.Response:
             raise web.HttpError(405, "POST ExtenderArgs", {"Allow": "POST"})
         doc = web.read_json(request, SETTINGS.max_body_bytes)
         with TELEMETRY.extender_seconds.labels(verb=verb).time():
-            return web.json_response(handlers.extender_call(verb, doc, SETTINGS))
+            return web.json_text_response(handlers.extender_reply(verb, doc, SETTINGS))
 
     return web.serve(request, TELEMETRY, handle, "extender")

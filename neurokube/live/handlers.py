@@ -11,13 +11,14 @@
   contradicts it is refused (403/410, counted by reason) before anything is written.
 * :func:`on_ping`: a PingSource event starts a sweep.
 * :func:`on_actuator_ping`: a PingSource event runs one actuator tick (:mod:`neurokube.live.acting`).
-* :func:`extender_call`: one extender verb.
+* :func:`extender_call`: one extender verb; :func:`extender_reply`: its reply as JSON text.
 
 The runtime (watch cache, clients) is only touched after the input is validated.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -171,12 +172,21 @@ def actuator_readiness(settings: Settings) -> tuple[dict, bool]:
 
 
 def extender_call(verb: str, doc: object, settings: Settings) -> object:
-    """Validate ``doc`` for ``verb`` (InputError), then run the verb."""
+    """Validate ``doc`` for ``verb`` (InputError), then run the verb: its reply as wire objects."""
     if verb not in EXTENDER_VERBS:
         raise InputError(f"unknown extender verb {verb!r}", why=f"one of {', '.join(EXTENDER_VERBS)}")
     args = parse_args(verb, doc)
     extender = runtime.current(settings, wait=False).extender
     return getattr(extender, verb)(args)
+
+
+def extender_reply(verb: str, doc: object, settings: Settings) -> str:
+    """:func:`extender_call`'s reply as compact JSON text, what the HTTP edge sends; prioritize's
+    is encoded from memoised per-node prefixes (:class:`~neurokube.live.extender.PriorityEncoder`)."""
+    if verb != "prioritize":
+        return json.dumps(extender_call(verb, doc, settings), separators=(",", ":"))
+    args = parse_args(verb, doc)
+    return runtime.current(settings, wait=False).extender.prioritize_json(args)
 
 
 def readiness(settings: Settings) -> tuple[dict, bool]:

@@ -47,8 +47,12 @@ def request_id(request: flask.Request) -> str:
 
 
 def json_response(doc: object, status: int = 200, headers: dict[str, str] | None = None) -> flask.Response:
-    response = flask.Response(json.dumps(doc, separators=(",", ":")) + "\n", status=status,
-                              mimetype="application/json")
+    return json_text_response(json.dumps(doc, separators=(",", ":")), status, headers)
+
+
+def json_text_response(text: str, status: int = 200, headers: dict[str, str] | None = None) -> flask.Response:
+    """An answer whose JSON is already encoded (``text``)."""
+    response = flask.Response(text + "\n", status=status, mimetype="application/json")
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response

@@ -70,6 +70,34 @@ def test_nodes_and_node_names_give_the_same_answers(cluster, pod):
     assert any(s["Score"] for s in scores)
 
 
+@pytest.mark.parametrize("pod", PODS, ids=lambda p: p["metadata"]["name"])
+def test_the_encoded_prioritize_reply_is_json_of_the_wire_objects(cluster, pod):
+    """What the HTTP edge sends (prioritize_json, memoised per-node prefixes) is json.dumps of
+    what prioritize returns, the second time (prefixes from the memo) as the first."""
+    import json
+
+    kube, extender = cluster
+    names = [f"n{i}" for i in (17, 3, 4, 25, 0, 11, 8, 29, 13)]
+    args = ExtenderArgs({"Pod": pod, "Nodes": None, "NodeNames": names})
+    expected = json.dumps(extender.prioritize(args), separators=(",", ":"))
+    assert extender.prioritize_json(args) == expected
+    assert extender.prioritize_json(args) == expected
+
+
+def test_the_priority_encoder_escapes_as_json_and_starts_over_beyond_its_limit():
+    import json
+
+    encoder = extender_module.PriorityEncoder(limit=3)
+    names = ["plain", 'quo"te', "back\\slash", "ünïcode", "tab\t"]
+    scores = np.array([0, 10, 7, 3, 1], dtype=np.int64)
+    wire = [{"Host": n, "Score": int(s)} for n, s in zip(names, scores)]
+    assert encoder.encode(names, scores) == json.dumps(wire, separators=(",", ":"))
+    assert len(encoder._prefixes) <= 3  # five names through a memo of three: it started over
+    assert json.loads(encoder.encode(names[:2], scores[:2])) == wire[:2]
+    with pytest.raises(ValueError):  # a score per name, or an error: never a reply that drops nodes
+        encoder.encode(names, scores[:2])
+
+
 def test_a_request_node_unlike_the_cache_is_judged_as_sent(cluster):
     kube, extender = cluster
     changed = {**kube.nodes["n1"], "spec": {"taints": TAINT}}  # tainted since the cache saw it
