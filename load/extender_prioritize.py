@@ -6,9 +6,9 @@ watch cache). ``--nodes`` picks the sizes (comma-separated; one is drawn per req
 ``--node-mode`` the mode (``list``, ``names`` or ``both``); the request name carries both, so
 Locust reports each combination separately.
 
-A reply is a success when it is HTTP 200 and a JSON list of ``{"Host", "Score"}`` with one entry
-per node, in the request's order, and scores within 0..10. Anything else is a failure with the
-reason.
+A reply is a success when it is HTTP 200 and a JSON list of ``{"Host", "Score"}`` with at most one
+entry per node, in the request's order, and scores within 1..10 (a node that scores 0 is left out).
+Anything else is a failure with the reason.
 
     locust -f load/extender_prioritize.py --config load/extender_prioritize.conf --headless
 """
@@ -62,17 +62,22 @@ def _prepare(environment: Environment, **_kwargs) -> None:
 
 
 def check_reply(doc: object, names: list[str]) -> str | None:
-    """Why a prioritize reply is wrong, or None."""
+    """Why a prioritize reply is wrong, or None. The extender lists the nodes that score 1..10, in
+    the request's order, and leaves out those that score 0 (neurokube/live/extender.py)."""
     if not isinstance(doc, list):
         return f"reply is {type(doc).__name__}, not a HostPriorityList"
-    if len(doc) != len(names):
+    if len(doc) > len(names):
         return f"{len(doc)} priorities for {len(names)} nodes"
-    for entry, name in zip(doc, names):
-        if not isinstance(entry, dict) or entry.get("Host") != name:
-            return f"unexpected entry {str(entry)[:80]} (expected Host {name})"
+    position = {name: i for i, name in enumerate(names)}
+    last = -1
+    for entry in doc:
+        host = entry.get("Host") if isinstance(entry, dict) else None
+        if not isinstance(host, str) or position.get(host, -1) <= last:
+            return f"unexpected entry {str(entry)[:80]} (not a request node after the previous entry's)"
+        last = position[host]
         score = entry.get("Score")
-        if not isinstance(score, int) or not 0 <= score <= 10:
-            return f"score {score!r} of {name} outside 0..10"
+        if not isinstance(score, int) or not 1 <= score <= 10:
+            return f"score {score!r} of {host} outside 1..10 (a node scoring 0 is left out)"
     return None
 
 

@@ -66,8 +66,10 @@ def test_nodes_and_node_names_give_the_same_answers(cluster, pod):
     assert names_reply["NodeNames"] == [n["metadata"]["name"] for n in nodes_reply["Nodes"]["items"]]
     assert names_reply["FailedNodes"] or names_reply["FailedAndUnresolvableNodes"]  # the filter did something
     scores = extender.prioritize(by_names)
-    assert scores == extender.prioritize(by_nodes) and [s["Host"] for s in scores] == names
-    assert any(s["Score"] for s in scores)
+    assert scores == extender.prioritize(by_nodes) and scores  # the learned path scored some nodes
+    every = extender.scores(by_names)  # a score per request node; the reply lists those above 0, in order
+    assert scores == [{"Host": n, "Score": int(v)} for n, v in zip(names, every) if v > 0]
+    assert 0 < len(scores) < len(names) and all(1 <= s["Score"] <= 10 for s in scores)
 
 
 @pytest.mark.parametrize("pod", PODS, ids=lambda p: p["metadata"]["name"])
@@ -88,13 +90,14 @@ def test_the_priority_encoder_escapes_as_json_and_starts_over_beyond_its_limit()
     import json
 
     encoder = extender_module.PriorityEncoder(limit=3)
-    names = ["plain", 'quo"te', "back\\slash", "ünïcode", "tab\t"]
-    scores = np.array([0, 10, 7, 3, 1], dtype=np.int64)
-    wire = [{"Host": n, "Score": int(s)} for n, s in zip(names, scores)]
+    names = ["zero", "plain", 'quo"te', "back\\slash", "ünïcode", "tab\t"]
+    scores = np.array([0, 2, 10, 7, 3, 1], dtype=np.int64)
+    wire = [{"Host": n, "Score": int(s)} for n, s in zip(names, scores) if s]  # a node scoring 0 is left out
     assert encoder.encode(names, scores) == json.dumps(wire, separators=(",", ":"))
     assert len(encoder._prefixes) <= 3  # five names through a memo of three: it started over
-    assert json.loads(encoder.encode(names[:2], scores[:2])) == wire[:2]
-    with pytest.raises(ValueError):  # a score per name, or an error: never a reply that drops nodes
+    assert json.loads(encoder.encode(names[:3], scores[:3])) == wire[:2]
+    assert encoder.encode(names, np.zeros(len(names), dtype=np.int64)) == "[]"
+    with pytest.raises(ValueError):  # a score per name, or an error: never a reply for other nodes
         encoder.encode(names, scores[:2])
 
 

@@ -158,10 +158,15 @@ def test_extender_args_use_go_field_names_and_parse_in_the_extender(size: int, c
 def test_extender_reply_check() -> None:
     check = _load("extender_prioritize").check_reply
     names = ["a", "b"]
-    assert check([{"Host": "a", "Score": 10}, {"Host": "b", "Score": 0}], names) is None
-    assert "2 nodes" in check([{"Host": "a", "Score": 1}], names)
-    assert "outside" in check([{"Host": "a", "Score": 11}, {"Host": "b", "Score": 0}], names)
-    assert "expected Host b" in check([{"Host": "a", "Score": 1}, {"Host": "c", "Score": 0}], names)
+    assert check([{"Host": "a", "Score": 10}, {"Host": "b", "Score": 1}], names) is None
+    assert check([{"Host": "b", "Score": 3}], names) is None  # a left out: it scored 0
+    assert check([], names) is None  # every node 0 (a fallback)
+    assert "3 priorities for 2 nodes" in check([{"Host": "a", "Score": 1}] * 3, names)
+    assert "outside" in check([{"Host": "a", "Score": 11}], names)
+    assert "outside" in check([{"Host": "a", "Score": 0}], names)  # a 0 is left out, never listed
+    assert "not a request node" in check([{"Host": "a", "Score": 1}, {"Host": "c", "Score": 1}], names)
+    assert "not a request node" in check([{"Host": "b", "Score": 1}, {"Host": "a", "Score": 1}], names)
+    assert "not a request node" in check([{"Host": "a", "Score": 1}, {"Host": "a", "Score": 1}], names)
     assert "not a HostPriorityList" in check({"Error": "x"}, names)
     assert _load("extender_prioritize").parse_sizes("100, 1000,5000") == (100, 1000, 5000)
     with pytest.raises(ValueError):
