@@ -27,11 +27,11 @@ from operator import itemgetter
 import numpy as np
 
 from neurokube.errors import TemporaryError
-from neurokube.k8s.feasibility import failure_message, filter_nodes
+from neurokube.k8s.feasibility import explain, failure_message, fit_mask
 from neurokube.k8s.objects import Pod
 from neurokube.k8s.quantity import mib_up
 from neurokube.live import binding, ledger
-from neurokube.live.cache import ClusterCache
+from neurokube.live.cache import ClusterCache, Snapshot
 from neurokube.live.decide import Choice, Decider
 from neurokube.live.decisions import DecisionLog, LiveDecision, new_decision_id
 from neurokube.live.events import EventRecorder
@@ -172,16 +172,15 @@ class Scheduler:
         with self._cycle:
             decide_started = time.perf_counter()
             snapshot = self.cache.snapshot()
-            mask, reasons = filter_nodes(pod, snapshot.table, snapshot.used_cpu, snapshot.used_memory,
-                                         snapshot.used_pods)
-            for name, why in excluded.items():  # nodes that did not take the pod in this call
+            fits = fit_mask(pod, snapshot.table, snapshot.used_cpu, snapshot.used_memory, snapshot.used_pods)
+            mask = fits.copy() if excluded else fits
+            for name in excluded:  # nodes that did not take the pod in this call
                 row = snapshot.table.index.get(name)
                 if row is not None:
                     mask[row] = False
-                    reasons[name] = [why]
             feasible = np.flatnonzero(mask)
             if feasible.size == 0:
-                return _Decided(failure=failure_message(len(snapshot.nodes), reasons))
+                return _Decided(failure=_failure(pod, snapshot, fits, excluded))
             now = self.clock()
             latest = self.metrics.latest() if self.metrics is not None else None
             fresh = latest is not None and latest.fresh(now, self.stale_after_s)
@@ -189,7 +188,7 @@ class Scheduler:
             spec = pod_spec(pod, self.cache.workload_id(pod.workload))
             choice = self.decider.choose(spec, view, fresh)
             if choice is None:  # cannot happen with a non-empty feasible set; be explicit anyway
-                return _Decided(failure=failure_message(len(snapshot.nodes), reasons))
+                return _Decided(failure=_failure(pod, snapshot, fits, excluded))
             node = snapshot.nodes[feasible[choice.index]].name
             self.cache.assume(pod, node)
         rows = feasible[choice.candidates].tolist()
@@ -273,3 +272,17 @@ class Scheduler:
               model_version=outcome.model_version or None, reason=outcome.reason or None,
               attempts=outcome.attempts, ms=round(elapsed * 1000, 2), request_id=request_id, replica=self.replica)
         return outcome
+
+
+def _failure(pod: Pod, snapshot: Snapshot, fits: np.ndarray, excluded: dict[str, str]) -> str:
+    """kube-scheduler's FitError text for a pod no node takes: each node that does not fit with
+    its reasons, and the nodes that refused it in this call with theirs. Computed only then: the
+    reasons are a Python loop over the failing nodes, and on a cluster of full nodes that loop
+    would otherwise run in every decision."""
+    table = snapshot.table
+    reasons = explain(pod, table, snapshot.used_cpu, snapshot.used_memory, snapshot.used_pods,
+                      np.flatnonzero(~fits))
+    for name, why in excluded.items():
+        if name in table.index:
+            reasons[name] = [why]
+    return failure_message(len(snapshot.nodes), reasons)

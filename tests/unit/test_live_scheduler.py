@@ -338,3 +338,40 @@ def test_a_conflict_on_the_same_node_from_another_replica_is_not_claimed(model, 
     assert kube.pods[("default", "p")]["metadata"]["annotations"][DECISION_ANNOTATION] == "live:r2:theirs"
     assert runtime.decisions.flush() == 0
     assert runtime.telemetry.decision_log.labels(result="voided")._value.get() == 1
+
+
+def test_the_failure_names_the_nodes_that_do_not_fit_and_the_node_that_refused(model, prom):
+    """n0 is too small, and n1, which the stale cache shows free, refused at the ledger (another
+    replica filled it): the FailedScheduling text counts both, n1 with the ledger's shortfall."""
+    kube = FakeKube([node_doc("n0", cpu="1"), node_doc("n1", cpu="4")], [])
+    runtime = fake_runtime(kube, Settings(model_dir=model, prometheus_url=prom.url, replica="r"))
+    runtime.metrics.refresh()
+    other = fake_runtime(kube, Settings(model_dir=model, prometheus_url=prom.url, replica="r2"))
+    assert other.ledger.place(submit(kube, "filler", cpu="3"), "n1").outcome == BOUND
+    outcome = runtime.scheduler.schedule(submit(kube, "late", cpu="2"))
+    assert outcome.outcome == UNSCHEDULABLE and outcome.attempts == 2
+    assert outcome.reason == "0/2 nodes are available: 2 Insufficient cpu."
+    assert runtime.telemetry.bind_conflicts.labels(kind=ledger.NO_ROOM)._value.get() == 1
+
+
+def test_the_reasons_are_computed_only_when_no_node_is_left(monkeypatch):
+    """Why each node does not fit is a Python loop over the failing nodes; a decision that places
+    the pod never needs it (on a cluster of full nodes it would cost every decision)."""
+    from neurokube.k8s import feasibility
+    from neurokube.live import scheduler as scheduler_module
+
+    calls, explain = [], feasibility.explain
+
+    def counting(*args, **kw):
+        calls.append(args[-1].size)
+        return explain(*args, **kw)
+
+    monkeypatch.setattr(feasibility, "explain", counting)  # where filter_nodes looks it up
+    monkeypatch.setattr(scheduler_module, "explain", counting, raising=False)
+    kube = FakeKube([node_doc(f"full{i}", cpu="1") for i in range(5)] + [node_doc("roomy", cpu="8")], [])
+    runtime = fake_runtime(kube)
+    placed = runtime.scheduler.schedule(submit(kube, "fits", cpu="2"))
+    assert placed.outcome == BOUND and placed.node == "roomy" and calls == []
+    stuck = runtime.scheduler.schedule(submit(kube, "huge", cpu="16"))
+    assert stuck.outcome == UNSCHEDULABLE and calls == [6]
+    assert stuck.reason == "0/6 nodes are available: 6 Insufficient cpu."
