@@ -237,8 +237,7 @@ def measure_in_process(n: int, calls: int) -> dict:
     try:
         for mode in MODES:
             side = SchedulerSide(node_docs, mode)
-            times: dict[str, list[float]] = {"filter": [], "prioritize": [], "pod": [], "pod_cpu": [],
-                                             "prioritize_cpu": []}
+            times: dict[str, list[float]] = {"filter": [], "prioritize": [], "pod": [], "prioritize_cpu": []}
             digest = hashlib.sha256()
             pauses.pauses_ms.clear()
             for i in range(WARM_UP + calls):
@@ -247,14 +246,13 @@ def measure_in_process(n: int, calls: int) -> dict:
                 k += 1
                 pod = _probe(nkload, i)
                 body = side.filter_body(pod)
-                per_pod = per_pod_cpu = 0.0
+                per_pod = 0.0
                 pauses.on = i >= WARM_UP
                 for verb in ("filter", "prioritize"):
                     started, cpu_started = time.perf_counter(), time.thread_time()
                     reply = encode(verb, json.loads(body), settings)
                     elapsed = (time.perf_counter() - started) * 1000
                     cpu_ms = (time.thread_time() - cpu_started) * 1000
-                    per_pod_cpu += cpu_ms
                     digest.update(_comparable(verb, reply).encode())
                     per_pod += elapsed
                     if i >= WARM_UP:
@@ -267,7 +265,6 @@ def measure_in_process(n: int, calls: int) -> dict:
                         raise SystemExit(f"prioritize scored every node 0 at {n} nodes ({mode}): not the learned path")
                 if i >= WARM_UP:
                     times["pod"].append(per_pod)
-                    times["pod_cpu"].append(per_pod_cpu)
             out[mode] = {name: _stats(v) for name, v in times.items()} | {
                 "digest": digest.hexdigest()[:16], "gc2": len(pauses.pauses_ms),
                 "gc2_max_ms": max(pauses.pauses_ms, default=0.0)}
