@@ -231,7 +231,8 @@ def test_the_right_token_places_pods(secured):
     status, _, body = post(secured["extender"].url, "/filter", args, authorized)
     assert status == 200 and json.loads(body)["NodeNames"] == secured["nodes"][:3], body
     status, _, body = post(secured["extender"].url, "/prioritize", args, authorized)
-    assert status == 200 and len(json.loads(body)) == 3, body
+    assert status == 200 and isinstance(json.loads(body), list), body  # the nodes scoring 1..10; 0s left out
+    assert {entry["Host"] for entry in json.loads(body)} <= set(secured["nodes"][:3]), body
     bind = {"PodName": other["metadata"]["name"], "PodNamespace": NAMESPACE, "PodUID": other["metadata"]["uid"],
             "Node": secured["nodes"][0]}
     status, _, body = post(secured["extender"].url, "/bind", json.dumps(bind).encode(), authorized)
