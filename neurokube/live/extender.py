@@ -26,8 +26,8 @@ one, so the totals are the same. The one difference is its tie-break: a listed n
 nodes tie-break in heap order, as they would with no extender. Why: only the shortlist scores
 above 0 (about 50 of 1,000 nodes), while kube-scheduler's goroutine calling the extender spent
 1.4 ms of CPU per pod, 1.0 ms of it decoding the 1,000-entry reply, plus collecting that garbage (a
-CPU profile of kube-scheduler in the bench's extender phase at 1,000 nodes), and the extender took
-0.25 ms to encode it. On a fallback the reply is ``[]``.
+CPU profile of kube-scheduler in the bench's paced extender phase at 1,000 nodes; the recipe is in
+docs/BENCHMARKS.md, "... and as an extender"). On a fallback the reply is ``[]``.
 
 When the cache is not synced yet, filter passes every node (the
 scheduler has filtered them already). A node the cache does not know yet is judged on the
@@ -101,11 +101,13 @@ class PriorityEncoder:
     is not 0 (module docstring), as compact JSON text.
 
     Why by hand: at 1,000 nodes, building the list of dicts and ``json.dumps`` of it took about
-    1 ms of a 2 ms call (``benchmarks/extender_latency.py``, cProfile), inside kube-scheduler's
-    serial scheduling cycle. Each node's ``{"Host":"<name>","Score":`` prefix is encoded once by
-    ``json.dumps`` itself (so escaping is json's) and kept; a reply joins prefixes and the scores'
-    digits. tests/unit/test_live_extender_modes.py checks the text equals ``json.dumps`` of the
-    wire objects. The memo starts over beyond ``limit`` names (node churn)."""
+    1 ms of a 2 ms call (a cProfile of the in-process calls that ``benchmarks/extender_latency.py``
+    sets up), inside kube-scheduler's serial scheduling cycle. That bench's before/after, with the
+    zeros also left out: prioritize 2.12 -> 1.15 ms at the median. Each node's
+    ``{"Host":"<name>","Score":`` prefix is encoded once by ``json.dumps`` itself (so escaping is
+    json's) and kept; a reply joins prefixes and the scores' digits.
+    tests/unit/test_live_extender_modes.py checks the text equals ``json.dumps`` of the wire
+    objects. The memo starts over beyond ``limit`` names (node churn)."""
 
     def __init__(self, limit: int = NODE_MEMO_ENTRIES) -> None:
         self.limit = limit
