@@ -116,10 +116,9 @@ class PriorityEncoder:
     def encode(self, names: list[str], scores: np.ndarray) -> str:
         if len(names) != len(scores):
             raise ValueError(f"{len(names)} names but {len(scores)} scores")
-        listed = np.flatnonzero(scores)
         prefixes = self._prefixes
         parts = []
-        for i, score in zip(listed.tolist(), scores[listed].tolist()):
+        for i, score in listed(scores):
             name = names[i]
             prefix = prefixes.get(name)
             if prefix is None:
@@ -131,6 +130,12 @@ class PriorityEncoder:
 
 
 PRIORITY_ENCODER = PriorityEncoder()
+
+
+def listed(scores: np.ndarray) -> list[tuple[int, int]]:
+    """(position, score) of the nodes a prioritize reply lists: those scoring above 0 (module docstring)."""
+    rows = np.flatnonzero(scores)
+    return list(zip(rows.tolist(), scores[rows].tolist()))
 
 
 class ExtenderArgs:
@@ -234,9 +239,7 @@ class Extender:
     def prioritize(self, args: ExtenderArgs) -> list[dict]:
         """The prioritize reply as wire objects (``[{"Host", "Score"}]``); the HTTP edge sends
         :meth:`prioritize_json`, the same reply encoded."""
-        scores = self.scores(args)
-        listed = np.flatnonzero(scores)  # a node that scores 0 is left out (module docstring)
-        return [{"Host": args.names[i], "Score": score} for i, score in zip(listed.tolist(), scores[listed].tolist())]
+        return [{"Host": args.names[i], "Score": score} for i, score in listed(self.scores(args))]
 
     def prioritize_json(self, args: ExtenderArgs) -> str:
         """The prioritize reply as JSON text, exactly ``json.dumps(self.prioritize(args))`` with

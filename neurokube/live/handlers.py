@@ -27,7 +27,7 @@ from cloudevents.abstract import AnyCloudEvent
 from neurokube.errors import InputError, NotFoundError, RefusedError
 from neurokube.k8s.objects import Pod, parse_pod
 from neurokube.live import runtime, trust
-from neurokube.live.extender import parse_args
+from neurokube.live.extender import BindingArgs, Extender, ExtenderArgs, parse_args
 from neurokube.live.scheduler import ALREADY_BOUND, IGNORED, UNSCHEDULABLE, Outcome, ignore_reason
 from neurokube.live.settings import Settings
 from neurokube.live.telemetry import Telemetry, process_telemetry
@@ -173,10 +173,7 @@ def actuator_readiness(settings: Settings) -> tuple[dict, bool]:
 
 def extender_call(verb: str, doc: object, settings: Settings) -> object:
     """Validate ``doc`` for ``verb`` (InputError), then run the verb: its reply as wire objects."""
-    if verb not in EXTENDER_VERBS:
-        raise InputError(f"unknown extender verb {verb!r}", why=f"one of {', '.join(EXTENDER_VERBS)}")
-    args = parse_args(verb, doc)
-    extender = runtime.current(settings, wait=False).extender
+    extender, args = _extender_and_args(verb, doc, settings)
     return getattr(extender, verb)(args)
 
 
@@ -185,8 +182,16 @@ def extender_reply(verb: str, doc: object, settings: Settings) -> str:
     is encoded from memoised per-node prefixes (:class:`~neurokube.live.extender.PriorityEncoder`)."""
     if verb != "prioritize":
         return json.dumps(extender_call(verb, doc, settings), separators=(",", ":"))
+    extender, args = _extender_and_args(verb, doc, settings)
+    return extender.prioritize_json(args)
+
+
+def _extender_and_args(verb: str, doc: object, settings: Settings) -> tuple[Extender, ExtenderArgs | BindingArgs]:
+    """The parsed arguments of ``verb`` (InputError before the runtime is touched) and the extender."""
+    if verb not in EXTENDER_VERBS:
+        raise InputError(f"unknown extender verb {verb!r}", why=f"one of {', '.join(EXTENDER_VERBS)}")
     args = parse_args(verb, doc)
-    return runtime.current(settings, wait=False).extender.prioritize_json(args)
+    return runtime.current(settings, wait=False).extender, args
 
 
 def readiness(settings: Settings) -> tuple[dict, bool]:
