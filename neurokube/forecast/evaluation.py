@@ -123,7 +123,8 @@ class Recommender:
             rs = dict(m["rightsizing"])
             rs.pop("vpa", None)  # VPA's defaults are constants of the baseline, not trained state
             rs["margins"] = tuple(rs["margins"])
-            rs["growth_bounds"] = tuple(rs["growth_bounds"])
+            if rs.get("growth_bounds") is not None:
+                rs["growth_bounds"] = tuple(rs["growth_bounds"])
             if m["format_version"] == 2:  # before the priced rule existed: its margins are percentiles
                 rs["allocation"] = "per_workload"
             settings = RecommenderSettings(SeriesSettings(**m["series"]), forecast.settings,
@@ -254,7 +255,8 @@ def evaluate(rec: Recommender, data: TraceData, cpu_margin: float | None = None,
           "allocation": s.allocation,
           "cpu_target_percentile": s.percentile(margin) if s.allocation == "per_workload" else None,
           "cpu_price": s.price(margin, "cpu") if s.allocation == "priced" else None,
-          "mem_margin": rec.mem_margin}
+          "half_life_s": s.memory_half_life_s, "long_weight": s.memory_long_weight,
+          "growth_bounds": list(s.growth_range), "mem_margin": rec.mem_margin}
 
     v_cpu = x.vpa[s.vpa.target_percentile][0]
     bound, bound_q = clairvoyant_slack(scored, v_cpu.shape[1], v_cpu.shape[0], vpa["throttled_s"])

@@ -17,7 +17,8 @@ The recommender keeps what makes VPA good -- a histogram of the workload's pod s
 spread between its pods is in the request -- and changes two things:
 
 * **memory**: a sample's weight decays with a 1-hour half-life plus a small 24-hour term
-  (``2 ** (-age / 1 h) + 0.05 x 2 ** (-age / 24 h)``) instead of VPA's 24-hour half-life alone.
+  (``2 ** (-age / 1 h) + 0.05 x 2 ** (-age / 24 h)``; the priced rule's: below) instead of VPA's
+  24-hour half-life alone.
   A workload's usage moves over the day; the last hours say more about the next one than the
   whole day does, and the long term keeps a tail when the recent samples are few;
 * **forecast growth**: the histogram's target is multiplied by the forecast's predicted change of
@@ -36,7 +37,9 @@ traces: the smallest on a grid whose throttled (over-request) time is no more th
 ``allocation="priced"`` (a setting, :func:`priced_target`) spends time above request across
 workloads instead: one price for all, each workload at the request of least idle request plus
 priced time above it. It traces a better frontier against VPA on the validation traces, but a
-price does not transfer between clusters as a percentile does (docs/FORECASTS.md).
+price does not transfer between clusters as a percentile does (docs/FORECASTS.md). It has its own
+memory and growth (:data:`RULE_DEFAULTS`): a 15-minute half-life and no forecast growth, since a
+growth factor applied after the priced choice moves each workload off the price's optimum.
 
 The weights, bounds and the growth horizons' mean were chosen on the training traces only
 (docs/FORECASTS.md, "Right-sizing: how the recommender was chosen"). Fallback: a workload with no
@@ -68,6 +71,15 @@ jumps (at 7 % apart, the grid before, the priced rule missed VPA's p90 point on 
 at 3.4 % a margin dominates it. On the validation traces the two grids differ by noise:
 docs/FORECASTS.md)."""
 ALLOCATIONS = ("priced", "per_workload")
+RULE_DEFAULTS: dict[str, dict] = {
+    "per_workload": {"half_life_s": 3600.0, "long_weight": 0.05, "growth_bounds": (1.0, 1.5)},
+    "priced": {"half_life_s": 900.0, "long_weight": 0.02, "growth_bounds": (1.0, 1.0)},
+}
+"""Each rule's histogram memory and forecast growth, where :class:`RightsizingSettings` leaves them None.
+Chosen on the validation traces (docs/FORECASTS.md, "The priced rule's memory and growth"): the priced
+rule already weighs each workload's time above request against its idle request, and a growth factor
+applied after that choice raises requests the price did not ask for; without it, and with a shorter
+memory, its frontier against VPA is closer on all four validation traces."""
 CANDIDATE_PERCENTILES: tuple[float, ...] = tuple(float(q) for q in np.linspace(0.5, 1.0, 101))
 """The requests :func:`priced_target` chooses among, per workload: its histogram at these percentiles
 (p50 .. p100, half a percentile apart, so that a large workload's request moves in small steps)."""
@@ -77,18 +89,21 @@ CANDIDATE_PERCENTILES: tuple[float, ...] = tuple(float(q) for q in np.linspace(0
 class RightsizingSettings:
     refresh_s: int = 3600
     """Recommendations are recomputed this often (seconds) and applied until the next refresh."""
-    half_life_s: float = 3600.0
-    """Half-life of a sample's weight in the histogram (VPA: 24 h)."""
+    half_life_s: float | None = None
+    """Half-life of a sample's weight in the histogram (VPA: 24 h); None: the rule's
+    (:data:`RULE_DEFAULTS`: 1 h for ``per_workload``, 15 minutes for ``priced``)."""
     long_half_life_s: float = 24 * 3600.0
     """Half-life of the second, slow term of a sample's weight (VPA's half-life)."""
-    long_weight: float = 0.05
-    """Weight of the slow term relative to the fast one (0: the fast term alone)."""
+    long_weight: float | None = None
+    """Weight of the slow term relative to the fast one (0: the fast term alone); None: the rule's
+    (0.05 for ``per_workload``, 0.02 for ``priced``)."""
     target_percentile: float = 0.9
     """Histogram percentile at margin x1 (VPA's); margin ``m`` targets ``1 - (1 - this) / m``."""
     forecast_alpha: float = 0.5
     """Forecast quantile the growth is taken from (the median), averaged over the model's horizons."""
-    growth_bounds: tuple[float, float] = (1.0, 1.5)
-    """The forecast growth factor is clipped to ``[low, high]`` (``low <= 1 <= high``)."""
+    growth_bounds: tuple[float, float] | None = None
+    """The forecast growth factor is clipped to ``[low, high]`` (``low <= 1 <= high``); None: the
+    rule's (``[1, 1.5]`` for ``per_workload``; ``[1, 1]``, no growth, for ``priced``)."""
     margins: tuple[float, ...] = MARGINS
     """Candidate margins; the calibration picks one on training traces, the frontier sweeps them all."""
     allocation: str = "per_workload"
@@ -111,19 +126,35 @@ class RightsizingSettings:
     def __post_init__(self) -> None:
         if self.refresh_s <= 0 or not self.margins or min(self.margins) <= 0:
             raise InputError("refresh_s and margins must be positive", "rightsizing settings")
-        if self.half_life_s <= 0 or self.long_half_life_s <= 0 or self.long_weight < 0:
+        if self.allocation not in ALLOCATIONS:
+            raise InputError(f"allocation must be one of {', '.join(ALLOCATIONS)}", "rightsizing settings",
+                             f"got {self.allocation!r}")
+        if self.memory_half_life_s <= 0 or self.long_half_life_s <= 0 or self.memory_long_weight < 0:
             raise InputError("half-lives must be positive and long_weight >= 0", "rightsizing settings")
         if not 0 < self.target_percentile <= 1:
             raise InputError("target_percentile must be in (0, 1]", "rightsizing settings")
         if self.price_unit_cpu_milli <= 0 or self.price_unit_mem_mib <= 0:
             raise InputError("price units must be positive", "rightsizing settings")
-        if self.allocation not in ALLOCATIONS:
-            raise InputError(f"allocation must be one of {', '.join(ALLOCATIONS)}", "rightsizing settings",
-                             f"got {self.allocation!r}")
-        lo, hi = self.growth_bounds
+        lo, hi = self.growth_range
         if not 0 < lo <= 1 <= hi:
             raise InputError("growth_bounds must satisfy 0 < low <= 1 <= high", "rightsizing settings",
                              f"got {self.growth_bounds}")
+
+    @property
+    def memory_half_life_s(self) -> float:
+        """The half-life in effect: ``half_life_s``, or the rule's default."""
+        return float(RULE_DEFAULTS[self.allocation]["half_life_s"] if self.half_life_s is None else self.half_life_s)
+
+    @property
+    def memory_long_weight(self) -> float:
+        """The slow term's weight in effect: ``long_weight``, or the rule's default."""
+        return float(RULE_DEFAULTS[self.allocation]["long_weight"] if self.long_weight is None else self.long_weight)
+
+    @property
+    def growth_range(self) -> tuple[float, float]:
+        """The growth bounds in effect: ``growth_bounds``, or the rule's default."""
+        lo, hi = RULE_DEFAULTS[self.allocation]["growth_bounds"] if self.growth_bounds is None else self.growth_bounds
+        return float(lo), float(hi)
 
     def percentile(self, margin: float) -> float:
         """The histogram percentile margin ``margin`` targets: ``1 - (1 - target_percentile) / margin``,
@@ -225,7 +256,8 @@ def sample_weights(age_s: np.ndarray, settings: RightsizingSettings) -> np.ndarr
     """A sample's weight by its age: ``2 ** (-age / half_life) + long_weight x 2 ** (-age / long_half_life)``
     (VPA's is the slow term alone)."""
     age = np.asarray(age_s, dtype=float)
-    return np.exp2(-age / settings.half_life_s) + settings.long_weight * np.exp2(-age / settings.long_half_life_s)
+    return (np.exp2(-age / settings.memory_half_life_s)
+            + settings.memory_long_weight * np.exp2(-age / settings.long_half_life_s))
 
 
 def history_target(values: np.ndarray, times_s: np.ndarray, req_cores: np.ndarray, resource: str, now_s: float,
@@ -314,7 +346,7 @@ def forecast_growth(models: ForecastModels, series: WorkloadSeries, resource: st
     x = series.cpu if resource == "cpu" else series.mem
     f = np.mean([models.predict(series, resource, h, settings.forecast_alpha)
                  for h in models.settings.horizons_min], axis=0)
-    return growth_factor(f, trailing_scale(x, models.settings.features), settings.growth_bounds)
+    return growth_factor(f, trailing_scale(x, models.settings.features), settings.growth_range)
 
 
 def growth_at_refreshes(growth: np.ndarray, refreshes: int, bins_per_refresh: int) -> np.ndarray:

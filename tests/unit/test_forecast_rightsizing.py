@@ -18,6 +18,8 @@ Hand-made samples, no models:
   the cheapest candidate to the histogram's top.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -58,6 +60,27 @@ def test_margin_moves_the_target_percentile():
     assert s.price(2.0, "cpu") == 20_000.0 and s.price(0.5, "mem") == 5_120.0
     with pytest.raises(InputError):
         s.price(0.0, "cpu")
+
+
+def test_each_rule_has_its_own_memory_and_growth_unless_set():
+    """Unset, the histogram's memory and the forecast growth are the rule's (RULE_DEFAULTS): the priced
+    rule a 15-minute half-life and no growth. Switching the rule with ``replace`` (what ``neurokube
+    recommend --allocation`` does) takes the new rule's; values set explicitly stay (a model saved
+    before the rules had their own holds explicit values)."""
+    per, priced = RightsizingSettings(), RightsizingSettings(allocation="priced")
+    assert (per.memory_half_life_s, per.memory_long_weight, per.growth_range) == (3600.0, 0.05, (1.0, 1.5))
+    assert (priced.memory_half_life_s, priced.memory_long_weight, priced.growth_range) == (900.0, 0.02, (1.0, 1.0))
+    switched = replace(per, allocation="priced")
+    assert (switched.memory_half_life_s, switched.growth_range) == (900.0, (1.0, 1.0))
+    explicit = replace(per, half_life_s=7200.0, long_weight=0.0, growth_bounds=(1.0, 2.0), allocation="priced")
+    in_effect = (explicit.memory_half_life_s, explicit.memory_long_weight, explicit.growth_range)
+    assert in_effect == (7200.0, 0.0, (1.0, 2.0))
+    age = np.array([0.0, 900.0, 3600.0])
+    np.testing.assert_allclose(sample_weights(age, priced), np.exp2(-age / 900.0) + 0.02 * np.exp2(-age / (24 * H)))
+    with pytest.raises(InputError):
+        RightsizingSettings(allocation="priced", half_life_s=0.0)
+    with pytest.raises(InputError):
+        RightsizingSettings(allocation="priced", long_weight=-0.1)
 
 
 def _workload(rng, center, spread, n=400):
@@ -165,7 +188,7 @@ def test_forecast_growth_scales_a_steady_workloads_target_against_vpa(forecast, 
     hist = history_target(values, times, req, "cpu", NOW, s, (0.9,))[0]
     vpa = vpa_target(values, times, req, "cpu", NOW)
     assert hist == vpa  # steady: the same bucket either way
-    g = growth_factor(np.array([forecast]), np.array([1000.0]), s.growth_bounds)[0]
+    g = growth_factor(np.array([forecast]), np.array([1000.0]), s.growth_range)[0]
     assert g == pytest.approx(expected)
     target = hist * g
     if expected < 1:

@@ -263,12 +263,25 @@ def test_a_bad_margin_is_one_line_and_exit_2(tmp_path, capsys, value):
 def test_allocation_priced_trains_the_priced_rule_and_needs_training_traces(runs, capsys):
     out = runs / "priced.json"
     assert cli.main(["recommend", "--trace", str(runs / "s3"), "--train-trace", str(runs / "s1"),
-                     "--train-trace", str(runs / "s2"), "--allocation", "priced", "--json", str(out)]) == 0
+                     "--train-trace", str(runs / "s2"), "--allocation", "priced", "--model-dir", str(runs / "mp"),
+                     "--json", str(out)]) == 0
     priced = json.loads(out.read_text())["rightsizing_details"]
     calibrated = json.loads((runs / "calibrated.json").read_text())
     assert calibrated["rightsizing_details"]["allocation"] == "per_workload"
     assert priced["allocation"] == "priced" and priced["cpu_target_percentile"] is None
     assert priced["cpu_price"] == pytest.approx(priced["cpu_margin"] * 10_000.0)
+
+    def memory(details):  # the histogram's memory and the forecast growth in effect: each rule's own
+        return details["half_life_s"], details["long_weight"], details["growth_bounds"]
+
+    assert memory(calibrated["rightsizing_details"]) == (3600.0, 0.05, [1.0, 1.5])
+    assert memory(priced) == (900.0, 0.02, [1.0, 1.0])
+    again = runs / "priced-again.json"  # the saved priced model reads back with its rule's memory and growth
+    assert cli.main(["recommend", "--trace", str(runs / "s3"), "--model-dir", str(runs / "mp"),
+                     "--json", str(again)]) == 0
+    reread = json.loads(again.read_text())["rightsizing_details"]
+    assert reread["allocation"] == "priced" and memory(reread) == memory(priced)
+    assert reread["cpu_margin"] == priced["cpu_margin"]
     def vpa_points(doc):  # VPA is the same baseline whatever our rule; which margins dominate it differs
         return [(v["percentile"], v["slack_core_h"], v["throttled_s"]) for v in doc["rightsizing_frontier"]["vpa"]]
 
