@@ -13,9 +13,15 @@ each rule (``RightsizingSettings.allocation``):
 
 Without ../shared/data it uses synthetic traces only (train 1 and 5, validate 3 and 4).
 Writes the "rightsizing-validation" section of docs/BENCHMARKS.md (``--no-docs``: print only).
-About 3 minutes on 2 cores.
+About 6 minutes on 2 cores.
+
+``--rule``, ``--half-life``, ``--long-weight`` and ``--growth`` evaluate one rule with the histogram's
+memory and the forecast growth set explicitly instead of the rule's defaults
+(``rightsizing.RULE_DEFAULTS``): the grid in docs/FORECASTS.md, "The priced rule's memory and growth",
+is one such run per row, printed only (they imply ``--no-docs``).
 
 Usage: .venv/bin/python benchmarks/rightsizing_validation.py [--no-docs]
+       [--rule per_workload|priced] [--half-life S] [--long-weight W] [--growth LOW,HIGH]
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._report import write_section  # noqa: E402
 from benchmarks.forecast_quality import BITBRAINS, OPENB, data, real, synth  # noqa: E402
+from neurokube.errors import InputError  # noqa: E402
 from neurokube.forecast.evaluation import RecommenderSettings, evaluate, train  # noqa: E402
 from neurokube.forecast.frontier import closest, points_of  # noqa: E402
 from neurokube.forecast.rightsizing import ALLOCATIONS, RightsizingSettings  # noqa: E402
@@ -41,7 +48,20 @@ RESOURCES = (("cpu", "CPU"), ("mem", "memory"))
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-docs", action="store_true", help="print the section, do not write docs/BENCHMARKS.md")
+    parser.add_argument("--rule", choices=ALLOCATIONS, help="evaluate this rule only")
+    parser.add_argument("--half-life", type=float, help="the histogram's half-life, seconds (default: the rule's)")
+    parser.add_argument("--long-weight", type=float, help="the slow 24-hour term's weight (default: the rule's)")
+    parser.add_argument("--growth", type=_bounds, help="forecast growth bounds LOW,HIGH (default: the rule's)")
     args = parser.parse_args(argv)
+    overrides = {k: v for k, v in (("half_life_s", args.half_life), ("long_weight", args.long_weight),
+                                   ("growth_bounds", args.growth)) if v is not None}
+    if overrides or args.rule:
+        args.no_docs = True  # a variant: the section keeps the rules' defaults
+    rules = (args.rule,) if args.rule else ("per_workload", *(r for r in ALLOCATIONS if r != "per_workload"))
+    try:
+        variants = {rule: RightsizingSettings(allocation=rule, **overrides) for rule in rules}
+    except InputError as exc:
+        parser.error(str(exc))
     t0 = time.perf_counter()
     if (OPENB / "openb_pod_list_default.csv").is_file() and BITBRAINS.is_dir():
         train_traces, val_traces = [synth(1), real(1)], [synth(3), real(3), synth(4), real(4)]
@@ -49,11 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         print("no real data under ../shared/data: synthetic traces only", flush=True)
         train_traces, val_traces = [synth(1), synth(5)], [synth(3), synth(4)]
     train_data = [data(t) for t in train_traces]
-    base = train(train_data, RecommenderSettings())
-    models = {"per_workload": base}
-    for rule in ALLOCATIONS:
-        if rule != "per_workload":  # same forecasts (deterministic), margins calibrated under the rule
-            models[rule] = train(train_data, RecommenderSettings(rightsizing=RightsizingSettings(allocation=rule)))
+    # the same forecasts for every rule (deterministic), margins calibrated under each
+    models = {rule: train(train_data, RecommenderSettings(rightsizing=rs)) for rule, rs in variants.items()}
     frontier_rows, point_rows = [], []
     scores: dict[tuple[str, str], list[float]] = {}
     for trace in val_traces:
@@ -79,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     for (rule, res), values in scores.items():
         summary.append(f"| `{rule}` | {dict(RESOURCES)[res]} | {sum(v <= 1 for v in values)} of {len(values)} | "
                        f"{max(values):.3f} | {np.mean(values):.3f} |")
+    if overrides:
+        print(f"histogram memory and growth set to {overrides}", flush=True)
     body = "\n".join([
         f"Trained on {', '.join(t.name for t in train_traces)}; scored on the validation traces "
         f"{', '.join(t.name for t in val_traces)} (not the evaluation traces of the \"forecast-quality\" "
@@ -107,6 +126,14 @@ def main(argv: list[str] | None = None) -> int:
                          "python benchmarks/rightsizing_validation.py", body)
     print(f"wrote {path}")
     return 0
+
+
+def _bounds(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (two numbers), got {text!r}") from None
+    return low, high
 
 
 if __name__ == "__main__":

@@ -140,20 +140,25 @@ class RightsizingSettings:
             raise InputError("growth_bounds must satisfy 0 < low <= 1 <= high", "rightsizing settings",
                              f"got {self.growth_bounds}")
 
+    def _in_effect(self, name: str):
+        """Field ``name`` as set, or the rule's default (:data:`RULE_DEFAULTS`) when it is None."""
+        value = getattr(self, name)
+        return RULE_DEFAULTS[self.allocation][name] if value is None else value
+
     @property
     def memory_half_life_s(self) -> float:
         """The half-life in effect: ``half_life_s``, or the rule's default."""
-        return float(RULE_DEFAULTS[self.allocation]["half_life_s"] if self.half_life_s is None else self.half_life_s)
+        return float(self._in_effect("half_life_s"))
 
     @property
     def memory_long_weight(self) -> float:
         """The slow term's weight in effect: ``long_weight``, or the rule's default."""
-        return float(RULE_DEFAULTS[self.allocation]["long_weight"] if self.long_weight is None else self.long_weight)
+        return float(self._in_effect("long_weight"))
 
     @property
     def growth_range(self) -> tuple[float, float]:
         """The growth bounds in effect: ``growth_bounds``, or the rule's default."""
-        lo, hi = RULE_DEFAULTS[self.allocation]["growth_bounds"] if self.growth_bounds is None else self.growth_bounds
+        lo, hi = self._in_effect("growth_bounds")
         return float(lo), float(hi)
 
     def percentile(self, margin: float) -> float:
