@@ -347,8 +347,11 @@ def forecast_growth(models: ForecastModels, series: WorkloadSeries, resource: st
                     settings: RightsizingSettings) -> np.ndarray:
     """(W, B) the forecast's predicted change of the per-pod level, made at each bin: the mean over
     the horizons of the ``forecast_alpha`` forecast over the trailing 1-hour mean (the models' own
-    scale), clipped to ``growth_bounds`` (:func:`growth_factor`)."""
+    scale), clipped to ``growth_bounds`` (:func:`growth_factor`). Bounds ``[1, 1]`` (the priced
+    rule's) clip every forecast to 1, so then no model is asked (about 1.7 s a trace otherwise)."""
     x = series.cpu if resource == "cpu" else series.mem
+    if settings.growth_range == (1.0, 1.0):
+        return np.ones(x.shape)
     f = np.mean([models.predict(series, resource, h, settings.forecast_alpha)
                  for h in models.settings.horizons_min], axis=0)
     return growth_factor(f, trailing_scale(x, models.settings.features), settings.growth_range)

@@ -30,6 +30,7 @@ from neurokube.forecast.rightsizing import (
     RightsizingSettings,
     Scored,
     calibrate_margin,
+    forecast_growth,
     growth_at_refreshes,
     growth_factor,
     history_target,
@@ -81,6 +82,26 @@ def test_each_rule_has_its_own_memory_and_growth_unless_set():
         RightsizingSettings(allocation="priced", half_life_s=0.0)
     with pytest.raises(InputError):
         RightsizingSettings(allocation="priced", long_weight=-0.1)
+
+
+def test_no_growth_asks_no_forecast_model():
+    """Growth bounds [1, 1] (the priced rule's) make every factor 1 whatever the forecast, so
+    forecast_growth returns ones without predicting; other bounds still ask the models."""
+    class Asked(Exception):
+        pass
+
+    class Models:
+        settings = type("S", (), {"horizons_min": (15, 60), "features": None})()
+
+        def predict(self, *_args):
+            raise Asked
+
+    series = type("Series", (), {"cpu": np.full((3, 5), 200.0), "mem": np.full((3, 5), np.nan)})()
+    for resource in ("cpu", "mem"):
+        growth = forecast_growth(Models(), series, resource, RightsizingSettings(allocation="priced"))
+        np.testing.assert_array_equal(growth, np.ones((3, 5)))
+    with pytest.raises(Asked):
+        forecast_growth(Models(), series, "cpu", RightsizingSettings())
 
 
 def _workload(rng, center, spread, n=400):
