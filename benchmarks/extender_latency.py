@@ -386,8 +386,10 @@ def worker(root: Path, what: str, n: int, calls: int, pause_ms: float) -> dict:
         raise SystemExit(f"measuring {root} but neurokube comes from {neurokube.__file__}")
     logging.disable(logging.WARNING)  # the fallback warnings of a cold start are not measured
     load_before = os.getloadavg()[0]
-    measure = measure_in_process if what == "in-process" else (lambda *a: measure_http(root, *a))
-    result = measure(n, calls, pause_ms)
+    if what == "in-process":
+        result = measure_in_process(n, calls, pause_ms)
+    else:
+        result = measure_http(root, n, calls, pause_ms)
     return {"result": result, "load": [load_before, os.getloadavg()[0]]}
 
 
