@@ -239,6 +239,15 @@ def measure_in_process(n: int, calls: int, pause_ms: float = 0.0) -> dict:
     if encode is None:
         def encode(verb: str, doc: object, settings: Settings) -> str:
             return json.dumps(handlers.extender_call(verb, doc, settings), separators=(",", ":"))
+    bound = k
+
+    def previous_binding() -> None:
+        """The watch event of the pod bound before the next measured one (the cache changes)."""
+        nonlocal bound
+        clock.t += 0.05
+        rt.cache.apply("pods", "ADDED", _bound(nkload, bound, names[(bound * 104729) % n]))
+        bound += 1
+
     pauses = GcPauses()
     gc.callbacks.append(pauses)
     out = {}
@@ -249,9 +258,7 @@ def measure_in_process(n: int, calls: int, pause_ms: float = 0.0) -> dict:
             digest = hashlib.sha256()
             pauses.pauses_ms.clear()
             for i in range(WARM_UP + calls):
-                clock.t += 0.05
-                rt.cache.apply("pods", "ADDED", _bound(nkload, k, names[(k * 104729) % n]))  # the previous binding
-                k += 1
+                previous_binding()
                 pod = _probe(nkload, i)
                 body = side.filter_body(pod)
                 per_pod = 0.0
@@ -279,9 +286,7 @@ def measure_in_process(n: int, calls: int, pause_ms: float = 0.0) -> dict:
             if pause_ms > 0 and mode == "NodeNames":
                 paced: dict[str, list[float]] = {"paced": [], "paced_cpu": []}
                 for i in range(WARM_UP + calls):
-                    clock.t += 0.05
-                    rt.cache.apply("pods", "ADDED", _bound(nkload, k, names[(k * 104729) % n]))
-                    k += 1
+                    previous_binding()
                     body = side.filter_body(_probe(nkload, i))  # ExtenderArgs: what kube-scheduler's filters passed
                     time.sleep(pause_ms / 1000)
                     started, cpu_started = time.perf_counter(), time.thread_time()
