@@ -9,6 +9,12 @@ refuses to signal a pid that was reused after it was looked up.
 Waiting for a stopped process polls :func:`is_running` rather than using ``psutil.wait_procs``:
 a zombie counts as gone here (a process started by an earlier CLI run is reparented, and in a
 container without a reaping init it stays a zombie), where ``wait_procs`` would wait for it.
+
+A process this interpreter started is then reaped (its exit status collected), waiting up to
+``REAP_WAIT_S`` for it: the main thread of a multi-threaded program (the Go servers, Python with
+threads) shows as a zombie as soon as it exits, but the kernel lets the parent collect it only
+once its other threads are gone. Without the wait such a child stayed a zombie until this
+interpreter exited, which then warned "subprocess ... is still running" for each.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import IO
 import psutil
 
 STOP_GRACE_S = 10.0
+REAP_WAIT_S = 2.0  # how long a gone child's other threads may take to exit before it can be reaped
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 #: Popen objects of the processes this interpreter started, kept so that they are not garbage
@@ -73,7 +80,7 @@ def stop(process: Process, grace_s: float = STOP_GRACE_S) -> str:
     """SIGTERM, then SIGKILL after ``grace_s``. Returns what happened, for the user."""
     handle = _handle(process)
     if handle is None:
-        _reap(process.pid)  # killed by someone else (a test's SIGKILL): collect its status
+        reap(process)  # killed by someone else (a test's SIGKILL): collect its status
         return "not running"
     with contextlib.suppress(psutil.NoSuchProcess):  # gone (or its pid reused) since the check
         handle.terminate()
@@ -89,7 +96,7 @@ def _wait_gone(process: Process, timeout_s: float) -> bool:
     while True:
         _reap(process.pid)
         if not is_running(process):
-            _reap(process.pid)  # it may have become a zombie since the first look
+            reap(process)  # it may have become a zombie since the first look
             return True
         if time.monotonic() >= deadline:
             return False
@@ -116,8 +123,28 @@ def _handle(process: Process) -> psutil.Process | None:
     return handle
 
 
+def reap(process: Process, wait_s: float = REAP_WAIT_S) -> None:
+    """Collect the exit status of ``process`` if this interpreter started it and it has exited. A
+    zombie that cannot be collected yet is waited for up to ``wait_s`` (its other threads are still
+    exiting, see the module docstring); a child that is still running is left alone."""
+    child = _children.get(process.pid)
+    if child is None:
+        return
+    if child.poll() is None and _is_zombie(process.pid):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=wait_s)
+    _reap(process.pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _reap(pid: int) -> None:
-    """Collect the exit status if ``pid`` is our own child, so it does not linger as a zombie."""
+    """Collect the exit status if ``pid`` is our own child and has exited, without waiting."""
     child = _children.get(pid)
     if child is not None and child.poll() is not None:
         del _children[pid]

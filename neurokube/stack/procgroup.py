@@ -20,7 +20,7 @@ import time
 
 import psutil
 
-from neurokube.cluster.processes import STOP_GRACE_S, Process, exited_with, is_running
+from neurokube.cluster.processes import STOP_GRACE_S, Process, exited_with, is_running, reap
 
 
 def members(pgid: int) -> list[int]:
@@ -39,6 +39,7 @@ def stop_group(process: Process, grace_s: float = STOP_GRACE_S) -> str:
     """SIGTERM the group, SIGKILL after ``grace_s``. Returns what happened, for the user."""
     leader_ours = is_running(process)
     if not leader_ours and (_alive(process.pid) or not members(process.pid)):
+        reap(process)  # if this interpreter started it, collect its exit status
         return "not running"  # the pid now names another program, or nothing of ours is left
     _killpg(process.pid, signal.SIGTERM)
     if _wait_group_gone(process, grace_s):
@@ -54,6 +55,7 @@ def _wait_group_gone(process: Process, timeout_s: float) -> bool:
     while True:
         exited_with(process)  # reaps the leader if this interpreter started it
         if not members(process.pid):
+            reap(process)  # a leader that is a zombie still finishing its threads: wait for it
             return True
         if time.monotonic() >= deadline:
             return False

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -92,3 +93,18 @@ def test_a_group_of_nothing_is_not_running(started):
     record = started([SLEEP, "30"])
     assert processes.stop(record) == "stopped"
     assert procgroup.stop_group(record) == "not running"
+
+
+#: The main thread leaves (pthread_exit) while another thread runs for a second: the kernel shows
+#: the process as a zombie at once but lets its parent collect it only when that thread is done.
+LEADER_FIRST = ("import ctypes, threading, time; threading.Thread(target=time.sleep, args=(1.0,)).start(); "
+                "ctypes.CDLL(None).pthread_exit(None)")
+
+
+@pytest.mark.parametrize("stop", [processes.stop, procgroup.stop_group])
+def test_a_child_whose_main_thread_exits_first_is_reaped_once_gone(started, stop):
+    record = started([sys.executable, "-c", LEADER_FIRST])
+    wait_for(lambda: psutil.Process(record.pid).status() == psutil.STATUS_ZOMBIE)
+    assert not processes.is_running(record)
+    assert stop(record) == "not running"
+    assert not psutil.pid_exists(record.pid)  # collected, not left a zombie until this interpreter exits
