@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the "frontier" section of docs/BENCHMARKS.md: build training and unseen evaluation
 # traces from ../shared/data (disjoint seeds), train one model (iteration 0 only), and replay every
-# peer at three settings, NeuroKube at six node_hour_cost values and four near-tie (tie_core_s)
+# peer at three settings, NeuroKube at six node_hour_cost values and five near-tie (tie_core_s)
 # settings, and the clairvoyant oracle. About 35 minutes on 2 cores. Pass --docs to rewrite the section.
 # The near-tie settings were chosen on validation traces (seeds 3 and 4), never on the evaluation
 # traces: `VALIDATION=1 bash benchmarks/frontier.sh` builds them and, after training, replays the
@@ -24,8 +24,9 @@ fi
 $NK train --trace $OUT/train/real-0 --trace $OUT/train/real-2 --out $OUT/model --iterations 0
 if [ -n "${VALIDATION:-}" ]; then
   GRID=()
-  for s in tie_core_s=1 tie_core_s=3 node_hour_cost=1000,tie_core_s=0.3 node_hour_cost=1000,tie_core_s=1 \
-           node_hour_cost=1000,tie_core_s=3 node_hour_cost=1000,tie_core_s=10; do GRID+=(--setting "$s"); done
+  for s in tie_core_s=1 tie_core_s=3 tie_core_s=30 tie_core_s=100 node_hour_cost=1000,tie_core_s=0.3 \
+           node_hour_cost=1000,tie_core_s=1 node_hour_cost=1000,tie_core_s=3 node_hour_cost=1000,tie_core_s=10 \
+           node_hour_cost=1000,tie_core_s=30 node_hour_cost=1000,tie_core_s=100; do GRID+=(--setting "$s"); done
   exec $NK bench frontier --trace $OUT/val/real-3 --trace $OUT/val/real-4-40n --model $OUT/model \
     --node-hour-cost 1000 "${GRID[@]}" --peer tlp --peer tlp:target_utilization=25 \
     --peer tlp:target_utilization=60 --peer most-allocated --no-oracle --json $OUT/val.json

@@ -32,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="state-aware targets: add G x the model's predicted cost of the next decision on the same "
                         "node while the pod runs there, by fitted Q iteration (neurokube/learning/lookahead.py); "
                         "0 fits today's one-step targets (default 0)")
+    p.add_argument("--collections", type=int_range(1, 100), default=1, metavar="K",
+                   help="exploration runs of each behaviour policy on each trace, each with its own seed, pooled "
+                        "into one fit: K times the decisions, the same model size (docs/LEARNING.md, "
+                        "\"Pooled collections\"; default 1)")
     p.add_argument("--log-dir", type=output_dir, help="also write the decision logs (Parquet) here")
     p.add_argument("--seed", type=seed, default=0)
     p.set_defaults(func=_train)
@@ -52,10 +56,11 @@ def _train(args: argparse.Namespace) -> int:
                              fit=FitSettings(rounds=args.rounds, seed=args.seed,
                                              contention_target="added_contention_core_s"
                                              if args.contention_target == "added" else "node_contention_core_s"),
-                             seed=args.seed, state_aware_discount=args.state_aware_discount)
+                             seed=args.seed, state_aware_discount=args.state_aware_discount,
+                             collections=args.collections)
     from neurokube.learning.loop import BEHAVIOUR_POLICIES
 
-    steps = len(traces) * len(BEHAVIOUR_POLICIES) + (args.iterations + 1) * (1 + len(traces)) \
+    steps = args.collections * len(traces) * len(BEHAVIOUR_POLICIES) + (args.iterations + 1) * (1 + len(traces)) \
         + args.iterations * len(traces)
     with progress("train", total=steps, unit="stage") as update:
         done = [0]

@@ -47,14 +47,15 @@ class Episode:
 
 def run_episode(trace: Trace, base: Policy, *, epsilon: float, seed: int, weights: RewardWeights,
                 config: SimConfig = SimConfig(), model_version: str = "", keep_candidates: bool = True,
-                successors_on_node: bool = False) -> Episode:
+                successors_on_node: bool = False, run: str = "") -> Episode:
     """One replay of ``base`` with epsilon exploration, its decisions and their outcomes;
     ``successors_on_node`` also finds each decision's successor on its node (state-aware targets,
-    :mod:`neurokube.learning.lookahead`), work a one-step fit does not need."""
+    :mod:`neurokube.learning.lookahead`), work a one-step fit does not need. ``run`` goes into the
+    decision ids, to tell apart several replays of one policy on one trace."""
     recorder = DecisionRecorder(
         source=trace.name, policy=base.name, node_names=np.asarray(trace.nodes.name, dtype=object),
         pod_names=np.char.add(np.char.add(trace.pods.namespace.astype(str), "/"), trace.pods.name.astype(str)),
-        workload_names=_workload_names(trace), model_version=model_version)
+        workload_names=_workload_names(trace), model_version=model_version, run=run)
     behaviour = ExploringPolicy(base, epsilon, np.random.default_rng(seed + 10_007), recorder)
     result = replay(trace, behaviour, config, record=True)
     decisions = recorder.decisions()

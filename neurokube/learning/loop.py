@@ -52,6 +52,9 @@ class TrainSettings:
     state_aware_discount: float = 0.0
     """Discount of the cost the later decisions on the same node incur, bootstrapped from the
     model (:mod:`neurokube.learning.lookahead`); 0 fits today's one-step targets."""
+    collections: int = 1
+    """Exploration runs of every behaviour policy on every trace in iteration 0, each with its own
+    exploration seed; their decisions are pooled into one fit (more data, the same model size)."""
 
 
 @dataclass
@@ -64,6 +67,10 @@ class TrainResult:
 
 Progress = Callable[[str], None]
 
+
+COLLECTION_SEED_STRIDE = 7_919
+"""Seed offset between the exploration runs of successive collections (a prime, so that no
+collection's seeds meet another's for any realistic number of traces and policies)."""
 
 OPE_SAMPLE = 20_000
 """Decisions drawn (uniformly, seeded) for the off-policy estimate; every candidate row of a
@@ -100,14 +107,19 @@ def train(traces: list[Trace], settings: TrainSettings = TrainSettings(),
     buffer: list[pd.DataFrame] = []
     lookahead = s.state_aware_discount > 0
     episodes: list[Episode] = []
-    for i, trace in enumerate(traces):
-        for j, name in enumerate(BEHAVIOUR_POLICIES):
-            progress(f"iteration 0: {name} (epsilon {s.epsilon_initial}) on {trace.name}")
-            ep = run_episode(trace, make_policy(name, trace=trace, seed=s.seed + j),
-                             epsilon=s.epsilon_initial, seed=s.seed + 100 * i + j, weights=s.weights, config=s.sim,
-                             successors_on_node=lookahead)
-            episodes.append(ep)
-            buffer.append(ep.training_rows())
+    if s.collections < 1:
+        raise InputError("at least one collection is needed", "train", f"got {s.collections}")
+    for c in range(s.collections):
+        base = s.seed + COLLECTION_SEED_STRIDE * c  # collection 0 is the single collection's, unchanged
+        for i, trace in enumerate(traces):
+            for j, name in enumerate(BEHAVIOUR_POLICIES):
+                run = f" (collection {c + 1} of {s.collections})" if s.collections > 1 else ""
+                progress(f"iteration 0: {name} (epsilon {s.epsilon_initial}) on {trace.name}{run}")
+                ep = run_episode(trace, make_policy(name, trace=trace, seed=base + j),
+                                 epsilon=s.epsilon_initial, seed=base + 100 * i + j, weights=s.weights,
+                                 config=s.sim, successors_on_node=lookahead, run=f"c{c + 1}" if c else "")
+                episodes.append(ep)
+                buffer.append(ep.training_rows())
     curve: list[dict] = []
     ope: list[dict] = []
     best: tuple[float, ValueModel] | None = None

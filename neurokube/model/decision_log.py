@@ -50,6 +50,9 @@ class DecisionRecorder:
     pod_names: np.ndarray | None = None
     workload_names: np.ndarray | None = None
     model_version: str = ""
+    run: str = ""
+    """Tells apart the decision ids of several replays of one policy on one trace (pooled
+    collections): ``source:policy:run:seq`` when set, ``source:policy:seq`` otherwise."""
     rows: list[dict] = field(default_factory=list)
     candidate_blocks: list[tuple[int, np.ndarray, np.ndarray, int, np.ndarray]] = field(default_factory=list)
 
@@ -74,7 +77,7 @@ class DecisionRecorder:
         pod_idx = np.array([r["pod_index"] for r in self.rows])
         wl_idx = np.array([r["workload_id"] for r in self.rows])
         frame = pd.DataFrame({
-            "decision_id": [f"{self.source}:{self.policy}:{s}" for s in seq],
+            "decision_id": self._ids(seq),
             "source": self.source,
             "ts_s": [r["ts_s"] for r in self.rows],
             "pod": self.pod_names[pod_idx] if self.pod_names is not None else pod_idx.astype(str),
@@ -92,6 +95,10 @@ class DecisionRecorder:
         for c in OUTCOME_COLUMNS:
             frame[c] = np.nan
         return frame
+
+    def _ids(self, seq: np.ndarray) -> list[str]:
+        prefix = f"{self.source}:{self.policy}:{self.run}:" if self.run else f"{self.source}:{self.policy}:"
+        return [f"{prefix}{s}" for s in seq]
 
     def indices(self) -> tuple[np.ndarray, np.ndarray]:
         """Pod and node index (in the replayed trace) of every decision, in order."""
@@ -112,7 +119,7 @@ class DecisionRecorder:
             feats.append(f)
         seq = np.concatenate(ids)
         frame = pd.DataFrame({
-            "decision_id": [f"{self.source}:{self.policy}:{s}" for s in seq],
+            "decision_id": self._ids(seq),
             "node": self.node_names[np.concatenate(nodes)],
             "propensity": np.concatenate(props), "chosen": np.concatenate(chosen),
         })
