@@ -7,6 +7,7 @@ real-0 and real-2, evaluated on real-101 and real-202-40n" means the same traces
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,6 +18,9 @@ NK = str(ROOT / ".venv" / "bin" / "neurokube")
 TRAIN = {"real-0": ["--seed", "0"], "real-2": ["--seed", "2"]}
 #: ... and the evaluation traces no model trains on or is tuned with.
 EVAL = {"real-101": ["--seed", "101"], "real-202-40n": ["--seed", "202", "--nodes", "40", "--target-load", "0.75"]}
+
+#: Traces for choosing settings: neither trained on nor reported as the result (docs/LEARNING.md).
+VALIDATION = {"real-3": ["--seed", "3"], "real-4-40n": ["--seed", "4", "--nodes", "40", "--target-load", "0.75"]}
 
 #: The workload data `neurokube trace build` reads (docs/TRACES.md), by option.
 RAW = {"--openb-pods": DATA / "alibaba-openb" / "openb_pod_list_default.csv",
@@ -32,3 +36,11 @@ def raw_args() -> list[str]:
 def missing_data() -> list[str]:
     """The data paths that do not exist (empty: the real-data benchmarks can run)."""
     return [str(path) for path in RAW.values() if not path.exists()]
+
+
+def ensure_trace(path: Path, seed_args: list[str]) -> Path:
+    """``path``, built from the data with ``seed_args`` unless a trace is there already."""
+    if not (path / "pods.csv").is_file():
+        subprocess.run([NK, "trace", "build", *raw_args(), "--out", str(path), *seed_args], check=True,
+                       stdout=subprocess.DEVNULL)
+    return path

@@ -34,9 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._report import write_section  # noqa: E402
-from benchmarks._traces import EVAL, NK, TRAIN, missing_data, raw_args  # noqa: E402
+from benchmarks._traces import EVAL, NK, TRAIN, VALIDATION, ensure_trace, missing_data  # noqa: E402
 
-VALIDATION = {"real-3": ["--seed", "3"], "real-4-40n": ["--seed", "4", "--nodes", "40", "--target-load", "0.75"]}
 WIDE_TIES = ("tie_core_s=30", "tie_core_s=100", "node_hour_cost=1000,tie_core_s=30",
              "node_hour_cost=1000,tie_core_s=100")
 VALIDATION_PEERS = ("most-allocated", "tlp")
@@ -60,13 +59,6 @@ def _run(command: list[str], log: Path) -> None:
         done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT)
     if done.returncode != 0:
         raise SystemExit(f"frontier_seeds: `{' '.join(command)}` failed (exit {done.returncode}); see {log}")
-
-
-def ensure_trace(path: Path, seed_args: list[str]) -> Path:
-    if not (path / "pods.csv").is_file():
-        subprocess.run([NK, "trace", "build", *raw_args(), "--out", str(path), *seed_args], check=True,
-                       stdout=subprocess.DEVNULL)
-    return path
 
 
 def model_name(seed: int, collections: int) -> str:

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._report import write_section  # noqa: E402
-from benchmarks._traces import EVAL, NK, TRAIN, missing_data, raw_args  # noqa: E402
+from benchmarks._traces import EVAL, NK, TRAIN, ensure_trace, missing_data  # noqa: E402
 from neurokube.adapters.model_files import load_value_model  # noqa: E402
 from neurokube.adapters.trace_files import read_trace  # noqa: E402
 from neurokube.learning import rollout  # noqa: E402
@@ -55,13 +55,6 @@ DEFAULT_SEEDS = (0, 1, 2)
 GOAL = 0.10
 WEIGHTS = RewardWeights()
 CONFIG = SimConfig()
-
-
-def ensure_trace(path: Path, seed_args: list[str]) -> Path:
-    if not (path / "pods.csv").is_file():
-        subprocess.run([NK, "trace", "build", *raw_args(), "--out", str(path), *seed_args], check=True,
-                       stdout=subprocess.DEVNULL)
-    return path
 
 
 def ensure_model(out: Path, model: Path | None) -> tuple[Path, str]:
