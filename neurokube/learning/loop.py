@@ -69,8 +69,8 @@ Progress = Callable[[str], None]
 
 
 COLLECTION_SEED_STRIDE = 7_919
-"""Seed offset between the exploration runs of successive collections (a prime, so that no
-collection's seeds meet another's for any realistic number of traces and policies)."""
+"""Seed offset between successive collections: larger than every offset within one collection
+(``100 x trace + policy``) for fewer than 79 traces, so no two collections share a seed."""
 
 OPE_SAMPLE = 20_000
 """Decisions drawn (uniformly, seeded) for the off-policy estimate; every candidate row of a
@@ -113,8 +113,8 @@ def train(traces: list[Trace], settings: TrainSettings = TrainSettings(),
         base = s.seed + COLLECTION_SEED_STRIDE * c  # collection 0 is the single collection's, unchanged
         for i, trace in enumerate(traces):
             for j, name in enumerate(BEHAVIOUR_POLICIES):
-                run = f" (collection {c + 1} of {s.collections})" if s.collections > 1 else ""
-                progress(f"iteration 0: {name} (epsilon {s.epsilon_initial}) on {trace.name}{run}")
+                which = f" (collection {c + 1} of {s.collections})" if s.collections > 1 else ""
+                progress(f"iteration 0: {name} (epsilon {s.epsilon_initial}) on {trace.name}{which}")
                 ep = run_episode(trace, make_policy(name, trace=trace, seed=base + j),
                                  epsilon=s.epsilon_initial, seed=base + 100 * i + j, weights=s.weights,
                                  config=s.sim, successors_on_node=lookahead, run=f"c{c + 1}" if c else "")
