@@ -262,6 +262,14 @@ def test_train_node_hour_cost_nan_is_refused(tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("value, why", [("0", "'0' must be positive"), ("-1", "'-1' must be positive"),
+                                        ("x", "'x' is not a whole number")])
+def test_train_collections_that_are_not_a_positive_count_are_refused(tmp_path, capsys, value, why):
+    refused(*run(capsys, "train", "--trace", tmp_path, "--out", tmp_path / "m", "--collections", value),
+            f"argument --collections: {why}")
+    assert not (tmp_path / "m").exists()
+
+
 def test_a_usage_level_with_inf_is_refused(tmp_path, capsys):
     refused(*run(capsys, "trace", "build", "--openb-pods", tmp_path / "p.csv", "--openb-nodes", tmp_path / "n.csv",
                  "--bitbrains", tmp_path, "--out", tmp_path / "t", "--cpu-level", "Burstable=inf:0.5"),
