@@ -14,7 +14,9 @@ A process this interpreter started is then reaped (its exit status collected), w
 ``REAP_WAIT_S`` for it: the main thread of a multi-threaded program (the Go servers, Python with
 threads) shows as a zombie as soon as it exits, but the kernel lets the parent collect it only
 once its other threads are gone. Without the wait such a child stayed a zombie until this
-interpreter exited, which then warned "subprocess ... is still running" for each.
+interpreter exited, which then warned "subprocess ... is still running" for each. A child whose
+threads take longer than that is collected later: every :func:`start`, :func:`stop` and
+``procgroup.stop_group`` first collects, without waiting, each child that has exited since.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Process:
 
 def start(name: str, argv: list[str], log_path: Path, cwd: Path, env: dict[str, str] | None = None) -> Process:
     """Start ``argv`` in its own session, stdout and stderr appended to ``log_path``."""
+    collect_exited()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(argv)}\n".encode())
@@ -78,6 +81,7 @@ def is_running(process: Process) -> bool:
 
 def stop(process: Process, grace_s: float = STOP_GRACE_S) -> str:
     """SIGTERM, then SIGKILL after ``grace_s``. Returns what happened, for the user."""
+    collect_exited()
     handle = _handle(process)
     if handle is None:
         reap(process)  # killed by someone else (a test's SIGKILL): collect its status
@@ -134,6 +138,13 @@ def reap(process: Process, wait_s: float = REAP_WAIT_S) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             child.wait(timeout=wait_s)
     _reap(process.pid)
+
+
+def collect_exited() -> None:
+    """Collect, without waiting, every child of this interpreter that has exited (those
+    :func:`reap` gave up waiting for included)."""
+    for pid in list(_children):
+        _reap(pid)
 
 
 def _is_zombie(pid: int) -> bool:

@@ -20,7 +20,7 @@ import time
 
 import psutil
 
-from neurokube.cluster.processes import STOP_GRACE_S, Process, exited_with, is_running, reap
+from neurokube.cluster.processes import STOP_GRACE_S, Process, collect_exited, exited_with, is_running, reap
 
 
 def members(pgid: int) -> list[int]:
@@ -37,6 +37,7 @@ def members(pgid: int) -> list[int]:
 
 def stop_group(process: Process, grace_s: float = STOP_GRACE_S) -> str:
     """SIGTERM the group, SIGKILL after ``grace_s``. Returns what happened, for the user."""
+    collect_exited()
     leader_ours = is_running(process)
     if not leader_ours and (_alive(process.pid) or not members(process.pid)):
         reap(process)  # if this interpreter started it, collect its exit status

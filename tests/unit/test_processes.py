@@ -108,3 +108,15 @@ def test_a_child_whose_main_thread_exits_first_is_reaped_once_gone(started, stop
     assert not processes.is_running(record)
     assert stop(record) == "not running"
     assert not psutil.pid_exists(record.pid)  # collected, not left a zombie until this interpreter exits
+
+
+def test_a_child_reap_gave_up_on_is_collected_by_the_next_start(started, monkeypatch, tmp_path):
+    monkeypatch.setattr(processes.reap, "__defaults__", (0.1,))  # gives up while the child's thread still runs
+    record = started([sys.executable, "-c", LEADER_FIRST])
+    wait_for(lambda: psutil.Process(record.pid).status() == psutil.STATUS_ZOMBIE)
+    assert processes.stop(record) == "not running"
+    assert psutil.pid_exists(record.pid)  # still a zombie: its thread sleeps on
+    time.sleep(1.5)  # the thread is done; nothing has collected the child yet
+    assert psutil.pid_exists(record.pid)
+    started([SLEEP, "30"])  # any later start collects it
+    assert not psutil.pid_exists(record.pid)
