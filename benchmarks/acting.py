@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._traces import DATA, EVAL, NK, TRAIN, raw_args  # noqa: E402
+from benchmarks._traces import DATA, EVAL, NK, TRAIN, ensure_trace  # noqa: E402
 
 VALIDATION = {"real-3": ["--seed", "3"], "real-4-40n": ["--seed", "4", "--nodes", "40", "--target-load", "0.75"],
               "real-5": ["--seed", "5"], "real-6-40n": ["--seed", "6", "--nodes", "40", "--target-load", "0.75"]}
@@ -172,9 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out
     traces = {}
     for name, extra in {**TRAIN, **EVAL}.items():
-        traces[name] = out / "traces" / name
-        if not (traces[name] / "pods.csv").is_file():
-            run([NK, "trace", "build", *raw_args(), "--out", str(traces[name]), *extra])
+        traces[name] = ensure_trace(out / "traces" / name, extra)
     model = out / "models"
     first_eval = traces[next(iter(EVAL))]
     if not (args.reuse and (model / "manifest.json").is_file()):
@@ -239,9 +237,7 @@ def validation(args: argparse.Namespace, model: Path, t0: float) -> int:
              *(f"neurokube:model={model}" + (f",{v}" if v else "") for v in VALIDATION_VARIANTS)]
     traces = {}
     for name, extra in VALIDATION.items():
-        traces[name] = args.out / "traces" / name
-        if not (traces[name] / "pods.csv").is_file():
-            run([NK, "trace", "build", *raw_args(), "--out", str(traces[name]), *extra])
+        traces[name] = ensure_trace(args.out / "traces" / name, extra)
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         jobs = {(n, s): pool.submit(replay_one, traces[n], s, args.out / "validation" / f"{n}-{slug(s)}.json",
                                     args.reuse)
