@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Reproduce the "frontier" section of docs/BENCHMARKS.md: build training and unseen evaluation
 # traces from ../shared/data (disjoint seeds), train one model (iteration 0 only), and replay every
-# peer at three settings, NeuroKube at six node_hour_cost values and five near-tie (tie_core_s)
-# settings, and the clairvoyant oracle. About 35 minutes on 2 cores. Pass --docs to rewrite the section.
+# peer at three settings, NeuroKube at six node_hour_cost values and six near-tie settings (tie_core_s;
+# one of them only in a nearly full cluster, tie_from_requested), and the clairvoyant oracle. About 35
+# minutes on 2 cores. Pass --docs to rewrite the section.
 # The near-tie settings were chosen on validation traces (seeds 3 and 4), never on the evaluation
 # traces: `VALIDATION=1 bash benchmarks/frontier.sh` builds them and, after training, replays the
 # near-tie grid and the closest peers on them instead of the evaluation run (out/frontier/val.json,

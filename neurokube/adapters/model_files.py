@@ -83,7 +83,7 @@ class _ModelDirectory(Mapping[str, bytes]):
 def load_learned_policy(model_dir: str | Path | None, *, trace=None, seed: int = 0,
                         weights: RewardWeights | None = None, node_hour_cost: float | None = None,
                         max_wait_steps: int = 0, wait_above_core_s: float = 60.0,
-                        tie_core_s: float = ABSOLUTE_TIE) -> LearnedPolicy:
+                        tie_core_s: float = ABSOLUTE_TIE, tie_from_requested: float = 0.0) -> LearnedPolicy:
     """The learned policy for ``model_dir``; a missing or broken model gives the fallback, not an error.
 
     ``None`` gives the policy without a model (``no_model``). ``node_hour_cost`` (core-seconds of
@@ -102,4 +102,5 @@ def load_learned_policy(model_dir: str | Path | None, *, trace=None, seed: int =
         event(log, "cannot load model, using default scoring", level=logging.WARNING, error=str(exc))
         return learned_policy(None, seed=seed, fallback_reason=Reason.MODEL_CORRUPT)
     return learned_policy(model, seed=seed, node_hour_cost=node_hour_cost, max_wait_steps=max_wait_steps,
-                          wait_above_core_s=wait_above_core_s, tie_core_s=tie_core_s)
+                          wait_above_core_s=wait_above_core_s, tie_core_s=tie_core_s,
+                          tie_from_requested=tie_from_requested)

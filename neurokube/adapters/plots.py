@@ -77,12 +77,16 @@ FAMILY_MARKERS = {"neurokube": "*", "default": "o", "most-allocated": "s", "tlp"
 
 def plot_frontier(path: Path, doc: dict, title: str = "contention against node-hours") -> Path:
     """One panel per trace (and the sum): contention (symlog) against node-hours, pending pod-s as
-    colour, one marker per policy family, NeuroKube's Pareto front as a line, defaults labelled."""
+    colour, one marker per policy family, NeuroKube's Pareto front as a line, each peer's default
+    labelled by name and each NeuroKube setting by a number, with the key to the numbers below the
+    panels (a dozen settings' full names on top of each other could not be read)."""
     from matplotlib.colors import LogNorm, Normalize
 
     parts = [*doc["traces"].items()]
     if len(parts) > 1:
         parts.append(("all traces (sum)", doc["total"]))
+    numbers = {spec: i for i, spec in enumerate(dict.fromkeys(
+        p["spec"] for _, part in parts for p in part["points"] if p["family"] == "neurokube"), start=1)}
     fig, axes = plt.subplots(1, len(parts), figsize=(6.2 * len(parts), 5.4), squeeze=False)
     for ax, (name, part) in zip(axes[0], parts):
         points = part["points"]
@@ -100,7 +104,7 @@ def plot_frontier(path: Path, doc: dict, title: str = "contention against node-h
                             edgecolors="black", linewidths=0.6, label=fam, zorder=3)
             for p in ps:
                 if p["default"] or big:
-                    text = _short_label(p["spec"]) if big else p["spec"]
+                    text = str(numbers[p["spec"]]) if big else p["spec"]
                     ax.annotate(text, (p["node_hours"], p["contention_core_s"]), fontsize=7,
                                 xytext=(4, 4), textcoords="offset points")
         front = {s: i for i, s in enumerate(part["fronts"].get("neurokube", []))}
@@ -117,7 +121,13 @@ def plot_frontier(path: Path, doc: dict, title: str = "contention against node-h
         fig.colorbar(sc, ax=ax, label="pending pod-s")
     axes[0][0].legend(fontsize=7, loc="best")
     fig.suptitle(title)
-    fig.tight_layout()
+    key = [f"{n} {_short_label(spec)}" for spec, n in numbers.items()]
+    per_line = 6
+    head = "NeuroKube settings (C = node_hour_cost):   "
+    lines = [(head if i == 0 else " " * len(head)) + "      ".join(key[i:i + per_line])
+             for i in range(0, len(key), per_line)]
+    fig.text(0.01, 0.01, "\n".join(lines), fontsize=8, va="bottom", ha="left", family="monospace")
+    fig.tight_layout(rect=(0, 0.025 * (len(lines) + 1), 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -53,7 +53,8 @@ PEER_SETTINGS: dict[str, tuple[str, ...]] = {
 NODE_HOUR_COSTS: tuple[float, ...] = (0.0, 30.0, 120.0, 1000.0, 3000.0)
 """NeuroKube's rates (core-seconds of contention per node-hour) besides its default."""
 LEARNED_SETTINGS: tuple[str, ...] = ("tie_core_s=3", "tie_core_s=10", "node_hour_cost=1000,tie_core_s=10",
-                                     "node_hour_cost=1000,tie_core_s=3", "node_hour_cost=1000,tie_core_s=30")
+                                     "node_hour_cost=1000,tie_core_s=3", "node_hour_cost=1000,tie_core_s=30",
+                                     "node_hour_cost=1000,tie_core_s=30,tie_from_requested=0.8")
 """NeuroKube's other settings: wider near-ties (``tie_core_s``), which send more decisions to the
 request-packing rule and trade node-hours for pending time (measured on the validation traces).
 ``node_hour_cost=1000,tie_core_s=3`` had the least pending time of the eight NeuroKube settings
@@ -63,7 +64,10 @@ is the near-tie for pending close to request packing's whatever the model: of th
 that waited within 2 % of ``most-allocated`` on the 40-node validation trace with each of four
 models (two training seeds, with one and with three pooled collections), it had the least
 contention there (``benchmarks/frontier_seeds.py``, docs/BENCHMARKS.md "the verdicts against the
-training seed")."""
+training seed"). ``node_hour_cost=1000,tie_core_s=30,tie_from_requested=0.8`` widens the same ties
+only while the cluster's requested CPU is at least 80 % of its allocatable: chosen by the same rule
+on the same validation runs, where it waited within 2 % of ``most-allocated`` with every model at
+less contention than the unconditional one."""
 METRICS = ("contention_core_s", "node_hours", "pending_pod_s", "unscheduled_pods", "mem_overflow_mib_s",
            "hot_node_fraction")
 

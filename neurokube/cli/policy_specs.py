@@ -45,7 +45,7 @@ def build_policy(spec: PolicySpec, trace, *, seed: int, step_s: int, model_dir: 
         directory = Path(args.model) if args.model is not None else model_dir
         policy = load_learned_policy(directory, trace=trace, seed=seed, node_hour_cost=args.node_hour_cost,
                                      max_wait_steps=args.max_wait_steps, wait_above_core_s=args.wait_above_core_s,
-                                     tie_core_s=args.tie_core_s)
+                                     tie_core_s=args.tie_core_s, tie_from_requested=args.tie_from_requested)
         policy.name = spec.text
         return policy
     return make_policy(spec, trace=trace, seed=seed, step_s=step_s)

@@ -129,7 +129,8 @@ class Decider:
         policy = load_learned_policy(self.model_dir, seed=int(self.rng.integers(2**31)),
                                      node_hour_cost=self.learned_args.node_hour_cost,
                                      wait_above_core_s=self.learned_args.wait_above_core_s,
-                                     tie_core_s=self.learned_args.tie_core_s)
+                                     tie_core_s=self.learned_args.tie_core_s,
+                                     tie_from_requested=self.learned_args.tie_from_requested)
         policy.name = self.policy_name
         return policy
 
@@ -183,7 +184,8 @@ class Decider:
             seed = int(self.rng.integers(2**31))
         policy = LearnedPolicy(model, np.random.default_rng(seed),
                                wait_above_core_s=self.learned_args.wait_above_core_s,
-                               tie_core_s=self.learned_args.tie_core_s)
+                               tie_core_s=self.learned_args.tie_core_s,
+                               tie_from_requested=self.learned_args.tie_from_requested)
         policy.name = self.policy_name
         with self._lock:
             self.policy = policy

@@ -19,7 +19,9 @@ node-hour costs anything, towards the lowest projected CPU peak (spreading) when
 ``node_hour_cost=0``; then at random. The tolerance is ``tie_core_s`` (1e-3 core-s by default, exact
 ties only): wider, it hands more decisions to request packing, which keeps whole nodes' free room
 for big pods and so cuts pending time, at the price of node-hours (the model's own choices spread
-requests over the nodes its occupancy model expects to stay busy).
+requests over the nodes its occupancy model expects to stay busy). ``tie_from_requested`` widens
+the ties only while the cluster's requested CPU is at least that share of its allocatable CPU:
+pods wait for room only in a nearly full cluster, so below it the model's own choices stand.
 
 In large clusters the model scores a shortlist. Features are computed for every feasible node
 (vectorised, about 0.2 ms for 1,000 nodes). The ``shortlist`` best go to the model, half by
@@ -51,6 +53,7 @@ DEFAULT_SHORTLIST = 64
 RELATIVE_TIE = 1e-3
 ABSOLUTE_TIE = 1e-3
 CANDIDATES_KEY = "/candidates"  # cycle state: every candidate the score plugin saw and its features
+TIE_KEY = "/tie"  # cycle state: the near-tie width of this decision (tie_core_s, or exact below tie_from_requested)
 
 
 @dataclass(frozen=True)
@@ -78,10 +81,18 @@ class LearnedArgs:
     projected peak at ``node_hour_cost=0``). Wider ties hand more decisions to request packing: on
     the validation traces (summed) ``tie_core_s=10`` cut pending time by 12 % and raised node-hours by 6 %
     (docs/LEARNING.md). The default, 1e-3, only breaks exact ties."""
+    tie_from_requested: float = 0.0
+    """``tie_core_s`` applies only while the cluster's requested CPU is at least this share of its
+    allocatable CPU (:meth:`ClusterView.requested_cpu_share`); below it only exact ties are broken.
+    Pods wait when no single node has room for their request, which happens in a nearly full
+    cluster: there the wide ties keep whole nodes' room free, and elsewhere the model's own choices
+    (less contention, fewer node-hours) stand. 0 (the default): at any share."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.tie_core_s <= 1e9:
             raise ValueError("tie_core_s must be in [0, 1e9] core-seconds")
+        if not 0 <= self.tie_from_requested <= 1:
+            raise ValueError("tie_from_requested must be a share of the cluster's CPU, in [0, 1]")
         if not 0 <= self.max_wait_steps <= 1440:
             raise ValueError("max_wait_steps must be in 0..1440")
         if not 0 <= self.wait_above_core_s <= 1e9:
@@ -109,13 +120,14 @@ class ValueScore:
 
     def __init__(self, model: ValueModel | None, missing_reason: Reason = Reason.NO_MODEL,
                  shortlist: int = DEFAULT_SHORTLIST, max_wait_steps: int = 0, wait_above_core_s: float = 60.0,
-                 tie_core_s: float = ABSOLUTE_TIE) -> None:
+                 tie_core_s: float = ABSOLUTE_TIE, tie_from_requested: float = 0.0) -> None:
         self.model = model
         self.missing_reason = Reason(missing_reason)
         self.shortlist = max(2, shortlist)
         self.max_wait_steps = max_wait_steps
         self.wait_above_core_s = wait_above_core_s
         self.tie_core_s = tie_core_s
+        self.tie_from_requested = tie_from_requested
         self.waits = 0
         self._waited: dict[int, int] = {}  # pod index -> steps waited in a row
         self.last_components: dict[str, np.ndarray] | None = None
@@ -165,17 +177,24 @@ class ValueScore:
         if self._wait(pod):
             return Status.wait(Reason.WAITING, plugin=self.name)
         state[self.name] = (kept, features, cost)
+        state[self.name + TIE_KEY] = self._tie(view)
         state[self.name + CANDIDATES_KEY] = (nodes, every)
         out = np.full(nodes.size, -np.inf)
         out[np.searchsorted(nodes, kept)] = -cost
         return out
+
+    def _tie(self, view: ClusterView) -> float:
+        """The near-tie width for a decision in ``view``: ``tie_core_s`` from the requested share on."""
+        if self.tie_from_requested <= 0 or self.tie_core_s <= ABSOLUTE_TIE:
+            return self.tie_core_s
+        return self.tie_core_s if view.requested_cpu_share() >= self.tie_from_requested else ABSOLUTE_TIE
 
     def select_host(self, candidates: np.ndarray, totals: np.ndarray, state: CycleState,
                     rng: np.random.Generator) -> int:
         """Among costs within a small tolerance of the best: the objective's preference, then random."""
         kept, features, cost = state[self.name]
         best = cost.min()
-        near = np.flatnonzero(cost <= best + max(self.tie_core_s, RELATIVE_TIE * abs(best)))
+        near = np.flatnonzero(cost <= best + max(state[self.name + TIE_KEY], RELATIVE_TIE * abs(best)))
         if self.model.weights.node_hour > 0:  # ties go to fewer node-hours: the most requested node
             packed = features[near, REQ_CPU_COLUMN]
             top = near[packed == packed.max()]
@@ -190,9 +209,9 @@ class LearnedPolicy(FrameworkPolicy):
 
     def __init__(self, model: ValueModel | None, rng: np.random.Generator, fallback_reason: str = "no_model",
                  shortlist: int = DEFAULT_SHORTLIST, max_wait_steps: int = 0, wait_above_core_s: float = 60.0,
-                 tie_core_s: float = ABSOLUTE_TIE) -> None:
+                 tie_core_s: float = ABSOLUTE_TIE, tie_from_requested: float = 0.0) -> None:
         self.plugin = ValueScore(model, Reason(fallback_reason) if model is None else Reason.NO_MODEL,
-                                 shortlist, max_wait_steps, wait_above_core_s, tie_core_s)
+                                 shortlist, max_wait_steps, wait_above_core_s, tie_core_s, tie_from_requested)
         self.rng = rng
         self.profile = Profile(filters=(FIT_FILTER,), scores=(Weighted(self.plugin),),
                                fallback=kube_profile(DefaultArgs()).scores, selector=self.plugin)
@@ -306,7 +325,7 @@ class LearnedPolicy(FrameworkPolicy):
 
 def learned_policy(model: ValueModel | None, *, seed: int = 0, fallback_reason: str = "no_model",
                    node_hour_cost: float | None = None, max_wait_steps: int = 0, wait_above_core_s: float = 60.0,
-                   tie_core_s: float = ABSOLUTE_TIE) -> LearnedPolicy:
+                   tie_core_s: float = ABSOLUTE_TIE, tie_from_requested: float = 0.0) -> LearnedPolicy:
     """The learned policy of ``model``, its tie-breaks drawn from ``seed``; without a model, the
     fallback for ``fallback_reason`` (``no_model``, ``model_missing``, ``model_corrupt``).
 
@@ -320,4 +339,4 @@ def learned_policy(model: ValueModel | None, *, seed: int = 0, fallback_reason: 
     if node_hour_cost is not None:
         model.weights = replace(model.weights, node_hour=float(node_hour_cost))
     return LearnedPolicy(model, rng, max_wait_steps=max_wait_steps, wait_above_core_s=wait_above_core_s,
-                         tie_core_s=tie_core_s)
+                         tie_core_s=tie_core_s, tie_from_requested=tie_from_requested)

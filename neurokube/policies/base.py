@@ -117,6 +117,9 @@ class ClusterView:
     recent_workload: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     workloads: WorkloadUsage | None = None
     """Observed usage per workload (None when the source has no such history)."""
+    cluster_cpu_share: float | None = None
+    """The whole cluster's requested CPU over its allocatable CPU, when the view holds only some of
+    its nodes (the live views hold the feasible ones); None: the view's own nodes are the cluster."""
     prefiltered: bool = False
     """Every node here already passed NodeResourcesFit at the edge. The live binder and extender
     filter exactly (bytes, taints, affinity: :mod:`neurokube.k8s.feasibility`) and put only the
@@ -127,6 +130,14 @@ class ClusterView:
     @property
     def n_nodes(self) -> int:
         return len(self.alloc_cpu)
+
+    def requested_cpu_share(self) -> float:
+        """The cluster's requested CPU over its allocatable CPU: ``cluster_cpu_share`` when the
+        source set it, else the share over this view's nodes (the replay's view holds them all)."""
+        if self.cluster_cpu_share is not None:
+            return self.cluster_cpu_share
+        allocatable = float(self.alloc_cpu.sum())
+        return float(self.req_cpu.sum()) / allocatable if allocatable > 0 else 1.0
 
     def per_node(self, values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Sum ``values`` (one per recent pod) into their nodes."""

@@ -74,10 +74,39 @@ def test_tie_core_s_widens_the_near_ties_that_go_to_the_most_requested_node():
         typed_args(LearnedArgs, parse_spec("neurokube:tie_core_s=-1"))
 
 
+def test_tie_from_requested_widens_the_ties_only_in_a_nearly_full_cluster():
+    # the case above (node 1 is 5 core-s worse and the most requested), at cluster shares below
+    # and above 0.8: 18,000 of 30,000 mCPU requested (0.6), then 27,000 (0.9)
+    model = ValueModel({"contention": Fixed([0.0, 5.0, 50.0]), "occupancy": Fixed([0.0, 0.0, 0.0])},
+                       RewardWeights(node_hour=360.0))
+    emptier = make_view([10000] * 3, [16000] * 3, req_cpu=[1000, 8000, 9000], req_mem=[100] * 3)
+    fuller = make_view([10000] * 3, [16000] * 3, req_cpu=[9000, 9500, 8500], req_mem=[100] * 3)
+    fuller_model = ValueModel({"contention": Fixed([0.0, 5.0, 50.0]), "occupancy": Fixed([0.0, 0.0, 0.0])},
+                              RewardWeights(node_hour=360.0))
+    assert emptier.requested_cpu_share() == pytest.approx(0.6)
+    assert fuller.requested_cpu_share() == pytest.approx(0.9)
+    gated = LearnedPolicy(model, np.random.default_rng(0), tie_core_s=10.0, tie_from_requested=0.8)
+    assert gated.select(PodSpec(500, 100), emptier) == 0  # below the share: exact ties only
+    gated = LearnedPolicy(fuller_model, np.random.default_rng(0), tie_core_s=10.0, tie_from_requested=0.8)
+    assert gated.select(PodSpec(500, 100), fuller) == 1  # above it: the near-tie goes to the most requested
+    always = LearnedPolicy(model, np.random.default_rng(0), tie_core_s=10.0)
+    assert always.select(PodSpec(500, 100), emptier) == 1  # 0, the default: at any share
+    # a view that holds only some nodes (the live views) answers with the share its source set
+    emptier.cluster_cpu_share = 0.85
+    gated = LearnedPolicy(model, np.random.default_rng(0), tie_core_s=10.0, tie_from_requested=0.8)
+    assert gated.select(PodSpec(500, 100), emptier) == 1
+    assert typed_args(LearnedArgs, parse_spec("neurokube:tie_core_s=30,tie_from_requested=0.8")) == LearnedArgs(
+        tie_core_s=30.0, tie_from_requested=0.8)
+    with pytest.raises(InputError, match="tie_from_requested must be a share"):
+        typed_args(LearnedArgs, parse_spec("neurokube:tie_from_requested=1.5"))
+
+
 def test_tie_core_s_reaches_the_policy_from_its_spec(trained):
     spec = check_specs(["neurokube:tie_core_s=10"], trained)[0]
     policy = build_policy(spec, None, seed=0, step_s=60, model_dir=trained)
     assert policy.plugin.tie_core_s == 10.0 and policy.model is not None
+    spec = check_specs(["neurokube:tie_core_s=30,tie_from_requested=0.8"], trained)[0]
+    assert build_policy(spec, None, seed=0, step_s=60, model_dir=trained).plugin.tie_from_requested == 0.8
     assert build_policy(check_specs(["neurokube"], trained)[0], None, seed=0, step_s=60,
                         model_dir=trained).plugin.tie_core_s == 1e-3
 

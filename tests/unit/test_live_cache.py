@@ -150,6 +150,18 @@ def test_view_rounds_memory_safely_and_takes_recent_pods():
     assert later.recent_node.size == 0  # the metrics have caught up with it
 
 
+def test_a_view_of_the_feasible_nodes_carries_the_whole_clusters_requested_cpu_share():
+    """The policy's near-tie gate (``tie_from_requested``) reads the cluster's share, not the share of
+    the nodes that passed the filter: those are the emptier ones by construction."""
+    c = cache_with(nodes=("a", "b", "c"), pods=[pod_doc("p1", "4", "1Gi", node="a", uid="u1"),
+                                                pod_doc("p2", "2", "1Gi", node="b", uid="u2")])
+    snap = c.snapshot()
+    assert snap.requested_cpu_share() == 6 / 12
+    view = build_view(snap, np.array([2]), None, now=1000.0, recent_lag_s=60.0)  # only the empty node "c"
+    assert view.requested_cpu_share() == 6 / 12
+    assert float(view.req_cpu.sum()) / float(view.alloc_cpu.sum()) == 0.0  # what the view's own nodes say
+
+
 def test_wait_pod_returns_the_pod_the_watch_reports_while_it_waits():
     """An event can arrive before the watch reports its pod: the lookup waits for the watch."""
     c = cache_with()

@@ -167,13 +167,15 @@ def test_a_learned_profile_sets_the_node_hour_rate(model, tmp_path):
 
 def test_every_live_learned_argument_reaches_the_policy_and_survives_install(model):
     """A profile argument the live path dropped would be accepted and silently ignored."""
-    spec = parse_spec("neurokube:tie_core_s=10,wait_above_core_s=5")
+    spec = parse_spec("neurokube:tie_core_s=10,wait_above_core_s=5,tie_from_requested=0.8")
     decider = Decider(model, Telemetry(), spec=spec)
-    assert (decider.policy.plugin.tie_core_s, decider.policy.plugin.wait_above_core_s) == (10.0, 5.0)
+    plugin = decider.policy.plugin
+    assert (plugin.tie_core_s, plugin.wait_above_core_s, plugin.tie_from_requested) == (10.0, 5.0, 0.8)
     decider.install(load_value_model(model), "models:/x/1")  # the MLflow champion, swapped in
-    assert (decider.policy.plugin.tie_core_s, decider.policy.plugin.wait_above_core_s) == (10.0, 5.0)
+    plugin = decider.policy.plugin
+    assert (plugin.tie_core_s, plugin.wait_above_core_s, plugin.tie_from_requested) == (10.0, 5.0, 0.8)
     plain = Decider(model, Telemetry())
-    assert plain.policy.plugin.tie_core_s == 1e-3  # the default: exact ties only
+    assert (plain.policy.plugin.tie_core_s, plain.policy.plugin.tie_from_requested) == (1e-3, 0.0)  # exact ties
 
 
 def test_no_profile_is_the_learned_policy_as_trained(model):
