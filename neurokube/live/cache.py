@@ -93,11 +93,6 @@ class Snapshot:
         """Node name -> row (shared: do not modify)."""
         return self.table.index
 
-    def requested_cpu_share(self) -> float:
-        """Every node's requested CPU over every node's allocatable CPU (1.0 with no allocatable)."""
-        allocatable = float(self.table.alloc_cpu.sum())
-        return float(self.used_cpu.sum()) / allocatable if allocatable > 0 else 1.0
-
     def recent_columns(self, since: float) -> RecentColumns:
         """The recent pods bound after ``since``, as columns (kept per ``since``: a view asks for the
         newest metrics refresh minus the lag, the same value until the next refresh)."""

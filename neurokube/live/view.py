@@ -58,7 +58,7 @@ def build_view(snapshot: Snapshot, nodes: np.ndarray, metrics: MetricsSnapshot |
         lim_cpu=snapshot.lim_cpu[rows],
         unlimited_pods=snapshot.unlimited[rows],
         workloads=metrics.workloads if metrics is not None else None,
-        cluster_cpu_share=snapshot.requested_cpu_share(),
+        cluster_cpu=(snapshot.used_cpu, table.alloc_cpu),  # the whole cluster's, by reference
         prefiltered=True,
     )
     if not snapshot.recent:

@@ -117,9 +117,9 @@ class ClusterView:
     recent_workload: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     workloads: WorkloadUsage | None = None
     """Observed usage per workload (None when the source has no such history)."""
-    cluster_cpu_share: float | None = None
-    """The whole cluster's requested CPU over its allocatable CPU, when the view holds only some of
-    its nodes (the live views hold the feasible ones); None: the view's own nodes are the cluster."""
+    cluster_cpu: tuple[np.ndarray, np.ndarray] | None = None
+    """Requested and allocatable CPU of every node of the cluster, when the view holds only some of
+    them (the live views hold the feasible ones); None: the view's own nodes are the cluster."""
     prefiltered: bool = False
     """Every node here already passed NodeResourcesFit at the edge. The live binder and extender
     filter exactly (bytes, taints, affinity: :mod:`neurokube.k8s.feasibility`) and put only the
@@ -132,12 +132,12 @@ class ClusterView:
         return len(self.alloc_cpu)
 
     def requested_cpu_share(self) -> float:
-        """The cluster's requested CPU over its allocatable CPU: ``cluster_cpu_share`` when the
-        source set it, else the share over this view's nodes (the replay's view holds them all)."""
-        if self.cluster_cpu_share is not None:
-            return self.cluster_cpu_share
-        allocatable = float(self.alloc_cpu.sum())
-        return float(self.req_cpu.sum()) / allocatable if allocatable > 0 else 1.0
+        """The cluster's requested CPU over its allocatable CPU (1.0 with none allocatable): over
+        ``cluster_cpu`` when the source set it, else over this view's nodes (the replay's view holds
+        them all). Summed when asked, so a view whose policy never asks costs nothing more."""
+        requested, allocatable = self.cluster_cpu if self.cluster_cpu is not None else (self.req_cpu, self.alloc_cpu)
+        total = float(allocatable.sum())
+        return float(requested.sum()) / total if total > 0 else 1.0
 
     def per_node(self, values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Sum ``values`` (one per recent pod) into their nodes."""

@@ -92,7 +92,7 @@ def test_tie_from_requested_widens_the_ties_only_in_a_nearly_full_cluster():
     always = LearnedPolicy(model, np.random.default_rng(0), tie_core_s=10.0)
     assert always.select(PodSpec(500, 100), emptier) == 1  # 0, the default: at any share
     # a view that holds only some nodes (the live views) answers with the share its source set
-    emptier.cluster_cpu_share = 0.85
+    emptier.cluster_cpu = (np.array([8500, 8500, 8500]), np.array([10000, 10000, 10000]))  # 0.85
     gated = LearnedPolicy(model, np.random.default_rng(0), tie_core_s=10.0, tie_from_requested=0.8)
     assert gated.select(PodSpec(500, 100), emptier) == 1
     assert typed_args(LearnedArgs, parse_spec("neurokube:tie_core_s=30,tie_from_requested=0.8")) == LearnedArgs(
