@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -120,12 +121,11 @@ def plot_frontier(path: Path, doc: dict, title: str = "contention against node-h
         ax.grid(alpha=0.3)
         fig.colorbar(sc, ax=ax, label="pending pod-s")
     axes[0][0].legend(fontsize=7, loc="best")
-    fig.suptitle(title)
+    fig.suptitle(textwrap.fill(title, 70 * len(parts)))  # one panel is narrow: wrap, never cut
     key = [f"{n} {_short_label(spec)}" for spec, n in numbers.items()]
-    per_line = 6
-    head = "NeuroKube settings (C = node_hour_cost):   "
-    lines = [(head if i == 0 else " " * len(head)) + "      ".join(key[i:i + per_line])
-             for i in range(0, len(key), per_line)]
+    per_line = 2 * len(parts)
+    lines = ["NeuroKube settings (C = node_hour_cost):",
+             *("  " + "      ".join(key[i:i + per_line]) for i in range(0, len(key), per_line))]
     fig.text(0.01, 0.01, "\n".join(lines), fontsize=8, va="bottom", ha="left", family="monospace")
     fig.tight_layout(rect=(0, 0.025 * (len(lines) + 1), 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
