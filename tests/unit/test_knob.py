@@ -81,19 +81,15 @@ def test_tie_from_requested_widens_the_ties_only_in_a_nearly_full_cluster():
                        RewardWeights(node_hour=360.0))
     emptier = make_view([10000] * 3, [16000] * 3, req_cpu=[1000, 8000, 9000], req_mem=[100] * 3)
     fuller = make_view([10000] * 3, [16000] * 3, req_cpu=[9000, 9500, 8500], req_mem=[100] * 3)
-    fuller_model = ValueModel({"contention": Fixed([0.0, 5.0, 50.0]), "occupancy": Fixed([0.0, 0.0, 0.0])},
-                              RewardWeights(node_hour=360.0))
     assert emptier.requested_cpu_share() == pytest.approx(0.6)
     assert fuller.requested_cpu_share() == pytest.approx(0.9)
     gated = LearnedPolicy(model, np.random.default_rng(0), tie_core_s=10.0, tie_from_requested=0.8)
     assert gated.select(PodSpec(500, 100), emptier) == 0  # below the share: exact ties only
-    gated = LearnedPolicy(fuller_model, np.random.default_rng(0), tie_core_s=10.0, tie_from_requested=0.8)
     assert gated.select(PodSpec(500, 100), fuller) == 1  # above it: the near-tie goes to the most requested
     always = LearnedPolicy(model, np.random.default_rng(0), tie_core_s=10.0)
     assert always.select(PodSpec(500, 100), emptier) == 1  # 0, the default: at any share
     # a view that holds only some nodes (the live views) answers with the share its source set
     emptier.cluster_cpu = (np.array([8500, 8500, 8500]), np.array([10000, 10000, 10000]))  # 0.85
-    gated = LearnedPolicy(model, np.random.default_rng(0), tie_core_s=10.0, tie_from_requested=0.8)
     assert gated.select(PodSpec(500, 100), emptier) == 1
     assert typed_args(LearnedArgs, parse_spec("neurokube:tie_core_s=30,tie_from_requested=0.8")) == LearnedArgs(
         tie_core_s=30.0, tie_from_requested=0.8)
